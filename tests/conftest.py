@@ -1,0 +1,51 @@
+"""Shared fixtures: real photos from tests/data and examples/, one Fuser per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def source_path() -> Path:
+    """A single portrait (Rose Leslie, 1280x799)."""
+    return EXAMPLES / "source.jpg"
+
+
+@pytest.fixture(scope="session")
+def target_path() -> Path:
+    """A single portrait (Marissa Mayer, 1200x800)."""
+    return EXAMPLES / "target.jpg"
+
+
+@pytest.fixture(scope="session")
+def group_path() -> Path:
+    """Six people (The Big Bang Theory cast, 710x473)."""
+    return DATA / "faceapi_bbt4.jpg"
+
+
+@pytest.fixture(scope="session")
+def noface_path() -> Path:
+    """A cat, no human face."""
+    return DATA / "skimage_chelsea.png"
+
+
+@pytest.fixture(scope="session")
+def fuser():
+    from facefuse.pipeline import Fuser
+    from facefuse.config import Settings
+
+    return Fuser(Settings())
