@@ -1,0 +1,160 @@
+"""`facefuse bench`: its plumbing (tiny sizes, one repeat), never its timings."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+from PIL import Image
+
+from facefuse import bench
+from facefuse.cli import main
+
+STAGE_KEYS = {"decode", "detect", "roi", "engine", "blend", "paste", "encode", "total"}
+SUMMARY_KEYS = {"median", "min", "max", "q1", "q3", "n", "samples"}
+
+
+def _summary_ok(d: dict, positive: bool = True) -> None:
+    assert SUMMARY_KEYS <= set(d)
+    assert d["n"] == len(d["samples"]) >= 1
+    assert d["min"] <= d["median"] <= d["max"]
+    assert (d["min"] > 0) if positive else (d["min"] >= 0)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """One run with every part switched on, at 128 and 256 px."""
+    out = tmp_path_factory.mktemp("bench")
+    js, png = out / "bench.json", out / "bench.png"
+    argv = ["bench", "--resolutions", "128,256", "--repeat", "1", "--compare", "--long", "3",
+            "--scaling-size", "256", "--json", str(js), "--plot", str(png)]
+    return main(argv), js, png
+
+
+def test_full_run_writes_json_with_every_number(full_run):
+    code, js, _ = full_run
+    assert code == 0
+    res = json.loads(js.read_text())
+    assert {"machine", "source", "target", "target_size", "repeat", "params", "model_load_s", "resolutions",
+            "source_prep", "scaling", "compare", "long_run", "cold_start", "goals"} <= set(res)
+    assert res["target_size"] == [4352, 2903]  # the bundled large target
+    assert [r["resolution"] for r in res["resolutions"]] == [128, 256]
+    for row in res["resolutions"]:
+        assert max(row["output_size"]) == row["resolution"]
+        assert set(row["stages"]) == STAGE_KEYS
+        for name, s in row["stages"].items():
+            _summary_ok(s, positive=name in ("decode", "detect", "engine", "total"))
+        assert set(row["floor"]) == {"decode", "resize", "encode", "total"}
+        _summary_ok(row["floor"]["total"])
+        assert row["ratio"]["median"] > 0
+        assert 0 < row["roi_mpx"] <= row["frame_mpx"]
+        assert row["faces_fused"] == 1 and row["output_bytes"] > 0
+        mem = row["memory"]
+        assert 0 < mem["rss_start_mb"] < mem["rss_after_model_load_mb"] <= mem["peak_rss_mb"]
+        assert mem["resolution"] == row["resolution"]
+    _summary_ok(res["source_prep"])
+    # scaling: two targets of the same output size, the small face has the smaller ROI
+    sc = res["scaling"]
+    assert sc["size"] == 256 and len(sc["targets"]) == 2
+    small, large = sc["targets"]
+    assert max(small["output_size"]) == max(large["output_size"]) == 256
+    assert small["face_px"] < large["face_px"] and small["roi_mpx"] < large["roi_mpx"]
+    # naive baseline
+    assert [c["resolution"] for c in res["compare"]] == [128, 256]
+    for c in res["compare"]:
+        assert set(c["naive"]) == set(bench.NAIVE_STAGES) | {"total"}
+        _summary_ok(c["naive"]["total"])
+    # long run: a sample after every fusion at N=3
+    lr = res["long_run"]
+    assert lr["fusions"] == 3 and [n for n, _ in lr["curve"]] == [0, 1, 2, 3]
+    assert all(r > 0 for _, r in lr["curve"])
+    # cold start
+    cold = res["cold_start"]
+    assert len(cold["runs"]) == 1 and cold["resolution"] == 1024
+    assert cold["to_exit"]["median"] >= cold["to_file"]["median"] > cold["model_load_s"] > 0
+    assert cold["work_s"] > 0
+    # goals: the ones this run could measure (cold start, long run), each judged
+    assert {g["what"].split(",")[0] for g in res["goals"]} >= {"cold CLI"}
+    assert all(isinstance(g["met"], bool) and g["measured"] >= 0 for g in res["goals"])
+
+
+def test_full_run_writes_plot(full_run):
+    _, _, png = full_run
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.width > 300 and im.height > 200
+
+
+def test_markdown_has_every_section(full_run):
+    _, js, _ = full_run
+    text = bench.markdown(json.loads(js.read_text()))
+    for heading in ("## Fusion speed and memory", "## Cold start", "## Scaling", "## Naive baseline (--compare)",
+                    "## Long run (RSS)"):
+        assert heading in text
+    assert "| 128x85 |" in text and "| 256x171 |" in text
+
+
+def test_minimal_run_stdout_only(capsys):
+    code = main(["bench", "--resolutions", "128", "--repeat", "1", "--no-cold", "--no-rss", "--no-scaling"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "## Fusion speed and memory" in out and "| 128x85 |" in out
+    assert "## Cold start" not in out and "## Naive baseline" not in out
+
+
+@pytest.mark.parametrize("argv, code, words", [
+    (["--resolutions", "big"], 2, "--resolutions"),
+    (["--resolutions", "32"], 2, "64-8192"),
+    (["--repeat", "0"], 2, "--repeat"),
+    (["--plot", "x.jpg"], 3, "PNG"),
+    (["--json", "/no/such/dir/b.json"], 3, "folder"),
+    (["--source", "/no/such.jpg", "--no-cold", "--no-rss"], 3, "not found"),
+])
+def test_bad_input_is_one_line(argv, code, words, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", *argv]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("facefuse: error:") and words in err[-1]
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_existing_json_is_refused_before_any_work(tmp_path, capsys):
+    js = tmp_path / "b.json"
+    js.write_text("{}")
+    assert main(["bench", "--json", str(js)]) == 3
+    assert js.read_text() == "{}"
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_bench_detect_dispatches_with_catalog(monkeypatch, tmp_path):
+    seen = {}
+    fake = types.ModuleType("facefuse.detect_eval")
+
+    def run_detect_bench(args):
+        seen.update(vars(args))
+        return 0
+
+    fake.run_detect_bench = run_detect_bench
+    monkeypatch.setitem(sys.modules, "facefuse.detect_eval", fake)
+    cat = tmp_path / "catalog.tsv"
+    assert main(["bench", "detect", "--catalog", str(cat), "--json", str(tmp_path / "d.json")]) == 0
+    assert seen["catalog"] == str(cat) and seen["images_dir"] == str(tmp_path)
+    assert seen["json"] == str(tmp_path / "d.json")
+    seen.clear()
+    assert main(["bench", "detect"]) == 0
+    assert seen["catalog"] == str(bench.DEFAULT_CATALOG)
+    assert seen["catalog"].endswith("shared/faces/catalog.tsv")
+
+
+def test_bench_detect_without_its_module_is_one_line(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "facefuse.detect_eval", None)
+    assert main(["bench", "detect"]) == 2
+    assert "detect_eval" in capsys.readouterr().err
+
+
+def test_summary_and_resolutions():
+    s = bench.summary([3.0, 1.0, 2.0])
+    assert s["median"] == 2.0 and s["min"] == 1.0 and s["max"] == 3.0 and s["n"] == 3
+    assert bench.parse_resolutions("512, 1024,2048") == [512, 1024, 2048]
+    assert bench.rss_mb() > 0 and bench.peak_rss_mb() >= bench.rss_mb() * 0.5
