@@ -57,6 +57,9 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--padding", type=_unit_float, help="ROI padding around the face box (default 0.2)")
     p.add_argument("--config", help="a config.yaml (default ./config.yaml if present); flags override it")
     p.add_argument("--engine", help="fusion engine (default classical)")
+    p.add_argument("--model", help="ONNX model file for the onnx-swap / onnx-unet engines")
+    p.add_argument("--embedder", help="ONNX identity-embedding model (onnx-swap)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="ONNX model precision (default fp32)")
 
 
 FUSION_FLAGS = ("ratio", "mode", "smoothing", "brightness", "contrast", "saturation", "resolution",
@@ -71,8 +74,9 @@ def load_settings(args: argparse.Namespace):
     from .config import load_config
 
     overrides: dict = {}
-    if getattr(args, "engine", None):
-        overrides.setdefault("inference", {})["engine"] = args.engine
+    for key in ("engine", "model", "embedder", "precision"):
+        if getattr(args, key, None):
+            overrides.setdefault("inference", {})[key] = getattr(args, key)
     return load_config(getattr(args, "config", None), overrides)
 
 
