@@ -1,0 +1,126 @@
+"""`facefuse serve`: one process, the WebUI at / and the REST API at /api/v1 (docs at /docs).
+
+Binds 127.0.0.1:7860 unless told otherwise. Any other address needs an API key, taken from
+--api-key, else FACEFUSE_API_KEY, else server.api_key; it is checked on every REST call
+and asked for by the WebUI. Imported by the CLI on every run, so nothing heavy at the top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import socket
+
+from .cli import EXIT_OK, command, load_settings
+from .config import Settings
+from .errors import ConfigError
+
+API_KEY_ENV = "FACEFUSE_API_KEY"
+
+
+@command("serve")
+def _serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="start the WebUI and the REST API (default http://127.0.0.1:7860)")
+    p.add_argument("--host", help="address to bind (default server.host, 127.0.0.1); others need an API key")
+    p.add_argument("--port", type=int, help="port (default server.port, 7860; 0 = any free port)")
+    p.add_argument("--api-key", help=f"key clients must send in X-API-Key (default ${API_KEY_ENV}, then server.api_key)")
+    p.add_argument("--workers", type=int, help="fusion worker threads (default server.workers; 0 = cores)")
+    p.add_argument("--no-webui", action="store_true", help="REST API only (skips the ~5 s Gradio import)")
+    p.add_argument("--config", help="a config.yaml (default ./config.yaml if present)")
+    p.set_defaults(run=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    if args.workers is not None:
+        _assign(settings.server, "workers", args.workers)
+    return serve(settings, host=args.host, port=args.port, api_key=args.api_key, webui=not args.no_webui)
+
+
+def _assign(section, key: str, value) -> None:
+    from pydantic import ValidationError
+
+    try:
+        setattr(section, key, value)
+    except ValidationError as exc:
+        raise ConfigError(f"server.{key}: {exc.errors()[0]['msg']}") from exc
+
+
+def resolve_api_key(settings: Settings, api_key: str | None = None) -> str | None:
+    """--api-key, else $FACEFUSE_API_KEY, else server.api_key; blank counts as none."""
+    for key in (api_key, os.environ.get(API_KEY_ENV), settings.server.api_key):
+        if key is not None and key.strip():
+            return key.strip()
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address `host` names is a loopback address."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)
+
+
+def check_bind(host: str, api_key: str | None) -> None:
+    if not is_loopback(host) and not api_key:
+        raise ConfigError(f"server.api_key: binding {host} exposes the server beyond this machine; "
+                          f"give it an API key (--api-key, {API_KEY_ENV} or server.api_key)")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before loading anything, so a taken port fails fast with one line."""
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"server.host: cannot resolve {host!r} ({exc.strerror})") from exc
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"server.port: cannot listen on {host}:{port} ({exc.strerror or exc})") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None, api_key: str | None = None,
+          webui: bool = True) -> int:
+    """Load the models, build the app and serve until interrupted."""
+    import logging
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    host = host or settings.server.host
+    port = settings.server.port if port is None else port
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"server.port: must be 1-65535 (or 0 for any free port), got {port}")
+    key = resolve_api_key(settings, api_key)
+    check_bind(host, key)
+    sock = bind_socket(host, port)
+    port = sock.getsockname()[1]
+    import uvicorn
+
+    from .api import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app = create_app(settings, api_key=key, webui=webui)
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{port}"
+    print(f"facefuse: {'WebUI ' + base + '/  ' if webui else ''}REST {base}/api/v1  docs {base}/docs"
+          f"{'  (API key required)' if key else ''}", flush=True)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5, access_log=False)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+        app.state.pool.shutdown()
+    return EXIT_OK

@@ -1,0 +1,134 @@
+"""End to end in a real browser: `facefuse serve` in a subprocess, headless Debian chromium
+driven by Playwright. Upload a source and a target, press Fuse, check the result image;
+then a face-less target and a too-large file, and check the page says so.
+
+Set FACEFUSE_SCREENSHOT=docs/webui.png to also write the README's screenshot."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import importlib.util
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
+    pytest.mark.skipif(importlib.util.find_spec("gradio") is None, reason="the web extra is not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`facefuse serve --port 0` (any free port) as a user would start it, with its own config."""
+    tmp = tmp_path_factory.mktemp("serve")
+    cfg = tmp / "config.yaml"
+    cfg.write_text(f"output:\n  dir: {tmp / 'outputs'}\nserver:\n  workers: 1\n  max_upload_mb: 1\n")
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    env.pop("FACEFUSE_API_KEY", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from facefuse.cli import main; sys.exit(main())",
+         "serve", "--port", "0", "--config", str(cfg)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp)
+    try:
+        line = proc.stdout.readline()  # "facefuse: WebUI http://127.0.0.1:PORT/  REST ..."
+        assert "WebUI http://127.0.0.1:" in line, line + proc.stdout.read()
+        url = line.split("WebUI ", 1)[1].split()[0]
+        deadline = time.time() + 30
+        while httpx.get(url + "api/v1/health").status_code != 200:
+            assert time.time() < deadline
+            time.sleep(0.2)
+        yield url, tmp / "outputs", tmp
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1150})
+        pg.set_default_timeout(60_000)
+        pg.goto(server[0])
+        pg.wait_for_selector("#fuse")
+        yield pg
+        browser.close()
+
+
+def _upload(page, elem_id: str, path) -> None:
+    page.set_input_files(f"#{elem_id} input[type=file]", str(path))
+
+
+def _wait_text(page, selector: str, text: str) -> None:
+    page.wait_for_function("([s, t]) => [...document.querySelectorAll(s)].some(e => e.innerText.includes(t))",
+                           arg=[selector, text])
+
+
+def test_fuse_in_the_browser(page, server, source_path, target_path, tmp_path):
+    _, outputs, _ = server
+    _upload(page, "source", source_path)
+    _upload(page, "target", target_path)
+    page.wait_for_selector("#faces img")  # numbered preview of the target's faces
+    _wait_text(page, "#target_info", "1200x800 · 1 face(s)")
+    page.click("#fuse")
+    _wait_text(page, "#info", "Done in")
+    page.wait_for_function("() => { const i = document.querySelector('#result img'); "
+                           "return i && i.complete && i.naturalWidth > 0; }")
+    size = page.eval_on_selector("#result img", "i => [i.naturalWidth, i.naturalHeight]")
+    assert size == [1200, 800]
+    assert "1200 × 800" in page.inner_text("#info") and "faces fused: 0 of 1" in page.inner_text("#info")
+    assert page.locator("#compare img").count() == 2  # before / after
+    page.wait_for_selector("#gallery img")
+    saved = sorted(p.name for p in outputs.iterdir())
+    assert len(saved) == 2 and saved[0].endswith(".jpg") and saved[1].endswith(".json")
+    assert Image.open(outputs / saved[0]).size == (1200, 800)
+    with page.expect_download() as dl:
+        page.click("#download")
+    assert Image.open(dl.value.path()).size == (1200, 800)
+    shot = tmp_path / "webui.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("FACEFUSE_SCREENSHOT"):
+        _save_small(shot, os.environ["FACEFUSE_SCREENSHOT"])
+
+
+def test_no_face_and_too_large_messages(page, server, noface_path):
+    _, outputs, tmp = server
+    before = set(outputs.iterdir())
+    _upload(page, "target", noface_path)
+    _wait_text(page, "#target_info", "No face found in the target image")
+    page.click("#fuse")
+    _wait_text(page, ".toast-body", "No face found in the target image")
+    big = tmp / "noise.png"  # 3.6 MB, over this server's 1 MB limit
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (1100, 1100, 3), np.uint8)).save(big)
+    _upload(page, "source", big)
+    _wait_text(page, ".toast-body", "exceed the maximum allowed size")
+    body = page.inner_text("body")
+    assert "Traceback" not in body and "Exception" not in body
+    assert set(outputs.iterdir()) == before  # nothing saved for failures
+
+
+def _save_small(png, dest) -> None:
+    """The README's copy: the top of the page, shrunk, as an optimised PNG under 300 KB."""
+    img = Image.open(png).convert("RGB")
+    img = img.crop((0, 0, img.width, min(img.height, 1500)))
+    img = img.resize((img.width * 2 // 3, img.height * 2 // 3), Image.LANCZOS)
+    img.quantize(colors=192, method=Image.Quantize.MEDIANCUT).save(dest, optimize=True)

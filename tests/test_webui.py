@@ -1,0 +1,148 @@
+"""WebUI logic without a browser: the page's controls and defaults, and its event handlers
+called as Gradio calls them, on real photos (results on disk, sidecars, gallery, messages).
+The same page in a real browser: test_browser.py."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gr = pytest.importorskip("gradio")
+
+from facefuse.api import FusionPool  # noqa: E402
+from facefuse.config import Settings  # noqa: E402
+from facefuse.errors import NoFaceError  # noqa: E402
+from facefuse.webui import ResultStore, build_ui, page_message  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")  # gr.Warning outside a page
+
+ELEM_IDS = {"source", "target", "fuse", "result", "ratio", "mode", "smoothing", "brightness", "contrast",
+            "saturation", "resolution", "threshold", "padding", "face"}
+
+
+@pytest.fixture(scope="module")
+def pool():
+    p = FusionPool(Settings(), workers=1)
+    yield p
+    p.shutdown()
+
+
+@pytest.fixture()
+def ui(pool, tmp_path):
+    settings = Settings(output={"dir": str(tmp_path / "out"), "default_resolution": 1024},
+                        fusion={"ratio": 0.55, "mode": "blend", "smoothing": 0.1},
+                        face_detection={"threshold": 0.5, "padding_ratio": 0.3})
+    store = ResultStore(settings.output.dir)
+    demo = build_ui(settings, pool, store)
+    by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    fns = {f.api_name: f.fn for f in demo.fns.values() if f.api_name}
+    return demo, by_id, fns, store, tmp_path / "out"
+
+
+def _fuse(fns, source, target, face="0", fmt="jpg", resolution="original", ratio=0.8):
+    return fns["fuse"](str(source), str(target), ratio, "normal", 0.4, 0.0, 0.0, 0.0, resolution, 0.6, 0.2, face, fmt)
+
+
+def test_page_has_every_control_with_config_defaults(ui):
+    _, by_id, fns, _, out = ui
+    assert ELEM_IDS <= set(by_id)
+    assert {"fuse", "target_faces", "source_faces", "gallery"} <= set(fns)
+    assert by_id["ratio"].value == 0.55 and by_id["mode"].value == "blend" and by_id["smoothing"].value == 0.1
+    assert by_id["resolution"].value == "1024" and by_id["threshold"].value == 0.5 and by_id["padding"].value == 0.3
+    assert [c[1] for c in by_id["resolution"].choices] == ["original", "512", "1024", "2048", "4096"]
+    assert out.is_dir()
+
+
+def test_fuse_saves_file_sidecar_and_gallery(ui, source_path, target_path, group_path):
+    _, _, fns, _, out = ui
+    path, (before, after), download, text, gallery = _fuse(fns, source_path, target_path, fmt="png", resolution="512")
+    assert re.fullmatch(r"\d{8}-\d{6}-\d{3}\.png", path.rsplit("/", 1)[1])
+    assert path.startswith(str(out))
+    img = Image.open(path)
+    assert img.format == "PNG" and img.size == (512, 341)
+    assert before.shape == after.shape == (341, 512, 3) and np.abs(before.astype(int) - after).mean() > 0.5
+    assert download["value"] == path and download["visible"] is True
+    assert "512 × 341" in text and "faces fused: 0 of 1" in text and "Done in" in text
+    sidecar = json.loads(open(path[:-4] + ".json").read())
+    assert sidecar["image"] == path.rsplit("/", 1)[1] and sidecar["source"] == "source.jpg"
+    assert sidecar["params"]["ratio"] == 0.8 and sidecar["params"]["resolution"] == 512
+    assert sidecar["output_size"] == [512, 341] and sidecar["format"] == "png"
+    assert len(gallery) == 1
+
+    path2, *_, text2, gallery2 = _fuse(fns, source_path, group_path, face="all", fmt="webp")
+    assert Image.open(path2).format == "WEBP" and Image.open(path2).size == (710, 473)
+    assert re.search(r"faces fused: 0, 1, 2, 3(, \d)* of \d", text2)
+    assert [caption.split(" ")[0] for _, caption in gallery2] == [path2.rsplit("/", 1)[1], path.rsplit("/", 1)[1]]
+    assert sorted(p.suffix for p in out.iterdir()) == [".json", ".json", ".png", ".webp"]  # no temp files
+    assert fns["gallery"]() == gallery2
+
+
+def test_target_preview_numbers_the_faces(ui, group_path, noface_path):
+    _, _, fns, _, _ = ui
+    preview, face, text, advanced = fns["target_faces"](str(group_path), 0.6, "0")
+    n = int(re.search(r"(\d+) face\(s\)", text).group(1))
+    assert n >= 4 and preview["visible"] is True and preview["value"].shape == (473, 710, 3)
+    assert [v for _, v in face["choices"]] == [str(i) for i in range(n)] + ["all"]
+    assert advanced["open"] is True  # the face picker is shown for group photos
+    preview, face, text, _ = fns["target_faces"](str(noface_path), 0.6, "0")
+    assert preview["visible"] is False and "No face found in the target image" in text
+
+
+def test_messages_say_which_image_and_why(ui, source_path, target_path, noface_path, tmp_path):
+    _, _, fns, _, out = ui
+    cases = [
+        ((source_path, noface_path), "No face found in the target image"),
+        ((noface_path, target_path), "No face found in the source image"),
+        ((source_path, target_path, "7"), "The target image: face 7 requested, only 1 found"),
+        ((source_path, target_path, "seven"), "Target face: expected a face number"),
+    ]
+    text_file = tmp_path / "notes.jpg"
+    text_file.write_text("not a picture")
+    cases.append(((text_file, target_path), "Source image: not an image"))
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes(target_path.read_bytes()[:5000])
+    cases.append(((source_path, truncated), "Target image: damaged or truncated"))
+    for args, expected in cases:
+        with pytest.raises(gr.Error) as info:
+            _fuse(fns, *args)
+        assert expected in info.value.message and "Traceback" not in info.value.message
+    with pytest.raises(gr.Error, match="Upload a source image first"):
+        fns["fuse"](None, str(target_path), 0.8, "normal", 0.4, 0, 0, 0, "original", 0.6, 0.2, "0", "jpg")
+    assert "No face found in the source image" in fns["source_faces"](str(noface_path), 0.6)
+    assert not list(out.iterdir())  # nothing saved for failures
+
+
+def test_pixel_limit_message(pool, tmp_path, source_path, target_path):
+    settings = Settings(output={"dir": str(tmp_path / "o"), "max_pixels": 1_000_000})
+    demo = build_ui(settings, pool)
+    fns = {f.api_name: f.fn for f in demo.fns.values() if f.api_name}
+    big = tmp_path / "big.jpg"
+    shutil.copy(target_path.parent / "large_target.jpg", big)
+    with pytest.raises(gr.Error, match=r"Target image: 4352x2903 = 12.6 MP is over the limit of 1 MP"):
+        _fuse(fns, source_path, big)
+    preview, _, text, _ = fns["target_faces"](str(big), 0.6, "0")
+    assert "over the limit" in text and preview["visible"] is False
+
+
+def test_page_message():
+    assert page_message(NoFaceError("source: no face found", which="source")).startswith(
+        "No face found in the source image.")
+    assert page_message(NoFaceError("target: face 2 requested, only 1 found", which="target")) == (
+        "The target image: face 2 requested, only 1 found.")
+
+
+def test_result_names_never_collide(tmp_path, pool, source_path, target_path):
+    from facefuse.api import fuse_uploads
+
+    store = ResultStore(tmp_path / "r")
+    fused = pool.call(fuse_uploads, source_path.read_bytes(), target_path.read_bytes(),
+                      pool.settings.fusion_params(resolution=512))
+    paths = [store.save(fused, "jpg", {"n": i}) for i in range(5)]
+    assert len(set(paths)) == 5
+    assert [json.loads(p.with_suffix(".json").read_text())["n"] for p in paths] == list(range(5))
+    assert len(store.gallery()) == 5 and store.gallery()[0][1].startswith(paths[-1].name)
