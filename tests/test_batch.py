@@ -84,21 +84,26 @@ def test_folder_batch_mirrors_tree_reports_and_resumes(folder, tmp_path, source_
     assert [r["status"] for r in report_lines(out)].count("summary") == 2
 
 
-def test_pairs_csv_relative_paths_and_outputs(tmp_path, source_path, target_path, data_dir):
+def test_pairs_csv_relative_paths_and_outputs(tmp_path, source_path, target_path, data_dir, noface_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
     shutil.copy(source_path, inputs / "src.jpg")
     shutil.copy(target_path, inputs / "t1.jpg")
     shutil.copy(data_dir / "deepface_img2.jpg", inputs / "t2.jpg")
     csv_path = inputs / "pairs.csv"
-    csv_path.write_text("source,target,output\n# a comment\nsrc.jpg,t1.jpg,deep/one.png\n\nsrc.jpg,t2.jpg\n")
+    csv_path.write_text("source,target,output\n# a comment\nsrc.jpg,t1.jpg,deep/one.png\n\nsrc.jpg,t2.jpg\n"
+                        f"{noface_path},t1.jpg,cat_source.jpg\n")
     out = tmp_path / "out"
-    assert main(["batch", "--pairs", str(csv_path), "-o", str(out), "--resolution", "256", "--format", "webp"]) == 0
+    assert main(["batch", "--pairs", str(csv_path), "-o", str(out), "--resolution", "256", "--format", "webp"]) == 4
     with Image.open(out / "deep" / "one.png") as im:
         assert im.format == "PNG"  # an explicit output's extension wins
     with Image.open(out / "t2_src.webp") as im:
         assert im.format == "WEBP" and max(im.size) == 256
-    assert {r["status"] for r in records(out).values()} == {"ok"}
+    recs = [r for r in report_lines(out) if r["status"] != "summary"]
+    assert [r["status"] for r in recs].count("ok") == 2
+    failed = [r for r in recs if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["reason"] == f"source {noface_path}: no face found"
+    assert not (out / "cat_source.jpg").exists()
 
 
 @pytest.mark.parametrize("output", ["../escape.jpg", "a/../../escape.jpg", "/tmp/facefuse-escape.jpg", "noext"])

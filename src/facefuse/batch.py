@@ -495,7 +495,7 @@ def _execute(args, jobs: list[Job], settings, params, quality: int, report: Repo
     todo: list[int] = []
     for i, job in enumerate(jobs):
         if job.output.exists() and not args.overwrite:
-            report.add(_record(job, "skipped", "output exists", 0.0))
+            report.add(_record(job, "skipped", "output exists", 0.0, None, time.perf_counter() - started))
             counts["skipped"] += 1
         else:
             todo.append(i)
@@ -532,7 +532,7 @@ def _execute(args, jobs: list[Job], settings, params, quality: int, report: Repo
                 codes[res["code"]] += 1
                 named = reason if reason.startswith(str(job.target)) else f"{job.target}: {reason}"
                 bar.write(f"failed: {named}", file=sys.stderr)
-            report.add(_record(job, status, reason, res["seconds"], res.get("faces")))
+            report.add(_record(job, status, reason, res["seconds"], res.get("faces"), time.perf_counter() - started))
             bar.update(1)
     finally:
         bar.close()
@@ -555,11 +555,13 @@ def _fmt(output: Path) -> str:
     return WRITABLE_SUFFIXES[output.suffix.lower()]
 
 
-def _record(job: Job, status: str, reason: str, seconds: float, faces: int | None = None) -> dict:
+def _record(job: Job, status: str, reason: str, seconds: float, faces: int | None, at: float) -> dict:
+    """One report line; `seconds` is the work on this image, `at` the time since the run started."""
     rec = {"input": str(job.target), "source": str(job.source), "output": str(job.output), "status": status,
            "reason": reason, "seconds": round(seconds, 4)}
     if faces is not None:
         rec["faces"] = faces
+    rec["at"] = round(at, 3)
     return rec
 
 
