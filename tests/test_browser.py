@@ -37,7 +37,7 @@ def server(tmp_path_factory):
     """`facefuse serve --port 0` (any free port) as a user would start it, with its own config."""
     tmp = tmp_path_factory.mktemp("serve")
     cfg = tmp / "config.yaml"
-    cfg.write_text(f"output:\n  dir: {tmp / 'outputs'}\nserver:\n  workers: 1\n  max_upload_mb: 1\n")
+    cfg.write_text("output:\n  dir: outputs\nserver:\n  workers: 1\n  max_upload_mb: 1\n")  # cwd is tmp
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     env.pop("FACEFUSE_API_KEY", None)
     proc = subprocess.Popen(

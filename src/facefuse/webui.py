@@ -182,7 +182,7 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
         gr.Markdown(
             "## facefuse\nPut the face of the **source** photo into the **target** photo. "
             f"Everything runs on this machine. Uploads up to {max_mb:g} MB and "
-            f"{out.max_pixels / 1e6:.0f} MP; results are saved in `{store.dir}`."
+            f"{out.max_pixels / 1e6:.0f} MP; results are saved in `{out.dir}`."
         )
         with gr.Row(equal_height=False):
             with gr.Column():
@@ -289,7 +289,7 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
             used = ", ".join(str(f.index) for f in fused.result.faces)
             text = (f"**Done in {seconds:.2f} s** (fusion {fused.seconds:.2f} s) · **{w} × {h}** px · "
                     f"{len(fused.data) / 1e6:.2f} MB {ext.upper()} · faces fused: {used} of "
-                    f"{fused.result.target_faces_found} · saved as `{path}`")
+                    f"{fused.result.target_faces_found} · saved as `{Path(out.dir) / path.name}`")
             return (str(path), (before, after), gr.update(value=str(path), visible=True,
                                                           label=f"Download {path.name} ({w}×{h})"),
                     text, store.gallery())
