@@ -142,6 +142,7 @@ def test_bad_options_fail_before_any_work(tmp_path, source_path, folder, capsys)
     base = ["batch", "--source", str(source_path), "--targets", str(folder), "-o", str(out)]
     assert main(base + ["--ratio", "5"]) == 2
     assert main(base + ["--workers", "0"]) == 2
+    assert main(base + ["--engine", "nope"]) == 2
     assert main(["batch", "--source", str(tmp_path / "missing.jpg"), "--targets", str(folder), "-o", str(out)]) == 3
     assert not out.exists()
     assert all(line.startswith("facefuse: error:") for line in capsys.readouterr().err.splitlines())
@@ -150,7 +151,8 @@ def test_bad_options_fail_before_any_work(tmp_path, source_path, folder, capsys)
 def test_missing_ray_is_one_line_and_exit_2(monkeypatch, tmp_path, source_path, folder, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     out = tmp_path / "out"
-    assert main(["batch", "--source", str(source_path), "--targets", str(folder), "-o", str(out), "--ray", "local"]) == 2
+    argv = ["batch", "--source", str(source_path), "--targets", str(folder), "-o", str(out), "--ray", "local"]
+    assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install 'facefuse[ray]'" in err[0]
     assert not out.exists()

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .cli import EXIT_ENGINE, EXIT_INPUT, EXIT_NOFACE, EXIT_OK, add_fusion_options, command, fusion_overrides, load_settings
+from .cli import (EXIT_ENGINE, EXIT_INPUT, EXIT_NOFACE, EXIT_OK, EXIT_USAGE, add_fusion_options, command,
+                  fusion_overrides, load_settings)
 from .errors import ConfigError, EngineError, FaceFuseError, InputError, NoFaceError, OutputExistsError
 from .io import WRITABLE_SUFFIXES
 
@@ -37,12 +38,12 @@ REPORT_NAME = "report.jsonl"
 LOCK_NAME = ".facefuse-batch.lock"
 SOURCE_CACHE = 4  # prepared sources kept per worker (each holds the whole source photo)
 
-EXIT_HELP = """exit codes:
+EXIT_HELP = """exit codes (the first that applies):
+  2  a bad option, --ray without Ray installed, or an engine that cannot start (nothing done)
+  5  an engine or internal error on some image
+  3  some input could not be read or some output written, or the folder/CSV is unusable
+  4  some image (or a source) had no usable face
   0  every output was written or already existed
-  3  some inputs could not be read (and none failed for a reason below), or bad usage of paths
-  4  some inputs had no usable face (and nothing else failed)
-  5  an engine or internal error on some input
-  2  a bad option value, or --ray without Ray installed
 The report OUTDIR/report.jsonl has one line per input (input, output, status ok/skipped/failed,
 reason, seconds) and a summary line per run."""
 
@@ -75,7 +76,8 @@ def list_images(folder: Path, exclude: Path | None = None) -> list[Path]:
     found = []
     skip = exclude.resolve() if exclude is not None else None
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skip is None or (Path(root) / d).resolve() != skip))
+        dirs[:] = sorted(d for d in dirs
+                         if not d.startswith(".") and (skip is None or (Path(root) / d).resolve() != skip))
         for name in files:
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 found.append(Path(root) / name)
@@ -157,7 +159,11 @@ class FuserWorker:
     def __init__(self, settings, params, quality: int):
         from .pipeline import Fuser
 
-        self.fuser = Fuser(settings)
+        self.error: FaceFuseError | None = None
+        try:
+            self.fuser = Fuser(settings)
+        except FaceFuseError as exc:  # e.g. an engine or model missing here: reported by run()
+            self.error = exc
         self.params = params
         self.quality = quality
         self.sources: OrderedDict[str, Any] = OrderedDict()
@@ -166,7 +172,8 @@ class FuserWorker:
         if key not in self.sources:
             try:
                 image = _decode_flat(_load_ref(ref), f"source {key}", self.fuser.settings.output.max_pixels)
-                self.sources[key] = self.fuser.prepare_source(image, self.params.source_face_index, self.params.threshold)
+                p = self.params
+                self.sources[key] = self.fuser.prepare_source(image, p.source_face_index, p.threshold)
             except NoFaceError as exc:
                 self.sources[key] = NoFaceError(f"source {key}: {_reason(exc)}", which="source")
             except FaceFuseError as exc:
@@ -181,13 +188,16 @@ class FuserWorker:
 
     def run(self, index: int, source_key: str, source_ref: Any, target: bytes, name: str, fmt: str) -> dict:
         t0 = time.perf_counter()
+        if self.error is not None:
+            return _failure(index, str(self.error), self.error.exit_code)
         try:
             data, faces = self._fuse(source_key, source_ref, target, name, fmt)
             return {"index": index, "status": "ok", "data": data, "faces": faces, "seconds": time.perf_counter() - t0}
         except FaceFuseError as exc:
             return _failure(index, str(exc), exc.exit_code, time.perf_counter() - t0)
         except Exception as exc:  # a bug must not stop the batch; it is reported with exit 5
-            return _failure(index, f"internal error: {type(exc).__name__}: {exc}", EXIT_ENGINE, time.perf_counter() - t0)
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            return _failure(index, reason, EXIT_ENGINE, time.perf_counter() - t0)
 
     def _fuse(self, source_key: str, source_ref: Any, target: bytes, name: str, fmt: str) -> tuple[bytes, int]:
         from .io import decode_image, encode_image
@@ -456,6 +466,11 @@ def run_batch(args: argparse.Namespace) -> int:
         raise ConfigError(f"quality: must be 1-100, got {quality}")
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
+    from .engines import available
+
+    if settings.inference.engine not in available():
+        raise ConfigError(f"inference.engine: unknown engine '{settings.inference.engine}'; "
+                          f"choose one of {', '.join(available())}")
     if args.ray:
         _import_ray()  # a missing extra is reported before any work
     outdir = Path(args.output)
@@ -527,6 +542,8 @@ def _execute(args, jobs: list[Job], settings, params, quality: int, report: Repo
                 except (OSError, InputError) as exc:
                     status, reason = "failed", f"cannot write {job.output}: {getattr(exc, 'strerror', None) or exc}"
                     res["code"] = EXIT_INPUT
+            if res.get("code") == EXIT_USAGE:  # the workers cannot start (bad engine/model): stop now
+                raise ConfigError(reason)
             counts[status] += 1
             if status == "failed":
                 codes[res["code"]] += 1
@@ -583,8 +600,8 @@ def _batch_parser(sub) -> None:
     p.add_argument("--source", help="the source face (with --targets)")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--targets", help="a folder: every image in it and its subfolders; outputs mirror its tree")
-    what.add_argument("--pairs", help="a CSV of source,target[,output] rows (paths relative to the CSV; "
-                                      "outputs relative to OUTDIR and inside it)")
+    what.add_argument("--pairs", help="a CSV of source,target[,output] rows: paths relative to the CSV, outputs "
+                                      "relative to OUTDIR and inside it (default OUTDIR/<target>_<source>.<ext>)")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (created if missing)")
     add_fusion_options(p)
     p.add_argument("--workers", type=int, help="worker processes (default 1; with --ray: the cluster's CPUs)")
