@@ -8,7 +8,8 @@ quantizes them with `facefuse quantize` (calibration: the photos in examples/ an
 tests/data/), and times whole fusions of examples/source.jpg into examples/target.jpg: the
 source is prepared once, the target is decoded once, so each run is detect + ROI + engine +
 blend + paste. Prints a Markdown table: fusions/s (median), the median engine stage (align +
-model + paste-back) and the median model call alone.
+model + paste-back) and the median model call alone (on the target's crop). The
+configurations run in interleaved rounds, so load from other processes hits all alike.
 These are tiny test models (a few convolutions), not real face models: the numbers show what
 the pipeline around a model costs and how precision changes a small model's cost.
 """
@@ -57,35 +58,35 @@ def build(folder: Path) -> dict[str, dict]:
     }
 
 
-def measure(inference: dict, providers: list[str], threads: int, resolution: int, repeat: int) -> tuple[float, float, float]:
-    """(median seconds per fusion, median engine-stage seconds, median model-only seconds)."""
-    settings = Settings(inference={**inference, "providers": providers, "threads": threads})
-    fuser = Fuser(settings)
-    source = fuser.prepare_source(ROOT / "examples" / "source.jpg")
+def measure(configs: list[dict], providers: list[str], threads: int, resolution: int, repeat: int) -> list[tuple]:
+    """Per config: (median s per fusion, median engine-stage s, median model-call s).
+
+    The configs run in interleaved rounds (one fusion of each per round), so a burst of load
+    from other processes on a shared machine hits every config alike.
+    """
     target = read_image(ROOT / "examples" / "target.jpg")
-    params = fuser.params(resolution=resolution)
-    fuser.fuse_detailed(source, target, params)  # warm-up
-    totals, engine = [], []
+    runs = []
+    for inference in configs:
+        fuser = Fuser(Settings(inference={**inference, "providers": providers, "threads": threads}))
+        source = fuser.prepare_source(ROOT / "examples" / "source.jpg")
+        params = fuser.params(resolution=resolution)
+        fuser.fuse_detailed(source, target, params)  # warm-up
+        feeds = None
+        if hasattr(fuser.engine, "runner"):
+            crop, _ = fuser.engine.aligned_crop(target, fuser.detect(target).faces[0].landmarks)
+            feeds = fuser.engine.feeds(source, crop)
+        runs.append((fuser, source, params, feeds, {"total": [], "engine": [], "model": []}))
     for _ in range(repeat):
-        t = fuser.fuse_detailed(source, target, params).timings
-        totals.append(t["total"] - t["decode"])
-        engine.append(t["engine"])
-    return statistics.median(totals), statistics.median(engine), _model_only(fuser, source, target, 3 * repeat)
-
-
-def _model_only(fuser: Fuser, source, target, repeat: int) -> float:
-    """Median time of the model call alone on the target's aligned crop (nan for classical)."""
-    engine = fuser.engine
-    if not hasattr(engine, "runner"):
-        return float("nan")
-    crop, _ = engine.aligned_crop(target, fuser.detect(target).faces[0].landmarks)
-    feeds = engine.feeds(source, crop)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        engine.run(feeds)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fuser, source, params, feeds, times in runs:
+            t = fuser.fuse_detailed(source, target, params).timings
+            times["total"].append(t["total"] - t["decode"])
+            times["engine"].append(t["engine"])
+            for _ in range(3 if feeds else 0):
+                t0 = time.perf_counter()
+                fuser.engine.run(feeds)
+                times["model"].append(time.perf_counter() - t0)
+    med = lambda xs: statistics.median(xs) if xs else float("nan")
+    return [(med(t["total"]), med(t["engine"]), med(t["model"])) for *_, t in runs]
 
 
 def main() -> None:
@@ -98,10 +99,10 @@ def main() -> None:
     providers = args.providers.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         configs = build(Path(tmp))
-        rows = [("classical", "-", *measure({"engine": "classical"}, providers, args.threads, args.resolution, args.repeat))]
-        for name, by_precision in configs.items():
-            for precision, inference in by_precision.items():
-                rows.append((name, precision, *measure(inference, providers, args.threads, args.resolution, args.repeat)))
+        names = [("classical", "-")] + [(n, p) for n, by_p in configs.items() for p in by_p]
+        inference = [{"engine": "classical"}] + [c for by_p in configs.values() for c in by_p.values()]
+        results = measure(inference, providers, args.threads, args.resolution, args.repeat)
+        rows = [(*name, *r) for name, r in zip(names, results)]
     print(f"{args.threads} thread(s), providers {args.providers}")
     print(f"| engine | precision | fusions/s at {args.resolution} | ms per fusion | engine stage ms | model call ms |")
     print("|---|---|---|---|---|---|")
