@@ -67,10 +67,13 @@ def page(server):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         pg = browser.new_page(viewport={"width": 1400, "height": 1150})
         pg.set_default_timeout(60_000)
+        outside: list[str] = []
+        pg.on("request", lambda r: None if r.url.startswith((server[0], "data:", "blob:")) else outside.append(r.url))
         pg.goto(server[0])
         pg.wait_for_selector("#fuse")
         yield pg
         browser.close()
+        assert not outside, f"the page fetched from outside the server: {outside[:5]}"  # works offline
 
 
 def _upload(page, elem_id: str, path) -> None:

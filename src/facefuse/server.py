@@ -111,7 +111,8 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
 
     from .api import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("facefuse").setLevel(logging.INFO)
     app = create_app(settings, api_key=key, webui=webui)
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}"
