@@ -19,6 +19,7 @@ FastAPI buffers it), 415 not an image, 422 unreadable / over the pixel limit / n
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 import io as _io
 import logging
@@ -246,7 +247,9 @@ class FusionPool:
                 raise QueueFull(self.retry_after())
             self.pending += 1
         try:
-            return self._executor.submit(self._run, fn, args)
+            # like asyncio.to_thread: the job sees the caller's context variables (Gradio's
+            # progress reporting finds its event through them)
+            return self._executor.submit(contextvars.copy_context().run, self._run, fn, args)
         except BaseException:
             with self._lock:
                 self.pending -= 1

@@ -1,10 +1,12 @@
 """REST load run: `python -m facefuse.api_load [--requests 200] [--concurrency 8] [--workers 1,2]`.
 
 For each worker count it starts `facefuse serve --no-webui --port 0 --workers N` in a
-subprocess (loopback, a throw-away output folder), warms it up, then sends the requests
-from one asyncio client at the given concurrency and reports latency percentiles,
-throughput and failures (any status but 200, or a body that is not the expected image).
-The client shares the machine's cores with the server, as a local user's browser would.
+subprocess (loopback, a throw-away output folder) and warms it up; then it sends the
+requests from one asyncio client at the given concurrency, in interleaved rounds (a slice
+of the requests to each server in turn, so a change in the machine's load hits every
+configuration alike), and reports latency percentiles, throughput and failures (any status
+but 200, or a body that is not the expected image). The client shares the machine's cores
+with the server, as a local user's browser would.
 """
 
 from __future__ import annotations
@@ -40,51 +42,72 @@ def _start_server(workers: int, queue_size: int, tmp: Path) -> tuple[subprocess.
     return proc, line.split("REST ", 1)[1].split()[0]  # http://127.0.0.1:PORT/api/v1
 
 
-async def _run(url: str, source: bytes, target: bytes, fields: dict, n: int, concurrency: int,
-               expect_size: tuple[int, int] | None) -> dict:
-    import httpx
-    from PIL import Image
+class _Client:
+    """One server's client and the measurements of its requests."""
 
-    latencies: list[float] = []
-    server_s: list[float] = []
-    failures: dict[str, int] = {}
-    sem = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    def __init__(self, url: str, concurrency: int):
+        import httpx
 
-    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
-        async def one() -> None:
-            async with sem:
-                t0 = time.perf_counter()
-                try:
-                    r = await client.post("/fuse", data=fields, files={
-                        "source": ("source.jpg", source, "image/jpeg"), "target": ("target.jpg", target, "image/jpeg")})
-                except httpx.HTTPError as exc:
-                    failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
-                    return
-                latencies.append(time.perf_counter() - t0)
-                if r.status_code != 200:
-                    failures[str(r.status_code)] = failures.get(str(r.status_code), 0) + 1
-                    return
-                if expect_size and Image.open(io.BytesIO(r.content)).size != expect_size:
-                    failures["wrong size"] = failures.get("wrong size", 0) + 1
-                    return
-                server_s.append(float(r.headers["x-facefuse-seconds"]))
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        self.http = httpx.AsyncClient(base_url=url, timeout=300, limits=limits)
+        self.sem = asyncio.Semaphore(concurrency)
+        self.latencies: list[float] = []
+        self.server_s: list[float] = []
+        self.failures: dict[str, int] = {}
+        self.busy_s = 0.0
 
-        for _ in range(min(4, n)):  # warm-up, not counted
-            await one()
-        latencies.clear()
-        server_s.clear()
-        failures.clear()
+    def _fail(self, why: str) -> None:
+        self.failures[why] = self.failures.get(why, 0) + 1
+
+    async def one(self, source: bytes, target: bytes, fields: dict, expect: tuple[int, int] | None) -> None:
+        import httpx
+        from PIL import Image
+
+        async with self.sem:
+            t0 = time.perf_counter()
+            try:
+                r = await self.http.post("/fuse", data=fields, files={
+                    "source": ("source.jpg", source, "image/jpeg"), "target": ("target.jpg", target, "image/jpeg")})
+            except httpx.HTTPError as exc:
+                return self._fail(type(exc).__name__)
+            self.latencies.append(time.perf_counter() - t0)
+            if r.status_code != 200:
+                return self._fail(str(r.status_code))
+            if expect and Image.open(io.BytesIO(r.content)).size != expect:
+                return self._fail("wrong size")
+            self.server_s.append(float(r.headers["x-facefuse-seconds"]))
+
+    async def batch(self, n: int, *args) -> None:
         t0 = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(n)))
-        wall = time.perf_counter() - t0
-    q = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else latencies * 99
-    return {
-        "requests": n, "concurrency": concurrency, "ok": len(server_s), "failures": failures,
-        "wall_s": round(wall, 2), "req_per_s": round(len(server_s) / wall, 2),
-        "p50_s": round(q[49], 3), "p95_s": round(q[94], 3), "p99_s": round(q[98], 3), "max_s": round(max(latencies), 3),
-        "server_mean_s": round(statistics.fmean(server_s), 3) if server_s else None,
-    }
+        await asyncio.gather(*(self.one(*args) for _ in range(n)))
+        self.busy_s += time.perf_counter() - t0
+
+    def summary(self) -> dict:
+        lat = self.latencies
+        q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else lat * 99
+        return {
+            "ok": len(self.server_s), "failures": self.failures, "wall_s": round(self.busy_s, 2),
+            "req_per_s": round(len(self.server_s) / self.busy_s, 2),
+            "p50_s": round(q[49], 3), "p95_s": round(q[94], 3), "p99_s": round(q[98], 3), "max_s": round(max(lat), 3),
+            "server_mean_s": round(statistics.fmean(self.server_s), 3) if self.server_s else None,
+        }
+
+
+async def _measure(urls: list[str], source: bytes, target: bytes, fields: dict, n: int, concurrency: int,
+                   rounds: int, expect: tuple[int, int] | None) -> list[dict]:
+    clients = [_Client(url, concurrency) for url in urls]
+    args = (source, target, fields, expect)
+    for c in clients:  # warm-up, not counted
+        await c.batch(min(4, n), *args)
+        c.latencies.clear(), c.server_s.clear(), c.failures.clear()
+        c.busy_s = 0.0
+    sizes = [n // rounds + (1 if i < n % rounds else 0) for i in range(rounds)]
+    for size in sizes:
+        for c in clients:
+            await c.batch(size, *args)
+    for c in clients:
+        await c.http.aclose()
+    return [c.summary() for c in clients]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,30 +119,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", default=str(ROOT / "examples" / "target.jpg"))
     ap.add_argument("--resolution", default="original")
     ap.add_argument("--format", default="jpg")
+    ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds (default 4)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     from PIL import Image
 
+    from .config import FusionParams
     from .roi import output_size
-    from .config import _parse_resolution
 
     source, target = Path(args.source).read_bytes(), Path(args.target).read_bytes()
     tw, th = Image.open(io.BytesIO(target)).size
-    expect = output_size(tw, th, _parse_resolution(args.resolution))
+    expect = output_size(tw, th, FusionParams.build(resolution=args.resolution).resolution)
     fields = {"resolution": args.resolution, "format": args.format}
-    results = []
+    counts = [int(w) for w in args.workers.split(",")]
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="facefuse-load-") as tmp:
-        for workers in [int(w) for w in args.workers.split(",")]:
-            proc, url = _start_server(workers, max(32, args.concurrency), Path(tmp))
-            try:
-                res = asyncio.run(_run(url, source, target, fields, args.requests, args.concurrency, expect))
-            finally:
+        servers = [_start_server(w, max(32, args.concurrency), Path(tmp)) for w in counts]
+        try:
+            summaries = asyncio.run(_measure([url for _, url in servers], source, target, fields, args.requests,
+                                             args.concurrency, args.rounds, expect))
+        finally:
+            for proc, _ in servers:
                 proc.terminate()
                 proc.wait(15)
-            res = {"workers": workers, "cpus": os.cpu_count(), "target": f"{tw}x{th}",
-                   "output": f"{expect[0]}x{expect[1]}", **res}
-            results.append(res)
-            print(json.dumps(res), flush=True)
+    load = f"{load_before:.1f}-{os.getloadavg()[0]:.1f}"
+    results = [{"workers": w, "cpus": os.cpu_count(), "load_avg": load, "target": f"{tw}x{th}",
+                "output": f"{expect[0]}x{expect[1]}", "requests": args.requests, "concurrency": args.concurrency,
+                **summary} for w, summary in zip(counts, summaries)]
+    for r in results:
+        print(json.dumps(r), flush=True)
     print("\n| workers | requests | concurrency | output | ok | failures | req/s | p50 s | p95 s | p99 s | max s | server s/req |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:

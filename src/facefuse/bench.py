@@ -201,6 +201,17 @@ def one_fusion(fuser, params, source_bytes: bytes, target_bytes: bytes, max_pixe
     return times, result, data
 
 
+def floor_interpolation(scale: float) -> int:
+    """The cheapest OpenCV interpolation without visible loss: INTER_AREA only where a
+    shrink is strong enough to alias (below 1/2), bilinear for milder shrinks (INTER_AREA is
+    several times slower there and no better), bicubic to enlarge."""
+    import cv2
+
+    if scale < 0.5:
+        return cv2.INTER_AREA
+    return cv2.INTER_LINEAR if scale < 1 else cv2.INTER_CUBIC
+
+
 def codec_floor(target_bytes: bytes, size: tuple[int, int]) -> dict:
     """OpenCV: decode the target, resize to `size` (w, h), encode JPEG q95 4:4:4 (the same
     quality and chroma sampling facefuse writes). Seconds per step and total."""
@@ -212,8 +223,7 @@ def codec_floor(target_bytes: bytes, size: tuple[int, int]) -> dict:
     t1 = time.perf_counter()
     h, w = img.shape[:2]
     if (w, h) != tuple(size):
-        interp = cv2.INTER_AREA if size[0] * size[1] < w * h else cv2.INTER_CUBIC
-        img = cv2.resize(img, tuple(size), interpolation=interp)
+        img = cv2.resize(img, tuple(size), interpolation=floor_interpolation(size[0] / w))
     t2 = time.perf_counter()
     ok, _ = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY,
                                        cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
@@ -536,10 +546,12 @@ def machine_info() -> dict:
     import numpy as np
 
     try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=5).stdout.strip() or None
+        git = lambda *a: subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True, timeout=5).stdout
+        commit = git("rev-parse", "--short", "HEAD").strip() or None
+        # tracked files changed since that commit: the numbers are of this tree, not of the commit
+        modified = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
     except (OSError, subprocess.SubprocessError):
-        commit = None
+        commit, modified = None, []
     try:
         load = [round(v, 2) for v in os.getloadavg()]
     except OSError:
@@ -548,7 +560,7 @@ def machine_info() -> dict:
         "cpus": os.cpu_count(), "load_avg_at_start": load, "platform": platform.platform(),
         "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
         "opencv": cv2.__version__, "opencv_threads": cv2.getNumThreads(), "numpy": np.__version__,
-        "git_commit": commit, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "git_commit": commit, "git_modified": modified, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 
 
@@ -659,8 +671,8 @@ def markdown(res: dict) -> str:
     """The report as Markdown, with the section headings BENCHMARKS.md uses."""
     m = res["machine"]
     L = [f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['platform']}, Python {m['python']}, OpenCV {m['opencv']} "
-         f"({m['opencv_threads']} threads), load average at start {m['load_avg_at_start']}; commit {m['git_commit']}, "
-         f"{m['date']}.",
+         f"({m['opencv_threads']} threads), load average at start {m['load_avg_at_start']}; commit {m['git_commit']}"
+         f"{' + uncommitted changes to ' + ', '.join(m['git_modified']) if m.get('git_modified') else ''}, {m['date']}.",
          f"Pair: {res['source']} onto {res['target']} ({res['target_size'][0]}x{res['target_size'][1]}); "
          f"{res['repeat']} warm runs per row after one discarded; seconds, median (min–max). "
          f"Mode {res['params']['mode']}, smoothing {res['params']['smoothing']}.", "",
@@ -675,8 +687,8 @@ def markdown(res: dict) -> str:
                  + f" | **{_spread(st['total'])}** | {_s(row['floor']['total']['median'])} | {row['ratio']['median']:.1f}x | {rss} |")
     sp = res["source_prep"]["median"]
     L += ["", f"Source decode + detect alone: {sp:.3f} s (a caller that prepares the source once, "
-          "e.g. batch, saves this on every fusion). Codec floor = OpenCV imdecode + resize (INTER_AREA down, "
-          f"INTER_CUBIC up) + imencode JPEG q{JPEG_QUALITY} 4:4:4, the same file facefuse writes."]
+          "e.g. batch, saves this on every fusion). Codec floor = OpenCV imdecode + resize (INTER_AREA below 1/2, "
+          f"INTER_LINEAR from 1/2 to 1, INTER_CUBIC up) + imencode JPEG q{JPEG_QUALITY} 4:4:4, the same file facefuse writes."]
     if any("memory" in row for row in res["resolutions"]):
         L += ["", "| output | RSS after imports MB | after model load MB | peak MB |", "|---|---|---|---|"]
         for row in res["resolutions"]:

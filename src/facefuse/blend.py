@@ -181,6 +181,8 @@ def compose(
     elif mode == "overlay":
         levels = int(np.clip(np.log2(max(min(alpha.shape) / 16, 1)), 1, 6))
         out = _pyramid_blend(face, fused.base, alpha, levels)
+        # coarse bands spread past the mask: keep everything outside the face the target's
+        out = _alpha_composite(out, fused.base, feather(fused.mask, fused.face_size, 0.02))
     else:
         out = _alpha_composite(face, fused.base, alpha)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)

@@ -29,7 +29,8 @@ from . import FusedFace, SourceFace, register
 GEOMETRY_SHARE = 0.5  # at ratio 1 the inner face shape moves half way to the source's
 MAP_GRID = 320  # long side of the grid the warp maps are evaluated on
 LIGHT_SIGMA = 0.22  # Gaussian sigma of the light transfer, in eye distances
-WORK_FACE = 128  # face size (px) at which the light transfer is computed
+WORK_FACE = 128  # face size (px) at which the light transfer and occlusions are computed
+OCCLUSION_NEAR, OCCLUSION_FAR = 3.0, 5.0  # skin-colour distance (robust z) kept / dropped
 
 
 def _eye_distance(lms: np.ndarray) -> float:
@@ -113,8 +114,19 @@ def _masked_blur(img: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
     return num / np.maximum(den, 1e-4)
 
 
+LUMA = np.float32([0.299, 0.587, 0.114])
+
+
+def _chroma_spread(img: np.ndarray, mask: np.ndarray) -> float:
+    """RMS distance of the pixels' colour from grey, inside mask."""
+    chroma = img - (img @ LUMA)[:, :, None]
+    m = mask > 0.5
+    return float(np.sqrt((chroma[m] ** 2).sum(1).mean())) if m.any() else 0.0
+
+
 def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist: float) -> np.ndarray:
-    """src with its low frequencies replaced by tgt's, inside mask (float32 RGB 0..255).
+    """src with its low frequencies replaced by tgt's, inside mask (float32 RGB 0..255),
+    and its colourfulness matched to tgt's (a grey or sepia target stays grey or sepia).
 
     Computed at a reduced scale (face about WORK_FACE px) and upsampled: the gain field is
     smooth by construction, so this costs the same at any resolution.
@@ -123,12 +135,63 @@ def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist:
     scale = min(1.0, WORK_FACE / max(eye_dist * 2.5, 1.0))
     sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
     small = lambda x: cv2.resize(x, (sw, sh), interpolation=cv2.INTER_AREA)
-    ms = small(mask)
+    ms, ss, ts = small(mask), small(src), small(tgt)
     sigma = max(1.0, LIGHT_SIGMA * eye_dist * scale)
-    ratio = (_masked_blur(small(tgt), ms, sigma) + 4.0) / (_masked_blur(small(src), ms, sigma) + 4.0)
+    ratio = (_masked_blur(ts, ms, sigma) + 4.0) / (_masked_blur(ss, ms, sigma) + 4.0)
     ratio = np.clip(ratio, 0.3, 3.0)
-    gain = cv2.resize(ratio, (w, h), interpolation=cv2.INTER_LINEAR)
-    return src * gain
+    lit_small = ss * ratio
+    keep = float(np.clip(_chroma_spread(ts, ms) / max(_chroma_spread(lit_small, ms), 1e-3), 0.0, 1.2))
+    lit = src * cv2.resize(ratio, (w, h), interpolation=cv2.INTER_LINEAR)
+    if abs(keep - 1.0) > 0.02:
+        luma = (lit @ LUMA)[:, :, None]
+        lit = luma + (lit - luma) * keep
+    return lit
+
+
+def _skin_agreement(lab: np.ndarray, reference: np.ndarray, test: np.ndarray, lightness_weight: float) -> np.ndarray:
+    """1 where a pixel's colour is like the reference skin, falling to 0 for colours that
+    are not (hair, a hand, a frame); only where `test` is set, 1 elsewhere."""
+    ref = lab[reference > 0.5]
+    if len(ref) < 20:
+        return np.ones(lab.shape[:2], np.float32)
+    mu = np.median(ref, axis=0)
+    spread = np.maximum(1.4826 * np.median(np.abs(ref - mu), axis=0), np.float32([5.0, 2.5, 2.5]))
+    z = (lab - mu) / spread
+    dist = np.sqrt(lightness_weight * z[:, :, 0] ** 2 + z[:, :, 1] ** 2 + z[:, :, 2] ** 2)
+    agree = np.clip((OCCLUSION_FAR - dist) / (OCCLUSION_FAR - OCCLUSION_NEAR), 0.0, 1.0)
+    return np.where(test, agree, 1.0).astype(np.float32)
+
+
+def unoccluded(src: np.ndarray, tgt: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dist: float) -> np.ndarray:
+    """Weight 0..1 of where the source face may be pasted.
+
+    Skin that does not look like the face's own skin is an occluder: the source's hair
+    over its forehead must not come in, and the target's hair, beard or hands must stay.
+    Skin colour is learned below the eyes (rarely covered) and tested above the brows,
+    where hair falls; eyes, brows and the rest of the face are never dropped. Runs at the
+    work scale.
+    """
+    h, w = skin.shape
+    scale = min(1.0, WORK_FACE / max(eye_dist * 2.5, 1.0))
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))
+    small = lambda x: cv2.resize(x, size, interpolation=cv2.INTER_AREA)
+    sk = small(skin)
+    # signed distance along the face's own "down" direction, from the eye line
+    left, right = lms[mesh.RIGHT_EYE].mean(0), lms[mesh.LEFT_EYE].mean(0)
+    across = (right - left) / (np.linalg.norm(right - left) + 1e-6)
+    down = np.float32([-across[1], across[0]])
+    gx, gy = np.meshgrid((np.arange(size[0]) + 0.5) / scale, (np.arange(size[1]) + 0.5) / scale)
+    depth = (gx - (left[0] + right[0]) / 2) * down[0] + (gy - (left[1] + right[1]) / 2) * down[1]
+    brows = np.concatenate([lms[mesh.RIGHT_BROW], lms[mesh.LEFT_BROW]])
+    brow_depth = float(((brows - (left + right) / 2) @ down).min())  # top of the brows (< 0)
+    reference = sk * (depth > 0.15 * eye_dist)  # cheeks and nose: rarely covered
+    forehead = (sk > 0.5) & (depth < brow_depth - 0.05 * eye_dist)  # where hair falls
+    lab = lambda x: cv2.cvtColor(np.clip(small(x) / 255.0, 0, 1).astype(np.float32), cv2.COLOR_RGB2Lab)
+    # lightness counts fully on the source (hair is darker or lighter than skin), less on
+    # the target, whose own light and shadow must not read as an occluder
+    keep = _skin_agreement(lab(src), reference, forehead, 1.0) * _skin_agreement(lab(tgt), reference, forehead, 0.35)
+    keep = cv2.GaussianBlur(keep, (0, 0), 1.0)
+    return np.clip(cv2.resize(keep, (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
 
 
 class ClassicalEngine:
@@ -163,9 +226,12 @@ class ClassicalEngine:
         warped_src = cv2.remap(src_img, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
         base = tgt if ratio == 0 else cv2.remap(tgt, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
-        # 4-5: take the target's light, mix the textures, keep the target's mouth opening
-        region = face_region_mask(geom, (h, w), cut_mouth=True)
-        lit = transfer_light(warped_src, base, face_region_mask(geom, (h, w), cut_mouth=True, skin_only=True), eye)
+        # 4-5: leave hair, hands, glasses where they are, take the target's light, mix the
+        # textures, keep the target's mouth opening
+        skin = face_region_mask(geom, (h, w), cut_mouth=True, skin_only=True)
+        clear = unoccluded(warped_src, base, skin, geom, eye)
+        region = face_region_mask(geom, (h, w), cut_mouth=True) * clear
+        lit = transfer_light(warped_src, base, skin * clear, eye)
         fused = base + ratio * (lit - base)
         return FusedFace(image=fused, base=base, mask=region, landmarks=geom, face_size=face_size)
 

@@ -1,0 +1,110 @@
+"""Run facefuse over shared/faces/pairs.tsv and score the results with the independent judge.
+
+    .venv/bin/python scripts/quality_eval.py --ratio 1.0 --out /tmp/q10
+    .venv/bin/python scripts/quality_eval.py --ratio 1.0 --out /tmp/q10 --sheet docs/contact_sheet.jpg
+
+Writes OUT/<i>.png for pair i, OUT/times.tsv (the judge's timing format), and, when the
+judge is set up (../shared/tools/judge/setup.sh), OUT/report.json with its verdicts.
+The project does not depend on the judge; this script only calls it as a program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FACES = ROOT.parent / "shared" / "faces"
+JUDGE = ROOT.parent / "shared" / "tools" / "judge"
+JUDGE_PY = Path(os.environ.get("JUDGE_VENV", Path.home() / ".cache/facefuse-judge/venv")) / "bin" / "python"
+
+
+def read_pairs(path: Path) -> list[tuple[str, str, str]]:
+    rows = [l.rstrip("\n").split("\t") for l in path.read_text().splitlines() if l and not l.startswith("#")]
+    return [(r[0], r[1], r[2] if len(r) > 2 else "") for r in rows[1:]]
+
+
+def run_fusions(out: Path, params: dict, limit: int | None) -> None:
+    from facefuse import FaceFuseError, write_image
+    from facefuse.pipeline import Fuser
+
+    fuser = Fuser()
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = read_pairs(FACES / "pairs.tsv")[:limit]
+    lines = ["id\tidx\twall_s\ttgt_w\ttgt_h\tmpix\tok\terror"]
+    for i, (src, tgt, _) in enumerate(pairs):
+        t0 = time.perf_counter()
+        err, ok = "", 1
+        try:
+            res = fuser.fuse_detailed(FACES / src, FACES / tgt, fuser.params(**params))
+            wall = time.perf_counter() - t0
+            write_image(out / f"{i}.png", res.image, overwrite=True)
+            h, w = res.image.shape[:2]
+        except FaceFuseError as exc:
+            wall, ok, err, (h, w) = time.perf_counter() - t0, 0, str(exc), (0, 0)
+            print(f"pair {i}: {exc}", file=sys.stderr)
+        lines.append(f"{i}\t{i}\t{wall:.4f}\t{w}\t{h}\t{w * h / 1e6:.3f}\t{ok}\t{err}")
+    (out / "times.tsv").write_text("\n".join(lines) + "\n")
+
+
+def judge(out: Path) -> dict | None:
+    if not JUDGE_PY.exists():
+        print("judge not set up: run ../shared/tools/judge/setup.sh", file=sys.stderr)
+        return None
+    subprocess.run([str(JUDGE_PY), str(JUDGE / "judge.py"), "batch", "--pairs", str(FACES / "pairs.tsv"),
+                    "--images", str(FACES), "--results", str(out), "--out", str(out / "report.json")], check=True)
+    return json.loads((out / "report.json").read_text())
+
+
+def contact_sheet(out: Path, sheet: Path, indices: list[int], height: int = 200) -> None:
+    from facefuse.io import read_image, write_image
+
+    pairs = read_pairs(FACES / "pairs.tsv")
+    rows = []
+    for i in indices:
+        src, tgt, _ = pairs[i]
+        if not (out / f"{i}.png").exists():
+            continue
+        ims = [read_image(FACES / src), read_image(FACES / tgt), read_image(out / f"{i}.png")]
+        row = [cv2.resize(im, (max(1, round(im.shape[1] * height / im.shape[0])), height), interpolation=cv2.INTER_AREA) for im in ims]
+        rows.append(np.hstack(row))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    write_image(sheet, np.vstack(rows), overwrite=True, quality=80)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--ratio", type=float, default=1.0)
+    ap.add_argument("--mode", default=None)
+    ap.add_argument("--limit", type=int)
+    ap.add_argument("--all-faces", action="store_true")
+    ap.add_argument("--no-judge", action="store_true")
+    ap.add_argument("--sheet", type=Path, help="write a contact sheet (source | target | result)")
+    ap.add_argument("--sheet-pairs", default="0,1,3,4,5,7,9,12,15,17,20,24,27,30,33,36")
+    args = ap.parse_args()
+    params = {"ratio": args.ratio}
+    if args.mode:
+        params["mode"] = args.mode
+    if args.all_faces:
+        params["all_faces"] = True
+    run_fusions(args.out, params, args.limit)
+    if not args.no_judge:
+        report = judge(args.out)
+        if report:
+            print(json.dumps(report["summary"], indent=1))
+    if args.sheet:
+        contact_sheet(args.out, args.sheet, [int(x) for x in args.sheet_pairs.split(",")])
+
+
+if __name__ == "__main__":
+    main()
