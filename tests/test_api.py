@@ -353,3 +353,12 @@ def test_small_upload_limit_applies_to_rest(live, photos):
     with TestClient(app) as client:
         body = _error(_fuse(client, photos.source, photos.target), 413, "too_large")
         assert "server.max_upload_mb" in body["message"]
+
+
+def test_pool_jobs_see_the_callers_context(live):
+    """Gradio finds a request's progress bar through context variables: jobs must see them."""
+    import contextvars
+
+    var = contextvars.ContextVar("request", default=None)
+    var.set("event-42")
+    assert live.pool.call(lambda fuser: (var.get(), type(fuser).__name__)) == ("event-42", "Fuser")
