@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from facefuse import bench
-from facefuse.cli import main
+from facefuse.cli import SAMPLES as EXAMPLES, main
 
 STAGE_KEYS = {"decode", "detect", "roi", "engine", "blend", "paste", "encode", "total"}
 SUMMARY_KEYS = {"median", "min", "max", "q1", "q3", "n", "samples"}
@@ -25,10 +25,12 @@ def _summary_ok(d: dict, positive: bool = True) -> None:
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
-    """One run with every part switched on, at 128 and 256 px."""
+    """One run with every part switched on, at 128 and 256 px (the 1200x800 sample target:
+    the default 4352 px one costs seconds per run to decode)."""
     out = tmp_path_factory.mktemp("bench")
     js, png = out / "bench.json", out / "bench.png"
-    argv = ["bench", "--resolutions", "128,256", "--repeat", "1", "--compare", "--long", "3",
+    argv = ["bench", "--target", str(EXAMPLES / "target.jpg"), "--resolutions", "128,256", "--repeat", "1",
+            "--compare", "--long", "3",
             "--scaling-size", "256", "--json", str(js), "--plot", str(png)]
     return main(argv), js, png
 
@@ -39,7 +41,7 @@ def test_full_run_writes_json_with_every_number(full_run):
     res = json.loads(js.read_text())
     assert {"machine", "source", "target", "target_size", "repeat", "params", "model_load_s", "resolutions",
             "source_prep", "scaling", "compare", "long_run", "cold_start", "goals"} <= set(res)
-    assert res["target_size"] == [4352, 2903]  # the bundled large target
+    assert res["target_size"] == [1200, 800]
     assert [r["resolution"] for r in res["resolutions"]] == [128, 256]
     for row in res["resolutions"]:
         assert max(row["output_size"]) == row["resolution"]
@@ -53,6 +55,7 @@ def test_full_run_writes_json_with_every_number(full_run):
         assert row["faces_fused"] == 1 and row["output_bytes"] > 0
         mem = row["memory"]
         assert 0 < mem["rss_start_mb"] < mem["rss_after_model_load_mb"] <= mem["peak_rss_mb"]
+        assert mem["rss_end_mb"] <= mem["peak_rss_mb"]
         assert mem["resolution"] == row["resolution"]
     _summary_ok(res["source_prep"])
     # scaling: two targets of the same output size, the small face has the smaller ROI
@@ -95,8 +98,22 @@ def test_markdown_has_every_section(full_run):
     assert "| 128x85 |" in text and "| 256x171 |" in text
 
 
-def test_minimal_run_stdout_only(capsys):
-    code = main(["bench", "--resolutions", "128", "--repeat", "1", "--no-cold", "--no-rss", "--no-scaling"])
+def test_markdown_leaves_out_what_was_not_measured(full_run):
+    _, js, _ = full_run
+    res = json.loads(js.read_text())
+    for key in ("cold_start", "compare", "long_run", "scaling"):
+        del res[key]
+    for row in res["resolutions"]:
+        del row["memory"]
+    text = bench.markdown(res)
+    assert "## Fusion speed and memory" in text and "## Scaling" in text  # the per-size scaling table stays
+    for heading in ("## Cold start", "## Naive baseline", "## Long run", "small vs large face", "peak MB"):
+        assert heading not in text
+
+
+def test_stdout_is_the_markdown_report(capsys):
+    code = main(["bench", "--target", str(EXAMPLES / "target.jpg"), "--resolutions", "128", "--repeat", "1",
+                 "--no-cold", "--no-rss", "--no-scaling"])
     assert code == 0
     out = capsys.readouterr().out
     assert "## Fusion speed and memory" in out and "| 128x85 |" in out

@@ -168,6 +168,16 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
+    """Peak RSS of this process (MB). Linux: VmHWM of /proc/self/status, the high-water
+    mark of this process's own memory. Not ru_maxrss: Linux carries ru_maxrss over exec, so
+    a child started by a big process (subprocess uses vfork) reports its parent's peak."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1e6
+    except (OSError, ValueError, IndexError):
+        pass
     import resource
 
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
