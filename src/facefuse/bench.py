@@ -635,8 +635,28 @@ def run_all(args, resolutions: list[int]) -> dict:
         results["cold_start"] = measure_cold_start(args, runs=min(args.repeat, 3))
         tick()
     progress.close()
+    results["scaling_fit"] = scaling_fit(results["resolutions"])
     results["goals"] = check_goals(results)
     return results
+
+
+def scaling_fit(rows: list[dict]) -> dict | None:
+    """Least-squares lines over the resolutions: face work against ROI area, frame work
+    and the codec floor against frame area (seconds = fixed + per_mpx x Mpx)."""
+    import numpy as np
+
+    if len(rows) < 2:
+        return None
+
+    def line(x, y):
+        per, fixed = np.polyfit(np.asarray(x, float), np.asarray(y, float), 1)
+        return {"fixed_s": float(fixed), "per_mpx_s": float(per)}
+
+    return {
+        "face_work_vs_roi": line([r["roi_mpx"] for r in rows], [r["face_work_s"] for r in rows]),
+        "frame_work_vs_frame": line([r["frame_mpx"] for r in rows], [r["frame_work_s"] for r in rows]),
+        "floor_vs_frame": line([r["frame_mpx"] for r in rows], [r["floor"]["total"]["median"] for r in rows]),
+    }
 
 
 def check_goals(results: dict) -> list[dict]:
@@ -663,7 +683,7 @@ def check_goals(results: dict) -> list[dict]:
         lr = results["long_run"]
         v = lr["growth_mb"]
         out.append({"what": f"RSS growth over {lr['fusions']} fusions", "goal": GOALS["long_growth_mb"], "unit": "MB",
-                    "measured": v, "met": v < GOALS["long_growth_mb"],
+                    "measured": v, "met": v < GOALS["long_growth_mb"], "op": "<",
                     "note": "" if lr["fusions"] >= 1000 else "the goal is stated for 1000 fusions"})
     return out
 
@@ -709,7 +729,7 @@ def markdown(res: dict) -> str:
         L += ["", "Goals (issue 4):", "", "| goal | target | measured | met |", "|---|---|---|---|"]
         for g in res["goals"]:
             note = f" ({g['note']})" if g.get("note") else ""
-            L.append(f"| {g['what']} | ≤ {g['goal']:g} {g['unit']} | {g['measured']:.3g} {g['unit']}{note} | {'yes' if g['met'] else '**no**'} |")
+            L.append(f"| {g['what']} | {g.get('op', '≤')} {g['goal']:g} {g['unit']} | {g['measured']:.3g} {g['unit']}{note} | {'yes' if g['met'] else '**no**'} |")
     if "cold_start" in res:
         c = res["cold_start"]
         L += ["", "## Cold start", "",
@@ -725,6 +745,13 @@ def markdown(res: dict) -> str:
         L.append(f"| {row['resolution']} | {row['frame_mpx']:.2f} | {row['roi_mpx']:.2f} | {row['face_px']:.0f} | "
                  f"{_s(row['face_work_s'])} | {row['face_work_s'] / max(row['roi_mpx'], 1e-6):.3f} | "
                  f"{_s(row['frame_work_s'])} | {_s(row['floor']['total']['median'])} |")
+    fit = res.get("scaling_fit")
+    if fit:
+        f, g, c = fit["face_work_vs_roi"], fit["frame_work_vs_frame"], fit["floor_vs_frame"]
+        L += ["", f"Fitted lines: roi+engine+blend ≈ {f['fixed_s']:.3f} s {f['per_mpx_s']:+.3f} s per ROI Mpx; "
+              f"decode+paste+encode ≈ {g['fixed_s']:.3f} s {g['per_mpx_s']:+.3f} s per output Mpx "
+              f"(codec floor: {c['fixed_s']:.3f} s {c['per_mpx_s']:+.3f} s per output Mpx; the fixed part is "
+              "decoding the input, the same at every output size)."]
     if "scaling" in res:
         sc = res["scaling"]
         L += ["", f"Same output size ({sc['size']}), small vs large face — {sc['note']}:", "",
@@ -803,14 +830,15 @@ def plot(res: dict, path: str, overwrite: bool = False) -> None:
         if goal:
             ax.hlines(goal, xs[i] - width / 2, xs[i] + width / 2, colors="red", linestyles="--", linewidth=1.2,
                       label="goal" if i == 0 else None)
-        ax.text(xs[i], bottom[i], f"{bottom[i]:.2f}s\n{r['ratio']['median']:.1f}x", ha="center", va="bottom", fontsize=7)
+        ax.text(xs[i], bottom[i], f"{r['stages']['total']['median']:.2f}s\n{r['ratio']['median']:.1f}x",
+                ha="center", va="bottom", fontsize=7)
     if "compare" in res:
         naive = {c["resolution"]: c["naive"]["total"]["median"] for c in res["compare"]}
         ax.bar([i + width / 2 for i in x], [naive.get(r["resolution"], 0) for r in rows], width,
                color="none", edgecolor="#555555", hatch="//", label="naive seamlessClone")
     ax.set_xticks(x, [f"{r['resolution']}" for r in rows])
     ax.set_xlabel("output long side (px)")
-    ax.set_ylabel("seconds (median, warm)")
+    ax.set_ylabel("seconds (stage medians, warm)")
     ax.set_title(f"facefuse fusion, {res['machine']['cpus']} CPUs", fontsize=10)
     ax.legend(fontsize=7, ncol=2, loc="upper left")
     k = 1
