@@ -86,6 +86,7 @@ def main() -> None:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--ratio", type=float, default=1.0)
     ap.add_argument("--mode", default=None)
+    ap.add_argument("--smoothing", type=float, default=None)
     ap.add_argument("--limit", type=int)
     ap.add_argument("--all-faces", action="store_true")
     ap.add_argument("--no-judge", action="store_true")
@@ -95,6 +96,8 @@ def main() -> None:
     params = {"ratio": args.ratio}
     if args.mode:
         params["mode"] = args.mode
+    if args.smoothing is not None:
+        params["smoothing"] = args.smoothing
     if args.all_faces:
         params["all_faces"] = True
     run_fusions(args.out, params, args.limit)

@@ -22,14 +22,15 @@ import cv2
 import numpy as np
 
 from .. import mesh
-from ..blend import face_region_mask
+from ..blend import face_region_mask, feather
 from ..detect import Face
 from . import FusedFace, SourceFace, register
 
-GEOMETRY_SHARE = 0.5  # at ratio 1 the inner face shape moves half way to the source's
+GEOMETRY_SHARE = 0.25  # at ratio 1 the inner face shape moves half way to the source's
 MAP_GRID = 320  # long side of the grid the warp maps are evaluated on
 LIGHT_SIGMA = 0.22  # Gaussian sigma of the light transfer, in eye distances
 WORK_FACE = 128  # face size (px) at which the light transfer and occlusions are computed
+DETAIL_GAIN = (0.6, 2.5)  # bounds of the fine-detail gain that matches the target's crispness
 OCCLUSION_NEAR, OCCLUSION_FAR = 3.0, 5.0  # skin-colour distance (robust z) kept / dropped
 
 
@@ -148,6 +149,35 @@ def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist:
     return lit
 
 
+def borrow_fine_skin_texture(img: np.ndarray, ref: np.ndarray, skin: np.ndarray, upscale: float) -> np.ndarray:
+    """Where the source face is enlarged (a small source on a large target face) it has no
+    detail finer than the enlargement; on skin, take that band from the target (pores,
+    grain), which carries no identity at these scales but makes the face as crisp as the
+    photo around it."""
+    if upscale <= 1.25:
+        return img
+    sigma = min(0.5 * upscale, 6.0)
+    band = lambda x: x - cv2.GaussianBlur(x, (0, 0), sigma)
+    weight = cv2.GaussianBlur(skin, (0, 0), sigma)[:, :, None]
+    return img + weight * (band(ref) - band(img))
+
+
+def match_detail(img: np.ndarray, ref: np.ndarray, interior: np.ndarray) -> np.ndarray:
+    """Scale img's finest detail (what a 1-px Gaussian removes) so that in the face's
+    interior it has the energy of ref's: a face resampled from a smaller or softer photo
+    gets the target's crispness back, one from a sharper photo is not noisier than its
+    surroundings. (The interior only: near the outline the source has hair and edges.)"""
+    m = interior
+    if m.sum() < 64:
+        return img
+    blur_img = cv2.GaussianBlur(img, (0, 0), 1.0)
+    detail = img - blur_img
+    ref_detail = ref - cv2.GaussianBlur(ref, (0, 0), 1.0)
+    energy = lambda d: float(np.sqrt(((d[m] @ LUMA) ** 2).mean()))
+    gain = float(np.clip(energy(ref_detail) / max(energy(detail), 1e-3), DETAIL_GAIN[0], DETAIL_GAIN[1]))
+    return blur_img + detail * gain
+
+
 def _skin_agreement(lab: np.ndarray, reference: np.ndarray, test: np.ndarray, lightness_weight: float) -> np.ndarray:
     """1 where a pixel's colour is like the reference skin, falling to 0 for colours that
     are not (hair, a hand, a frame); only where `test` is set, 1 elsewhere."""
@@ -219,11 +249,12 @@ class ClassicalEngine:
 
         # the source is sampled at about the target face's scale: shrink it first if larger
         src_img, s_pts, to_src = _source_at_scale(source, align)
+        source_scale = float(np.sqrt(abs(np.linalg.det(align[:, :2]))))  # > 1: source is upscaled
 
         # 3: one dense map per texture, and one remap each
         identity = np.float32([[1, 0, 0], [0, 1, 0]])
         (sx, sy), (tx, ty) = dense_maps((h, w), geom, [(s_pts, to_src), (t_lms, identity)])
-        warped_src = cv2.remap(src_img, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+        warped_src = cv2.remap(src_img, sx, sy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
         base = tgt if ratio == 0 else cv2.remap(tgt, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
         # 4-5: leave hair, hands, glasses where they are, take the target's light, mix the
@@ -232,6 +263,8 @@ class ClassicalEngine:
         clear = unoccluded(warped_src, base, skin, geom, eye)
         region = face_region_mask(geom, (h, w), cut_mouth=True) * clear
         lit = transfer_light(warped_src, base, skin * clear, eye)
+        lit = borrow_fine_skin_texture(lit, base, skin, source_scale)
+        lit = match_detail(lit, base, feather(region, face_size) > 0.95)
         fused = base + ratio * (lit - base)
         return FusedFace(image=fused, base=base, mask=region, landmarks=geom, face_size=face_size)
 
