@@ -57,7 +57,8 @@ def folder(tmp_path, target_path, data_dir, noface_path) -> Path:
 
 def test_folder_batch_mirrors_tree_reports_and_resumes(folder, tmp_path, source_path, capsys):
     out = tmp_path / "out"
-    argv = ["batch", "--source", str(source_path), "--targets", str(folder), "-o", str(out), "--resolution", "256"]
+    argv = ["batch", "--source", str(source_path), "--targets", str(folder), "-o", str(out), "--resolution", "256",
+            "--workers", "1"]
     assert main(argv) == 4  # the cat has no face, nothing else failed
     assert (out / "a.jpg").is_file() and (out / "sub" / "b.jpg").is_file()
     for p in (out / "a.jpg", out / "sub" / "b.jpg"):
@@ -93,7 +94,7 @@ def test_pairs_csv_relative_paths_and_outputs(tmp_path, source_path, target_path
     csv_path = inputs / "pairs.csv"
     csv_path.write_text("source,target,output\n# a comment\nsrc.jpg,t1.jpg,deep/one.png\n\nsrc.jpg,t2.jpg\n"
                         f"{noface_path},t1.jpg,cat_source.jpg\n")
-    out = tmp_path / "out"
+    out = tmp_path / "out"  # default workers: one process per core (2 on CI)
     assert main(["batch", "--pairs", str(csv_path), "-o", str(out), "--resolution", "256", "--format", "webp"]) == 4
     with Image.open(out / "deep" / "one.png") as im:
         assert im.format == "PNG"  # an explicit output's extension wins

@@ -36,6 +36,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 REPORT_NAME = "report.jsonl"
 LOCK_NAME = ".facefuse-batch.lock"
+MAX_DEFAULT_WORKERS = 8
 SOURCE_CACHE = 4  # prepared sources kept per worker (each holds the whole source photo)
 
 EXIT_HELP = """exit codes (the first that applies):
@@ -359,12 +360,13 @@ def _start_ray(address: str, workers: int | None):
     return ray
 
 
-def run_ray(tasks: Iterable[Task], settings, params, quality: int, workers: int | None, address: str) -> Iterator[dict]:
+def run_ray(tasks: list[Task], settings, params, quality: int, workers: int | None, address: str) -> Iterator[dict]:
     """One actor (holding a Fuser) per worker, two calls queued on each, results by ray.wait."""
     ray = _start_ray(address, workers)
     try:
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        workers = min(workers, max(1, len(tasks)))
         actor_cls = ray.remote(num_cpus=1)(FuserWorker)
         actors = {slot: actor_cls.remote(settings, params, quality) for slot in range(workers)}
         load = dict.fromkeys(actors, 0)
@@ -517,15 +519,16 @@ def _execute(args, jobs: list[Job], settings, params, quality: int, report: Repo
     # grouped by source so each worker's source cache hits; stable, so folder order is kept
     todo.sort(key=lambda i: str(jobs[i].source))
     tasks = [(i, str(jobs[i].source), str(jobs[i].target), _fmt(jobs[i].output)) for i in todo]
-    if settings.inference.threads == 0 and (args.workers or 1) > 1:
-        # N workers on N cores: OpenCV's own threads would only oversubscribe them
+    workers = args.workers if args.ray else min(args.workers or default_workers(), max(1, len(tasks)))
+    if settings.inference.threads == 0 and (args.ray or workers > 1):
+        # one worker per core: OpenCV's own threads would only oversubscribe them
         settings = settings.model_copy(update={"inference": settings.inference.model_copy(update={"threads": 1})})
     if not tasks:
         results: Iterator[dict] = iter(())
     elif args.ray:
-        results = run_ray(tasks, settings, params, quality, args.workers, args.ray)
-    elif (args.workers or 1) > 1:
-        results = run_pool(tasks, settings, params, quality, args.workers)
+        results = run_ray(tasks, settings, params, quality, workers, args.ray)
+    elif workers > 1:
+        results = run_pool(tasks, settings, params, quality, workers)
     else:
         results = run_inline(tasks, settings, params, quality)
     bar = tqdm(total=len(tasks), unit="img", file=sys.stderr, dynamic_ncols=True, smoothing=0.1, disable=None)
@@ -568,6 +571,15 @@ def _execute(args, jobs: list[Job], settings, params, quality: int, report: Repo
     return code
 
 
+def default_workers() -> int:
+    """The cores this process may use, at most MAX_DEFAULT_WORKERS (each worker holds its own models)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_WORKERS))
+
+
 def _fmt(output: Path) -> str:
     return WRITABLE_SUFFIXES[output.suffix.lower()]
 
@@ -604,7 +616,8 @@ def _batch_parser(sub) -> None:
                                       "relative to OUTDIR and inside it (default OUTDIR/<target>_<source>.<ext>)")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (created if missing)")
     add_fusion_options(p)
-    p.add_argument("--workers", type=int, help="worker processes (default 1; with --ray: the cluster's CPUs)")
+    p.add_argument("--workers", type=int, help=f"worker processes, each with its own models (default: the number of "
+                                                f"cores, at most {MAX_DEFAULT_WORKERS}; with --ray: the cluster's CPUs)")
     p.add_argument("--ray", metavar="ADDRESS", help="'local' starts a local Ray instance; an address joins a cluster "
                                                     "(needs pip install 'facefuse[ray]')")
     p.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's when it is "
