@@ -26,9 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _start_server(workers: int, queue_size: int, tmp: Path) -> tuple[subprocess.Popen, str]:
-    cfg = tmp / f"config-{workers}.yaml"
-    cfg.write_text(f"output:\n  dir: {tmp / 'outputs'}\nserver:\n  queue_size: {queue_size}\n")
+def _start_server(workers: int, threads: int, queue_size: int, tmp: Path) -> tuple[subprocess.Popen, str]:
+    cfg = tmp / f"config-{workers}x{threads}.yaml"
+    cfg.write_text(f"output:\n  dir: {tmp / 'outputs'}\nserver:\n  queue_size: {queue_size}\n"
+                   f"inference:\n  threads: {threads}\n")
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     env.pop("FACEFUSE_API_KEY", None)
     proc = subprocess.Popen(
@@ -110,11 +111,17 @@ async def _measure(urls: list[str], source: bytes, target: bytes, fields: dict, 
     return [c.summary() for c in clients]
 
 
+def _parse_config(spec: str) -> tuple[int, int]:
+    workers, _, threads = spec.strip().partition("x")
+    return int(workers), int(threads or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m facefuse.api_load", description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--workers", default="1,2", help="comma-separated worker counts to compare (default 1,2)")
+    ap.add_argument("--workers", default="1,2", help="comma-separated configurations to compare: W (worker "
+                    "threads) or WxT (W workers, OpenCV limited to T threads); default 1,2")
     ap.add_argument("--source", default=str(ROOT / "examples" / "source.jpg"))
     ap.add_argument("--target", default=str(ROOT / "examples" / "target.jpg"))
     ap.add_argument("--resolution", default="original")
@@ -131,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     tw, th = Image.open(io.BytesIO(target)).size
     expect = output_size(tw, th, FusionParams.build(resolution=args.resolution).resolution)
     fields = {"resolution": args.resolution, "format": args.format}
-    counts = [int(w) for w in args.workers.split(",")]
+    configs = [_parse_config(spec) for spec in args.workers.split(",")]
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="facefuse-load-") as tmp:
-        servers = [_start_server(w, max(32, args.concurrency), Path(tmp)) for w in counts]
+        servers = [_start_server(w, t, max(32, args.concurrency), Path(tmp)) for w, t in configs]
         try:
             summaries = asyncio.run(_measure([url for _, url in servers], source, target, fields, args.requests,
                                              args.concurrency, args.rounds, expect))
@@ -143,15 +150,16 @@ def main(argv: list[str] | None = None) -> int:
                 proc.terminate()
                 proc.wait(15)
     load = f"{load_before:.1f}-{os.getloadavg()[0]:.1f}"
-    results = [{"workers": w, "cpus": os.cpu_count(), "load_avg": load, "target": f"{tw}x{th}",
+    results = [{"workers": w, "opencv_threads": t or "default", "cpus": os.cpu_count(), "load_avg": load, "target": f"{tw}x{th}",
                 "output": f"{expect[0]}x{expect[1]}", "requests": args.requests, "concurrency": args.concurrency,
-                **summary} for w, summary in zip(counts, summaries)]
+                **summary} for (w, t), summary in zip(configs, summaries)]
     for r in results:
         print(json.dumps(r), flush=True)
-    print("\n| workers | requests | concurrency | output | ok | failures | req/s | p50 s | p95 s | p99 s | max s | server s/req |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| workers | OpenCV threads | requests | concurrency | output | ok | failures | req/s | p50 s | p95 s | "
+          "p99 s | max s | server s/req |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['workers']} | {r['requests']} | {r['concurrency']} | {r['output']} | {r['ok']} | "
+        print(f"| {r['workers']} | {r['opencv_threads']} | {r['requests']} | {r['concurrency']} | {r['output']} | {r['ok']} | "
               f"{sum(r['failures'].values())} | {r['req_per_s']} | {r['p50_s']} | {r['p95_s']} | {r['p99_s']} | "
               f"{r['max_s']} | {r['server_mean_s']} |")
     if args.json:
