@@ -149,6 +149,18 @@ def test_bad_options_fail_before_any_work(tmp_path, source_path, folder, capsys)
     assert all(line.startswith("facefuse: error:") for line in capsys.readouterr().err.splitlines())
 
 
+def test_one_batch_per_output_folder(tmp_path, source_path, folder, capsys):
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".facefuse-batch.lock", "w") as held:  # as a running batch holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert main(["batch", "--source", str(source_path), "--targets", str(folder), "-o", str(out)]) == 3
+    assert "another batch is writing" in capsys.readouterr().err
+    assert not (out / "a.jpg").exists()
+
+
 def test_missing_ray_is_one_line_and_exit_2(monkeypatch, tmp_path, source_path, folder, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     out = tmp_path / "out"
@@ -203,11 +215,13 @@ def test_kill_9_loses_only_in_flight_work_and_resume_redoes_nothing(tmp_path, so
         time.sleep(0.1)
     assert not _session_processes(proc.pid)
 
+    (out / f".t{n - 1:02d}.jpg.k1ll3d.tmp").write_bytes(b"half an image")  # as a kill mid-write leaves
+    (out / ".notes.tmp").write_text("not ours")
     assert main(argv) == 0
     assert sorted(p.name for p in out.glob("*.jpg")) == [f"t{i:02d}.jpg" for i in range(n)]
     assert all(decodes(p) for p in out.glob("*.jpg"))
     assert {p: stamp(p) for p in done} == stamps  # nothing done before was redone
-    assert not list(out.glob(".*.tmp"))
+    assert [p.name for p in out.glob(".*.tmp")] == [".notes.tmp"]  # stale temps removed, others kept
     summary = report_lines(out)[-1]
     assert summary["skipped"] == len(done) and summary["ok"] == n - len(done) and summary["failed"] == 0
 

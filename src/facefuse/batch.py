@@ -17,6 +17,7 @@ import argparse
 import csv
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -258,8 +259,6 @@ _WORKER: FuserWorker | None = None
 
 def _init_process(settings, params, quality: int) -> None:
     global _WORKER
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     _exit_with_parent()
     _WORKER = FuserWorker(settings, params, quality)
@@ -353,10 +352,13 @@ def _start_ray(address: str, workers: int | None):
     ray = _import_ray()
 
     quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    on_term = signal.getsignal(signal.SIGTERM)
     if address == "local":
         ray.init(num_cpus=workers or os.cpu_count(), **quiet)
     else:
         ray.init(address=address, **quiet)
+    if on_term is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_term)  # ours (a clean shutdown), not Ray's crash handler
     return ray
 
 
@@ -489,15 +491,32 @@ def run_batch(args: argparse.Namespace) -> int:
         jobs = plan_pairs(Path(args.pairs), outdir, args.format)
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
-    outdir.mkdir(parents=True, exist_ok=True)
-    lock = _lock(outdir)
-    report = Report(outdir / REPORT_NAME)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        lock = _lock(outdir)
+        report = Report(outdir / REPORT_NAME)
+    except OSError as exc:
+        raise InputError(f"{outdir}: cannot write there ({exc.strerror or exc})") from None
+    previous = _terminate_like_interrupt()
     try:
         return _execute(args, jobs, settings, params, quality, report)
     finally:
         report.close()
         if lock is not None:
             os.close(lock)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate_like_interrupt():
+    """SIGTERM unwinds like Ctrl-C, so the pool or the local Ray instance is shut down cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _execute(args, jobs: list[Job], settings, params, quality: int, report: Report) -> int:
