@@ -214,7 +214,16 @@ def _raw_request(port: int, head: bytes, body_chunks=(), timeout: float = 15) ->
                 s.sendall(chunk)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server answered and closed while we were still sending: what we test
-        return s.recv(4096)
+        reply = b""
+        while True:  # the 413 comes with Connection: close; read it whole
+            try:
+                data = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            reply += data
+        return reply
 
 
 def test_oversized_upload_refused_from_content_length_without_reading_the_body(live):
