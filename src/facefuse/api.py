@@ -133,9 +133,7 @@ def _classify_bad_image(data: bytes, max_pixels: int) -> tuple[int, str]:
 
 
 def flat_rgb(decoded: DecodedImage):
-    from .io import _flatten_alpha
-
-    return decoded.rgb if decoded.alpha is None else _flatten_alpha(decoded.rgb, decoded.alpha)
+    return decoded.flattened()
 
 
 @dataclass
@@ -417,6 +415,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
         return exc.response()
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception):  # a bug, never bad input: log it whole, answer one line
+        log.exception("%s %s failed", request.method, request.url.path)
+        return _error_response(500, "internal_error", f"internal error ({type(exc).__name__}); see the server log")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):

@@ -208,7 +208,7 @@ class FuserWorker:
         source = self._source(source_key, source_ref)
         decoded = decode_image(target, max_pixels=self.fuser.settings.output.max_pixels, name=name)
         try:
-            result = self.fuser.fuse_detailed(source, _flatten(decoded), self.params)
+            result = self.fuser.fuse_detailed(source, decoded.flattened(), self.params)
         except NoFaceError as exc:
             raise NoFaceError(f"{name}: {_reason(exc)}", which=exc.which) from None
         alpha = None
@@ -226,16 +226,10 @@ def _reason(exc: NoFaceError) -> str:
     return text.split(": ", 1)[1] if text.startswith(("source: ", "target: ")) else text
 
 
-def _flatten(decoded):
-    from .io import _flatten_alpha
-
-    return decoded.rgb if decoded.alpha is None else _flatten_alpha(decoded.rgb, decoded.alpha)
-
-
 def _decode_flat(data: bytes, name: str, max_pixels: int):
     from .io import decode_image
 
-    return _flatten(decode_image(data, max_pixels=max_pixels, name=name))
+    return decode_image(data, max_pixels=max_pixels, name=name).flattened()
 
 
 def _failure(index: int, reason: str, code: int, seconds: float = 0.0) -> dict:
@@ -245,9 +239,9 @@ def _failure(index: int, reason: str, code: int, seconds: float = 0.0) -> dict:
 def _load_ref(ref) -> bytes:
     """A source is a local path (in-process, pool) or a boxed Ray object (fetched on first use)."""
     if isinstance(ref, str):
-        from .io import _read_bytes
+        from .io import read_bytes
 
-        return _read_bytes(ref, f"source {ref}")
+        return read_bytes(ref, f"source {ref}")
     import ray
 
     return ray.get(ref[0])
@@ -289,10 +283,10 @@ Task = tuple  # (index, source_key, target path, output format)
 
 def _read_target(task: Task) -> bytes | dict:
     """The target's bytes, read by the driver (workers may be on other machines)."""
-    from .io import _read_bytes
+    from .io import read_bytes
 
     try:
-        return _read_bytes(task[2], task[2])
+        return read_bytes(task[2], task[2])
     except InputError as exc:
         return _failure(task[0], str(exc), exc.exit_code)
 

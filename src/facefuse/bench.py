@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .cli import ROOT, SAMPLES, command, load_settings
 from .errors import ConfigError, EngineError, InputError, OutputExistsError
+from .io import read_bytes
 
 DEFAULT_SOURCE = SAMPLES / "source.jpg"
 DEFAULT_TARGET = SAMPLES / "large_target.jpg"  # 4352 x 2903
@@ -184,13 +185,6 @@ def peak_rss_mb() -> float:
     return kb * (1 if sys.platform == "darwin" else 1024) / 1e6
 
 
-def _read_bytes(path: str) -> bytes:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{path}: file not found")
-    return p.read_bytes()
-
-
 def one_fusion(fuser, params, source_bytes: bytes, target_bytes: bytes, max_pixels: int):
     """The CLI's path, timed: decode both images, fuse, encode JPEG q95. Returns
     (stage seconds incl. total, FusionResult, encoded bytes)."""
@@ -338,7 +332,7 @@ def child_main(argv: list[str]) -> int:
     after_load = rss_mb()
     overrides = {"resolution": a.resolution} | ({"mode": a.mode} if a.mode else {})
     params = fuser.params(**overrides)
-    times, result, _ = one_fusion(fuser, params, _read_bytes(a.source), _read_bytes(a.target),
+    times, result, _ = one_fusion(fuser, params, read_bytes(a.source, a.source), read_bytes(a.target, a.target),
                                   fuser.settings.output.max_pixels)
     print(json.dumps({
         "resolution": a.resolution,
@@ -579,7 +573,7 @@ def run_all(args, resolutions: list[int]) -> dict:
 
     from .pipeline import Fuser
 
-    source_bytes, target_bytes = _read_bytes(args.source), _read_bytes(args.target)
+    source_bytes, target_bytes = read_bytes(args.source, args.source), read_bytes(args.target, args.target)
     n_scaling = 0 if args.no_scaling else 2 * (args.repeat + 1)
     total_steps = (len(resolutions) * (args.repeat + 1) + 1 + n_scaling
                    + (len(resolutions) * args.repeat if args.compare else 0)

@@ -119,7 +119,7 @@ def run_fuse(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     fuser = Fuser(settings)
     load_s = time.perf_counter() - t0
-    result = fuser.fuse_detailed(_flat(source), _flat(target), params)
+    result = fuser.fuse_detailed(source.flattened(), target.flattened(), params)
     result.timings["decode"] += decode_s
     t2 = time.perf_counter()
     alpha = None
@@ -137,12 +137,6 @@ def run_fuse(args: argparse.Namespace) -> int:
     print(f"{out}  {w}x{h}  faces fused: {len(result.faces)} of {result.target_faces_found}  "
           f"{result.timings['total'] + result.timings['encode']:.2f} s")
     return EXIT_OK
-
-
-def _flat(decoded):
-    from .io import _flatten_alpha
-
-    return decoded.rgb if decoded.alpha is None else _flatten_alpha(decoded.rgb, decoded.alpha)
 
 
 # -- detect ---------------------------------------------------------------------------

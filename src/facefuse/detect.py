@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .roi import resize_frame
 
 # mediapipe 478-point indices used to build the 5 key points (image-left first).
 _RIGHT_IRIS, _LEFT_IRIS, _NOSE_TIP, _MOUTH_R, _MOUTH_L = 468, 473, 1, 61, 291
@@ -246,9 +247,7 @@ class FaceDetector:
             raise InputError("detect expects an RGB uint8 image")
         h, w = image.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
-        small = image if scale >= 1.0 else cv2.resize(
-            image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
-        )
+        small = resize_frame(image, (max(1, round(w * scale)), max(1, round(h * scale))))
         passes: list[str] = []
         faces: list[Face] = []
         dropped: list[dict] = []

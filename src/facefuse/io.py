@@ -40,6 +40,10 @@ class DecodedImage:
     name: str = "image"
     meta: dict = field(default_factory=dict)
 
+    def flattened(self) -> np.ndarray:
+        """RGB with any alpha composited onto white (what fusion works on)."""
+        return self.rgb if self.alpha is None else flatten_alpha(self.rgb, self.alpha)
+
 
 def _describe(source: ImageSource) -> str:
     if isinstance(source, (str, os.PathLike)):
@@ -49,7 +53,7 @@ def _describe(source: ImageSource) -> str:
     return "uploaded image"
 
 
-def _read_bytes(source: ImageSource, name: str) -> bytes:
+def read_bytes(source: ImageSource, name: str) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
     path = Path(source)
@@ -71,11 +75,11 @@ def _array_to_rgb(array: np.ndarray, name: str) -> np.ndarray:
     if array.ndim == 3 and array.shape[2] == 3:
         return np.ascontiguousarray(array)
     if array.ndim == 3 and array.shape[2] == 4:
-        return _flatten_alpha(array[:, :, :3], array[:, :, 3])
+        return flatten_alpha(array[:, :, :3], array[:, :, 3])
     raise InputError(f"{name}: expected an H x W x 3 RGB array, got shape {array.shape}")
 
 
-def _flatten_alpha(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def flatten_alpha(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Composite onto white: transparent areas of portraits are usually meant as paper."""
     a = alpha.astype(np.float32)[:, :, None] / 255.0
     out = rgb.astype(np.float32) * a + 255.0 * (1.0 - a)
@@ -99,7 +103,7 @@ def _to_uint8_rgba(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     if has_alpha:
         rgba = np.asarray(img.convert("RGBA"))
         return np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(rgba[:, :, 3])
-    return np.asarray(img.convert("RGB")), None
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB")), None
 
 
 def decode_image(
@@ -116,7 +120,7 @@ def decode_image(
         rgb = _array_to_rgb(source, name)
         _check_pixels(rgb.shape[1], rgb.shape[0], max_pixels, name)
         return DecodedImage(rgb=rgb, name=name)
-    data = _read_bytes(source, name)
+    data = read_bytes(source, name)
     if not data:
         raise InputError(f"{name}: file is empty")
     try:
@@ -127,7 +131,8 @@ def decode_image(
             icc = img.info.get("icc_profile")
             exif = img.info.get("exif")
             img.load()  # raises on truncated data
-            img = ImageOps.exif_transpose(img)
+            if img.getexif().get(0x0112, 1) != 1:
+                img = ImageOps.exif_transpose(img)
     except InputError:
         raise
     except UnidentifiedImageError as exc:
@@ -164,11 +169,13 @@ def _check_pixels(width: int, height: int, max_pixels: int, name: str) -> None:
         )
 
 
-def read_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Read a path, bytes or array as an RGB uint8 H x W x 3 array (alpha flattened on white)."""
-    decoded = decode_image(source, max_pixels=max_pixels)
+def read_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> np.ndarray:
+    """Read a path, bytes or array as an RGB uint8 H x W x 3 array (alpha flattened on white).
+
+    `name` is how error messages call the image (default: its path)."""
+    decoded = decode_image(source, max_pixels=max_pixels, name=name)
     if decoded.alpha is not None:
-        return _flatten_alpha(decoded.rgb, decoded.alpha)
+        return flatten_alpha(decoded.rgb, decoded.alpha)
     return decoded.rgb
 
 

@@ -6,8 +6,10 @@ every call; front-ends (CLI, WebUI, REST, batch, bench) only translate into `Fus
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -23,6 +25,7 @@ from .io import ImageSource, read_image
 from .roi import ROI, output_size, plan_roi, resize_frame
 
 STAGES = ("decode", "detect", "roi", "engine", "blend", "paste")
+SOURCE_CACHE = 8  # prepared source faces kept per Fuser
 
 
 @dataclass
@@ -79,14 +82,19 @@ class Fuser:
         self.detector = FaceDetector(max_side=fd.max_side, tiles=fd.tiles)
         self.engine = create_engine(self.settings.inference.engine, self.settings.inference)
         self._lock = threading.Lock()
+        self._sources: OrderedDict = OrderedDict()
 
     # -- building blocks ---------------------------------------------------------------
-    def read(self, source: ImageSource) -> np.ndarray:
-        return read_image(source, max_pixels=self.settings.output.max_pixels)
+    def read(self, source: ImageSource, role: str = "image") -> np.ndarray:
+        """Decode with this Fuser's pixel limit; errors name the role ("source 'a.jpg': ...")."""
+        if isinstance(source, np.ndarray) and source.ndim == 3 and source.shape[2] == 3 and source.dtype == np.uint8:
+            return source
+        label = role if isinstance(source, (bytes, bytearray, memoryview, np.ndarray)) else f"{role} {source}"
+        return read_image(source, max_pixels=self.settings.output.max_pixels, name=label)
 
     def detect(self, image: Union[ImageSource, np.ndarray], threshold: float | None = None) -> Detection:
         """Faces of an image in fusion order (face_index 0 = largest)."""
-        img = image if isinstance(image, np.ndarray) and image.ndim == 3 else self.read(image)
+        img = self.read(image)
         thr = self.settings.face_detection.threshold if threshold is None else threshold
         return self.detector.detect(img, threshold=thr)
 
@@ -94,16 +102,32 @@ class Fuser:
         return self.settings.fusion_params(**overrides)
 
     def prepare_source(self, source: Union[ImageSource, SourceFace], face_index: int = 0, threshold: float | None = None) -> SourceFace:
-        """Decode + detect the source once (reuse the result for many targets)."""
+        """Decode + detect + let the engine prepare the source face.
+
+        The result is kept (by the content of the image, the face and the threshold) for the
+        next calls: a WebUI session, a REST client or a batch fusing one face into many
+        targets decodes and analyses it once.
+        """
         if isinstance(source, SourceFace):
             return source
-        image = self.read(source)
-        faces = self.detect(image, threshold).faces
+        thr = self.settings.face_detection.threshold if threshold is None else threshold
+        key = (_content_key(source), face_index, thr)
+        with self._lock:
+            if key in self._sources:
+                self._sources.move_to_end(key)
+                return self._sources[key]
+        image = self.read(source, "source")
+        faces = self.detect(image, thr).faces
         if not faces:
             raise NoFaceError("source: no face found", which="source")
         if face_index >= len(faces):
             raise NoFaceError(f"source: face {face_index} requested, only {len(faces)} found", which="source")
-        return self.engine.prepare_source(image, faces[face_index])
+        prepared = self.engine.prepare_source(image, faces[face_index])
+        with self._lock:
+            self._sources[key] = prepared
+            while len(self._sources) > SOURCE_CACHE:
+                self._sources.popitem(last=False)
+        return prepared
 
     # -- the path ----------------------------------------------------------------------
     def fuse(self, source, target, **params: Any) -> np.ndarray:
@@ -114,12 +138,9 @@ class Fuser:
         params = params or self.params()
         timer = _Timer()
         with timer.stage("decode"):
-            target_img = target if isinstance(target, np.ndarray) else self.read(target)
-            if not isinstance(source, SourceFace):
-                source_img = source if isinstance(source, np.ndarray) else self.read(source)
-        with timer.stage("detect"):
-            src = source if isinstance(source, SourceFace) else self.prepare_source(
-                source_img, params.source_face_index, params.threshold)
+            target_img = self.read(target, "target")
+        with timer.stage("detect"):  # includes decoding the source, unless it is cached
+            src = self.prepare_source(source, params.source_face_index, params.threshold)
             detection = self.detector.detect(target_img, threshold=params.threshold)
         faces = detection.faces
         if not faces:
@@ -155,6 +176,22 @@ class Fuser:
             used.append(FaceUsed(index=index, face=face, roi=roi))
         timer.times["total"] = sum(timer.times[s] for s in STAGES)
         return FusionResult(image=output, faces=used, target_faces_found=len(faces), params=params, timings=timer.times)
+
+
+def _content_key(source: ImageSource) -> str:
+    """A digest of the image's content (not its name: a file can change under the same name)."""
+    h = hashlib.blake2b(digest_size=16)
+    if isinstance(source, np.ndarray):
+        arr = np.ascontiguousarray(source)
+        h.update(repr((arr.shape, arr.dtype.str)).encode())
+        h.update(memoryview(arr).cast("B"))
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        h.update(source)
+    else:
+        from .io import read_bytes
+
+        h.update(read_bytes(source, f"source {source}"))  # the same error a decode would give
+    return h.hexdigest()
 
 
 def _set_threads(threads: int) -> None:

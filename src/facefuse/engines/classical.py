@@ -167,15 +167,20 @@ def match_detail(img: np.ndarray, ref: np.ndarray, interior: np.ndarray) -> np.n
     interior it has the energy of ref's: a face resampled from a smaller or softer photo
     gets the target's crispness back, one from a sharper photo is not noisier than its
     surroundings. (The interior only: near the outline the source has hair and edges.)"""
-    m = interior
-    if m.sum() < 64:
+    m = interior.astype(np.uint8)
+    if int(cv2.countNonZero(m)) < 64:
         return img
     blur_img = cv2.GaussianBlur(img, (0, 0), 1.0)
-    detail = img - blur_img
-    ref_detail = ref - cv2.GaussianBlur(ref, (0, 0), 1.0)
-    energy = lambda d: float(np.sqrt(((d[m] @ LUMA) ** 2).mean()))
-    gain = float(np.clip(energy(ref_detail) / max(energy(detail), 1e-3), DETAIL_GAIN[0], DETAIL_GAIN[1]))
-    return blur_img + detail * gain
+    detail = cv2.subtract(img, blur_img)
+    ref_detail = cv2.subtract(ref, cv2.GaussianBlur(ref, (0, 0), 1.0))
+    gain = float(np.clip(_luma_rms(ref_detail, m) / max(_luma_rms(detail, m), 1e-3), DETAIL_GAIN[0], DETAIL_GAIN[1]))
+    return cv2.scaleAdd(detail, gain, blur_img)
+
+
+def _luma_rms(img: np.ndarray, mask: np.ndarray) -> float:
+    luma = cv2.transform(img, LUMA[None, :])
+    mean, std = cv2.meanStdDev(luma, mask=mask)
+    return float(np.hypot(mean[0, 0], std[0, 0]))
 
 
 def _skin_agreement(lab: np.ndarray, reference: np.ndarray, test: np.ndarray, lightness_weight: float) -> np.ndarray:
