@@ -371,3 +371,17 @@ def test_pool_jobs_see_the_callers_context(live):
     var = contextvars.ContextVar("request", default=None)
     var.set("event-42")
     assert live.pool.call(lambda fuser: (var.get(), type(fuser).__name__)) == ("event-42", "Fuser")
+
+
+def test_a_bug_is_a_json_500_not_a_traceback(live, photos, monkeypatch):
+    import facefuse.api as api
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("boom")
+
+    app = create_app(live.settings, pool=live.pool, webui=False)
+    monkeypatch.setattr(api, "detect_upload", broken)  # looked up by the route at call time
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.post("/api/v1/detect", files={"image": ("t.jpg", photos.target)})
+    body = _error(r, 500, "internal_error")
+    assert "RuntimeError" in body["message"] and "boom" not in body["message"]
