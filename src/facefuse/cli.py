@@ -110,7 +110,8 @@ def run_fuse(args: argparse.Namespace) -> int:
     if not 1 <= quality <= 100:
         raise ConfigError(f"quality: must be 1-100, got {quality}")
     t1 = time.perf_counter()
-    target = decode_image(args.target, max_pixels=settings.output.max_pixels, name=f"target {args.target}")
+    reduce_to = None if params.resolution == "original" else max(int(params.resolution), settings.face_detection.max_side)
+    target = decode_image(args.target, max_pixels=settings.output.max_pixels, name=f"target {args.target}", reduce_to=reduce_to)
     source = decode_image(args.source, max_pixels=settings.output.max_pixels, name=f"source {args.source}")
     decode_s = time.perf_counter() - t1
     from .pipeline import Fuser

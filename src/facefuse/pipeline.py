@@ -85,12 +85,19 @@ class Fuser:
         self._sources: OrderedDict = OrderedDict()
 
     # -- building blocks ---------------------------------------------------------------
-    def read(self, source: ImageSource, role: str = "image") -> np.ndarray:
-        """Decode with this Fuser's pixel limit; errors name the role ("source 'a.jpg': ...")."""
+    def read(self, source: ImageSource, role: str = "image", reduce_to: int | None = None) -> np.ndarray:
+        """Decode with this Fuser's pixel limit; errors name the role ("source a.jpg: ...")."""
         if isinstance(source, np.ndarray) and source.ndim == 3 and source.shape[2] == 3 and source.dtype == np.uint8:
             return source
         label = role if isinstance(source, (bytes, bytearray, memoryview, np.ndarray)) else f"{role} {source}"
-        return read_image(source, max_pixels=self.settings.output.max_pixels, name=label)
+        return read_image(source, max_pixels=self.settings.output.max_pixels, name=label, reduce_to=reduce_to)
+
+    def decode_size_for(self, params: FusionParams) -> int | None:
+        """The smallest long side a target must be decoded at for these parameters: the
+        output's, but never below what detection looks at (None: full size)."""
+        if params.resolution == "original":
+            return None
+        return max(int(params.resolution), self.settings.face_detection.max_side)
 
     def detect(self, image: Union[ImageSource, np.ndarray], threshold: float | None = None) -> Detection:
         """Faces of an image in fusion order (face_index 0 = largest)."""
@@ -138,7 +145,7 @@ class Fuser:
         params = params or self.params()
         timer = _Timer()
         with timer.stage("decode"):
-            target_img = self.read(target, "target")
+            target_img = self.read(target, "target", reduce_to=self.decode_size_for(params))
         with timer.stage("detect"):  # includes decoding the source, unless it is cached
             src = self.prepare_source(source, params.source_face_index, params.threshold)
             detection = self.detector.detect(target_img, threshold=params.threshold)

@@ -1,0 +1,161 @@
+"""The command line end to end: outputs, every exit code, one-line errors, no damage."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facefuse.cli import main
+from facefuse.io import decode_image, read_image
+
+
+def run_cli(*args, cwd=None):
+    """A real process: what a user sees on stderr, exit code included."""
+    return subprocess.run([sys.executable, "-m", "facefuse", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_fuse_writes_output_and_report(tmp_path, source_path, target_path):
+    out, report = tmp_path / "out.jpg", tmp_path / "r.json"
+    src_before, tgt_before = source_path.read_bytes(), target_path.read_bytes()
+    proc = run_cli("fuse", source_path, target_path, "-o", out, "--report", report, "--resolution", "1024")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == ""  # no library noise on stderr
+    img = read_image(out)
+    assert max(img.shape[:2]) == 1024
+    rep = json.loads(report.read_text())
+    assert rep["faces_fused"][0]["index"] == 0 and rep["output_size"] == [1024, 683]
+    assert {"decode", "detect", "engine", "blend", "encode", "model_load"} <= set(rep["timings_s"])
+    assert source_path.read_bytes() == src_before and target_path.read_bytes() == tgt_before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jpg", "r.json"]
+
+
+def test_no_face_exit_4_says_which(tmp_path, source_path, noface_path):
+    proc = run_cli("fuse", source_path, noface_path, "-o", tmp_path / "o.jpg")
+    assert proc.returncode == 4
+    assert proc.stderr.count("\n") == 1 and "target" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("fuse", noface_path, source_path, "-o", tmp_path / "o.jpg")
+    assert proc.returncode == 4 and "source" in proc.stderr
+    assert not list(tmp_path.iterdir())  # nothing partial left
+
+
+@pytest.mark.parametrize("extra, code", [
+    (["--ratio", "1.5"], 2),
+    (["--mode", "sideways"], 2),
+    (["--resolution", "99999"], 2),
+    (["--no-such-flag"], 2),
+    (["--quality", "0"], 2),
+])
+def test_usage_errors_exit_2(tmp_path, source_path, target_path, extra, code, capsys):
+    with pytest.raises(SystemExit) if "--no-such-flag" in extra or "sideways" in extra else _nothing():
+        rc = main(["fuse", str(source_path), str(target_path), "-o", str(tmp_path / "o.jpg"), *extra])
+        assert rc == code
+    err = capsys.readouterr().err
+    assert err.strip() and "Traceback" not in err
+    assert not (tmp_path / "o.jpg").exists()
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def test_unknown_flag_exit_code_is_2(tmp_path, source_path, target_path):
+    proc = run_cli("fuse", source_path, target_path, "-o", tmp_path / "o.jpg", "--no-such-flag")
+    assert proc.returncode == 2
+
+
+def test_bad_inputs_exit_3(tmp_path, source_path, target_path, capsys):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    truncated = tmp_path / "half.jpg"
+    truncated.write_bytes(target_path.read_bytes()[:20000])
+    cases = [tmp_path / "missing.jpg", text, truncated]
+    for bad in cases:
+        rc = main(["fuse", str(source_path), str(bad), "-o", str(tmp_path / "o.jpg")])
+        err = capsys.readouterr().err
+        assert rc == 3, err
+        assert err.count("\n") == 1 and "target" in err
+    assert truncated.read_bytes() == target_path.read_bytes()[:20000]
+
+
+def test_pixel_limit_exit_3(tmp_path, source_path, target_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("output:\n  max_pixels: 1000000\n")
+    rc = main(["fuse", str(source_path), str(target_path), "-o", str(tmp_path / "o.jpg"), "--config", str(cfg)])
+    assert rc == 3 and "over the limit" in capsys.readouterr().err
+
+
+def test_existing_output_refused_then_overwritten(tmp_path, source_path, target_path, capsys):
+    out = tmp_path / "o.png"
+    out.write_bytes(b"precious")
+    assert main(["fuse", str(source_path), str(target_path), "-o", str(out)]) == 3
+    assert out.read_bytes() == b"precious"
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["fuse", str(source_path), str(target_path), "-o", str(out), "--overwrite"]) == 0
+    assert read_image(out).shape == (800, 1200, 3)
+
+
+def test_bad_output_suffix_exit_3(tmp_path, source_path, target_path, capsys):
+    assert main(["fuse", str(source_path), str(target_path), "-o", str(tmp_path / "o.gif")]) == 3
+
+
+def test_group_face_index_and_all_faces(tmp_path, source_path, group_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    assert main(["fuse", str(source_path), str(group_path), "-o", str(a), "--face-index", "1"]) == 0
+    assert main(["fuse", str(source_path), str(group_path), "-o", str(b), "--all-faces"]) == 0
+    target = read_image(group_path)
+    changed = lambda p: (np.abs(read_image(p).astype(int) - target).max(axis=2) > 10).mean()
+    assert 0 < changed(a) < changed(b)
+
+
+def test_exif_rotated_target_gives_upright_output(tmp_path, source_path, target_path):
+    pil = Image.open(target_path)
+    exif = pil.getexif()
+    exif[0x0112] = 8  # to be rotated 90 degrees counter-clockwise for display
+    rotated = tmp_path / "rot.jpg"
+    pil.transpose(Image.Transpose.ROTATE_270).save(rotated, exif=exif.tobytes(), quality=95)
+    out = tmp_path / "o.jpg"
+    assert main(["fuse", str(source_path), str(rotated), "-o", str(out)]) == 0
+    assert read_image(out).shape[:2] == (800, 1200)  # upright, like the photo is meant to be seen
+
+
+def test_png_alpha_kept_for_png_output(tmp_path, source_path, data_dir):
+    target = data_dir / "fr_alex_lacamoire.png"
+    out = tmp_path / "o.png"
+    assert main(["fuse", str(source_path), str(target), "-o", str(out)]) == 0
+    assert np.array_equal(decode_image(out).alpha, decode_image(target).alpha)
+
+
+def test_sixteen_bit_and_grey_targets(tmp_path, source_path, target_path):
+    grey = np.asarray(Image.open(target_path).convert("L"))
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "t16.png")
+    Image.fromarray(grey).save(tmp_path / "grey.jpg", quality=95)
+    for name in ("t16.png", "grey.jpg"):
+        out = tmp_path / f"o-{name}.png"
+        assert main(["fuse", str(source_path), str(tmp_path / name), "-o", str(out)]) == 0
+        img = read_image(out)
+        assert img.shape == (800, 1200, 3)
+        assert np.abs(img[..., 0].astype(int) - img[..., 2]).max() <= 2  # a grey photo stays grey
+
+
+def test_detect_json_and_draw(tmp_path, group_path, noface_path, capsys):
+    draw = tmp_path / "boxes.png"
+    assert main(["detect", str(group_path), "--json", "--draw", str(draw)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["faces"]) >= 5 and data["faces"][0]["index"] == 0
+    assert {"box", "score", "keypoints", "size_px"} <= set(data["faces"][0])
+    assert read_image(draw).shape == read_image(group_path).shape
+    assert main(["detect", str(noface_path), "--json"]) == 0  # nothing found is not an error
+    assert json.loads(capsys.readouterr().out)["faces"] == []
+
+
+def test_debug_shows_traceback(tmp_path, source_path):
+    proc = run_cli("fuse", source_path, tmp_path / "missing.jpg", "-o", tmp_path / "o.jpg", "--debug")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
