@@ -64,6 +64,26 @@ def judge(out: Path) -> dict | None:
     return json.loads((out / "report.json").read_text())
 
 
+PAIR_COLUMNS = [("found", "found", "{:.0f}"), ("d_res_src", "d(res,src)", "{:.3f}"), ("d_res_tgt", "d(res,tgt)", "{:.3f}"),
+                ("lmk_nme", "lmk err", "{:.3f}"), ("bg_psnr", "PSNR out (dB)", "{:.1f}"), ("seam_ratio", "seam ratio", "{:.2f}"),
+                ("seam_step", "seam ΔE", "{:.2f}"), ("sharp_ratio", "sharpness", "{:.2f}"), ("face_color_dE", "colour ΔE", "{:.2f}")]
+
+
+def markdown(report: dict, times: Path) -> str:
+    """Per-pair table (Markdown) of a judge report, with our seconds per pair."""
+    secs = {}
+    if times.exists():
+        for line in times.read_text().splitlines()[1:]:
+            cols = line.split("\t")
+            secs[int(cols[0])] = float(cols[2])
+    head = "| # | source | target | " + " | ".join(c[1] for c in PAIR_COLUMNS) + " | s |"
+    rows = [head, "|" + "---|" * (len(PAIR_COLUMNS) + 4)]
+    for i, p in enumerate(report["pairs"]):
+        cells = ["—" if p.get(k) is None else fmt.format(p[k]) for k, _, fmt in PAIR_COLUMNS]
+        rows.append(f"| {i} | {Path(p.get('source', '')).name} | {Path(p.get('target', '')).name} | " + " | ".join(cells) + f" | {secs.get(i, 0):.2f} |")
+    return "\n".join(rows) + "\n"
+
+
 def contact_sheet(out: Path, sheet: Path, indices: list[int], height: int = 200) -> None:
     from facefuse.io import read_image, write_image
 
@@ -91,6 +111,7 @@ def main() -> None:
     ap.add_argument("--all-faces", action="store_true")
     ap.add_argument("--no-judge", action="store_true")
     ap.add_argument("--sheet", type=Path, help="write a contact sheet (source | target | result)")
+    ap.add_argument("--markdown", type=Path, help="write the per-pair table (Markdown) to this file")
     ap.add_argument("--sheet-pairs", default="0,1,3,4,5,7,9,12,15,17,20,24,27,30,33,36")
     args = ap.parse_args()
     params = {"ratio": args.ratio}
@@ -105,6 +126,8 @@ def main() -> None:
         report = judge(args.out)
         if report:
             print(json.dumps(report["summary"], indent=1))
+            if args.markdown:
+                args.markdown.write_text(markdown(report, args.out / "times.tsv"))
     if args.sheet:
         contact_sheet(args.out, args.sheet, [int(x) for x in args.sheet_pairs.split(",")])
 

@@ -1,7 +1,6 @@
 """The command line end to end: outputs, every exit code, one-line errors, no damage."""
 
 import json
-import os
 import subprocess
 import sys
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hmac
-import io as _io
 import logging
 import math
 import os
@@ -114,22 +113,8 @@ def decode_upload(data: bytes, which: str, max_pixels: int) -> DecodedImage:
     try:
         return decode_image(data, max_pixels=max_pixels, name=name)
     except InputError as exc:
-        status, code = _classify_bad_image(data, max_pixels)
-        raise BadUpload(str(exc), status, code) from exc
-
-
-def _classify_bad_image(data: bytes, max_pixels: int) -> tuple[int, str]:
-    """Why decode_image refused these bytes: not an image (415), too many pixels or damaged (422)."""
-    from PIL import Image
-
-    try:
-        with Image.open(_io.BytesIO(data)) as im:
-            w, h = im.size
-    except Exception:
-        return 415, "not_an_image"
-    if w * h > max_pixels:
-        return 422, "too_many_pixels"
-    return 422, "damaged_image"
+        status = 415 if exc.reason == "not_an_image" else 422
+        raise BadUpload(str(exc), status, exc.reason or "bad_image") from exc
 
 
 def flat_rgb(decoded: DecodedImage):

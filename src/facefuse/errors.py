@@ -12,9 +12,17 @@ class FaceFuseError(Exception):
 
 
 class InputError(FaceFuseError):
-    """An input is missing, unreadable, not an image, truncated or too large."""
+    """An input is missing, unreadable, not an image, truncated or too large.
+
+    `reason` says which, for programs (the REST API maps it to a status): "not_found",
+    "unreadable", "empty", "not_an_image", "damaged_image", "too_many_pixels",
+    "bad_output" or "" (other)."""
 
     exit_code = 3
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
 
 
 class NoFaceError(FaceFuseError):
@@ -43,3 +51,4 @@ class OutputExistsError(FaceFuseError):
     """The output file exists and overwriting was not asked for."""
 
     exit_code = 3
+    reason = "output_exists"

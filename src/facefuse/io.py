@@ -58,13 +58,13 @@ def read_bytes(source: ImageSource, name: str) -> bytes:
         return bytes(source)
     path = Path(source)
     if not path.exists():
-        raise InputError(f"{name}: file not found")
+        raise InputError(f"{name}: file not found", "not_found")
     if not path.is_file():
-        raise InputError(f"{name}: not a file")
+        raise InputError(f"{name}: not a file", "not_found")
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from exc
+        raise InputError(f"{name}: cannot read ({exc.strerror or exc})", "unreadable") from exc
 
 
 def _array_to_rgb(array: np.ndarray, name: str) -> np.ndarray:
@@ -124,7 +124,7 @@ def decode_image(
         return DecodedImage(rgb=rgb, name=name)
     data = read_bytes(source, name)
     if not data:
-        raise InputError(f"{name}: file is empty")
+        raise InputError(f"{name}: file is empty", "empty")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -141,11 +141,11 @@ def decode_image(
     except InputError:
         raise
     except UnidentifiedImageError as exc:
-        raise InputError(f"{name}: not an image (or a format facefuse cannot read)") from exc
+        raise InputError(f"{name}: not an image (or a format facefuse cannot read)", "not_an_image") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{name}: damaged or truncated image ({exc})") from exc
+        raise InputError(f"{name}: damaged or truncated image ({exc})", "damaged_image") from exc
     except Image.DecompressionBombError as exc:  # pragma: no cover - we disabled it
-        raise InputError(f"{name}: image too large") from exc
+        raise InputError(f"{name}: image too large", "too_many_pixels") from exc
     if img.mode == "CMYK" and icc is not None:
         icc = None  # a CMYK profile no longer describes the RGB pixels
     rgb, alpha = _to_uint8_rgba(img)
@@ -166,11 +166,12 @@ def _exif_without_orientation(img: Image.Image) -> bytes | None:
 
 def _check_pixels(width: int, height: int, max_pixels: int, name: str) -> None:
     if width <= 0 or height <= 0:
-        raise InputError(f"{name}: image has no pixels")
+        raise InputError(f"{name}: image has no pixels", "damaged_image")
     if width * height > max_pixels:
         raise InputError(
             f"{name}: {width}x{height} = {width * height / 1e6:.1f} MP is over the limit of "
-            f"{max_pixels / 1e6:.0f} MP"
+            f"{max_pixels / 1e6:.0f} MP",
+            "too_many_pixels",
         )
 
 
@@ -191,7 +192,7 @@ def output_format(path: str | os.PathLike) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in WRITABLE_SUFFIXES:
         allowed = " ".join(sorted(WRITABLE_SUFFIXES))
-        raise InputError(f"{path}: unsupported output format '{suffix or '(none)'}'; use one of {allowed}")
+        raise InputError(f"{path}: unsupported output format '{suffix or '(none)'}'; use one of {allowed}", "bad_output")
     return WRITABLE_SUFFIXES[suffix]
 
 
@@ -236,7 +237,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = F
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise InputError(f"{path}: output folder does not exist")
+        raise InputError(f"{path}: output folder does not exist", "bad_output")
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: already exists (use --overwrite to replace it)")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
