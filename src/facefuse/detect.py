@@ -36,7 +36,7 @@ _RIGHT_IRIS, _LEFT_IRIS, _NOSE_TIP, _MOUTH_R, _MOUTH_L = 468, 473, 1, 61, 291
 MESH_CROP = 384  # pixels of the upright crop the mesh runs on
 MESH_CONTEXT = 2.2  # crop side / face box side
 TILE_MIN_SIDE = 480  # below this the whole-frame pass already sees faces large enough
-TILE_SCORE_BONUS = 0.1  # tiles see more clutter at higher zoom: ask a bit more of them
+TILE_SCORE_BONUS = 0.15  # tiles see more clutter at higher zoom: ask more of them
 
 
 @dataclass
@@ -210,7 +210,7 @@ class FaceDetector:
                 pts = np.vstack([np.float32([[b[0], b[1]], [b[2], b[3]]]), k])
                 back = _unrotate_points(pts, code, w, h)
                 xs, ys = back[:2, 0], back[:2, 1]
-                out.append(((xs.min(), ys.min(), xs.max(), ys.max()), s, back[2:], 1))
+                out.append(((float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())), s, back[2:], 1))
             return _nms(out)
         return []
 
@@ -259,11 +259,11 @@ class FaceDetector:
                 box = tuple(v / scale for v in box_s)
                 lms = self._mesh_on_crop(image, box, kps_s / scale)
                 if lms is None:
-                    dropped.append({"box": [round(v, 1) for v in box], "score": round(score, 3), "reason": "no face mesh on the face's crop"})
+                    dropped.append({"box": _rounded(box), "score": round(score, 3), "reason": "no face mesh on the face's crop"})
                     continue
                 mesh_box = (float(lms[:, 0].min()), float(lms[:, 1].min()), float(lms[:, 0].max()), float(lms[:, 1].max()))
                 if _iou(mesh_box, box) < 0.25:
-                    dropped.append({"box": [round(v, 1) for v in box], "score": round(score, 3), "reason": "face mesh does not agree with the detection"})
+                    dropped.append({"box": _rounded(box), "score": round(score, 3), "reason": "face mesh does not agree with the detection"})
                     continue
                 faces.append(Face(box=mesh_box, score=score, landmarks=lms))
         faces = _dedupe_meshes(faces, dropped)
@@ -291,6 +291,10 @@ def _quiet_native_logs():
         os.close(devnull)
 
 
+def _rounded(box) -> list[float]:
+    return [round(float(v), 1) for v in box]
+
+
 def _dedupe_meshes(faces: list[Face], dropped: list[dict]) -> list[Face]:
     """Two detections can lead the mesh to the same face: keep the higher score."""
     kept: list[Face] = []
@@ -298,7 +302,7 @@ def _dedupe_meshes(faces: list[Face], dropped: list[dict]) -> list[Face]:
         if all(_iou(f.box, k.box) < 0.5 for k in kept):
             kept.append(f)
         else:
-            dropped.append({"box": [round(v, 1) for v in f.box], "score": round(f.score, 3), "reason": "duplicate of another face"})
+            dropped.append({"box": _rounded(f.box), "score": round(f.score, 3), "reason": "duplicate of another face"})
     return kept
 
 
