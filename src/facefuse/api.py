@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import __version__
 from .config import FusionParams, Settings
 from .errors import ConfigError, EngineError, FaceFuseError, InputError, NoFaceError
-from .io import DecodedImage, decode_image, encode_image
+from .io import DecodedImage, decode_image, encode_like
 
 log = logging.getLogger("facefuse.api")
 
@@ -117,10 +117,6 @@ def decode_upload(data: bytes, which: str, max_pixels: int) -> DecodedImage:
         raise BadUpload(str(exc), status, exc.reason or "bad_image") from exc
 
 
-def flat_rgb(decoded: DecodedImage):
-    return decoded.flattened()
-
-
 @dataclass
 class Fused:
     """An encoded fusion result and what it took."""
@@ -156,7 +152,6 @@ def fuse_uploads(fuser, source: bytes, target: bytes, params: FusionParams, fmt:
     """Decode both uploads, fuse, encode in `fmt` (keeping alpha, ICC and EXIF where it can).
 
     `max_pixels` defaults to the Fuser's `output.max_pixels`."""
-    from .roi import resize_frame
 
     def step(frac: float, what: str) -> None:
         if progress is not None:
@@ -169,15 +164,11 @@ def fuse_uploads(fuser, source: bytes, target: bytes, params: FusionParams, fmt:
     src = decode_upload(source, "source", max_pixels)
     decode_s = time.perf_counter() - t0
     step(0.25, "finding faces and fusing")
-    target_rgb = flat_rgb(tgt)
-    result = fuser.fuse_detailed(flat_rgb(src), target_rgb, params)
+    target_rgb = tgt.flattened()
+    result = fuser.fuse_detailed(src.flattened(), target_rgb, params)
     step(0.85, "encoding")
     t1 = time.perf_counter()
-    alpha = None
-    if tgt.alpha is not None and fmt in ("PNG", "WEBP"):
-        h, w = result.image.shape[:2]
-        alpha = resize_frame(tgt.alpha, (w, h))
-    data = encode_image(result.image, fmt, quality=quality, alpha=alpha, icc_profile=tgt.icc_profile, exif=tgt.exif)
+    data = encode_like(result.image, tgt, fmt, quality)
     timings = dict(result.timings)
     timings["decode"] = timings.get("decode", 0.0) + decode_s
     timings["encode"] = time.perf_counter() - t1
@@ -189,7 +180,7 @@ def fuse_uploads(fuser, source: bytes, target: bytes, params: FusionParams, fmt:
 def detect_upload(fuser, image: bytes, threshold: Optional[float], max_pixels: int | None = None) -> dict:
     t0 = time.perf_counter()
     decoded = decode_upload(image, "uploaded", max_pixels or fuser.settings.output.max_pixels)
-    rgb = flat_rgb(decoded)
+    rgb = decoded.flattened()
     det = fuser.detect(rgb, threshold)
     return {
         "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),

@@ -202,8 +202,7 @@ class FuserWorker:
             return _failure(index, reason, EXIT_ENGINE, time.perf_counter() - t0)
 
     def _fuse(self, source_key: str, source_ref: Any, target: bytes, name: str, fmt: str) -> tuple[bytes, int]:
-        from .io import decode_image, encode_image
-        from .roi import resize_frame
+        from .io import decode_image, encode_like
 
         source = self._source(source_key, source_ref)
         decoded = decode_image(target, max_pixels=self.fuser.settings.output.max_pixels, name=name)
@@ -211,12 +210,7 @@ class FuserWorker:
             result = self.fuser.fuse_detailed(source, decoded.flattened(), self.params)
         except NoFaceError as exc:
             raise NoFaceError(f"{name}: {_reason(exc)}", which=exc.which) from None
-        alpha = None
-        if decoded.alpha is not None and fmt in ("PNG", "WEBP"):
-            h, w = result.image.shape[:2]
-            alpha = resize_frame(decoded.alpha, (w, h))
-        data = encode_image(result.image, fmt, quality=self.quality, alpha=alpha,
-                            icc_profile=decoded.icc_profile, exif=decoded.exif)
+        data = encode_like(result.image, decoded, fmt, self.quality)
         return data, len(result.faces)
 
 

@@ -95,7 +95,7 @@ def _fuse_parser(sub) -> None:
 
 
 def run_fuse(args: argparse.Namespace) -> int:
-    from .io import decode_image, encode_image, output_format, write_bytes_atomic
+    from .io import decode_image, encode_like, output_format, write_bytes_atomic
     from .errors import OutputExistsError
 
     out = Path(args.output)
@@ -115,7 +115,6 @@ def run_fuse(args: argparse.Namespace) -> int:
     source = decode_image(args.source, max_pixels=settings.output.max_pixels, name=f"source {args.source}")
     decode_s = time.perf_counter() - t1
     from .pipeline import Fuser
-    from .roi import resize_frame
 
     t0 = time.perf_counter()
     fuser = Fuser(settings)
@@ -123,11 +122,7 @@ def run_fuse(args: argparse.Namespace) -> int:
     result = fuser.fuse_detailed(source.flattened(), target.flattened(), params)
     result.timings["decode"] += decode_s
     t2 = time.perf_counter()
-    alpha = None
-    if target.alpha is not None and fmt in ("PNG", "WEBP"):
-        h, w = result.image.shape[:2]
-        alpha = resize_frame(target.alpha, (w, h))
-    data = encode_image(result.image, fmt, quality=quality, alpha=alpha, icc_profile=target.icc_profile, exif=target.exif)
+    data = encode_like(result.image, target, fmt, quality)
     write_bytes_atomic(out, data, overwrite=args.overwrite)
     result.timings["encode"] = time.perf_counter() - t2
     result.timings["model_load"] = load_s

@@ -228,6 +228,18 @@ def encode_image(
     return buf.getvalue()
 
 
+def encode_like(image: np.ndarray, original: DecodedImage, fmt: str = "JPEG", quality: int = 95) -> bytes:
+    """Encode a result made from `original` (its target): the target's transparency,
+    resized to the result, is kept where the format has alpha, and so are its colour
+    profile and EXIF."""
+    alpha = None
+    if original.alpha is not None and fmt.upper() in ("PNG", "WEBP"):
+        from .roi import resize_frame
+
+        alpha = resize_frame(original.alpha, (image.shape[1], image.shape[0]))
+    return encode_image(image, fmt, quality=quality, alpha=alpha, icc_profile=original.icc_profile, exif=original.exif)
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> Path:
     """Write data to path via a temp file in the same folder + os.replace.
 

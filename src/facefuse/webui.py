@@ -25,7 +25,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from .api import Fused, FusionPool, decode_upload, flat_rgb, fuse_uploads
+from .api import Fused, FusionPool, decode_upload, fuse_uploads
 from .config import RESOLUTION_CHOICES, Settings
 from .errors import ConfigError, FaceFuseError, NoFaceError, OutputExistsError
 from .io import encode_image, write_bytes_atomic
@@ -152,7 +152,7 @@ def _faces_job(fuser, data: bytes, which: str, threshold: float, draw: bool, max
     from .preview import draw_faces
 
     decoded = decode_upload(data, which, max_pixels)
-    rgb = flat_rgb(decoded)
+    rgb = decoded.flattened()
     faces = fuser.detect(rgb, threshold).faces
     preview = draw_faces(rgb, faces, max_side=PREVIEW_SIDE) if draw else None
     return len(faces), preview, rgb.shape[1], rgb.shape[0]
