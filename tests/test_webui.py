@@ -146,3 +146,14 @@ def test_result_names_never_collide(tmp_path, pool, source_path, target_path):
     assert len(set(paths)) == 5
     assert [json.loads(p.with_suffix(".json").read_text())["n"] for p in paths] == list(range(5))
     assert len(store.gallery()) == 5 and store.gallery()[0][1].startswith(paths[-1].name)
+
+
+def test_thumbnail_folder_is_removed_with_the_store(tmp_path):
+    import gc
+
+    store = ResultStore(tmp_path / "r")
+    thumbs = store._thumbs
+    assert thumbs.is_dir()
+    del store
+    gc.collect()
+    assert not thumbs.exists()

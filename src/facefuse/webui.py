@@ -15,9 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import time
+import weakref
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,8 @@ class ResultStore:
         except OSError as exc:
             raise ConfigError(f"output.dir: cannot create {self.dir} ({exc.strerror or exc})") from exc
         self._thumbs = Path(tempfile.mkdtemp(prefix="facefuse-thumbs-"))
+        # removed when the store goes away or the process exits (Gradio serves copies from its cache)
+        weakref.finalize(self, shutil.rmtree, self._thumbs, ignore_errors=True)
         self._items: list[tuple[str, str]] = []  # (thumbnail path, caption), oldest first
         self._lock = threading.Lock()
 
