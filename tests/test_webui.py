@@ -148,6 +148,28 @@ def test_result_names_never_collide(tmp_path, pool, source_path, target_path):
     assert len(store.gallery()) == 5 and store.gallery()[0][1].startswith(paths[-1].name)
 
 
+def test_results_in_two_formats_in_the_same_millisecond_keep_their_sidecars(tmp_path, pool, source_path,
+                                                                           target_path, monkeypatch):
+    import datetime as dt
+
+    import facefuse.webui as webui
+    from facefuse.api import fuse_uploads
+
+    fixed = dt.datetime(2024, 5, 6, 7, 8, 9, 123000)
+    monkeypatch.setattr(webui, "datetime", type("Frozen", (), {"now": staticmethod(lambda: fixed)}))
+    store = ResultStore(tmp_path / "r")
+    fused = pool.call(fuse_uploads, source_path.read_bytes(), target_path.read_bytes(),
+                      pool.settings.fusion_params(resolution=256))
+    png = store.save(fused, "png", {"n": 0})
+    jpg = store.save(fused, "jpg", {"n": 1})  # "<stem>.jpg" is free but "<stem>.json" is png's
+    assert png.name == "20240506-070809-123.png" and jpg.name == "20240506-070809-123-1.jpg"
+    assert json.loads(png.with_suffix(".json").read_text())["image"] == png.name
+    assert json.loads(jpg.with_suffix(".json").read_text())["image"] == jpg.name
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
+        "20240506-070809-123-1.jpg", "20240506-070809-123-1.json", "20240506-070809-123.json",
+        "20240506-070809-123.png"]
+
+
 def test_thumbnail_folder_is_removed_with_the_store(tmp_path):
     import gc
 

@@ -80,19 +80,26 @@ class ResultStore:
         """Write the image and its sidecar atomically under a new timestamped name."""
         now = datetime.now()
         stem = now.strftime("%Y%m%d-%H%M%S-") + f"{now.microsecond // 1000:03d}"
+        report = fused.result.report()
         for attempt in range(100):
             name = stem if attempt == 0 else f"{stem}-{attempt}"
             path = self.dir / f"{name}.{ext}"
+            sidecar = {"created": now.isoformat(timespec="milliseconds"), "image": path.name, **meta,
+                       **report, "timings_s": {k: round(v, 4) for k, v in fused.timings.items()}}
+            # both names are claimed without overwriting: the sidecar first (a result in another
+            # format may already have this stem), then the image
+            try:
+                write_bytes_atomic(path.with_suffix(".json"), json.dumps(sidecar, indent=2).encode())
+            except OutputExistsError:
+                continue
             try:
                 write_bytes_atomic(path, fused.data)
                 break
             except OutputExistsError:
+                path.with_suffix(".json").unlink(missing_ok=True)
                 continue
         else:  # pragma: no cover - a hundred results in the same millisecond
             raise OutputExistsError(f"{self.dir}: could not find a free file name")
-        sidecar = {"created": now.isoformat(timespec="milliseconds"), "image": path.name, **meta,
-                   **fused.result.report(), "timings_s": {k: round(v, 4) for k, v in fused.timings.items()}}
-        write_bytes_atomic(path.with_suffix(".json"), json.dumps(sidecar, indent=2).encode())
         thumb = self._thumbs / f"{path.stem}.jpg"
         thumb.write_bytes(encode_image(_shrink(fused.result.image, THUMB_SIDE), "JPEG", quality=85))
         w, h = fused.size
