@@ -20,13 +20,21 @@ need_install() {
     return 1
 }
 
+has_extras() {  # the last install covered every extra asked for (a superset is fine)
+    local have e
+    have=",$(cat "$STAMP" 2>/dev/null),"
+    for e in ${1//,/ }; do
+        case "$have" in *",$e,"*) ;; *) return 1 ;; esac
+    done
+}
+
 setup() {
     local extras="$1"
     if [ ! -x "$PY" ]; then
         echo "facefuse: creating $VENV" >&2
         python3 -m venv "$VENV"
     fi
-    if need_install || ! grep -qx "$extras" "$STAMP" 2>/dev/null; then
+    if need_install || ! has_extras "$extras"; then
         echo "facefuse: installing dependencies (first run takes a few minutes)" >&2
         "$PY" -m pip install -q --upgrade pip
         # mediapipe's wheel declares jax, opencv-contrib, ... that it does not use: install
