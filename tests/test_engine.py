@@ -1,0 +1,123 @@
+"""The classical engine's parts and the blend functions, on real photos and exact cases."""
+
+import cv2
+import numpy as np
+import pytest
+
+from facefuse import mesh
+from facefuse.blend import _pyramid_blend, face_region_mask, feather, poisson_correction
+from facefuse.engines import create_engine
+from facefuse.engines.classical import dense_maps, transfer_light
+from facefuse.errors import ConfigError
+from facefuse.io import read_image
+
+
+@pytest.fixture(scope="module")
+def target_face(fuser, target_path):
+    img = read_image(target_path)
+    return img, fuser.detect(img).faces[0]
+
+
+def test_similarity_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(0, 500, (40, 2)).astype(np.float32)
+    angle, scale, shift = np.radians(17), 1.7, np.float32([30, -12])
+    rot = scale * np.float32([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = pts @ rot.T + shift
+    m = mesh.similarity(pts, moved)
+    assert np.abs(mesh.apply_affine(m, pts) - moved).max() < 1e-3
+
+
+def test_triangles_cover_the_face(target_face):
+    img, face = target_face
+    tris = mesh.triangles()
+    assert tris.shape[1] == 3 and tris.max() < mesh.N_MESH and len(tris) > 850
+    covered = np.zeros(img.shape[:2], np.uint8)
+    for t in tris:
+        cv2.fillConvexPoly(covered, np.round(face.landmarks[t]).astype(np.int32), 1)
+    oval = face_region_mask(face.landmarks, img.shape[:2], cut_mouth=False) > 0.5
+    assert covered[oval].mean() > 0.97  # the triangles tile the face oval
+
+
+def test_dense_map_is_identity_when_meshes_agree(target_face):
+    img, face = target_face
+    lms = face.landmarks[: mesh.N_MESH]
+    identity = np.float32([[1, 0, 0], [0, 1, 0]])
+    (mx, my), = dense_maps(img.shape[:2], lms, [(lms, identity)])
+    gy, gx = np.mgrid[0:img.shape[0], 0:img.shape[1]]
+    assert np.abs(mx - gx).max() < 0.05 and np.abs(my - gy).max() < 0.05
+
+
+def test_dense_map_moves_mesh_points_onto_each_other(target_face, fuser, source_path):
+    img, face = target_face
+    src = read_image(source_path)
+    s_lms = fuser.detect(src).faces[0].landmarks[: mesh.N_MESH]
+    t_lms = face.landmarks[: mesh.N_MESH]
+    fallback = cv2.invertAffineTransform(mesh.similarity(s_lms, t_lms).astype(np.float32))
+    (mx, my), = dense_maps(img.shape[:2], t_lms, [(s_lms, fallback)])
+    inner = [1, 4, 33, 133, 263, 362, 61, 291]  # nose, eye corners, mouth corners
+    for i in inner:
+        x, y = np.round(t_lms[i]).astype(int)
+        assert np.hypot(mx[y, x] - s_lms[i, 0], my[y, x] - s_lms[i, 1]) < 2.5
+
+
+def test_light_transfer_takes_the_target_tone_and_greyness(target_face):
+    img, face = target_face
+    tgt = img.astype(np.float32)
+    mask = face_region_mask(face.landmarks, img.shape[:2], skin_only=True)
+    eye = float(np.linalg.norm(face.landmarks[33] - face.landmarks[263]))
+    darker = tgt * 0.6
+    lit = transfer_light(darker, tgt, mask, eye)
+    m = mask > 0.5
+    assert abs(lit[m].mean() - tgt[m].mean()) < 4 < abs(darker[m].mean() - tgt[m].mean())
+    grey = np.repeat(tgt.mean(axis=2, keepdims=True), 3, axis=2)
+    lit_grey = transfer_light(tgt, grey, mask, eye)
+    assert np.abs(lit_grey[m] - lit_grey[m].mean(axis=1, keepdims=True)).mean() < 1.0
+
+
+def test_engine_keeps_the_target_mouth_interior(fuser, source_path, target_path):
+    """The target smiles with teeth showing: the inner mouth is cut from the paste."""
+    img = read_image(target_path)
+    face = fuser.detect(img).faces[0]
+    assert mesh.mouth_openness(face.landmarks) > 0.1
+    engine = create_engine("classical")
+    src = fuser.prepare_source(source_path)
+    fused = engine.fuse(src, img, face.landmarks, 1.0)
+    mouth = np.zeros(img.shape[:2], np.float32)
+    cv2.fillPoly(mouth, [np.round(fused.landmarks[mesh.INNER_MOUTH]).astype(np.int32)], 1.0)
+    inner = cv2.erode(mouth, np.ones((5, 5), np.uint8)) > 0.5
+    assert fused.mask[inner].max() < 0.05
+
+
+def test_unknown_engine_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown engine"):
+        create_engine("nope")
+
+
+def test_feather_is_zero_outside_and_one_inside(target_face):
+    img, face = target_face
+    mask = face_region_mask(face.landmarks, img.shape[:2])
+    alpha = feather(mask, face.size)
+    assert alpha[mask == 0].max() == 0
+    core = cv2.erode(mask, np.ones((int(face.size * 0.3),) * 2, np.uint8)) > 0.99
+    assert alpha[core].min() > 0.99
+
+
+def test_poisson_correction_vanishes_when_nothing_differs(target_face):
+    img, face = target_face
+    f = img.astype(np.float32)
+    mask = face_region_mask(face.landmarks, img.shape[:2])
+    assert np.abs(poisson_correction(f, f, mask)).max() <= 1.0  # the solve is in uint8: one level
+    darker = f * 0.8
+    corr = poisson_correction(darker, f, mask)  # lifts a uniformly darker face back
+    inside = mask > 0.99
+    assert corr[inside].mean() > 0.8 * (f - darker)[inside].mean()
+
+
+def test_pyramid_blend_ends():
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0, 255, (128, 160, 3)).astype(np.float32)
+    b = rng.uniform(0, 255, (128, 160, 3)).astype(np.float32)
+    ones = np.ones((128, 160), np.float32)
+    assert np.abs(_pyramid_blend(a, b, ones, 4) - a).max() < 1e-2
+    assert np.abs(_pyramid_blend(a, b, ones * 0, 4) - b).max() < 1e-2
