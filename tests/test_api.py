@@ -385,3 +385,16 @@ def test_a_bug_is_a_json_500_not_a_traceback(live, photos, monkeypatch):
         r = client.post("/api/v1/detect", files={"image": ("t.jpg", photos.target)})
     body = _error(r, 500, "internal_error")
     assert "RuntimeError" in body["message"] and "boom" not in body["message"]
+
+
+def test_a_large_jpeg_target_is_decoded_at_the_scale_the_output_needs(live, photos, target_path):
+    """As `facefuse fuse` does: a 4352-px JPEG fused at 512 is decoded at 1/2 (still >= the
+    1280 px detection looks at), not at full size; the result is the same size either way."""
+    from facefuse.api import fuse_uploads
+
+    large = (target_path.parent / "large_target.jpg").read_bytes()
+    fused = live.pool.call(fuse_uploads, photos.source, large, live.settings.fusion_params(resolution=512))
+    assert fused.target.shape[:2] == (1452, 2176)
+    assert fused.size == (512, 342) and fused.result.faces
+    full = live.pool.call(fuse_uploads, photos.source, large, live.settings.fusion_params())
+    assert full.target.shape[:2] == (2903, 4352) and full.size == (4352, 2903)

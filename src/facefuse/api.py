@@ -105,13 +105,14 @@ def error_for(exc: FaceFuseError) -> ApiError:
 
 
 # -- the work: decode, fuse, encode (run in pool threads) -------------------------------
-def decode_upload(data: bytes, which: str, max_pixels: int) -> DecodedImage:
-    """Decode an uploaded image; a failure says which input and why, with an HTTP status."""
+def decode_upload(data: bytes, which: str, max_pixels: int, reduce_to: int | None = None) -> DecodedImage:
+    """Decode an uploaded image; a failure says which input and why, with an HTTP status.
+    `reduce_to`: see `io.decode_image` (a JPEG target decoded at the scale the output needs)."""
     name = f"{which} image"
     if not data:
         raise BadUpload(f"{name}: file is empty", 400, "empty_file")
     try:
-        return decode_image(data, max_pixels=max_pixels, name=name)
+        return decode_image(data, max_pixels=max_pixels, name=name, reduce_to=reduce_to)
     except InputError as exc:
         status = 415 if exc.reason == "not_an_image" else 422
         raise BadUpload(str(exc), status, exc.reason or "bad_image") from exc
@@ -160,7 +161,7 @@ def fuse_uploads(fuser, source: bytes, target: bytes, params: FusionParams, fmt:
     t0 = time.perf_counter()
     step(0.05, "reading images")
     max_pixels = max_pixels or fuser.settings.output.max_pixels
-    tgt = decode_upload(target, "target", max_pixels)
+    tgt = decode_upload(target, "target", max_pixels, reduce_to=fuser.decode_size_for(params))  # as the CLI does
     src = decode_upload(source, "source", max_pixels)
     decode_s = time.perf_counter() - t0
     step(0.25, "finding faces and fusing")
