@@ -205,7 +205,8 @@ class FuserWorker:
         from .io import decode_image, encode_like
 
         source = self._source(source_key, source_ref)
-        decoded = decode_image(target, max_pixels=self.fuser.settings.output.max_pixels, name=name)
+        decoded = decode_image(target, max_pixels=self.fuser.settings.output.max_pixels, name=name,
+                               reduce_to=self.fuser.decode_size_for(self.params))  # as the CLI does
         try:
             result = self.fuser.fuse_detailed(source, decoded.flattened(), self.params)
         except NoFaceError as exc:
