@@ -99,9 +99,11 @@ def poisson_correction(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray) -> np.n
     center = (int((x0 + x1 + 1) // 2), int((y0 + y1 + 1) // 2))
     f8 = np.clip(fs + 0.5, 0, 255).astype(np.uint8)
     b8 = np.clip(bs + 0.5, 0, 255).astype(np.uint8)
-    cloned = cv2.seamlessClone(f8, b8, ms, center, cv2.NORMAL_CLONE).astype(np.float32)
-    membrane = (cloned - f8.astype(np.float32)) * (ms[:, :, None] > 0)
-    return _up(membrane, (h, w))
+    # seamlessClone erodes the mask it is given in place: give it a copy. Outside its
+    # solved region the clone is bg, so the membrane there is bg - fg: the boundary values
+    # the solution meets, which keeps the upsampled membrane right up to the mask's edge.
+    cloned = cv2.seamlessClone(f8, b8, ms.copy(), center, cv2.NORMAL_CLONE).astype(np.float32)
+    return _up(cloned - f8.astype(np.float32), (h, w))
 
 
 def _pyramid_blend(fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, levels: int) -> np.ndarray:
