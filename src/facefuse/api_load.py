@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def _start_server(workers: int, threads: int, queue_size: int, tmp: Path) -> tup
     if "REST http://" not in line:
         proc.kill()
         raise SystemExit(f"server did not start: {line}{proc.stdout.read()}")
+    # keep reading what the server logs, so a full pipe never blocks it mid-run
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
     return proc, line.split("REST ", 1)[1].split()[0]  # http://127.0.0.1:PORT/api/v1
 
 
@@ -85,6 +88,9 @@ class _Client:
 
     def summary(self) -> dict:
         lat = self.latencies
+        if not lat:  # every request failed before an answer
+            return {"ok": 0, "failures": self.failures, "wall_s": round(self.busy_s, 2), "req_per_s": 0.0,
+                    "p50_s": None, "p95_s": None, "p99_s": None, "max_s": None, "server_mean_s": None}
         q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else lat * 99
         return {
             "ok": len(self.server_s), "failures": self.failures, "wall_s": round(self.busy_s, 2),
@@ -129,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds (default 4)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
+    if args.json and Path(args.json).exists():
+        raise SystemExit(f"{args.json}: already exists (remove it or choose another --json)")
     from PIL import Image
 
     from .config import FusionParams
@@ -141,14 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     configs = [_parse_config(spec) for spec in args.workers.split(",")]
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="facefuse-load-") as tmp:
-        servers = [_start_server(w, t, max(32, args.concurrency), Path(tmp)) for w, t in configs]
+        servers: list = []
         try:
+            for w, t in configs:  # a server that fails to start stops the ones already started
+                servers.append(_start_server(w, t, max(32, args.concurrency), Path(tmp)))
             summaries = asyncio.run(_measure([url for _, url in servers], source, target, fields, args.requests,
                                              args.concurrency, args.rounds, expect))
         finally:
             for proc, _ in servers:
                 proc.terminate()
-                proc.wait(15)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
     load = f"{load_before:.1f}-{os.getloadavg()[0]:.1f}"
     results = [{"workers": w, "opencv_threads": t or "default", "cpus": os.cpu_count(), "load_avg": load, "target": f"{tw}x{th}",
                 "output": f"{expect[0]}x{expect[1]}", "requests": args.requests, "concurrency": args.concurrency,
