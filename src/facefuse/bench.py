@@ -360,7 +360,7 @@ def measure_cold_start(args, runs: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="facefuse-bench-") as tmp:
         for i in range(runs):
             out, rep = Path(tmp) / f"cold{i}.jpg", Path(tmp) / f"cold{i}.json"
-            cmd = [sys.executable, "-m", "facefuse.cli", "fuse", str(args.source), str(args.target),
+            cmd = [sys.executable, "-m", "facefuse", "fuse", str(args.source), str(args.target),
                    "-o", str(out), "--resolution", str(COLD_RESOLUTION), "--report", str(rep)]
             if args.config:
                 cmd += ["--config", args.config]
