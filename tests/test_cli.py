@@ -158,3 +158,11 @@ def test_detect_json_and_draw(tmp_path, group_path, noface_path, capsys):
 def test_debug_shows_traceback(tmp_path, source_path):
     proc = run_cli("fuse", source_path, tmp_path / "missing.jpg", "-o", tmp_path / "o.jpg", "--debug")
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_missing_output_folder_fails_before_any_work(tmp_path, source_path, target_path, capsys):
+    out = tmp_path / "o.jpg"
+    assert main(["fuse", str(source_path), str(target_path), "-o", str(tmp_path / "nodir" / "o.jpg")]) == 3
+    assert main(["fuse", str(source_path), str(target_path), "-o", str(out), "--report", str(tmp_path / "nodir" / "r.json")]) == 3
+    assert "output folder does not exist" in capsys.readouterr().err
+    assert not out.exists()  # the image is not written when its report cannot be

@@ -38,7 +38,7 @@ from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
-from .config import FusionParams, Settings
+from .config import FusionParams, Settings, default_workers
 from .errors import ConfigError, EngineError, FaceFuseError, InputError, NoFaceError
 from .io import DecodedImage, decode_image, encode_like
 
@@ -204,7 +204,7 @@ class FusionPool:
         from .pipeline import Fuser
 
         self.settings = settings
-        self.workers = workers or settings.server.workers or os.cpu_count() or 1
+        self.workers = workers or settings.server.workers or default_workers()
         self.queue_size = settings.server.queue_size if queue_size is None else queue_size
         self.capacity = self.workers + self.queue_size
         self._fusers: queue.SimpleQueue = queue.SimpleQueue()

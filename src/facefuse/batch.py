@@ -30,6 +30,7 @@ from typing import Any, Iterable, Iterator
 
 from .cli import (EXIT_ENGINE, EXIT_INPUT, EXIT_NOFACE, EXIT_OK, EXIT_USAGE, add_fusion_options, command,
                   fusion_overrides, load_settings)
+from .config import MAX_DEFAULT_WORKERS, default_workers
 from .errors import ConfigError, EngineError, FaceFuseError, InputError, NoFaceError, OutputExistsError
 from .io import WRITABLE_SUFFIXES
 
@@ -37,7 +38,6 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 REPORT_NAME = "report.jsonl"
 LOCK_NAME = ".facefuse-batch.lock"
-MAX_DEFAULT_WORKERS = 8
 SOURCE_CACHE = 4  # prepared sources kept per worker (each holds the whole source photo)
 
 EXIT_HELP = """exit codes (the first that applies):
@@ -577,15 +577,6 @@ def _execute(args, jobs: list[Job], settings, params, quality: int, report: Repo
           f"({codes[EXIT_NOFACE]} no face) of {len(jobs)} in {seconds:.1f} s, {summary['images_per_s']:.2f} img/s; "
           f"report: {report.path}")
     return code
-
-
-def default_workers() -> int:
-    """The cores this process may use, at most MAX_DEFAULT_WORKERS (each worker holds its own models)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_DEFAULT_WORKERS))
 
 
 def _fmt(output: Path) -> str:

@@ -178,7 +178,9 @@ def compose(
         face = smooth_skin(face, skin, smoothing, fused.face_size)
     face = adjust(face, alpha, brightness, contrast, saturation)
     if mode == "blend":
-        face = face + poisson_correction(face, fused.base, fused.mask)
+        # solve inside the feathered core: its edge lies on skin in both faces, not on the
+        # hairline or background at the outline, whose colours must not flow into the face
+        face = face + poisson_correction(face, fused.base, alpha)
         out = _alpha_composite(face, fused.base, alpha)
     elif mode == "overlay":
         levels = int(np.clip(np.log2(max(min(alpha.shape) / 16, 1)), 1, 6))

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .errors import ConfigError, FaceFuseError
+from .errors import ConfigError, FaceFuseError, InputError
 
 EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_NOFACE, EXIT_ENGINE = 0, 2, 3, 4, 5
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,7 +99,10 @@ def run_fuse(args: argparse.Namespace) -> int:
     from .errors import OutputExistsError
 
     out = Path(args.output)
-    fmt = output_format(out)  # fail on a bad extension before any work
+    fmt = output_format(out)  # fail on a bad extension or folder before any work
+    for path in (out, Path(args.report) if args.report else None):
+        if path is not None and not path.resolve().parent.is_dir():
+            raise InputError(f"{path}: output folder does not exist", "bad_output")
     if out.exists() and not args.overwrite:
         raise OutputExistsError(f"{out}: already exists (use --overwrite to replace it)")
     if args.report and Path(args.report).exists() and not args.overwrite:
@@ -270,5 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ENGINE
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m facefuse.cli`: run the imported module, in which
+    from facefuse.cli import main as _main  # the optional commands register themselves
+
+    sys.exit(_main())

@@ -20,6 +20,19 @@ RESOLUTION_CHOICES = ("original", "512", "1024", "2048", "4096")
 MIN_RESOLUTION, MAX_RESOLUTION = 64, 8192
 
 
+MAX_DEFAULT_WORKERS = 8  # each worker holds its own face models (~200 MB)
+
+
+def default_workers() -> int:
+    """Workers when the settings say 0: the cores this process may use (its CPU affinity,
+    not the machine's count), at most MAX_DEFAULT_WORKERS."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_WORKERS))
+
+
 def _parse_resolution(value: Any) -> Union[str, int]:
     if value is None or (isinstance(value, str) and value.strip().lower() in ("original", "")):
         return "original"
@@ -77,7 +90,7 @@ class ServerSettings(_Section):
     port: int = Field(7860, ge=1, le=65535)
     max_upload_mb: float = Field(25, gt=0, le=1024)
     api_key: Optional[str] = None
-    workers: int = Field(0, ge=0, le=64, description="fusion workers, 0 = number of cores")
+    workers: int = Field(0, ge=0, le=64, description="fusion workers, 0 = the usable cores, at most 8")
     queue_size: int = Field(32, ge=1, le=10_000)
 
 

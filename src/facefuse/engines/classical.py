@@ -257,7 +257,18 @@ class ClassicalEngine:
         self.settings = settings
 
     def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
-        return SourceFace(image=image, face=face)
+        """Keep only the face and a margin (what the warp can sample): a prepared source is
+        cached, and a 100-MP photo must not stay in memory for a 1-MP face."""
+        lms = face.landmarks
+        margin = 0.6 * max(np.ptp(lms[:, 0]), np.ptp(lms[:, 1]))
+        h, w = image.shape[:2]
+        x0, y0 = max(0, int(lms[:, 0].min() - margin)), max(0, int(lms[:, 1].min() - margin))
+        x1, y1 = min(w, int(np.ceil(lms[:, 0].max() + margin))), min(h, int(np.ceil(lms[:, 1].max() + margin)))
+        crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+        b = face.box
+        moved = Face(box=(b[0] - x0, b[1] - y0, b[2] - x0, b[3] - y0), score=face.score,
+                     landmarks=(lms - np.float32([x0, y0])).astype(np.float32))
+        return SourceFace(image=crop, face=moved)
 
     def fuse(self, source: SourceFace, target_roi: np.ndarray, target_landmarks: np.ndarray, ratio: float) -> FusedFace:
         h, w = target_roi.shape[:2]
