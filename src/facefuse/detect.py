@@ -36,6 +36,7 @@ _RIGHT_IRIS, _LEFT_IRIS, _NOSE_TIP, _MOUTH_R, _MOUTH_L = 468, 473, 1, 61, 291
 MESH_CROP = 384  # pixels of the upright crop the mesh runs on
 MESH_CONTEXT = 2.2  # crop side / face box side
 TILE_MIN_SIDE = 480  # below this the whole-frame pass already sees faces large enough
+FINE_TILES, FINE_TILES_MIN_SIDE = 5, 1000  # finer tile level: 5 along the long side, frames >= 1000 px
 TILE_SCORE_BONUS = 0.15  # tiles see more clutter at higher zoom: ask more of them
 
 
@@ -114,21 +115,28 @@ def _nms(cands: list[tuple], thresh: float = 0.35) -> list[tuple]:
     return kept
 
 
-def _tiles(width: int, height: int) -> list[tuple[int, int, int, int]]:
-    """Overlapping tiles about half the frame's long side, 25 % overlap."""
+def _tiles(width: int, height: int, n: int | None = None) -> list[tuple[int, int, int, int]]:
+    """Overlapping tiles (25 % overlap), n along the long side (default: 2 below 1000 px,
+    else 3, about half the frame's long side each)."""
     long_side = max(width, height)
     if long_side < TILE_MIN_SIDE:
         return []
-    n = 2 if long_side < 1000 else 3
+    n = n or (2 if long_side < 1000 else 3)
     tile = int(np.ceil(long_side / (n - (n - 1) * 0.25)))
     tw, th = min(tile, width), min(tile, height)
-    out = []
     xs = np.linspace(0, width - tw, max(1, int(np.ceil((width - tw) / (tw * 0.75))) + 1)).astype(int)
     ys = np.linspace(0, height - th, max(1, int(np.ceil((height - th) / (th * 0.75))) + 1)).astype(int)
-    for y in ys:
-        for x in xs:
-            out.append((int(x), int(y), int(x) + tw, int(y) + th))
-    return out
+    return [(int(x), int(y), int(x) + tw, int(y) + th) for y in ys for x in xs]
+
+
+def _crowd_likely(cands: list[tuple], long_side: int) -> bool:
+    """Worth a finer tile pass: no face yet, several faces, or one small one. A portrait
+    (one face larger than an eighth of the frame) is not searched further: any face a finer
+    pass could add would be small, and cost 15-30 more detector calls."""
+    if len(cands) != 1:
+        return True
+    b = cands[0][0]
+    return max(b[2] - b[0], b[3] - b[1]) < long_side / 8
 
 
 class FaceDetector:
@@ -185,16 +193,22 @@ class FaceDetector:
         cands += [(b, s, k, 1) for b, s, k in self._run_detector(small, close_range=True) if s >= threshold]
         passes.append("frame")
         if self.use_tiles:
-            tiles = _tiles(small.shape[1], small.shape[0])
-            tile_thr = min(0.95, threshold + TILE_SCORE_BONUS)
-            for x0, y0, x1, y1 in tiles:
-                for b, s, k in self._run_detector(np.ascontiguousarray(small[y0:y1, x0:x1])):
-                    if s >= tile_thr:
-                        box = (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0)
-                        cands.append((box, s, k + np.float32([x0, y0]), 0))
-            if tiles:
-                passes.append(f"tiles:{len(tiles)}")
+            long_side = max(small.shape[:2])
+            self._tile_pass(small, _tiles(small.shape[1], small.shape[0]), threshold, cands, passes)
+            if long_side >= FINE_TILES_MIN_SIDE and _crowd_likely(_nms(cands), long_side):
+                # a second, finer level (a fifth of the long side): faces of 35-50 px in a
+                # crowd become large enough for the detector's 192-px input
+                self._tile_pass(small, _tiles(small.shape[1], small.shape[0], FINE_TILES), threshold, cands, passes)
         return _nms(cands)
+
+    def _tile_pass(self, small: np.ndarray, tiles: list, threshold: float, cands: list, passes: list[str]) -> None:
+        tile_thr = min(0.95, threshold + TILE_SCORE_BONUS)
+        for x0, y0, x1, y1 in tiles:
+            for b, s, k in self._run_detector(np.ascontiguousarray(small[y0:y1, x0:x1])):
+                if s >= tile_thr:
+                    cands.append(((b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0), s, k + np.float32([x0, y0]), 0))
+        if tiles:
+            passes.append(f"tiles:{len(tiles)}")
 
     def _rotated_candidates(self, small: np.ndarray, threshold: float, passes: list[str]) -> list[tuple]:
         """Try the frame turned by 90, 270, 180 degrees; map boxes back to the upright copy."""
