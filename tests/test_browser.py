@@ -97,7 +97,7 @@ def test_fuse_in_the_browser(page, server, source_path, target_path, tmp_path):
                            "return i && i.complete && i.naturalWidth > 0; }")
     size = page.eval_on_selector("#result img", "i => [i.naturalWidth, i.naturalHeight]")
     assert size == [1200, 800]
-    assert "1200 × 800" in page.inner_text("#info") and "faces fused: 0 of 1" in page.inner_text("#info")
+    assert "1200 × 800" in page.inner_text("#info") and "fused face #0 (1 of 1 found)" in page.inner_text("#info")
     assert page.locator("#compare img").count() == 2  # before / after
     page.wait_for_selector("#gallery img")
     saved = sorted(p.name for p in outputs.iterdir())

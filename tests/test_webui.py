@@ -67,7 +67,7 @@ def test_fuse_saves_file_sidecar_and_gallery(ui, source_path, target_path, group
     assert img.format == "PNG" and img.size == (512, 341)
     assert before.shape == after.shape == (341, 512, 3) and np.abs(before.astype(int) - after).mean() > 0.5
     assert download["value"] == path and download["visible"] is True
-    assert "512 × 341" in text and "faces fused: 0 of 1" in text and "Done in" in text
+    assert "512 × 341" in text and "fused face #0 (1 of 1 found)" in text and "Done in" in text
     sidecar = json.loads(open(path[:-4] + ".json").read())
     assert sidecar["image"] == path.rsplit("/", 1)[1] and sidecar["source"] == "source.jpg"
     assert sidecar["params"]["ratio"] == 0.8 and sidecar["params"]["resolution"] == 512
@@ -76,7 +76,8 @@ def test_fuse_saves_file_sidecar_and_gallery(ui, source_path, target_path, group
 
     path2, *_, text2, gallery2 = _fuse(fns, source_path, group_path, face="all", fmt="webp")
     assert Image.open(path2).format == "WEBP" and Image.open(path2).size == (710, 473)
-    assert re.search(r"faces fused: 0, 1, 2, 3(, \d)* of \d", text2)
+    m = re.search(r"fused face #0, #1, #2, #3(, #\d)* \((\d+) of (\d+) found\)", text2)
+    assert m and m.group(2) == m.group(3)  # all faces: every face found was fused
     assert [caption.split(" ")[0] for _, caption in gallery2] == [path2.rsplit("/", 1)[1], path.rsplit("/", 1)[1]]
     assert sorted(p.suffix for p in out.iterdir()) == [".json", ".json", ".png", ".webp"]  # no temp files
     assert fns["gallery"]() == gallery2

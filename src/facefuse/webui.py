@@ -297,10 +297,11 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                                print_exception=False) from None
             seconds = time.perf_counter() - t0
             w, h = fused.size
-            used = ", ".join(str(f.index) for f in fused.result.faces)
+            used = ", ".join(f"#{f.index}" for f in fused.result.faces)
             text = (f"**Done in {seconds:.2f} s** (fusion {fused.seconds:.2f} s) · **{w} × {h}** px · "
-                    f"{len(fused.data) / 1e6:.2f} MB {ext.upper()} · faces fused: {used} of "
-                    f"{fused.result.target_faces_found} · saved as `{Path(out.dir) / path.name}`")
+                    f"{len(fused.data) / 1e6:.2f} MB {ext.upper()} · fused face {used} "
+                    f"({len(fused.result.faces)} of {fused.result.target_faces_found} found) · "
+                    f"saved as `{Path(out.dir) / path.name}`")
             return (str(path), (before, after), gr.update(value=str(path), visible=True,
                                                           label=f"Download {path.name} ({w}×{h})"),
                     text, store.gallery())
