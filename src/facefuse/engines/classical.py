@@ -285,8 +285,8 @@ class ClassicalEngine:
         geom = t_lms + share * (s_aligned - t_lms)
 
         # the source is sampled at about the target face's scale: shrink it first if larger
-        src_img, s_pts, to_src = _source_at_scale(source, align)
-        source_scale = float(np.sqrt(abs(np.linalg.det(align[:, :2]))))  # > 1: source is upscaled
+        source_scale = float(np.sqrt(abs(np.linalg.det(align[:, :2]))))  # > 1: source is enlarged
+        src_img, s_pts, to_src = _source_at_scale(source, source_scale, align)
 
         # 3: one dense map per texture, and one remap each
         identity = np.float32([[1, 0, 0], [0, 1, 0]])
@@ -307,34 +307,24 @@ class ClassicalEngine:
         return FusedFace(image=fused, base=base, mask=region, landmarks=geom, face_size=face_size)
 
 
-def _source_at_scale(source: SourceFace, align: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Crop (and shrink, when the source face is larger than the target's) the source.
+def _source_at_scale(source: SourceFace, scale: float, align: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The prepared source crop, shrunk when its face is larger than the target's (`scale`:
+    source px -> ROI px), so the warp never samples below the source's own detail.
 
     Returns the image to sample, the source landmarks in its pixels, and the 2x3 map from
     ROI pixels to its pixels used outside the mesh.
     """
-    lms = source.face.landmarks[: mesh.N_MESH].astype(np.float32)
-    scale = float(np.sqrt(abs(np.linalg.det(align[:, :2]))))  # source px -> ROI px
+    image = source.image
     shrink = min(1.0, scale * 1.1)
-    x0, y0 = lms.min(0)
-    x1, y1 = lms.max(0)
-    pad = 0.35 * max(x1 - x0, y1 - y0)
-    H, W = source.image.shape[:2]
-    cx0, cy0 = max(0, int(x0 - pad)), max(0, int(y0 - pad))
-    cx1, cy1 = min(W, int(np.ceil(x1 + pad))), min(H, int(np.ceil(y1 + pad)))
-    crop = source.image[cy0:cy1, cx0:cx1]
+    to_image = np.float32([[1, 0, 0], [0, 1, 0]])
     if shrink < 1.0:
-        size = (max(1, round(crop.shape[1] * shrink)), max(1, round(crop.shape[0] * shrink)))
-        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
-        sx, sy = size[0] / (cx1 - cx0), size[1] / (cy1 - cy0)
-    else:
-        sx = sy = 1.0
-    # original source px -> crop px
-    to_crop = np.float32([[sx, 0, -cx0 * sx], [0, sy, -cy0 * sy]])
-    pts = mesh.apply_affine(to_crop, lms)
+        size = (max(1, round(image.shape[1] * shrink)), max(1, round(image.shape[0] * shrink)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        to_image = np.float32([[size[0] / source.image.shape[1], 0, 0], [0, size[1] / source.image.shape[0], 0]])
+    pts = mesh.apply_affine(to_image, source.face.landmarks[: mesh.N_MESH])
     inv_align = cv2.invertAffineTransform(align.astype(np.float32))  # ROI px -> source px
-    full = np.vstack([to_crop, [0, 0, 1]]) @ np.vstack([inv_align, [0, 0, 1]])
-    return np.ascontiguousarray(crop), pts, full[:2].astype(np.float32)
+    full = np.vstack([to_image, [0, 0, 1]]) @ np.vstack([inv_align, [0, 0, 1]])
+    return image, pts, full[:2].astype(np.float32)
 
 
 register("classical", ClassicalEngine)
