@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from facefuse.cli import main
+from facefuse.detect_eval import small_face_scene, turned
 from facefuse.io import read_image
 
 # file -> faces in the photo (catalog.tsv)
@@ -117,6 +118,38 @@ def test_portrait_rotated_by_exif_orientation(fuser, upright, tmp_path, stored_k
     _assert_same_face(det.faces[0], _rot90_points(face.landmarks, w, h, shown_k), face.size, f"EXIF {tag}")
 
 
+@pytest.mark.parametrize("name,angle", [("insightface_t1.jpg", 45), ("insightface_t1.jpg", -30), ("faceapi_bbt3.jpg", 45)])
+def test_group_photo_turned_by_a_tilted_camera(fuser, data_dir, name, angle):
+    """Every face of a group photo turned by 30-45 degrees (canvas enlarged, so none leaves
+    the frame) is found where the upright photo's face went. The upright passes alone miss
+    1-3 of them; the roll pass (copy turned upright by the faces' median roll) finds them."""
+    img = read_image(data_dir / name)
+    upright_faces = fuser.detect(img).faces
+    assert len(upright_faces) == GROUPS[name]
+    photo, m = turned(img, angle)
+    det = fuser.detect(photo)
+    assert any(p.startswith("roll") for p in det.passes), det.passes
+    centres = [np.array(((f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2)) for f in det.faces]
+    for f in upright_faces:
+        want = m @ np.array([(f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2, 1.0])
+        assert any(np.hypot(*(c - want)) < f.size / 2 for c in centres), \
+            f"{name} turned {angle}: the face at {np.round(want)} is missing ({len(det.faces)} found, passes {det.passes})"
+    assert len(det.faces) == len(upright_faces)
+
+
+@pytest.mark.parametrize("change", ["grey", "dark"])
+def test_grey_and_low_light_portrait(fuser, upright, change):
+    img, face = upright
+    if change == "grey":
+        seen = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    else:  # a fifth of the light, with the noise of a dark shot
+        rng = np.random.default_rng(7)
+        seen = np.clip(img * 0.2 + rng.normal(0, 2.0, img.shape), 0, 255).astype(np.uint8)
+    det = fuser.detect(seen)
+    assert len(det.faces) == 1, f"{change}: {len(det.faces)} faces, dropped {det.dropped}"
+    _assert_same_face(det.faces[0], face.landmarks, face.size, change)
+
+
 # -- borders ----------------------------------------------------------------------------
 def test_face_cut_by_the_border_photo(fuser, data_dir):
     img = read_image(data_dir / "fr_obama_partial_face.jpg")
@@ -125,6 +158,24 @@ def test_face_cut_by_the_border_photo(fuser, data_dir):
     f = det.faces[0]
     assert f.size > 150  # the big face, not something in the background
     assert f.box[0] < 5 or f.box[1] < 5 or f.box[2] > img.shape[1] - 5 or f.box[3] > img.shape[0] - 5
+
+
+def test_faces_cut_by_the_border_of_a_crowded_selfie(fuser, data_dir, monkeypatch):
+    """deepface's selfie of 7: the selfie-taker (right edge, ~55 % inside) and the woman at
+    the bottom left (~50 % inside) are found by the mirrored-margin border pass, with meshes
+    on their visible halves; the upright passes alone find only the 4 whole faces."""
+    img = read_image(data_dir / "deepface_selfie_many_people.jpg")  # 600 x 604
+    h, w = img.shape[:2]
+    det = fuser.detect(img)
+    cut = [f for f in det.faces if f.box[0] < 0 or f.box[2] > w]
+    assert len(det.faces) >= 6 and len(cut) >= 2, f"{len(det.faces)} faces, {len(cut)} cut, passes {det.passes}"
+    right = max(cut, key=lambda f: f.box[2])
+    assert right.size > 180 and right.box[2] > w and right.box[0] < w - 80  # the big selfie-taker's face
+    # its visible key points (left eye, nose tip, left mouth corner) lie inside the frame
+    visible = right.keypoints[[0, 2, 3]]
+    assert ((visible >= 0) & (visible < [w, h])).all(), np.round(visible)
+    monkeypatch.setattr("facefuse.detect.BORDER_MIN_INSIDE", 1.0)  # border pass finds nothing new
+    assert len(fuser.detect(img).faces) == 4
 
 
 @pytest.mark.parametrize("side", ["left", "right", "top", "bottom"])
@@ -163,6 +214,29 @@ def test_4x_upscaled_group_maps_back_to_the_original(fuser, group_path):
         assert box_err < 0.04, f"box {f.box} vs {np.round(np.array(g.box) / 4, 1)} (/4): {box_err:.1%} of the face"
         assert kp_err < 0.05, f"key points off by {kp_err:.1%} of the face"
         assert g.size / f.size == pytest.approx(4.0, rel=0.04)
+
+
+def test_40_px_face_in_a_36_mpx_photo(fuser, data_dir):
+    """A portrait shrunk until its face is 40 px wide, pasted into the dogs photo enlarged to
+    7360 x 4912: on the 1280-px copy the face is 7 px, so only the full-resolution tiles can
+    find it; the dogs stay not-faces at that zoom too."""
+    portrait = read_image(data_dir / "deepface_img2.jpg")
+    (face,) = fuser.detect(portrait).faces
+    photo, box = small_face_scene(portrait, face.box, read_image(data_dir / "dlib_dogs.jpg"),
+                                  (7360, 4912), 40, (0.37, 0.61))
+    det = fuser.detect(photo)
+    assert "full-res tiles" in " ".join(det.passes)
+    assert len(det.faces) == 1, f"{len(det.faces)} faces: {[f.to_dict() for f in det.faces]}"
+    found = det.faces[0]
+    assert abs((found.box[0] + found.box[2]) / 2 - (box[0] + box[2]) / 2) < 10
+    assert abs((found.box[1] + found.box[3]) / 2 - (box[1] + box[3]) / 2) < 10
+    assert 30 < found.size < 60
+    # the whole-frame and copy-tile passes alone do not see it
+    fuser.detector.min_face_px, saved = 0, fuser.detector.min_face_px
+    try:
+        assert fuser.detect(photo).faces == []
+    finally:
+        fuser.detector.min_face_px = saved
 
 
 # -- facefuse detect --json ---------------------------------------------------------------
@@ -235,7 +309,8 @@ def test_bench_detect_counts_and_json(tmp_path, data_dir, capsys):
                    ("skimage_chelsea.png", 0, "cat"), ("fr_obama_partial_face.jpg", 1, "max_face_px=300"),
                    ("missing.jpg", 1, "")])
     out_json = tmp_path / "d.json"
-    assert main(["bench", "detect", "--catalog", str(cat), "--images-dir", str(data_dir), "--json", str(out_json)]) == 0
+    assert main(["bench", "detect", "--catalog", str(cat), "--images-dir", str(data_dir), "--json", str(out_json),
+                 "--no-large"]) == 0
     md = capsys.readouterr().out
     assert "## Detection" in md and "| goal |" in md and "missing.jpg" in md
     rep = json.loads(out_json.read_text())
@@ -256,6 +331,7 @@ def test_bench_detect_counts_and_json(tmp_path, data_dir, capsys):
     assert s["all"]["errors"] == 1
     assert rows["faceapi_bbt4.jpg"]["seconds"] > 0 and s["all"]["seconds"]["max"] >= s["all"]["seconds"]["median"]
     assert {g["what"].split(" (")[0] for g in rep["goals"]} >= {"single-portrait faces found", "group-photo faces found"}
+    assert rep["large"] == [] and rep["settings"]["min_face_px"] == 40
 
 
 @pytest.mark.parametrize("text,fragment", [(None, "catalog not found"), ("file\tnotes\na.jpg\tx\n", "n_faces"),

@@ -84,6 +84,7 @@ def _bench_parser(sub) -> None:
     p.add_argument("--catalog", default=str(DEFAULT_CATALOG), help="bench detect: catalog.tsv of the face set")
     p.add_argument("--images-dir", help="bench detect: folder of the images (default: the catalog's folder)")
     p.add_argument("--threshold", type=float, help="bench detect: detection confidence 0-1 (default from config, 0.6)")
+    p.add_argument("--no-large", action="store_true", help="bench detect: skip the 12-36 Mpx built scenes (about 7 s)")
     p.set_defaults(run=run_bench)
 
 

@@ -54,6 +54,10 @@ class FaceDetectionSettings(_Section):
     padding_ratio: float = Field(0.2, ge=0.0, le=1.0, description="ROI padding around the face box")
     threshold: float = Field(0.6, ge=0.0, le=1.0, description="face detection confidence")
     tiles: bool = Field(True, description="also detect on overlapping tiles to find small faces")
+    min_face_px: int = Field(
+        40, ge=0, le=1000,
+        description="smallest face (photo px) searched for in large photos, on full-resolution tiles; 0 = off",
+    )
 
 
 class FusionSettings(_Section):

@@ -17,6 +17,10 @@ Totals, overall and per kind:
 Kinds: single portraits (`n_faces` == 1), groups (>= 2), small faces (`notes` says
 `max_face_px` < 64; these are also in "groups" or "single"), no-face (0).
 Goals (issue 7) are printed beside the measured values.
+
+The catalog has no photo over 13 Mpx, so "a 40-px face in a 36-Mpx photo" is measured on
+built scenes (`small_face_scene`): a no-face photo of the catalog enlarged to 12, 24 and
+36 Mpx with a catalog portrait pasted in, shrunk until its face is 40 px wide.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import json
 import re
 import time
 from pathlib import Path
+
+import numpy as np
 
 from .errors import ConfigError, InputError, OutputExistsError
 
@@ -37,6 +43,8 @@ KIND_LABELS = {
     "small": f"small faces (max_face_px < {SMALL_FACE_PX})",
     "none": "no-face photos (n_faces = 0)",
 }
+LARGE_SCENES = ((4000, 3000), (6000, 4000), (7360, 4912))  # 12, 24, 36 Mpx
+SCENE_FACE_PX = 40
 GOALS = {"single_recall": 0.97, "group_recall": 0.90, "none_false_faces": 0, "none_images": 6, "max_seconds": 1.0}
 _MAX_FACE_RE = re.compile(r"max_face_px\s*=\s*(\d+)")
 
@@ -124,9 +132,81 @@ def evaluate(rows: list[dict], images_dir: str | Path, detector, threshold: floa
     return out
 
 
-def _stats(values: list[float]) -> dict | None:
-    import numpy as np
+def small_face_scene(portrait, face_box, background, size: tuple[int, int], face_px: float,
+                     centre: tuple[float, float]):
+    """A large photo with one small face: `background` (RGB) enlarged to `size` (w, h),
+    and `portrait` shrunk so its face (`face_box` x0, y0, x1, y1 in portrait pixels) is
+    `face_px` wide, pasted with the face's centre at `centre` (share of w, h).
+    Returns (image, the face's box in the image)."""
+    import cv2
 
+    w, h = size
+    scene = cv2.resize(background, (w, h), interpolation=cv2.INTER_CUBIC)
+    k = face_px / (face_box[2] - face_box[0])
+    small = cv2.resize(portrait, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+    fcx, fcy = (face_box[0] + face_box[2]) / 2 * k, (face_box[1] + face_box[3]) / 2 * k
+    x0 = int(np.clip(round(centre[0] * w - fcx), 0, w - small.shape[1]))
+    y0 = int(np.clip(round(centre[1] * h - fcy), 0, h - small.shape[0]))
+    scene[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
+    box = tuple(float(v) for v in (x0 + face_box[0] * k, y0 + face_box[1] * k, x0 + face_box[2] * k, y0 + face_box[3] * k))
+    return scene, box
+
+
+def turned(image, angle: float):
+    """`image` turned by `angle` degrees (counter-clockwise) on a canvas enlarged to hold all
+    of it, grey in the new corners; returns (photo, the 2 x 3 matrix from image to photo)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    tw, th = int(np.ceil(w * cos + h * sin)), int(np.ceil(w * sin + h * cos))
+    m[:, 2] += (tw / 2 - w / 2, th / 2 - h / 2)
+    return cv2.warpAffine(image, m, (tw, th), borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128)), m
+
+
+def evaluate_large(rows: list[dict], images_dir: str | Path, detector, threshold: float, max_pixels: int) -> list[dict]:
+    """A 40-px face in built 12 / 24 / 36-Mpx scenes (see `small_face_scene`): found or not,
+    other faces, time per image and per Mpx."""
+    from .io import read_image
+
+    def first(kind):
+        for row in rows:
+            if kind in row["kinds"] and (Path(images_dir) / row["file"]).is_file():
+                yield row["file"]
+
+    background_file = next(first("none"), None)
+    portrait_file, face = None, None
+    for name in first("single"):
+        det = detector.detect(read_image(Path(images_dir) / name, max_pixels=max_pixels), threshold)
+        if len(det.faces) == 1:
+            portrait_file, face = name, det.faces[0]
+            break
+    if background_file is None or face is None:
+        return []
+    background = read_image(Path(images_dir) / background_file, max_pixels=max_pixels)
+    portrait = read_image(Path(images_dir) / portrait_file, max_pixels=max_pixels)
+    out = []
+    for size in LARGE_SCENES:
+        scene, box = small_face_scene(portrait, face.box, background, size, SCENE_FACE_PX, (0.37, 0.61))
+        t0 = time.perf_counter()
+        det = detector.detect(scene, threshold)
+        seconds = time.perf_counter() - t0
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        hits = [f for f in det.faces if abs((f.box[0] + f.box[2]) / 2 - cx) < SCENE_FACE_PX / 2
+                and abs((f.box[1] + f.box[3]) / 2 - cy) < SCENE_FACE_PX / 2]
+        mpx = size[0] * size[1] / 1e6
+        out.append({
+            "size": f"{size[0]}x{size[1]}", "mpx": round(mpx, 1), "background": background_file,
+            "portrait": portrait_file, "face_box": [round(v, 1) for v in box], "found": bool(hits),
+            "found_size_px": round(hits[0].size, 1) if hits else None, "other_faces": len(det.faces) - len(hits[:1]),
+            "seconds": round(seconds, 3), "seconds_per_mpx": round(seconds / mpx, 4), "passes": list(det.passes),
+        })
+        del scene
+    return out
+
+
+def _stats(values: list[float]) -> dict | None:
     if not values:
         return None
     a = np.asarray(values, dtype=np.float64)
@@ -239,7 +319,8 @@ def markdown(report: dict) -> str:
          f"{m['load_avg_at_start']}; commit {m['git_commit']}"
          f"{' + uncommitted changes to ' + ', '.join(m['git_modified']) if m.get('git_modified') else ''}, {m['date']}."),
          (f"Catalog: {report['catalog']} ({s['all']['images']} images, {s['all']['faces_counted']} faces). "
-         f"Detector: max_side {cfg['max_side']}, tiles {cfg['tiles']}, threshold {cfg['threshold']}. "
+         f"Detector: max_side {cfg['max_side']}, tiles {cfg['tiles']}, min_face_px {cfg.get('min_face_px')}, "
+         f"threshold {cfg['threshold']}. "
          f"Time = detection only (decode excluded), warm detector, {report['wall_seconds']:.0f} s wall in all."), "",
          "## Detection", "",
          "| kind | images | faces counted | found (capped) | recall | images all found | extra faces | false faces | s/image median | s/image max | s/Mpx median | s/Mpx max |",
@@ -262,6 +343,16 @@ def markdown(report: dict) -> str:
                                           f"{' '.join(r['passes'])})" for r in slow)]
     if s["all"]["dropped"]:
         L += ["", "Candidates dropped (all images): " + ", ".join(f"{k} ×{v}" for k, v in s["all"]["dropped"].items())]
+    if report.get("large"):
+        first = report["large"][0]
+        L += ["", f"## A {SCENE_FACE_PX}-px face in a large photo", "",
+              f"Built scenes: {first['background']} enlarged, {first['portrait']} pasted in with its face "
+              f"{SCENE_FACE_PX} px wide (see `small_face_scene`).", "",
+              "| photo | Mpx | face found | found size px | other faces | seconds | s/Mpx | passes |",
+              "|---|---|---|---|---|---|---|---|"]
+        for r in report["large"]:
+            L.append(f"| {r['size']} | {r['mpx']} | {'yes' if r['found'] else '**no**'} | {r['found_size_px'] or '–'} | "
+                     f"{r['other_faces']} | {r['seconds']:.2f} | {r['seconds_per_mpx']:.3f} | {' '.join(r['passes'])} |")
     bad = misses(report["images"])
     L += ["", f"Images where found ≠ n_faces ({len(bad)}):", ""]
     if bad:
@@ -303,7 +394,7 @@ def run_detect_bench(args: argparse.Namespace) -> int:
 
     machine = machine_info()
     t_start = time.perf_counter()
-    detector = FaceDetector(max_side=fd.max_side, tiles=fd.tiles)
+    detector = FaceDetector.from_settings(fd)
     from .cli import SAMPLES
 
     warm = SAMPLES / "target.jpg"  # first calls start mediapipe's graphs: keep that out of the timings
@@ -312,15 +403,18 @@ def run_detect_bench(args: argparse.Namespace) -> int:
     progress = tqdm(total=len(rows), desc="bench detect", unit="img", leave=False)
     try:
         results = evaluate(rows, images_dir, detector, threshold, settings.output.max_pixels, progress)
+        progress.set_postfix_str("large photos")
+        large = [] if getattr(args, "no_large", False) else evaluate_large(
+            rows, images_dir, detector, threshold, settings.output.max_pixels)
     finally:
         progress.close()
         detector.close()
     summary = summarize(results)
     report = {
         "catalog": str(args.catalog), "images_dir": str(images_dir), "machine": machine,
-        "settings": {"max_side": fd.max_side, "tiles": fd.tiles, "threshold": threshold},
+        "settings": {"max_side": fd.max_side, "tiles": fd.tiles, "min_face_px": fd.min_face_px, "threshold": threshold},
         "wall_seconds": time.perf_counter() - t_start,
-        "summary": summary, "goals": check_goals(summary), "images": results,
+        "summary": summary, "goals": check_goals(summary), "images": results, "large": large,
     }
     print(markdown(report))
     if json_out:

@@ -79,7 +79,7 @@ class Fuser:
         self.settings = config if isinstance(config, Settings) else load_config(config)
         fd = self.settings.face_detection
         _set_threads(self.settings.inference.threads)
-        self.detector = FaceDetector(max_side=fd.max_side, tiles=fd.tiles)
+        self.detector = FaceDetector.from_settings(fd)
         self.engine = create_engine(self.settings.inference.engine, self.settings.inference)
         self._lock = threading.Lock()
         self._sources: OrderedDict = OrderedDict()
