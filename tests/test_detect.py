@@ -241,7 +241,7 @@ def test_40_px_face_in_a_36_mpx_photo(fuser, data_dir):
 
 # -- facefuse detect --json ---------------------------------------------------------------
 FACE_KEYS = {"index", "box", "score", "size_px", "keypoints"}
-IMAGE_KEYS = {"image", "width", "height", "seconds", "faces", "dropped", "passes"}
+IMAGE_KEYS = {"image", "width", "height", "seconds", "seconds_per_mpx", "faces", "dropped", "passes"}
 
 
 def _check_image_entry(entry: dict, path, shape) -> None:
@@ -249,6 +249,8 @@ def _check_image_entry(entry: dict, path, shape) -> None:
     assert entry["image"] == str(path)
     assert (entry["height"], entry["width"]) == shape[:2]
     assert isinstance(entry["seconds"], (int, float)) and entry["seconds"] >= 0
+    mpx = shape[0] * shape[1] / 1e6
+    assert entry["seconds_per_mpx"] == pytest.approx(entry["seconds"] / mpx, rel=0.01, abs=2e-4)
     assert isinstance(entry["passes"], list) and entry["passes"] and all(isinstance(p, str) for p in entry["passes"])
     assert [f["index"] for f in entry["faces"]] == list(range(len(entry["faces"])))
     for f in entry["faces"]:
@@ -286,6 +288,18 @@ def test_detect_json_schema(tmp_path, upright, group_path, noface_path, capsys):
     assert main(["detect", str(group_path), "--json"]) == 0
     single = json.loads(capsys.readouterr().out)
     assert isinstance(single, dict) and single["faces"] == data[0]["faces"]
+
+
+def test_detect_text_lists_box_size_score_and_key_points(group_path, noface_path, capsys):
+    assert main(["detect", str(group_path), str(noface_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{group_path}: ") and "face(s)" in out[0] and "s/Mpx" in out[0]
+    rows = [ln for ln in out if ln.startswith("  [")]
+    assert len(rows) >= GROUPS["faceapi_bbt4.jpg"] - GROUP_TOLERANCE
+    for k, ln in enumerate(rows):
+        assert ln.startswith(f"  [{k}] box=(") and "size=" in ln and "score=" in ln
+        assert ln.split("keypoints=")[1].count("(") == 5
+    assert out[-1].startswith(f"{noface_path}: 0 face(s)")
 
 
 def test_detect_bad_input_is_one_line(tmp_path, capsys):

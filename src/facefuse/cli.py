@@ -167,8 +167,10 @@ def run_detect(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         det = detector.detect(img, threshold=thr)
         seconds = time.perf_counter() - t0
+        mpx = img.shape[0] * img.shape[1] / 1e6
         results.append({
             "image": path, "width": img.shape[1], "height": img.shape[0], "seconds": round(seconds, 4),
+            "seconds_per_mpx": round(seconds / mpx, 4),
             "faces": [{"index": k, **f.to_dict()} for k, f in enumerate(det.faces)],
             "dropped": det.dropped, "passes": det.passes,
         })
@@ -178,11 +180,13 @@ def run_detect(args: argparse.Namespace) -> int:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))
     else:
         for r in results:
-            print(f"{r['image']}: {len(r['faces'])} face(s), {r['width']}x{r['height']}, {r['seconds']:.2f} s")
+            print(f"{r['image']}: {len(r['faces'])} face(s), {r['width']}x{r['height']}, {r['seconds']:.2f} s "
+                  f"({r['seconds_per_mpx']:.3f} s/Mpx)")
             for f in r["faces"]:
                 b = f["box"]
+                kps = " ".join(f"({x:.0f},{y:.0f})" for x, y in f["keypoints"])
                 print(f"  [{f['index']}] box=({b[0]:.0f},{b[1]:.0f},{b[2]:.0f},{b[3]:.0f}) "
-                      f"size={f['size_px']:.0f}px score={f['score']:.2f}")
+                      f"size={f['size_px']:.0f}px score={f['score']:.2f} keypoints={kps}")
     return EXIT_OK
 
 
