@@ -1,6 +1,7 @@
-"""Face detection on real photos: groups, hard negatives, rotation (pixels and EXIF),
-faces cut by the border, ordering, large images, `facefuse detect --json`, and the
-`facefuse bench detect` benchmark on a small catalog.
+"""Face detection on real photos: groups, hard negatives, rotation (pixels and EXIF), a
+tilted camera, grey / dark / glasses, faces cut by the border (also in a crowded selfie),
+ordering, large images (a 40-px face in 36 Mpx), `facefuse detect` (text and --json), and
+the `facefuse bench detect` benchmark on a small catalog.
 
 Counts come from shared/faces/catalog.tsv (checked by eye)."""
 
@@ -148,6 +149,21 @@ def test_grey_and_low_light_portrait(fuser, upright, change):
     det = fuser.detect(seen)
     assert len(det.faces) == 1, f"{change}: {len(det.faces)} faces, dropped {det.dropped}"
     _assert_same_face(det.faces[0], face.landmarks, face.size, change)
+
+
+@pytest.mark.parametrize("name", ["deepface_img25.jpg", "faceapi_leonard1.png"])
+def test_faces_with_glasses(fuser, data_dir, name):
+    """Glasses (the second a grey, single-channel 150-px crop filled by the face): one face,
+    its eyes' key points inside the box's upper half, the mouth in the lower half."""
+    img = read_image(data_dir / name)
+    det = fuser.detect(img)
+    assert len(det.faces) == 1, f"{name}: {len(det.faces)} faces, dropped {det.dropped}"
+    f = det.faces[0]
+    assert f.size > 0.4 * min(img.shape[:2])
+    mid = (f.box[1] + f.box[3]) / 2
+    eyes, mouth = f.keypoints[:2], f.keypoints[3:]
+    assert (eyes[:, 1] < mid).all() and (mouth[:, 1] > mid).all(), np.round(f.keypoints)
+    assert eyes[0, 0] < eyes[1, 0] and mouth[0, 0] < mouth[1, 0]  # image-left first
 
 
 # -- borders ----------------------------------------------------------------------------
