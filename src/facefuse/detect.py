@@ -5,9 +5,12 @@ so "face 0" means the same face everywhere.
 
 Method (measured on shared/faces, see BENCHMARKS.md):
 1. mediapipe's full-range face detector on a copy whose long side is <= `max_side`;
-2. where the frame is large enough for faces to be small, the same detector on
-   overlapping tiles of that copy (it sees every input at 192 x 192, so a tile lets it see
-   a small face bigger); detections of all passes are merged by non-maximum suppression;
+2. where the frame is large enough for faces to be small and the whole-frame pass found no
+   face, several, or one small one, the same detector on overlapping tiles of that copy (it
+   sees every input at 192 x 192, so a tile lets it see a small face bigger); a portrait
+   (one face wider than an eighth of the frame) is not tiled: on the catalog the tiles found
+   nothing more in portraits and cost them 20 ms. Detections of all passes are merged by
+   non-maximum suppression;
 3. where the photo is so much larger than the copy that a face of `min_face_px` would be
    too small even in the copy's finest tiles (a 40-px face in a 36-Mpx photo is 7 px in the
    copy), tiles cut from the full-resolution photo, each 12 x `min_face_px` wide, so such a
@@ -246,8 +249,8 @@ class FaceDetector:
         cands = [(b, s, k, 2) for b, s, k in self._run_detector(small) if s >= threshold]
         cands += [(b, s, k, 1) for b, s, k in self._run_detector(small, close_range=True) if s >= threshold]
         passes.append("frame")
-        if self.use_tiles:
-            long_side = max(small.shape[:2])
+        long_side = max(small.shape[:2])
+        if self.use_tiles and _crowd_likely(_nms(cands), long_side):  # a portrait needs no tiles
             self._tile_pass(small, _tiles(small.shape[1], small.shape[0]), threshold, cands, passes)
             if long_side >= FINE_TILES_MIN_SIDE and _crowd_likely(_nms(cands), long_side):
                 # a second, finer level (a fifth of the long side): faces of 35-50 px in a
