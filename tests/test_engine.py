@@ -121,3 +121,35 @@ def test_pyramid_blend_ends():
     ones = np.ones((128, 160), np.float32)
     assert np.abs(_pyramid_blend(a, b, ones, 4) - a).max() < 1e-2
     assert np.abs(_pyramid_blend(a, b, ones * 0, 4) - b).max() < 1e-2
+
+
+def _sleeve_over_the_cheek(img: np.ndarray, face) -> tuple[np.ndarray, np.ndarray]:
+    """A dark, textured band (a sleeve, a hat brim) reaching from outside the face over its
+    image-left cheek, 0.4 eye distances thick; returns (photo, band mask)."""
+    kp = face.keypoints
+    eye_dist = float(np.linalg.norm(kp[1] - kp[0]))
+    y0 = int((kp[0, 1] + kp[2, 1]) / 2)
+    y1 = y0 + int(0.4 * eye_dist)
+    x0, x1 = int(face.box[0] - 0.6 * face.width), int(kp[2, 0] - 0.15 * eye_dist)
+    band = np.zeros(img.shape[:2], bool)
+    band[y0:y1, max(0, x0):x1] = True
+    rng = np.random.default_rng(3)
+    out = img.copy()
+    out[band] = np.clip(np.float32([40, 45, 70]) + rng.normal(0, 8, (band.sum(), 3)), 0, 255).astype(np.uint8)
+    return out, band
+
+
+def test_what_covers_the_target_face_from_outside_stays(fuser, source_path, target_path):
+    img = read_image(target_path)
+    face = fuser.detect(img).faces[0]
+    covered, band = _sleeve_over_the_cheek(img, face)
+    assert len(fuser.detect(covered).faces) == 1
+    out = fuser.fuse(source_path, covered, ratio=1.0).astype(np.float32)
+    diff = np.abs(out - covered.astype(np.float32)).mean(axis=2)
+    oval = face_region_mask(face.landmarks, img.shape[:2], cut_mouth=False) > 0.5
+    inner = cv2.erode(band.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0  # away from the band's edge
+    assert (inner & oval).sum() > 1500
+    assert diff[inner & oval].mean() < 4, f"the band was painted over: {diff[inner & oval].mean():.1f}"
+    # the rest of the face did change: the source is there
+    far = oval & ~(cv2.dilate(band.astype(np.uint8), np.ones((61, 61), np.uint8)) > 0)
+    assert diff[far].mean() > 8, diff[far].mean()

@@ -10,8 +10,9 @@ No model download, CPU only. For each target face:
 3. one dense map per image, built from the mesh triangles on a coarse grid and upsampled
    (the map is piecewise affine, so this is almost exact) drives one `cv2.remap` each for
    the source texture and the re-shaped target;
-4. hair over the forehead (the source's or the target's) is left out of the paste, and
-   hair or shadow anywhere is left out of the light statistics;
+4. hair over the forehead (the source's or the target's) is left out of the paste, and so
+   is whatever covers the target's face from outside it (a hat brim over the eyes, a
+   hand, a lock of hair); hair or shadow anywhere is left out of the light statistics;
 5. the source's low frequencies (tone, light, shading) are replaced by the target's
    (masked Gaussian, width tied to the eye distance), its colourfulness matched, and its
    finest detail matched to the target's crispness (borrowing the target's skin grain
@@ -36,6 +37,8 @@ LIGHT_SIGMA = 0.22  # Gaussian sigma of the light transfer, in eye distances
 WORK_FACE = 128  # face size (px) at which the light transfer and occlusions are computed
 DETAIL_GAIN = (0.6, 2.5)  # bounds of the fine-detail gain that matches the target's crispness
 OCCLUSION_NEAR, OCCLUSION_FAR = 3.0, 5.0  # skin-colour distance (robust z) kept / dropped
+OCCLUDER_MIN = 0.25  # eye distances: target occluders thinner than this (glasses frames, stubble) are ignored
+HOLE_COVER = (0.6, 0.9)  # share of an eye's / the lips' skin ring covered: pasted below, kept above
 
 
 def _eye_distance(lms: np.ndarray) -> float:
@@ -223,9 +226,11 @@ def unoccluded(src: np.ndarray, tgt: np.ndarray, skin: np.ndarray, lms: np.ndarr
     Skin that does not look like the face's own skin is an occluder: the source's hair
     over its forehead must not come in, and the target's hair there must stay; neither
     face's hair or shadowed edges may bias the light transfer. Skin colour is learned below
-    the eyes (rarely covered). The paste is cut only above the brows, where hair falls:
-    cutting along the outline too lost identity (judge: 96 % -> 84 % of pairs moved), as
-    the source's own shaded cheeks read as occluders there. Runs at the work scale.
+    the eyes (rarely covered). Above the brows, where hair falls, the paste is cut where
+    either face is not skin; below them only where the target is covered from outside
+    (`target_occluders`): cutting the source's non-skin along the outline too lost
+    identity (judge: 96 % -> 84 % of pairs moved), as its own shaded cheeks read as
+    occluders there. Runs at the work scale.
     """
     h, w = skin.shape
     scale = min(1.0, WORK_FACE / max(eye_dist * 2.5, 1.0))
@@ -245,9 +250,35 @@ def unoccluded(src: np.ndarray, tgt: np.ndarray, skin: np.ndarray, lms: np.ndarr
     lab = lambda x: cv2.cvtColor(np.clip(small(x) / 255.0, 0, 1).astype(np.float32), cv2.COLOR_RGB2Lab)
     # lightness counts fully on the source (hair is darker or lighter than skin), less on
     # the target, whose own light and shadow must not read as an occluder
-    agree = _skin_agreement(lab(src), reference, 1.0) * _skin_agreement(lab(tgt), reference, 0.35)
+    tgt_agree = _skin_agreement(lab(tgt), reference, 0.35)
+    agree = _skin_agreement(lab(src), reference, 1.0) * tgt_agree
+    below = target_occluders(tgt_agree, sk, eye_dist * scale)
     up = lambda x: np.clip(cv2.resize(cv2.GaussianBlur(x, (0, 0), 1.0), (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
-    return up(np.where(forehead, agree, 1.0).astype(np.float32)), up(agree)
+    return up(np.where(forehead, agree, below).astype(np.float32)), up(agree)
+
+
+def target_occluders(tgt_agree: np.ndarray, skin: np.ndarray, eye_dist: float) -> np.ndarray:
+    """Where the source may be pasted below the brows (0..1, work scale): not where the
+    target's face is covered by something that reaches in from outside it (a hat brim, a
+    hand, a lock of hair). Such things stay the target's.
+
+    Occluder = not the target's skin colour, at least OCCLUDER_MIN eye distances thick
+    (glasses frames and stubble are opened away), and connected to the edge of the region
+    (eye make-up, a mole, a beard's inner patch are not: they are the face's own). An eye
+    or the lips (holes in the skin mask) count as covered when most of the skin around
+    them is: an eye under a hat brim is not pasted onto the brim."""
+    k = max(3, int(round(OCCLUDER_MIN * eye_dist)) | 1)
+    occ = cv2.morphologyEx((1.0 - tgt_agree).astype(np.float32), cv2.MORPH_OPEN,
+                           cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    _, labels = cv2.connectedComponents((occ > 0.5).astype(np.uint8), connectivity=8)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    occ = occ * np.isin(labels, edge[edge > 0])
+    m = (skin > 0.5).astype(np.float32)
+    sig = max(1.0, 0.3 * eye_dist)
+    around = cv2.GaussianBlur(occ * m, (0, 0), sig) / np.maximum(cv2.GaussianBlur(m, (0, 0), sig), 1e-4)
+    lo, hi = HOLE_COVER
+    covered = np.where(m > 0, occ, np.clip((around - lo) / (hi - lo), 0.0, 1.0))
+    return np.clip(1.0 - covered, 0.0, 1.0).astype(np.float32)
 
 
 class ClassicalEngine:
