@@ -112,7 +112,7 @@ def main() -> None:
     ap.add_argument("--no-judge", action="store_true")
     ap.add_argument("--sheet", type=Path, help="write a contact sheet (source | target | result)")
     ap.add_argument("--markdown", type=Path, help="write the per-pair table (Markdown) to this file")
-    ap.add_argument("--sheet-pairs", default="0,1,3,4,5,7,9,12,15,17,20,24,27,30,33,36")
+    ap.add_argument("--sheet-pairs", default="0,1,3,4,5,7,9,12,15,17,20,23,24,27,30,36")
     args = ap.parse_args()
     params = {"ratio": args.ratio}
     if args.mode:
