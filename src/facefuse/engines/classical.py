@@ -14,7 +14,8 @@ No model download, CPU only. For each target face:
    is whatever covers the target's face from outside it (a hat brim over the eyes, a
    hand, a lock of hair); hair or shadow anywhere is left out of the light statistics;
 5. the source's low frequencies (tone, light, shading) are replaced by the target's
-   (masked Gaussian, width tied to the eye distance), its colourfulness matched, and its
+   (masked Gaussian, width tied to the eye distance; the eyes keep the source's colour and
+   only take the light's strength), its colourfulness matched, and its
    finest detail matched to the target's crispness (borrowing the target's skin grain
    where a small source face is enlarged);
 6. the textures mix by `ratio`; the target's inner mouth is kept, so an open mouth shows
@@ -143,7 +144,8 @@ def _chroma_spread(img: np.ndarray, mask: np.ndarray) -> float:
     return float(np.sqrt((chroma[m] ** 2).sum(1).mean())) if m.any() else 0.0
 
 
-def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist: float) -> np.ndarray:
+def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist: float,
+                   eyes: np.ndarray | None = None) -> np.ndarray:
     """src with its low frequencies (tone, light, shading) replaced by tgt's, inside mask
     (float32 RGB 0..255), and its colourfulness matched to tgt's (a grey or sepia target
     stays grey or sepia).
@@ -153,6 +155,10 @@ def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist:
     without its highlights blowing out (a plain gain would), one moved into shadow keeps
     some relief. The low frequencies are computed at a reduced scale (face about
     WORK_FACE px) and upsampled, so this costs the same at any resolution.
+
+    `eyes` (0..1): where the source's own colour is kept and only scaled by the change in
+    the light's strength. Carried as detail over the target's skin tone, an iris takes the
+    difference between the two skin tones: brown eyes turned blue-grey, blue ones brown.
     """
     h, w = mask.shape
     scale = min(1.0, WORK_FACE / max(eye_dist * 2.5, 1.0))
@@ -166,6 +172,12 @@ def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist:
     lit_small = low_tgt + (ss - low_src) * contrast
     keep = float(np.clip(_chroma_spread(ts, ms) / max(_chroma_spread(lit_small, ms), 1e-3), 0.0, 1.2))
     lit = up(low_tgt) + (src - up(low_src)) * up(contrast)
+    if eyes is not None:
+        # the eyes are not skin: their colour stays the source's, only the light's strength
+        # changes (detail over the target's skin tone would tint the whites and irises)
+        gain = up(np.clip((low_tgt @ LUMA + 4.0) / (low_src @ LUMA + 4.0), 0.3, 3.0))[:, :, None]
+        e = eyes[:, :, None]
+        lit = lit * (1.0 - e) + np.clip(src * gain, 0.0, 255.0) * e
     if abs(keep - 1.0) > 0.02:
         luma = (lit @ LUMA)[:, :, None]
         lit = luma + (lit - luma) * keep
@@ -331,11 +343,20 @@ class ClassicalEngine:
         region = face_region_mask(geom, (h, w), cut_mouth=True)
         paste, trust = unoccluded(warped_src, base, skin, geom, eye)
         region = region * paste
-        lit = transfer_light(warped_src, base, skin * trust, eye)
+        lit = transfer_light(warped_src, base, skin * trust, eye, _eyes_mask(geom, (h, w), eye))
         lit = borrow_fine_skin_texture(lit, base, skin, source_scale)
         lit = match_detail(lit, base, feather(region, face_size) > 0.95)
         fused = base + ratio * (lit - base)
         return FusedFace(image=fused, base=base, mask=region, landmarks=geom, face_size=face_size)
+
+
+def _eyes_mask(lms: np.ndarray, shape: tuple[int, int], eye_dist: float) -> np.ndarray:
+    """Soft mask (0..1) of both eye openings at landmarks `lms`."""
+    m = np.zeros(shape, np.float32)
+    for region in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+        cv2.fillPoly(m, [np.round(lms[region] * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
+    sig = max(0.5, 0.04 * eye_dist)
+    return cv2.GaussianBlur(m, (0, 0), sig)
 
 
 def _source_at_scale(source: SourceFace, scale: float, align: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
