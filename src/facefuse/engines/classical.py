@@ -156,8 +156,8 @@ def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist:
     some relief. The low frequencies are computed at a reduced scale (face about
     WORK_FACE px) and upsampled, so this costs the same at any resolution.
 
-    `eyes` (0..1): where the source's own colour is kept and only scaled by the change in
-    the light's strength. Carried as detail over the target's skin tone, an iris takes the
+    `eyes` (0..1): where the source's own colour is kept and only scaled by the square root
+    of the change in the light's strength. Carried as detail over the target's skin tone, an iris takes the
     difference between the two skin tones: brown eyes turned blue-grey, blue ones brown.
     """
     h, w = mask.shape
@@ -173,9 +173,10 @@ def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist:
     keep = float(np.clip(_chroma_spread(ts, ms) / max(_chroma_spread(lit_small, ms), 1e-3), 0.0, 1.2))
     lit = up(low_tgt) + (src - up(low_src)) * up(contrast)
     if eyes is not None:
-        # the eyes are not skin: their colour stays the source's, only the light's strength
-        # changes (detail over the target's skin tone would tint the whites and irises)
-        gain = up(np.clip((low_tgt @ LUMA + 4.0) / (low_src @ LUMA + 4.0), 0.3, 3.0))[:, :, None]
+        # the eyes are not skin: their colour stays the source's, scaled by the square root
+        # of the change in light (as the detail's contrast is: the skin's ratio mixes the
+        # light with the two skin tones, and in full made dark eyes glow on a pale face)
+        gain = up(np.sqrt(np.clip((low_tgt @ LUMA + 4.0) / (low_src @ LUMA + 4.0), 0.3, 3.0)))[:, :, None]
         e = eyes[:, :, None]
         lit = lit * (1.0 - e) + np.clip(src * gain, 0.0, 255.0) * e
     if abs(keep - 1.0) > 0.02:
