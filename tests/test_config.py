@@ -40,6 +40,7 @@ def test_yaml_values_and_overrides(tmp_path):
     ("nonsense: 1\n", "nonsense"),
     ("server:\n  port: 70000\n", "server.port"),
     ("output:\n  default_resolution: 9000\n", "output.default_resolution"),
+    ("face_detection:\n  min_face_px: 8\n", "face_detection.min_face_px"),  # 0 or >= 16
 ])
 def test_bad_keys_and_values_name_the_key(tmp_path, text, key):
     p = tmp_path / "c.yaml"

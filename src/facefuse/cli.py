@@ -160,7 +160,7 @@ def run_detect(args: argparse.Namespace) -> int:
     thr = settings.face_detection.threshold if args.threshold is None else args.threshold
     if not 0 <= thr <= 1:
         raise ConfigError(f"threshold: must be 0-1, got {thr}")
-    detector = FaceDetector.from_settings(settings.face_detection)
+    detector = FaceDetector.from_settings(settings)
     results = []
     for i, path in enumerate(args.images):
         img = read_image(path, max_pixels=settings.output.max_pixels)

@@ -56,8 +56,16 @@ class FaceDetectionSettings(_Section):
     tiles: bool = Field(True, description="also detect on overlapping tiles to find small faces")
     min_face_px: int = Field(
         40, ge=0, le=1000,
-        description="smallest face (photo px) searched for in large photos, on full-resolution tiles; 0 = off",
+        description="smallest face (photo px) searched for in large photos, on full-resolution tiles; "
+                    "0 = off, else at least 16 (the tile count grows with 1 / min_face_px^2)",
     )
+
+    @field_validator("min_face_px")
+    @classmethod
+    def _min_face_floor(cls, v: int) -> int:
+        if 0 < v < 16:
+            raise ValueError("must be 0 (off) or at least 16: smaller faces need thousands of tiles per photo")
+        return v
 
 
 class FusionSettings(_Section):

@@ -174,12 +174,16 @@ def _crowd_likely(cands: list[tuple], long_side: int) -> bool:
 class FaceDetector:
     """mediapipe face detection + face mesh, created once and reused (thread-safe)."""
 
-    def __init__(self, max_side: int = 1280, tiles: bool = True, min_face_px: int = MIN_FACE_PX):
+    def __init__(self, max_side: int = 1280, tiles: bool = True, min_face_px: int = MIN_FACE_PX,
+                 threads: int = 0):
         import mediapipe as mp  # heavy: imported only when a detector is built
 
         self.max_side = max_side
         self.use_tiles = tiles
         self.min_face_px = min_face_px  # 0: no full-resolution pass
+        # cores for the full-res tiles: 0 = up to FULL_RES_THREADS (a batch worker that was
+        # given 1 thread must not start a second graph)
+        self.threads = threads
         self._lock = threading.Lock()
         self._mesh_started = False
         self._helpers: list = []  # extra full-range detectors for the full-res tiles
@@ -187,9 +191,10 @@ class FaceDetector:
             self._load(mp)
 
     @classmethod
-    def from_settings(cls, fd) -> "FaceDetector":
-        """A detector as `config.FaceDetectionSettings` describe it."""
-        return cls(max_side=fd.max_side, tiles=fd.tiles, min_face_px=fd.min_face_px)
+    def from_settings(cls, settings) -> "FaceDetector":
+        """A detector as `config.Settings` describe it (face_detection, inference.threads)."""
+        fd = settings.face_detection
+        return cls(max_side=fd.max_side, tiles=fd.tiles, min_face_px=fd.min_face_px, threads=settings.inference.threads)
 
     def _load(self, mp) -> None:
         # full range (model 1) for faces of every size, short range (model 0) for faces
@@ -291,7 +296,7 @@ class FaceDetector:
             return cands
         side = self.min_face_px * DETECTOR_INPUT // SMALLEST_INPUT_FACE
         tiles = _grid(image.shape[1], image.shape[0], side)
-        graphs = self._helper_detectors(min(FULL_RES_THREADS, _usable_cores(), len(tiles)))
+        graphs = self._helper_detectors(min(self.threads or FULL_RES_THREADS, FULL_RES_THREADS, _usable_cores(), len(tiles)))
         found: list[tuple] = []
         with ThreadPoolExecutor(len(graphs)) as pool:  # list.append is atomic: one list serves all
             list(pool.map(lambda i: self._tile_pass(image, tiles[i::len(graphs)], threshold, found, [],
@@ -306,15 +311,16 @@ class FaceDetector:
         need TILE_SCORE_BONUS more score."""
         tile_thr = min(0.95, threshold + TILE_SCORE_BONUS)
         for x0, y0, x1, y1 in tiles:
-            tile, k = image[y0:y1, x0:x1], 1.0
+            tile, kx, ky = image[y0:y1, x0:x1], 1.0, 1.0
             if input_side and max(tile.shape[:2]) > input_side:
                 k = input_side / max(tile.shape[:2])
-                tile = cv2.resize(tile, (max(1, round(tile.shape[1] * k)), max(1, round(tile.shape[0] * k))),
-                                  interpolation=cv2.INTER_AREA)
+                size = (max(1, round(tile.shape[1] * k)), max(1, round(tile.shape[0] * k)))
+                kx, ky = size[0] / tile.shape[1], size[1] / tile.shape[0]
+                tile = cv2.resize(tile, size, interpolation=cv2.INTER_AREA)
             for b, s, kp in self._run_detector(np.ascontiguousarray(tile), graph=graph):
                 if s >= tile_thr:
-                    box = (b[0] / k + x0, b[1] / k + y0, b[2] / k + x0, b[3] / k + y0)
-                    cands.append((box, s, kp / k + np.float32([x0, y0]), 0))
+                    box = (b[0] / kx + x0, b[1] / ky + y0, b[2] / kx + x0, b[3] / ky + y0)
+                    cands.append((box, s, kp / np.float32([kx, ky]) + np.float32([x0, y0]), 0))
         if tiles:
             passes.append(f"tiles:{len(tiles)}")
 

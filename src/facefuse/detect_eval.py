@@ -394,7 +394,7 @@ def run_detect_bench(args: argparse.Namespace) -> int:
 
     machine = machine_info()
     t_start = time.perf_counter()
-    detector = FaceDetector.from_settings(fd)
+    detector = FaceDetector.from_settings(settings)
     from .cli import SAMPLES
 
     warm = SAMPLES / "target.jpg"  # first calls start mediapipe's graphs: keep that out of the timings

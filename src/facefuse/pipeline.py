@@ -77,9 +77,8 @@ class Fuser:
 
     def __init__(self, config: Union[Settings, str, None] = None):
         self.settings = config if isinstance(config, Settings) else load_config(config)
-        fd = self.settings.face_detection
         _set_threads(self.settings.inference.threads)
-        self.detector = FaceDetector.from_settings(fd)
+        self.detector = FaceDetector.from_settings(self.settings)
         self.engine = create_engine(self.settings.inference.engine, self.settings.inference)
         self._lock = threading.Lock()
         self._sources: OrderedDict = OrderedDict()

@@ -355,7 +355,7 @@ def _eyes_mask(lms: np.ndarray, shape: tuple[int, int], eye_dist: float) -> np.n
     """Soft mask (0..1) of both eye openings at landmarks `lms`."""
     m = np.zeros(shape, np.float32)
     for region in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
-        cv2.fillPoly(m, [np.round(lms[region] * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
+        cv2.fillPoly(m, [np.round(lms[region] * 4).astype(np.int32)], 1.0, shift=2)  # soft edge: the blur below
     sig = max(0.5, 0.04 * eye_dist)
     return cv2.GaussianBlur(m, (0, 0), sig)
 
