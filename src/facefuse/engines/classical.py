@@ -145,7 +145,7 @@ def _chroma_spread(img: np.ndarray, mask: np.ndarray) -> float:
 
 
 def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist: float,
-                   eyes: np.ndarray | None = None) -> np.ndarray:
+                   eyes: tuple[np.ndarray, tuple[slice, slice]] | None = None) -> np.ndarray:
     """src with its low frequencies (tone, light, shading) replaced by tgt's, inside mask
     (float32 RGB 0..255), and its colourfulness matched to tgt's (a grey or sepia target
     stays grey or sepia).
@@ -156,7 +156,8 @@ def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist:
     some relief. The low frequencies are computed at a reduced scale (face about
     WORK_FACE px) and upsampled, so this costs the same at any resolution.
 
-    `eyes` (0..1): where the source's own colour is kept and only scaled by the square root
+    `eyes` (a 0..1 mask and the (rows, cols) box it covers, see `_eyes_mask`): where the
+    source's own colour is kept and only scaled by the square root
     of the change in the light's strength. Carried as detail over the target's skin tone, an iris takes the
     difference between the two skin tones: brown eyes turned blue-grey, blue ones brown.
     """
@@ -172,13 +173,13 @@ def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist:
     lit_small = low_tgt + (ss - low_src) * contrast
     keep = float(np.clip(_chroma_spread(ts, ms) / max(_chroma_spread(lit_small, ms), 1e-3), 0.0, 1.2))
     lit = up(low_tgt) + (src - up(low_src)) * up(contrast)
-    if eyes is not None:
+    if eyes is not None and eyes[0].size:
         # the eyes are not skin: their colour stays the source's, scaled by the square root
         # of the change in light (as the detail's contrast is: the skin's ratio mixes the
         # light with the two skin tones, and in full made dark eyes glow on a pale face)
-        gain = up(np.sqrt(np.clip((low_tgt @ LUMA + 4.0) / (low_src @ LUMA + 4.0), 0.3, 3.0)))[:, :, None]
-        e = eyes[:, :, None]
-        lit = lit * (1.0 - e) + np.clip(src * gain, 0.0, 255.0) * e
+        e, (rows, cols) = eyes[0][:, :, None], eyes[1]
+        gain = up(np.sqrt(np.clip((low_tgt @ LUMA + 4.0) / (low_src @ LUMA + 4.0), 0.3, 3.0)))[rows, cols, None]
+        lit[rows, cols] = lit[rows, cols] * (1.0 - e) + np.clip(src[rows, cols] * gain, 0.0, 255.0) * e
     if abs(keep - 1.0) > 0.02:
         luma = (lit @ LUMA)[:, :, None]
         lit = luma + (lit - luma) * keep
@@ -351,13 +352,23 @@ class ClassicalEngine:
         return FusedFace(image=fused, base=base, mask=region, landmarks=geom, face_size=face_size)
 
 
-def _eyes_mask(lms: np.ndarray, shape: tuple[int, int], eye_dist: float) -> np.ndarray:
-    """Soft mask (0..1) of both eye openings at landmarks `lms`."""
-    m = np.zeros(shape, np.float32)
-    for region in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
-        cv2.fillPoly(m, [np.round(lms[region] * 4).astype(np.int32)], 1.0, shift=2)  # soft edge: the blur below
+def _eyes_mask(lms: np.ndarray, shape: tuple[int, int], eye_dist: float) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """Soft mask (0..1) of both eye openings at landmarks `lms`, computed only in the box
+    around the eyes (a full-ROI blur cost 0.14 s at 4096): (mask, (rows, cols) of the box)."""
+    pts = np.concatenate([lms[mesh.RIGHT_EYE], lms[mesh.LEFT_EYE]])
     sig = max(0.5, 0.04 * eye_dist)
-    return cv2.GaussianBlur(m, (0, 0), sig)
+    pad = int(np.ceil(3 * sig)) + 2
+    h, w = shape
+    x0, y0 = max(0, int(pts[:, 0].min()) - pad), max(0, int(pts[:, 1].min()) - pad)
+    x1, y1 = min(w, int(np.ceil(pts[:, 0].max())) + pad), min(h, int(np.ceil(pts[:, 1].max())) + pad)
+    box = (slice(y0, max(y0, y1)), slice(x0, max(x0, x1)))
+    m = np.zeros((max(0, y1 - y0), max(0, x1 - x0)), np.float32)
+    if m.size:
+        for region in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+            poly = np.round((lms[region] - np.float32([x0, y0])) * 4).astype(np.int32)
+            cv2.fillPoly(m, [poly], 1.0, shift=2)  # soft edge: the blur below
+        m = cv2.GaussianBlur(m, (0, 0), sig)
+    return m, box
 
 
 def _source_at_scale(source: SourceFace, scale: float, align: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
