@@ -23,14 +23,17 @@ MIN_RESOLUTION, MAX_RESOLUTION = 64, 8192
 MAX_DEFAULT_WORKERS = 8  # each worker holds its own face models (~200 MB)
 
 
-def default_workers() -> int:
-    """Workers when the settings say 0: the cores this process may use (its CPU affinity,
-    not the machine's count), at most MAX_DEFAULT_WORKERS."""
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity, not the machine's count."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_DEFAULT_WORKERS))
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """Workers when the settings say 0: the usable cores, at most MAX_DEFAULT_WORKERS."""
+    return max(1, min(usable_cores(), MAX_DEFAULT_WORKERS))
 
 
 def _parse_resolution(value: Any) -> Union[str, int]:

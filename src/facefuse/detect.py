@@ -9,7 +9,7 @@ Method (measured on shared/faces, see BENCHMARKS.md):
    face, several, or one small one, the same detector on overlapping tiles of that copy (it
    sees every input at 192 x 192, so a tile lets it see a small face bigger); a portrait
    (one face wider than an eighth of the frame) is not tiled: on the catalog the tiles found
-   nothing more in portraits and cost them 20 ms. Detections of all passes are merged by
+   nothing more in portraits and cost them about 30 ms. Detections of all passes are merged by
    non-maximum suppression;
 3. where the photo is so much larger than the copy that a face of `min_face_px` would be
    too small even in the copy's finest tiles (a 40-px face in a 36-Mpx photo is 7 px in the
@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from .config import usable_cores
 from .errors import InputError
 from .roi import resize_frame
 
@@ -296,7 +297,7 @@ class FaceDetector:
             return cands
         side = self.min_face_px * DETECTOR_INPUT // SMALLEST_INPUT_FACE
         tiles = _grid(image.shape[1], image.shape[0], side)
-        graphs = self._helper_detectors(min(self.threads or FULL_RES_THREADS, FULL_RES_THREADS, _usable_cores(), len(tiles)))
+        graphs = self._helper_detectors(min(self.threads or FULL_RES_THREADS, FULL_RES_THREADS, usable_cores(), len(tiles)))
         found: list[tuple] = []
         with ThreadPoolExecutor(len(graphs)) as pool:  # list.append is atomic: one list serves all
             list(pool.map(lambda i: self._tile_pass(image, tiles[i::len(graphs)], threshold, found, [],
@@ -457,13 +458,6 @@ def _quiet_native_logs():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _rounded(box) -> list[float]:
