@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import facefuse.detect as detect
-from facefuse.detect_eval import turned
+from facefuse.detect import turned
 from facefuse.io import read_image
 
 PHOTOS = ["insightface_t1.jpg", "faceapi_bbt4.jpg", "fnp_multiface.jpg", "faceapi_bbt1.jpg", "faceapi_bbt5.jpg",
@@ -42,7 +42,7 @@ def main() -> None:
         image = read_image(Path(args.faces) / name)
         upright = detector.detect(image).faces
         for angle in ANGLES:
-            photo, m = turned(image, angle)
+            photo, m = turned(image, angle, fill=(128, 128, 128))
             t0 = time.perf_counter()
             faces = detector.detect(photo).faces
             seconds += time.perf_counter() - t0

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from facefuse.cli import main
-from facefuse.detect_eval import small_face_scene, turned
+from facefuse.detect import turned
+from facefuse.detect_eval import small_face_scene
 from facefuse.io import read_image
 
 # file -> faces in the photo (catalog.tsv)
@@ -127,7 +128,7 @@ def test_group_photo_turned_by_a_tilted_camera(fuser, data_dir, name, angle):
     img = read_image(data_dir / name)
     upright_faces = fuser.detect(img).faces
     assert len(upright_faces) == GROUPS[name]
-    photo, m = turned(img, angle)
+    photo, m = turned(img, angle, fill=(128, 128, 128))
     det = fuser.detect(photo)
     assert any(p.startswith("roll") for p in det.passes), det.passes
     centres = [np.array(((f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2)) for f in det.faces]

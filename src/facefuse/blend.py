@@ -23,7 +23,8 @@ FEATHER = 0.07  # feather width, share of the face size
 POISSON_SIDE = 192  # long side of the reduced grid the gradient-domain solve runs on
 
 
-def _poly(img: np.ndarray, pts: np.ndarray, value: float) -> None:
+def fill_poly(img: np.ndarray, pts: np.ndarray, value: float) -> None:
+    """Fill polygon `pts` (float pixels, 1/16-px precision) with `value`."""
     cv2.fillPoly(img, [np.round(pts * 16).astype(np.int32)], value, lineType=cv2.LINE_AA, shift=4)
 
 
@@ -34,18 +35,18 @@ def face_region_mask(lms: np.ndarray, shape: tuple[int, int], cut_mouth: bool = 
     skin_only also removes eyes, brows and lips (for light transfer and smoothing).
     """
     mask = np.zeros(shape, np.float32)
-    _poly(mask, lms[mesh.FACE_OVAL], 1.0)
+    fill_poly(mask, lms[mesh.FACE_OVAL], 1.0)
     if cut_mouth:
-        _poly(mask, lms[mesh.INNER_MOUTH], 0.0)
+        fill_poly(mask, lms[mesh.INNER_MOUTH], 0.0)
     if skin_only:
         for region in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.OUTER_LIPS):
             pts = lms[region]
             c = pts.mean(0)
-            _poly(mask, c + (pts - c) * 1.25, 0.0)
+            fill_poly(mask, c + (pts - c) * 1.25, 0.0)
         for region in (mesh.RIGHT_BROW, mesh.LEFT_BROW):
             pts = lms[region]
             c = pts.mean(0)
-            _poly(mask, c + (pts - c) * 1.3, 0.0)
+            fill_poly(mask, c + (pts - c) * 1.3, 0.0)
     return mask
 
 

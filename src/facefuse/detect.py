@@ -337,13 +337,9 @@ class FaceDetector:
         if abs(roll) < ROLL_PASS_DEG:
             return cands
         h, w = small.shape[:2]
-        m = cv2.getRotationMatrix2D((w / 2, h / 2), roll, 1.0)
-        cos, sin = abs(m[0, 0]), abs(m[0, 1])
-        rw, rh = int(np.ceil(w * cos + h * sin)), int(np.ceil(w * sin + h * cos))
-        m[:, 2] += (rw / 2 - w / 2, rh / 2 - h / 2)
-        turned = cv2.warpAffine(small, m, (rw, rh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        upright, m = turned(small, roll)
         sub: list[str] = []
-        found = self._candidates(turned, threshold, sub)
+        found = self._candidates(upright, threshold, sub)
         passes.append(f"roll{roll:+.0f}:" + "+".join(sub))
         inv = cv2.invertAffineTransform(m)
         back = []
@@ -458,6 +454,18 @@ def _quiet_native_logs():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def turned(image: np.ndarray, angle: float, fill: tuple[int, int, int] = (0, 0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """`image` turned by `angle` degrees (counter-clockwise) on a canvas enlarged to hold all
+    of it, `fill` in the new corners; returns (photo, the 2 x 3 matrix from image to photo)."""
+    h, w = image.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    tw, th = int(np.ceil(w * cos + h * sin)), int(np.ceil(w * sin + h * cos))
+    m[:, 2] += (tw / 2 - w / 2, th / 2 - h / 2)
+    return cv2.warpAffine(image, m, (tw, th), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=fill), m
 
 
 def _rounded(box) -> list[float]:

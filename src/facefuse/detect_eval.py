@@ -152,19 +152,6 @@ def small_face_scene(portrait, face_box, background, size: tuple[int, int], face
     return scene, box
 
 
-def turned(image, angle: float):
-    """`image` turned by `angle` degrees (counter-clockwise) on a canvas enlarged to hold all
-    of it, grey in the new corners; returns (photo, the 2 x 3 matrix from image to photo)."""
-    import cv2
-
-    h, w = image.shape[:2]
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
-    cos, sin = abs(m[0, 0]), abs(m[0, 1])
-    tw, th = int(np.ceil(w * cos + h * sin)), int(np.ceil(w * sin + h * cos))
-    m[:, 2] += (tw / 2 - w / 2, th / 2 - h / 2)
-    return cv2.warpAffine(image, m, (tw, th), borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128)), m
-
-
 def evaluate_large(rows: list[dict], images_dir: str | Path, detector, threshold: float, max_pixels: int) -> list[dict]:
     """A 40-px face in built 12 / 24 / 36-Mpx scenes (see `small_face_scene`): found or not,
     other faces, time per image and per Mpx."""

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from .. import mesh
-from ..blend import face_region_mask, feather
+from ..blend import face_region_mask, feather, fill_poly
 from ..detect import Face
 from . import FusedFace, SourceFace, register
 
@@ -365,8 +365,7 @@ def _eyes_mask(lms: np.ndarray, shape: tuple[int, int], eye_dist: float) -> tupl
     m = np.zeros((max(0, y1 - y0), max(0, x1 - x0)), np.float32)
     if m.size:
         for region in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
-            poly = np.round((lms[region] - np.float32([x0, y0])) * 4).astype(np.int32)
-            cv2.fillPoly(m, [poly], 1.0, shift=2)  # soft edge: the blur below
+            fill_poly(m, lms[region] - np.float32([x0, y0]), 1.0)
         m = cv2.GaussianBlur(m, (0, 0), sig)
     return m, box
 
