@@ -20,8 +20,8 @@ Method (measured on shared/faces, see BENCHMARKS.md):
 4. if nothing was found upright, the copy rotated by 90, 270 and 180 degrees; if the faces
    found lean (median roll of 12 degrees or more), the copy turned upright by that roll,
    searched by passes 1-2 and merged. On 10 group photos turned by -45 to 45 degrees
-   (scripts/detect_roll_eval.py) this finds 302 of 315 faces instead of 293, no false
-   face either way, for 80 % more detection time on those photos;
+   (scripts/detect_roll_eval.py) this finds 302 of 315 faces instead of 296, the same 1
+   false face either way, for 1.7-1.9x the detection time on those photos;
 5. the 478-point face mesh on each face's own crop, cut from the full-resolution image
    and rotated upright by the eye line, so the mesh is as precise as the photo allows.
    A detection whose mesh cannot be found or disagrees with it is dropped, and the reason
