@@ -27,7 +27,8 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from facefuse.api import FusionPool, QueueFull, create_app  # noqa: E402
+from facefuse.server import create_app  # noqa: E402
+from facefuse.service import FusionPool, QueueFull  # noqa: E402
 from facefuse.server import bind_socket, check_bind, is_loopback, resolve_api_key  # noqa: E402
 
 
@@ -390,7 +391,7 @@ def test_a_bug_is_a_json_500_not_a_traceback(live, photos, monkeypatch):
 def test_a_large_jpeg_target_is_decoded_at_the_scale_the_output_needs(live, photos, target_path):
     """As `facefuse fuse` does: a 4352-px JPEG fused at 512 is decoded at 1/2 (still >= the
     1280 px detection looks at), not at full size; the result is the same size either way."""
-    from facefuse.api import fuse_uploads
+    from facefuse.service import fuse_upload as fuse_uploads
 
     large = (target_path.parent / "large_target.jpg").read_bytes()
     fused = live.pool.call(fuse_uploads, photos.source, large, live.settings.fusion_params(resolution=512))

@@ -243,18 +243,18 @@ def test_ray_local_runs_the_same_batch(tmp_path, source_path, target_path, data_
 
 
 def test_workers_decode_a_jpeg_target_at_the_scale_the_output_needs(monkeypatch, source_path, target_path):
-    import facefuse.io
+    import facefuse.pipeline
     from facefuse.batch import FuserWorker
     from facefuse.config import Settings
 
     seen = []
-    real = facefuse.io.decode_image
+    real = facefuse.pipeline.decode_image
 
     def spy(*args, **kwargs):
         seen.append(kwargs.get("reduce_to"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(facefuse.io, "decode_image", spy)
+    monkeypatch.setattr(facefuse.pipeline, "decode_image", spy)
     settings = Settings()
     worker = FuserWorker(settings, settings.fusion_params(resolution=512), 90)
     res = worker.run(0, str(source_path), str(source_path), target_path.read_bytes(), "t.jpg", "JPEG")

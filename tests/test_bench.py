@@ -9,8 +9,10 @@ import types
 import pytest
 from PIL import Image
 
-from facefuse import bench
-from facefuse.cli import SAMPLES as EXAMPLES, main
+from facefuse.bench import fusion as bench
+from facefuse.bench import report
+from facefuse.cli import main
+from facefuse.commands import SAMPLES as EXAMPLES
 
 STAGE_KEYS = {"decode", "detect", "roi", "engine", "blend", "paste", "encode", "total"}
 SUMMARY_KEYS = {"median", "min", "max", "q1", "q3", "n", "samples"}
@@ -93,7 +95,7 @@ def test_full_run_writes_plot(full_run):
 
 def test_markdown_has_every_section(full_run):
     _, js, _ = full_run
-    text = bench.markdown(json.loads(js.read_text()))
+    text = report.markdown(json.loads(js.read_text()))
     for heading in ("## Fusion speed and memory", "## Cold start", "## Scaling", "## Naive baseline (--compare)",
                     "## Long run (RSS)"):
         assert heading in text
@@ -107,7 +109,7 @@ def test_markdown_leaves_out_what_was_not_measured(full_run):
         del res[key]
     for row in res["resolutions"]:
         del row["memory"]
-    text = bench.markdown(res)
+    text = report.markdown(res)
     assert "## Fusion speed and memory" in text and "## Scaling" in text  # the per-size scaling table stays
     for heading in ("## Cold start", "## Naive baseline", "## Long run", "small vs large face", "peak MB"):
         assert heading not in text
@@ -149,14 +151,14 @@ def test_existing_json_is_refused_before_any_work(tmp_path, capsys):
 
 def test_bench_detect_dispatches_with_catalog(monkeypatch, tmp_path):
     seen = {}
-    fake = types.ModuleType("facefuse.detect_eval")
+    fake = types.ModuleType("facefuse.bench.detect")
 
     def run_detect_bench(args):
         seen.update(vars(args))
         return 0
 
     fake.run_detect_bench = run_detect_bench
-    monkeypatch.setitem(sys.modules, "facefuse.detect_eval", fake)
+    monkeypatch.setitem(sys.modules, "facefuse.bench.detect", fake)
     cat = tmp_path / "catalog.tsv"
     assert main(["bench", "detect", "--catalog", str(cat), "--json", str(tmp_path / "d.json")]) == 0
     assert seen["catalog"] == str(cat) and seen["images_dir"] == str(tmp_path)
@@ -165,12 +167,6 @@ def test_bench_detect_dispatches_with_catalog(monkeypatch, tmp_path):
     assert main(["bench", "detect"]) == 0
     assert seen["catalog"] == str(bench.DEFAULT_CATALOG)
     assert seen["catalog"].endswith("shared/faces/catalog.tsv")
-
-
-def test_bench_detect_without_its_module_is_one_line(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "facefuse.detect_eval", None)
-    assert main(["bench", "detect"]) == 2
-    assert "detect_eval" in capsys.readouterr().err
 
 
 def test_summary_and_resolutions():

@@ -17,7 +17,7 @@ from PIL import Image
 
 from facefuse.cli import main
 from facefuse.detect import turned
-from facefuse.detect_eval import small_face_scene
+from facefuse.bench.detect import small_face_scene
 from facefuse.io import read_image
 
 # file -> faces in the photo (catalog.tsv)
@@ -312,7 +312,7 @@ def test_detect_json_schema(tmp_path, upright, group_path, noface_path, capsys):
 
 def test_bench_large_photo_scenes_find_the_small_face(fuser, data_dir, monkeypatch):
     """`bench detect`'s built large photos (here one 3000 x 2000 scene, to stay quick)."""
-    from facefuse import detect_eval
+    from facefuse.bench import detect as detect_eval
 
     monkeypatch.setattr(detect_eval, "LARGE_SCENES", ((3000, 2000),))
     rows = [{"file": "skimage_chelsea.png", "n_faces": 0, "kinds": ["none"]},

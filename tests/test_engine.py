@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from facefuse import mesh
-from facefuse.blend import _pyramid_blend, face_region_mask, feather, poisson_correction
+from facefuse.blend import _pyramid_blend, poisson_correction
+from facefuse.masks import face_region_mask, feather
 from facefuse.engines import create_engine
 from facefuse.engines.classical import dense_maps, transfer_light
 from facefuse.errors import ConfigError

@@ -199,7 +199,7 @@ def test_unet_round_trips_through_its_model_card(models, photos):
 def test_fuser_end_to_end_with_identity_model(models, source_path, target_path):
     """Through the whole pipeline at 1024: outside the ROI untouched, inside close to the target."""
     from facefuse.pipeline import Fuser
-    from facefuse.roi import output_size, resize_frame
+    from facefuse.imaging import output_size, resize_frame
 
     settings = Settings(inference=InferenceSettings(engine="onnx-swap", model=str(models / "identity.onnx"),
                                                     embedder=str(models / "emb.onnx")))

@@ -14,7 +14,7 @@ from PIL import Image
 
 gr = pytest.importorskip("gradio")
 
-from facefuse.api import FusionPool  # noqa: E402
+from facefuse.service import FusionPool  # noqa: E402
 from facefuse.config import Settings  # noqa: E402
 from facefuse.errors import NoFaceError  # noqa: E402
 from facefuse.webui import ResultStore, build_ui, page_message  # noqa: E402
@@ -131,14 +131,14 @@ def test_pixel_limit_message(pool, tmp_path, source_path, target_path):
 
 
 def test_page_message():
-    assert page_message(NoFaceError("source: no face found", which="source")).startswith(
+    assert page_message(NoFaceError("source")).startswith(
         "No face found in the source image.")
-    assert page_message(NoFaceError("target: face 2 requested, only 1 found", which="target")) == (
+    assert page_message(NoFaceError("target", requested=2, found=1)) == (
         "The target image: face 2 requested, only 1 found.")
 
 
 def test_result_names_never_collide(tmp_path, pool, source_path, target_path):
-    from facefuse.api import fuse_uploads
+    from facefuse.service import fuse_upload as fuse_uploads
 
     store = ResultStore(tmp_path / "r")
     fused = pool.call(fuse_uploads, source_path.read_bytes(), target_path.read_bytes(),
@@ -154,7 +154,7 @@ def test_results_in_two_formats_in_the_same_millisecond_keep_their_sidecars(tmp_
     import datetime as dt
 
     import facefuse.webui as webui
-    from facefuse.api import fuse_uploads
+    from facefuse.service import fuse_upload as fuse_uploads
 
     fixed = dt.datetime(2024, 5, 6, 7, 8, 9, 123000)
     monkeypatch.setattr(webui, "datetime", type("Frozen", (), {"now": staticmethod(lambda: fixed)}))

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     from .config import FusionParams
-    from .roi import output_size
+    from .imaging import output_size
 
     source, target = Path(args.source).read_bytes(), Path(args.target).read_bytes()
     tw, th = Image.open(io.BytesIO(target)).size

@@ -28,14 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .cli import (EXIT_ENGINE, EXIT_INPUT, EXIT_NOFACE, EXIT_OK, EXIT_USAGE, add_fusion_options, command,
-                  fusion_overrides, load_settings)
+from .commands import (EXIT_ENGINE, EXIT_INPUT, EXIT_NOFACE, EXIT_OK, EXIT_USAGE, add_fusion_options,
+                       fusion_overrides, load_settings)
 from .config import MAX_DEFAULT_WORKERS, default_workers
 from .errors import ConfigError, EngineError, FaceFuseError, InputError, NoFaceError, OutputExistsError
-from .io import WRITABLE_SUFFIXES
+from .io import FORMAT_NAMES, WRITABLE_SUFFIXES
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
-FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 REPORT_NAME = "report.jsonl"
 LOCK_NAME = ".facefuse-batch.lock"
 SOURCE_CACHE = 4  # prepared sources kept per worker (each holds the whole source photo)
@@ -173,11 +172,11 @@ class FuserWorker:
     def _source(self, key: str, ref: Any):
         if key not in self.sources:
             try:
-                image = _decode_flat(_load_ref(ref), f"source {key}", self.fuser.settings.output.max_pixels)
+                image = self.fuser.read(_load_ref(ref), name=f"source {key}")
                 p = self.params
                 self.sources[key] = self.fuser.prepare_source(image, p.source_face_index, p.threshold)
             except NoFaceError as exc:
-                self.sources[key] = NoFaceError(f"source {key}: {_reason(exc)}", which="source")
+                self.sources[key] = exc.named(f"source {key}")
             except FaceFuseError as exc:
                 self.sources[key] = exc  # a bad source fails each of its targets at once
             while len(self.sources) > SOURCE_CACHE:
@@ -202,29 +201,12 @@ class FuserWorker:
             return _failure(index, reason, EXIT_ENGINE, time.perf_counter() - t0)
 
     def _fuse(self, source_key: str, source_ref: Any, target: bytes, name: str, fmt: str) -> tuple[bytes, int]:
-        from .io import decode_image, encode_like
-
         source = self._source(source_key, source_ref)
-        decoded = decode_image(target, max_pixels=self.fuser.settings.output.max_pixels, name=name,
-                               reduce_to=self.fuser.decode_size_for(self.params))  # as the CLI does
         try:
-            result = self.fuser.fuse_detailed(source, decoded.flattened(), self.params)
+            fused = self.fuser.fuse_encoded(source, target, self.params, fmt, self.quality, target_name=name)
         except NoFaceError as exc:
-            raise NoFaceError(f"{name}: {_reason(exc)}", which=exc.which) from None
-        data = encode_like(result.image, decoded, fmt, self.quality)
-        return data, len(result.faces)
-
-
-def _reason(exc: NoFaceError) -> str:
-    """'target: no face found' -> 'no face found' (the caller names the file instead)."""
-    text = str(exc)
-    return text.split(": ", 1)[1] if text.startswith(("source: ", "target: ")) else text
-
-
-def _decode_flat(data: bytes, name: str, max_pixels: int):
-    from .io import decode_image
-
-    return decode_image(data, max_pixels=max_pixels, name=name).flattened()
+            raise exc.named(name) from None
+        return fused.data, len(fused.result.faces)
 
 
 def _failure(index: int, reason: str, code: int, seconds: float = 0.0) -> dict:
@@ -454,9 +436,7 @@ def _remove_stale_temps(jobs: list[Job]) -> None:
 def run_batch(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     params = settings.fusion_params(**fusion_overrides(args))  # bad values fail before any work
-    quality = args.quality if args.quality is not None else settings.output.quality
-    if not 1 <= quality <= 100:
-        raise ConfigError(f"quality: must be 1-100, got {quality}")
+    quality = settings.output_quality(args.quality)
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
     from .engines import available
@@ -601,8 +581,7 @@ def _exit_code(codes: Counter) -> int:
     return EXIT_INPUT if codes[EXIT_INPUT] else EXIT_NOFACE
 
 
-@command("batch")
-def _batch_parser(sub) -> None:
+def add_parser(sub) -> None:
     p = sub.add_parser(
         "batch", help="fuse one source onto every image of a folder, or the pairs of a CSV file",
         description="Kill-safe batch fusion: outputs are written atomically, a re-run skips outputs "
@@ -619,7 +598,7 @@ def _batch_parser(sub) -> None:
                                                 f"cores, at most {MAX_DEFAULT_WORKERS}; with --ray: the cluster's CPUs)")
     p.add_argument("--ray", metavar="ADDRESS", help="'local' starts a local Ray instance; an address joins a cluster "
                                                     "(needs pip install 'facefuse[ray]')")
-    p.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's when it is "
+    p.add_argument("--format", choices=FORMAT_NAMES, help="output format (default: the input's when it is "
                                                             "jpg/png/webp, else jpg)")
     p.add_argument("--quality", type=int, help="JPEG/WebP quality 1-100 (default 95)")
     p.add_argument("--overwrite", action="store_true", help="redo and replace outputs that exist")

@@ -1,4 +1,4 @@
-"""Masks, the three fusion modes, skin smoothing and finishing adjustments.
+"""The three fusion modes, skin smoothing and finishing adjustments.
 
 Pure functions on ROI-sized float32 RGB arrays (0..255). Every filter whose radius grows
 with the face runs at a reduced "work" scale (face about WORK_FACE px) and is upsampled, so
@@ -12,71 +12,14 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from . import mesh
+from .imaging import enlarge_to, shrink_by
+from .masks import face_region_mask, feather, work_scale
 
 if TYPE_CHECKING:
-    from .engines import FusedFace
+    from .faces import FusedFace
 
 MODES = ("normal", "blend", "overlay")
-WORK_FACE = 192  # face size (px) at which masks are feathered and skin is smoothed
-FEATHER = 0.07  # feather width, share of the face size
 POISSON_SIDE = 192  # long side of the reduced grid the gradient-domain solve runs on
-
-
-def fill_poly(img: np.ndarray, pts: np.ndarray, value: float) -> None:
-    """Fill polygon `pts` (float pixels, 1/16-px precision) with `value`."""
-    cv2.fillPoly(img, [np.round(pts * 16).astype(np.int32)], value, lineType=cv2.LINE_AA, shift=4)
-
-
-def face_region_mask(lms: np.ndarray, shape: tuple[int, int], cut_mouth: bool = True, skin_only: bool = False) -> np.ndarray:
-    """Hard (anti-aliased) float32 mask of the face oval at landmarks `lms`.
-
-    cut_mouth removes the inner mouth (the target's teeth and tongue stay);
-    skin_only also removes eyes, brows and lips (for light transfer and smoothing).
-    """
-    mask = np.zeros(shape, np.float32)
-    fill_poly(mask, lms[mesh.FACE_OVAL], 1.0)
-    if cut_mouth:
-        fill_poly(mask, lms[mesh.INNER_MOUTH], 0.0)
-    if skin_only:
-        for region in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.OUTER_LIPS):
-            pts = lms[region]
-            c = pts.mean(0)
-            fill_poly(mask, c + (pts - c) * 1.25, 0.0)
-        for region in (mesh.RIGHT_BROW, mesh.LEFT_BROW):
-            pts = lms[region]
-            c = pts.mean(0)
-            fill_poly(mask, c + (pts - c) * 1.3, 0.0)
-    return mask
-
-
-def _work_scale(face_size: float) -> float:
-    return min(1.0, WORK_FACE / max(face_size, 1.0))
-
-
-def _down(img: np.ndarray, scale: float) -> np.ndarray:
-    if scale >= 1.0:
-        return img
-    h, w = img.shape[:2]
-    return cv2.resize(img, (max(2, round(w * scale)), max(2, round(h * scale))), interpolation=cv2.INTER_AREA)
-
-
-def _up(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if img.shape[:2] == shape:
-        return img
-    return cv2.resize(img, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-
-
-def feather(mask: np.ndarray, face_size: float, width: float = FEATHER) -> np.ndarray:
-    """Soft alpha that is 1 well inside `mask` and reaches 0 at its edge (feathered inward,
-    so nothing from outside the engine's valid region leaks in)."""
-    scale = _work_scale(face_size)
-    small = _down(mask, scale)
-    radius = max(1.0, width * face_size * scale)
-    k = 2 * int(round(radius)) + 1
-    eroded = cv2.erode(small, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    soft = cv2.GaussianBlur(eroded, (0, 0), radius / 2.0)
-    return np.clip(_up(soft, mask.shape), 0.0, 1.0) * (mask > 0)
 
 
 def _alpha_composite(fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -89,8 +32,8 @@ def poisson_correction(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray) -> np.n
     lost at low resolution, and the solve takes milliseconds at any output size."""
     h, w = mask.shape
     scale = min(1.0, POISSON_SIDE / max(h, w))
-    fs, bs = _down(fg, scale), _down(bg, scale)
-    ms = (_down(mask, scale) > 0.5).astype(np.uint8) * 255
+    fs, bs = shrink_by(fg, scale), shrink_by(bg, scale)
+    ms = (shrink_by(mask, scale) > 0.5).astype(np.uint8) * 255
     ms[[0, -1], :] = 0
     ms[:, [0, -1]] = 0
     ys, xs = np.nonzero(ms)
@@ -104,7 +47,7 @@ def poisson_correction(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray) -> np.n
     # solved region the clone is bg, so the membrane there is bg - fg: the boundary values
     # the solution meets, which keeps the upsampled membrane right up to the mask's edge.
     cloned = cv2.seamlessClone(f8, b8, ms.copy(), center, cv2.NORMAL_CLONE).astype(np.float32)
-    return _up(cloned - f8.astype(np.float32), (h, w))
+    return enlarge_to(cloned - f8.astype(np.float32), (h, w))
 
 
 def _pyramid_blend(fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, levels: int) -> np.ndarray:
@@ -131,13 +74,13 @@ def smooth_skin(img: np.ndarray, skin: np.ndarray, strength: float, face_size: f
     out tone, and fine texture is damped, never removed, so the face does not look waxy."""
     if strength <= 0:
         return img
-    scale = _work_scale(face_size) * 2.0
+    scale = work_scale(face_size) * 2.0
     scale = min(1.0, scale)
-    small = _down(img, scale)
+    small = shrink_by(img, scale)
     d = max(3, int(round(face_size * scale / 40)) | 1)
     sm = cv2.bilateralFilter(small, d, 12 + 30 * strength, d * 1.5)
-    low = _up(small, img.shape[:2])
-    smooth_low = _up(sm, img.shape[:2])
+    low = enlarge_to(small, img.shape[:2])
+    smooth_low = enlarge_to(sm, img.shape[:2])
     detail = img - low
     candidate = smooth_low + detail * (1.0 - 0.5 * strength)
     weight = (skin * strength)[:, :, None]

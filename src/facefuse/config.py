@@ -2,16 +2,18 @@
 
 The same names are used everywhere: a config key `fusion.ratio` is the CLI flag `--ratio`,
 the Python keyword `ratio=` and the REST form field `ratio`. `FusionParams` is the per-call
-subset; `Settings` holds everything, including the defaults of `FusionParams`.
+subset and the one list of fusion parameters; `Settings` holds everything, including
+their defaults.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from .errors import ConfigError
 
@@ -42,10 +44,73 @@ def _parse_resolution(value: Any) -> Union[str, int]:
     try:
         side = int(str(value).strip())
     except ValueError:
-        raise ValueError(f"must be 'original' or an integer {MIN_RESOLUTION}-{MAX_RESOLUTION}, got {value!r}")
+        raise ValueError(f"must be 'original' or a whole number {MIN_RESOLUTION}-{MAX_RESOLUTION}, got {value!r}")
     if not MIN_RESOLUTION <= side <= MAX_RESOLUTION:
         raise ValueError(f"must be between {MIN_RESOLUTION} and {MAX_RESOLUTION}, got {side}")
     return side
+
+
+Resolution = Annotated[Union[int, str], BeforeValidator(_parse_resolution)]
+
+
+def _param(default: Any, title: str, help: str, config: str | None = None, **bounds: Any) -> Any:
+    """A fusion parameter: its default, label, help text, config key and range, in one place."""
+    return Field(default, title=title, description=help,
+                 json_schema_extra={"config": config} if config else None, **bounds)
+
+
+class FusionParams(BaseModel):
+    """What one fusion call may change: the one list of fusion parameters.
+
+    The CLI flags (`--face-index`), the REST form fields, the WebUI controls and the config
+    keys are all derived from these fields: name, type, range, default, title and help. A
+    field with a `config` key takes its default from that key of config.yaml; a field whose
+    key is in the `fusion` section gets that section's entry made for it (see
+    `FusionSettings`). Adding a parameter is adding a field here.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ratio: float = _param(0.8, "Fusion ratio", "0-1: how far the face moves from the target toward the source "
+                          "(shape and texture)", "fusion.ratio", ge=0.0, le=1.0)
+    mode: FusionMode = _param("normal", "Mode", "normal (feathered alpha), blend (gradient-domain, Poisson-style), "
+                              "overlay (multi-band, Laplacian pyramid)", "fusion.mode")
+    smoothing: float = _param(0.4, "Skin smoothing", "skin smoothing 0-1 (edge-preserving, skin only)",
+                              "fusion.smoothing", ge=0.0, le=1.0)
+    brightness: float = _param(0.0, "Brightness", "-1..1 brightness of the fused face", "fusion.brightness",
+                               ge=-1.0, le=1.0)
+    contrast: float = _param(0.0, "Contrast", "-1..1 contrast of the fused face", "fusion.contrast", ge=-1.0, le=1.0)
+    saturation: float = _param(0.0, "Saturation", "-1..1 saturation of the fused face", "fusion.saturation",
+                               ge=-1.0, le=1.0)
+    resolution: Resolution = _param("original", "Output resolution (long side)",
+                                    "'original' or the output's long side (512, 1024, 2048, 4096; any 64-8192)",
+                                    "output.default_resolution")
+    face_index: int = _param(0, "Target face", "which target face, 0 = largest (see `facefuse detect`)", ge=0)
+    all_faces: bool = _param(False, "All faces", "fuse every face of the target")
+    source_face_index: int = _param(0, "Source face", "which face of the source, 0 = largest", ge=0)
+    threshold: float = _param(0.6, "Detection threshold", "face detection confidence 0-1; lower finds more "
+                              "(and less certain) faces", "face_detection.threshold", ge=0.0, le=1.0)
+    padding: float = _param(0.2, "ROI padding", "ROI margin around the face box, share of the face size",
+                            "face_detection.padding_ratio", ge=0.0, le=1.0)
+
+    @classmethod
+    def build(cls, **values: Any) -> "FusionParams":
+        """Validate, turning pydantic's report into one ConfigError naming the field."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(_first_error(exc)) from exc
+
+    @classmethod
+    def config_keys(cls) -> dict[str, str]:
+        """Field name -> its config key ("section.key"), for the fields that have one."""
+        return {name: info.json_schema_extra["config"] for name, info in cls.model_fields.items()
+                if info.json_schema_extra and "config" in info.json_schema_extra}
+
+
+def param_field(name: str) -> Any:
+    """A copy of FusionParams' field `name`, for the config section that holds its default."""
+    return copy.copy(FusionParams.model_fields[name])
 
 
 class _Section(BaseModel):
@@ -54,8 +119,8 @@ class _Section(BaseModel):
 
 class FaceDetectionSettings(_Section):
     max_side: int = Field(1280, ge=256, le=4096, description="long side of the copy detection runs on")
-    padding_ratio: float = Field(0.2, ge=0.0, le=1.0, description="ROI padding around the face box")
-    threshold: float = Field(0.6, ge=0.0, le=1.0, description="face detection confidence")
+    padding_ratio: float = param_field("padding")
+    threshold: float = param_field("threshold")
     tiles: bool = Field(True, description="also detect on overlapping tiles to find small faces")
     min_face_px: int = Field(
         40, ge=0, le=1000,
@@ -71,22 +136,19 @@ class FaceDetectionSettings(_Section):
         return v
 
 
-class FusionSettings(_Section):
-    ratio: float = Field(0.8, ge=0.0, le=1.0)
-    mode: FusionMode = "normal"
-    smoothing: float = Field(0.4, ge=0.0, le=1.0)
-    brightness: float = Field(0.0, ge=-1.0, le=1.0)
-    contrast: float = Field(0.0, ge=-1.0, le=1.0)
-    saturation: float = Field(0.0, ge=-1.0, le=1.0)
+# the `fusion` section: one entry per FusionParams field whose config key is fusion.<name>
+FusionSettings = create_model(
+    "FusionSettings", __base__=_Section,
+    **{key.split(".", 1)[1]: (FusionParams.model_fields[name].annotation, param_field(name))
+       for name, key in FusionParams.config_keys().items() if key.startswith("fusion.")},
+)
 
 
 class OutputSettings(_Section):
-    default_resolution: Union[int, str] = "original"
+    default_resolution: Resolution = param_field("resolution")
     dir: str = "outputs"
-    quality: int = Field(95, ge=1, le=100)
+    quality: int = Field(95, ge=1, le=100, description="JPEG/WebP quality 1-100")
     max_pixels: int = Field(100_000_000, ge=1_000_000, le=1_000_000_000, description="input pixel limit")
-
-    _res = field_validator("default_resolution", mode="before")(classmethod(lambda cls, v: _parse_resolution(v)))
 
 
 class InferenceSettings(_Section):
@@ -116,59 +178,61 @@ class Settings(_Section):
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
 
-    def fusion_params(self, **overrides: Any) -> "FusionParams":
+    def fusion_params(self, **overrides: Any) -> FusionParams:
         """The per-call parameters: these settings' defaults with the given overrides."""
-        base = dict(
-            ratio=self.fusion.ratio,
-            mode=self.fusion.mode,
-            smoothing=self.fusion.smoothing,
-            brightness=self.fusion.brightness,
-            contrast=self.fusion.contrast,
-            saturation=self.fusion.saturation,
-            resolution=self.output.default_resolution,
-            threshold=self.face_detection.threshold,
-            padding=self.face_detection.padding_ratio,
-        )
+        base = {}
+        for name, key in FusionParams.config_keys().items():
+            section, field = key.split(".", 1)
+            base[name] = getattr(getattr(self, section), field)
         base.update({k: v for k, v in overrides.items() if v is not None})
         return FusionParams.build(**base)
 
+    def output_quality(self, override: int | None = None) -> int:
+        """`override` (a --quality flag or a form field) checked against output.quality's range."""
+        return self._checked("output", "quality", override, "quality")
 
-class FusionParams(BaseModel):
-    """What one fusion call may change; the names are the CLI flags without dashes."""
+    def detection_threshold(self, override: float | None = None) -> float:
+        return self._checked("face_detection", "threshold", override, "threshold")
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    ratio: float = Field(0.8, ge=0.0, le=1.0)
-    mode: FusionMode = "normal"
-    smoothing: float = Field(0.4, ge=0.0, le=1.0)
-    brightness: float = Field(0.0, ge=-1.0, le=1.0)
-    contrast: float = Field(0.0, ge=-1.0, le=1.0)
-    saturation: float = Field(0.0, ge=-1.0, le=1.0)
-    resolution: Union[int, str] = "original"
-    face_index: int = Field(0, ge=0)
-    all_faces: bool = False
-    source_face_index: int = Field(0, ge=0)
-    threshold: float = Field(0.6, ge=0.0, le=1.0)
-    padding: float = Field(0.2, ge=0.0, le=1.0)
-
-    _res = field_validator("resolution", mode="before")(classmethod(lambda cls, v: _parse_resolution(v)))
-
-    @classmethod
-    def build(cls, **values: Any) -> "FusionParams":
-        """Validate, turning pydantic's report into one ConfigError naming the field."""
+    def _checked(self, section: str, key: str, override: Any, name: str) -> Any:
+        if override is None:
+            return getattr(getattr(self, section), key)
         try:
-            return cls(**values)
+            getattr(self, section).model_validate({**getattr(self, section).model_dump(), key: override})
         except ValidationError as exc:
-            raise ConfigError(_first_error(exc)) from exc
+            raise ConfigError(f"{name}: {readable_error(exc.errors()[0])}") from exc
+        return override
+
+
+def readable_error(err: dict) -> str:
+    """pydantic's message for one error, as a person would write it, with the value given."""
+    kind, ctx, given = err["type"], err.get("ctx", {}), err.get("input")
+    shown = f", got {given!r}" if given is not None and not isinstance(given, (dict, list)) else ""
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind in ("less_than_equal", "less_than"):
+        return f"must be at most {ctx.get('le', ctx.get('lt'))}{shown}"
+    if kind in ("greater_than_equal", "greater_than"):
+        return f"must be at least {ctx.get('ge', ctx.get('gt'))}{shown}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '')}{shown}".replace("'", "")
+    if kind in ("float_parsing", "float_type"):
+        return f"must be a number{shown}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"must be a whole number{shown}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"must be true or false{shown}"
+    if kind == "missing":
+        return "missing"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return err["msg"][:1].lower() + err["msg"][1:]
 
 
 def _first_error(exc: ValidationError, prefix: str = "") -> str:
     err = exc.errors()[0]
     key = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    return f"{prefix}{key}: {msg}"
+    return f"{prefix}{key}: {readable_error(err)}"
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> Settings:

@@ -37,17 +37,15 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from .config import usable_cores
 from .errors import InputError
-from .roi import resize_frame
+from .faces import Detection, Face
+from .imaging import resize_frame
 
-# mediapipe 478-point indices used to build the 5 key points (image-left first).
-_RIGHT_IRIS, _LEFT_IRIS, _NOSE_TIP, _MOUTH_R, _MOUTH_L = 468, 473, 1, 61, 291
 MESH_CROP = 384  # pixels of the upright crop the mesh runs on
 MESH_CONTEXTS = (2.2, 1.7)  # crop side / face box side; the tighter crop when the mesh fails on the first
 # (a small face among neighbours: dlib_voc_2008_004176's 41-px face meshes only at 1.7)
@@ -62,59 +60,6 @@ ROLL_PASS_DEG = 12.0  # faces leaning this much (median) get a second search on 
 DETECTOR_INPUT = 192  # the full-range model's input side
 SMALLEST_INPUT_FACE = 16  # face side (px of that input) the detector still finds reliably
 MIN_FACE_PX = 40  # default: smallest face (photo pixels) a search of a large photo must reach
-
-
-@dataclass
-class Face:
-    """One face: box (x0, y0, x1, y1) and landmarks in image pixels, detector score."""
-
-    box: tuple[float, float, float, float]
-    score: float
-    landmarks: np.ndarray  # (478, 2) float32, image pixels
-
-    @property
-    def keypoints(self) -> np.ndarray:
-        """5 points: image-left eye, image-right eye, nose tip, image-left / right mouth corner."""
-        return self.landmarks[[_RIGHT_IRIS, _LEFT_IRIS, _NOSE_TIP, _MOUTH_R, _MOUTH_L]]
-
-    @property
-    def width(self) -> float:
-        return self.box[2] - self.box[0]
-
-    @property
-    def height(self) -> float:
-        return self.box[3] - self.box[1]
-
-    @property
-    def size(self) -> float:
-        """Face size in pixels: geometric mean of the box sides."""
-        return float(np.sqrt(max(self.width, 1.0) * max(self.height, 1.0)))
-
-    def scaled(self, factor: float) -> "Face":
-        b = self.box
-        return Face(
-            box=(b[0] * factor, b[1] * factor, b[2] * factor, b[3] * factor),
-            score=self.score,
-            landmarks=(self.landmarks * factor).astype(np.float32),
-        )
-
-    def to_dict(self) -> dict:
-        return {
-            "box": [round(float(v), 1) for v in self.box],
-            "score": round(float(self.score), 3),
-            "size_px": round(self.size, 1),
-            "keypoints": [[round(float(x), 1), round(float(y), 1)] for x, y in self.keypoints],
-        }
-
-
-@dataclass
-class Detection:
-    """The faces of one image in fusion order, plus candidates dropped and why."""
-
-    faces: list[Face]
-    dropped: list[dict] = field(default_factory=list)
-    scale: float = 1.0  # detection copy / original
-    passes: list[str] = field(default_factory=list)
 
 
 def _iou(a, b) -> float:

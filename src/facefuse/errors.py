@@ -4,6 +4,8 @@ Front-ends map these to exit codes (CLI), HTTP statuses (REST) and page messages
 the message of each is written for a person, on one line.
 """
 
+from __future__ import annotations
+
 
 class FaceFuseError(Exception):
     """Base of every error facefuse raises on purpose."""
@@ -24,15 +26,38 @@ class InputError(FaceFuseError):
         super().__init__(message)
         self.reason = reason
 
+    def __reduce__(self):
+        return type(self), (str(self), self.reason)
+
 
 class NoFaceError(FaceFuseError):
-    """No usable face in the source or the target (the message says which)."""
+    """No usable face in an image.
+
+    Fields for programs (front-ends branch on these, never on the message):
+    `which`: "source", "target" or "" (an image with no role); `requested`: the face index
+    asked for when faces were found but not that many (None: no face at all); `found`: how
+    many faces there were; `name`: how the message names the image (default `which`)."""
 
     exit_code = 4
 
-    def __init__(self, message: str, which: str = ""):
-        super().__init__(message)
-        self.which = which
+    def __init__(self, which: str = "", requested: int | None = None, found: int = 0, name: str | None = None):
+        self.which, self.requested, self.found = which, requested, found
+        self.name = name or which or "image"
+        super().__init__(f"{self.name}: {self.detail}")
+
+    @property
+    def detail(self) -> str:
+        """The message without the image's name: 'no face found' or 'face 3 requested, only 2 found'."""
+        if self.requested is None:
+            return "no face found"
+        return f"face {self.requested} requested, only {self.found} found"
+
+    def named(self, name: str) -> "NoFaceError":
+        """The same error, naming the image as `name` (a file path, 'source a.jpg')."""
+        return NoFaceError(self.which, self.requested, self.found, name)
+
+    def __reduce__(self):  # picklable across process pools with its fields
+        return NoFaceError, (self.which, self.requested, self.found, self.name)
 
 
 class ConfigError(FaceFuseError):

@@ -18,13 +18,33 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputError, OutputExistsError
+from .errors import ConfigError, InputError, OutputExistsError
 
 # We check the pixel count ourselves, from the header, before decoding.
 Image.MAX_IMAGE_PIXELS = None
 
 DEFAULT_MAX_PIXELS = 100_000_000
-WRITABLE_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """An output format: PIL's name for it, its media type, its usual file extension."""
+
+    pil: str
+    media_type: str
+    ext: str
+
+
+# the one table of output formats: format names (--format, the REST `format` field, file
+# extensions without the dot) -> format
+FORMATS = {
+    "jpg": ImageFormat("JPEG", "image/jpeg", "jpg"),
+    "jpeg": ImageFormat("JPEG", "image/jpeg", "jpg"),
+    "png": ImageFormat("PNG", "image/png", "png"),
+    "webp": ImageFormat("WEBP", "image/webp", "webp"),
+}
+FORMAT_NAMES = ("jpg", "png", "webp")  # what users choose from (jpeg is jpg)
+WRITABLE_SUFFIXES = {f".{name}": fmt.pil for name, fmt in FORMATS.items()}
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
 
@@ -188,6 +208,14 @@ def read_image(
     return decoded.rgb
 
 
+def image_format(name: str) -> ImageFormat:
+    """The format called `name` (jpg, jpeg, png, webp; case and a leading dot ignored)."""
+    key = str(name).strip().lower().lstrip(".")
+    if key not in FORMATS:
+        raise ConfigError(f"format: must be {', '.join(FORMAT_NAMES[:-1])} or {FORMAT_NAMES[-1]}, got {name!r}")
+    return FORMATS[key]
+
+
 def output_format(path: str | os.PathLike) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in WRITABLE_SUFFIXES:
@@ -234,7 +262,7 @@ def encode_like(image: np.ndarray, original: DecodedImage, fmt: str = "JPEG", qu
     profile and EXIF."""
     alpha = None
     if original.alpha is not None and fmt.upper() in ("PNG", "WEBP"):
-        from .roi import resize_frame
+        from .imaging import resize_frame
 
         alpha = resize_frame(original.alpha, (image.shape[1], image.shape[0]))
     return encode_image(image, fmt, quality=quality, alpha=alpha, icc_profile=original.icc_profile, exif=original.exif)

@@ -12,20 +12,24 @@ import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 
 from .blend import compose
 from .config import FusionParams, Settings, load_config
-from .detect import Detection, Face, FaceDetector
-from .engines import SourceFace, create_engine
+from .detect import FaceDetector
+from .engines import create_engine
 from .errors import NoFaceError
-from .io import ImageSource, read_image
-from .roi import ROI, output_size, plan_roi, resize_frame
+from .faces import Detection, Face, SourceFace
+from .imaging import output_size, resize_frame
+from .io import DecodedImage, ImageSource, decode_image, encode_like
+from .roi import ROI, plan_roi
 
-STAGES = ("decode", "detect", "roi", "engine", "blend", "paste")
+STAGES = ("decode", "detect", "roi", "engine", "blend", "paste", "encode")
+Progress = Callable[[float, str], None]  # (share done 0-1, what is happening)
 SOURCE_CACHE = 8  # prepared source faces kept per Fuser
+ENLARGE_NOTE_FACTOR = 1.05  # outputs enlarged more than this get a note
 
 
 @dataclass
@@ -47,16 +51,43 @@ class FusionResult:
     target_faces_found: int
     params: FusionParams
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what a person should know about this result
 
     def report(self) -> dict:
         h, w = self.image.shape[:2]
         return {
             "output_size": [w, h],
             "target_faces_found": self.target_faces_found,
+            "notes": list(self.notes),
             "faces_fused": [f.to_dict() for f in self.faces],
             "params": self.params.model_dump(),
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
         }
+
+
+@dataclass
+class EncodedFusion:
+    """A fusion from image to encoded image: the bytes, the result, and the decoded target
+    (RGB, as decoded: the input size or a reduced JPEG draft) for before/after views."""
+
+    data: bytes
+    format: str  # PIL format name
+    result: FusionResult
+    target: np.ndarray
+
+    @property
+    def size(self) -> tuple[int, int]:
+        h, w = self.result.image.shape[:2]
+        return w, h
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return self.result.timings
+
+    @property
+    def seconds(self) -> float:
+        """Decode + fusion + encode."""
+        return self.result.timings["total"]
 
 
 class _Timer:
@@ -71,6 +102,10 @@ class _Timer:
         finally:
             self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
 
+    def summary(self) -> dict[str, float]:
+        """Seconds per stage, and their total."""
+        return {**self.times, "total": sum(self.times[s] for s in STAGES)}
+
 
 class Fuser:
     """Loads the face models and the engine once; fuses any number of image pairs."""
@@ -84,12 +119,21 @@ class Fuser:
         self._sources: OrderedDict = OrderedDict()
 
     # -- building blocks ---------------------------------------------------------------
-    def read(self, source: ImageSource, role: str = "image", reduce_to: int | None = None) -> np.ndarray:
-        """Decode with this Fuser's pixel limit; errors name the role ("source a.jpg: ...")."""
+    def decode(self, source: ImageSource, role: str = "image", reduce_to: int | None = None,
+               name: str | None = None, max_pixels: int | None = None) -> DecodedImage:
+        """Decode with this Fuser's pixel limit (or a caller's own, e.g. a server's for
+        uploads); errors name the image as `name`, by default its role and path
+        ("source a.jpg: ...") or, for bytes and arrays, its role."""
+        label = name or (role if isinstance(source, (bytes, bytearray, memoryview, np.ndarray)) else f"{role} {source}")
+        return decode_image(source, max_pixels=max_pixels or self.settings.output.max_pixels, name=label,
+                            reduce_to=reduce_to)
+
+    def read(self, source: ImageSource, role: str = "image", reduce_to: int | None = None,
+             name: str | None = None, max_pixels: int | None = None) -> np.ndarray:
+        """Like decode, as RGB uint8 (alpha flattened); an RGB uint8 array is used as it is."""
         if isinstance(source, np.ndarray) and source.ndim == 3 and source.shape[2] == 3 and source.dtype == np.uint8:
             return source
-        label = role if isinstance(source, (bytes, bytearray, memoryview, np.ndarray)) else f"{role} {source}"
-        return read_image(source, max_pixels=self.settings.output.max_pixels, name=label, reduce_to=reduce_to)
+        return self.decode(source, role, reduce_to, name, max_pixels).flattened()
 
     def decode_size_for(self, params: FusionParams) -> int | None:
         """The smallest long side a target must be decoded at for these parameters: the
@@ -124,10 +168,8 @@ class Fuser:
                 return self._sources[key]
         image = self.read(source, "source")
         faces = self.detect(image, thr).faces
-        if not faces:
-            raise NoFaceError("source: no face found", which="source")
         if face_index >= len(faces):
-            raise NoFaceError(f"source: face {face_index} requested, only {len(faces)} found", which="source")
+            raise NoFaceError("source", requested=face_index if faces else None, found=len(faces))
         prepared = self.engine.prepare_source(image, faces[face_index])
         with self._lock:
             self._sources[key] = prepared
@@ -141,26 +183,55 @@ class Fuser:
         return self.fuse_detailed(source, target, self.params(**params)).image
 
     def fuse_detailed(self, source, target, params: FusionParams | None = None) -> FusionResult:
-        params = params or self.params()
+        """Fuse and return the result with the faces used and the time of each stage."""
         timer = _Timer()
         with timer.stage("decode"):
-            target_img = self.read(target, "target", reduce_to=self.decode_size_for(params))
+            target_img = self.read(target, "target", reduce_to=self.decode_size_for(params or self.params()))
+        return self._fuse(source, target_img, params or self.params(), timer)
+
+    def fuse_encoded(self, source, target, params: FusionParams | None = None, fmt: str = "JPEG",
+                     quality: int | None = None, progress: Progress | None = None,
+                     source_name: str | None = None, target_name: str | None = None,
+                     max_pixels: int | None = None) -> EncodedFusion:
+        """Image in, encoded image out: the one path from bytes to bytes that every
+        front-end takes. The target is decoded at the scale the output needs (a JPEG draft);
+        its transparency, colour profile and EXIF are kept where `fmt` allows. `source` may
+        also be a prepared SourceFace. Timings include decoding and encoding."""
+        params = params or self.params()
+        quality = self.settings.output.quality if quality is None else quality
+        step = progress or (lambda _share, _what: None)
+        timer = _Timer()
+        step(0.05, "reading images")
+        with timer.stage("decode"):
+            decoded = self.decode(target, "target", self.decode_size_for(params), target_name, max_pixels)
+            target_img = decoded.flattened()
+            if not isinstance(source, SourceFace):
+                source = self.read(source, "source", name=source_name, max_pixels=max_pixels)
+        step(0.25, "finding faces and fusing")
+        result = self._fuse(source, target_img, params, timer)
+        step(0.85, "encoding")
+        with timer.stage("encode"):
+            data = encode_like(result.image, decoded, fmt, quality)
+        result.timings = timer.summary()
+        step(1.0, "done")
+        return EncodedFusion(data=data, format=fmt, result=result, target=target_img)
+
+    def _fuse(self, source, target_img: np.ndarray, params: FusionParams, timer: "_Timer") -> FusionResult:
         with timer.stage("detect"):  # includes decoding the source, unless it is cached
             src = self.prepare_source(source, params.source_face_index, params.threshold)
             detection = self.detector.detect(target_img, threshold=params.threshold)
         faces = detection.faces
-        if not faces:
-            raise NoFaceError("target: no face found", which="target")
-        if params.all_faces:
+        if params.all_faces and faces:
             chosen = list(range(len(faces)))
         elif params.face_index < len(faces):
             chosen = [params.face_index]
         else:
-            raise NoFaceError(f"target: face {params.face_index} requested, only {len(faces)} found", which="target")
+            raise NoFaceError("target", requested=params.face_index if faces else None, found=len(faces))
 
         h, w = target_img.shape[:2]
         out_w, out_h = output_size(w, h, params.resolution)
         factor = out_w / w
+        notes = [enlargement_note(w, h, out_w, out_h)] if factor > ENLARGE_NOTE_FACTOR else []
         with timer.stage("paste"):
             output = resize_frame(target_img, (out_w, out_h))
             if output is target_img:
@@ -180,8 +251,13 @@ class Fuser:
             with timer.stage("paste"):
                 output[roi.slices] = fused_roi
             used.append(FaceUsed(index=index, face=face, roi=roi))
-        timer.times["total"] = sum(timer.times[s] for s in STAGES)
-        return FusionResult(image=output, faces=used, target_faces_found=len(faces), params=params, timings=timer.times)
+        return FusionResult(image=output, faces=used, target_faces_found=len(faces), params=params,
+                            timings=timer.summary(), notes=notes)
+
+
+def enlargement_note(w: int, h: int, out_w: int, out_h: int) -> str:
+    return (f"the output ({out_w}x{out_h}) is the target ({w}x{h}) enlarged {out_w / w:.1f}x: "
+            f"it holds no more detail than the target")
 
 
 def _content_key(source: ImageSource) -> str:

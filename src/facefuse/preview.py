@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .detect import Face
+from .faces import Face
 
 
 def draw_faces(image: np.ndarray, faces: list[Face], max_side: int | None = None) -> np.ndarray:

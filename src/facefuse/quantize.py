@@ -27,7 +27,7 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
-from .cli import EXIT_OK, command
+from .commands import EXIT_OK
 from .errors import ConfigError, EngineError, InputError, OutputExistsError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
@@ -239,8 +239,7 @@ def quantize_model(
     return report
 
 
-@command("quantize")
-def _quantize_parser(sub) -> None:
+def add_parser(sub) -> None:
     p = sub.add_parser("quantize", help="INT8 static quantization of an ONNX face model, calibrated on face photos")
     p.add_argument("--model", required=True, help="the FP32 ONNX model (onnx-swap or onnx-unet contract)")
     p.add_argument("--calibration", required=True, help="folder of real face photos")

@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 if TYPE_CHECKING:
-    from .detect import Face
+    from .faces import Face
 
 
 @dataclass(frozen=True)
@@ -43,33 +42,6 @@ class ROI:
 
     def to_dict(self) -> dict:
         return {"x0": self.x0, "y0": self.y0, "x1": self.x1, "y1": self.y1}
-
-
-def output_size(width: int, height: int, resolution) -> tuple[int, int]:
-    """(width, height) of the output: the original, or scaled so the long side is `resolution`."""
-    if resolution == "original":
-        return width, height
-    scale = int(resolution) / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def resize_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize with the interpolation that suits the factor, at the lowest cost.
-
-    Enlarging: bicubic. Shrinking by less than 2x: bilinear (within 59 dB of area
-    averaging there, at a tenth of its cost on a 4096-px frame). Shrinking more: halve with
-    pyrDown (a fast Gaussian pyramid, no aliasing) until within 2x, then area-average.
-    """
-    w, h = size
-    if (w, h) == (image.shape[1], image.shape[0]):
-        return image
-    if w > image.shape[1] or h > image.shape[0]:
-        return cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC)
-    while image.shape[1] >= 2 * w * 2 and image.shape[0] >= 2 * h * 2:
-        image = cv2.pyrDown(image)
-    if image.shape[1] >= 2 * w:
-        return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def plan_roi(face: "Face", frame_width: int, frame_height: int, padding: float) -> ROI:

@@ -1,5 +1,8 @@
 """`facefuse serve`: one process, the WebUI at / and the REST API at /api/v1 (docs at /docs).
 
+`create_app` builds it: the worker pool (and so every Fuser) once, the REST app from `api`,
+the Gradio WebUI from `webui` mounted at /; both share the pool.
+
 Binds 127.0.0.1:7860 unless told otherwise. Any other address needs an API key, taken from
 --api-key, else FACEFUSE_API_KEY, else server.api_key; it is checked on every REST call
 and asked for by the WebUI. Imported by the CLI on every run, so nothing heavy at the top.
@@ -12,15 +15,15 @@ import ipaddress
 import os
 import socket
 
-from .cli import EXIT_OK, command, load_settings
+from .commands import EXIT_OK, load_settings
 from .config import Settings
 from .errors import ConfigError
 
 API_KEY_ENV = "FACEFUSE_API_KEY"
+UI_CSS = "#result img, #faces img {object-fit: contain;} footer {display: none !important;}"
 
 
-@command("serve")
-def _serve_parser(sub) -> None:
+def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="start the WebUI and the REST API (default http://127.0.0.1:7860)")
     p.add_argument("--host", help="address to bind (default server.host, 127.0.0.1); others need an API key")
     p.add_argument("--port", type=int, help="port (default server.port, 7860; 0 = any free port)")
@@ -109,8 +112,6 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
     port = sock.getsockname()[1]
     import uvicorn
 
-    from .api import create_app
-
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("facefuse").setLevel(logging.INFO)
     app = create_app(settings, api_key=key, webui=webui)
@@ -125,3 +126,30 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
         sock.close()
         app.state.pool.shutdown()
     return EXIT_OK
+
+
+def create_app(settings: Settings, pool=None, api_key: str | None = None, webui: bool = True):
+    """The whole server: REST under /api/v1, OpenAPI at /docs, the WebUI at / (webui=True).
+
+    The pool (and so every Fuser) is created here, once, unless one is passed in."""
+    import hmac
+
+    from .api import MB, create_rest_app
+    from .service import FusionPool
+
+    pool = pool or FusionPool(settings)
+    app = create_rest_app(settings, pool, api_key)
+    if not webui:
+        return app
+    import gradio as gr
+
+    from .webui import build_ui
+
+    auth = None if not api_key else (
+        lambda _user, password: hmac.compare_digest(str(password).encode(), api_key.encode()))
+    return gr.mount_gradio_app(
+        app, build_ui(settings, pool), path="/", max_file_size=int(settings.server.max_upload_mb * MB),
+        allowed_paths=[os.path.abspath(settings.output.dir)], show_error=True, footer_links=["api"], auth=auth,
+        auth_message="This server needs its API key: any user name, the key as password." if api_key else None,
+        theme=gr.themes.Soft(), css=UI_CSS,
+    )

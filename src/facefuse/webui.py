@@ -1,7 +1,7 @@
 """The Gradio WebUI: pick a source face and a target, set the controls, press Fuse.
 
-`build_ui(settings, pool)` returns the Blocks app; `api.create_app` mounts it at / beside
-the REST API, and both share one `FusionPool`, so the models are loaded once at start-up
+`build_ui(settings, pool)` returns the Blocks app; `server.create_app` mounts it at / beside
+the REST API, and both share one `service.FusionPool`, so the models are loaded once at start-up
 and every image operation runs on a worker thread. Each result is saved under
 `output.dir` with a timestamped name and a JSON sidecar of its parameters.
 
@@ -12,6 +12,7 @@ brightness contrast saturation resolution threshold padding face, plus format, f
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
+import typing
 import weakref
 from datetime import datetime
 from pathlib import Path
@@ -27,10 +29,11 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from .api import Fused, FusionPool, decode_upload, fuse_uploads
-from .config import RESOLUTION_CHOICES, Settings
+from .config import RESOLUTION_CHOICES, FusionParams, Settings
 from .errors import ConfigError, FaceFuseError, NoFaceError, OutputExistsError
-from .io import encode_image, write_bytes_atomic
+from .imaging import resize_frame, shrink_to_side
+from .io import FORMATS, encode_image, write_bytes_atomic
+from .service import FusionPool, fuse_upload
 
 log = logging.getLogger("facefuse.webui")
 
@@ -38,7 +41,6 @@ PREVIEW_SIDE = 1280  # before/after and face previews are shrunk to this; the fi
 THUMB_SIDE = 256
 GALLERY_MAX = 60
 FORMAT_CHOICES = [("JPEG", "jpg"), ("PNG", "png"), ("WebP", "webp")]
-PIL_FORMAT = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
 
 def _image_input(**kwargs) -> gr.Image:
@@ -49,16 +51,6 @@ def _image_input(**kwargs) -> gr.Image:
     component = gr.Image(type="filepath", sources=["upload", "clipboard"], height=320, **kwargs)
     component.preprocess = lambda payload: None if payload is None else payload.path
     return component
-
-
-def _shrink(rgb: np.ndarray, side: int) -> np.ndarray:
-    import cv2
-
-    h, w = rgb.shape[:2]
-    if max(h, w) <= side:
-        return rgb
-    s = side / max(h, w)
-    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
 class ResultStore:
@@ -76,7 +68,7 @@ class ResultStore:
         self._items: list[tuple[str, str]] = []  # (thumbnail path, caption), oldest first
         self._lock = threading.Lock()
 
-    def save(self, fused: Fused, ext: str, meta: dict) -> Path:
+    def save(self, fused, ext: str, meta: dict) -> Path:
         """Write the image and its sidecar atomically under a new timestamped name."""
         now = datetime.now()
         stem = now.strftime("%Y%m%d-%H%M%S-") + f"{now.microsecond // 1000:03d}"
@@ -101,7 +93,7 @@ class ResultStore:
         else:  # pragma: no cover - a hundred results in the same millisecond
             raise OutputExistsError(f"{self.dir}: could not find a free file name")
         thumb = self._thumbs / f"{path.stem}.jpg"
-        thumb.write_bytes(encode_image(_shrink(fused.result.image, THUMB_SIDE), "JPEG", quality=85))
+        thumb.write_bytes(encode_image(shrink_to_side(fused.result.image, THUMB_SIDE), "JPEG", quality=85))
         w, h = fused.size
         with self._lock:
             self._items.append((str(thumb), f"{path.name} · {w}x{h}"))
@@ -115,14 +107,13 @@ class ResultStore:
 # -- messages -------------------------------------------------------------------------
 def page_message(exc: FaceFuseError) -> str:
     """One line for the page, saying which image and what to try."""
-    text = str(exc)
     if isinstance(exc, NoFaceError):
         which = exc.which or "uploaded"
-        if text.endswith("no face found"):
+        if exc.requested is None:
             return (f"No face found in the {which} image. Try another photo, "
                     f"or lower the detection threshold under Advanced.")
-        detail = text.split(": ", 1)[-1]
-        return f"The {which} image: {detail}."
+        return f"The {which} image: {exc.detail}."
+    text = str(exc)
     return text[:1].upper() + text[1:]
 
 
@@ -162,31 +153,66 @@ def _face_choice(value: Any) -> dict:
 def _faces_job(fuser, data: bytes, which: str, threshold: float, draw: bool, max_pixels: int):
     from .preview import draw_faces
 
-    decoded = decode_upload(data, which, max_pixels)
-    rgb = decoded.flattened()
+    rgb = fuser.read(data, name=f"{which} image", max_pixels=max_pixels)
     faces = fuser.detect(rgb, threshold).faces
     preview = draw_faces(rgb, faces, max_side=PREVIEW_SIDE) if draw else None
     return len(faces), preview, rgb.shape[1], rgb.shape[0]
 
 
 def _fuse_job(fuser, src: bytes, tgt: bytes, params, fmt: str, quality: int, progress, max_pixels: int):
-    from .roi import resize_frame
-
-    fused = fuse_uploads(fuser, src, tgt, params, fmt, quality, progress=progress, max_pixels=max_pixels)
+    fused = fuse_upload(fuser, src, tgt, params, fmt, quality, progress, max_pixels)
     w, h = fused.size
-    before = _shrink(resize_frame(fused.target, (w, h)), PREVIEW_SIDE)
-    after = _shrink(fused.result.image, PREVIEW_SIDE)
+    before = shrink_to_side(resize_frame(fused.target, (w, h)), PREVIEW_SIDE)
+    after = shrink_to_side(fused.result.image, PREVIEW_SIDE)
     return fused, before, after
+
+
+# -- the controls: one per FusionParams field ------------------------------------------------
+PICKED_ELSEWHERE = ("face_index", "all_faces", "source_face_index")  # the face pickers set these
+ADVANCED = ("threshold", "padding")  # under Advanced; every other field is a main control
+SLIDER_STEP = 0.05
+SLIDER_FLOOR = {"threshold": 0.05}  # a 0 threshold takes every blob for a face
+
+
+def _bounds(info) -> tuple[float | None, float | None]:
+    lo = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
+    hi = next((m.le for m in info.metadata if hasattr(m, "le")), None)
+    return lo, hi
+
+
+def control(name: str, value: Any) -> gr.components.Component:
+    """The widget of FusionParams field `name`, with its title, help text and range: a
+    choice of words is a radio, a bounded number a slider, a flag a checkbox, the output
+    resolution a dropdown of the usual sizes."""
+    info = FusionParams.model_fields[name]
+    common = dict(label=info.title, info=info.description, elem_id=name)
+    if name == "resolution":
+        choices = list(RESOLUTION_CHOICES) + ([str(value)] if str(value) not in RESOLUTION_CHOICES else [])
+        return gr.Dropdown(choices, value=str(value), label=info.title, elem_id=name)
+    if typing.get_origin(info.annotation) is typing.Literal:
+        return gr.Radio(list(typing.get_args(info.annotation)), value=value, **common)
+    if info.annotation is bool:
+        return gr.Checkbox(value=value, **common)
+    lo, hi = _bounds(info)
+    if info.annotation is float and lo is not None and hi is not None:
+        return gr.Slider(max(lo, SLIDER_FLOOR.get(name, lo)), hi, value=value, step=SLIDER_STEP, **common)
+    return gr.Number(value=value, precision=0 if info.annotation is int else None, **common)
+
+
+def fuse_signature(controls: dict) -> inspect.Signature:
+    """The fuse handler's parameters under the CLI's and REST's names, so Gradio's API page
+    and `gradio_client` show `source, target, ratio, mode, ...` (not internal names)."""
+    names = ["source", "target", *controls, "face", "format"]
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+    params.append(inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress()))
+    return inspect.Signature(params)
 
 
 # -- the page -------------------------------------------------------------------------------
 def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = None) -> gr.Blocks:
     store = store or ResultStore(settings.output.dir)
-    fz, fd, out = settings.fusion, settings.face_detection, settings.output
-    res_choices = list(RESOLUTION_CHOICES)
-    default_res = str(out.default_resolution)
-    if default_res not in res_choices:
-        res_choices.append(default_res)
+    out = settings.output
+    defaults = settings.fusion_params()  # config.yaml's values
     max_mb = settings.server.max_upload_mb
 
     with gr.Blocks(title="facefuse", analytics_enabled=False) as demo:
@@ -209,28 +235,21 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                                   elem_id="result", height=320)
                 info = gr.Markdown(elem_id="info")
                 download = gr.DownloadButton("Download full resolution", elem_id="download", visible=False)
-        with gr.Row():
-            ratio = gr.Slider(0, 1, value=fz.ratio, step=0.05, label="Fusion ratio",
-                              info="0 = target's face, 1 = source's face", elem_id="ratio")
-            mode = gr.Radio(["normal", "blend", "overlay"], value=fz.mode, label="Mode", elem_id="mode",
-                            info="normal: feathered · blend: Poisson-style · overlay: multi-band")
-            smoothing = gr.Slider(0, 1, value=fz.smoothing, step=0.05, label="Skin smoothing", elem_id="smoothing")
-        with gr.Row():
-            brightness = gr.Slider(-1, 1, value=fz.brightness, step=0.05, label="Brightness", elem_id="brightness")
-            contrast = gr.Slider(-1, 1, value=fz.contrast, step=0.05, label="Contrast", elem_id="contrast")
-            saturation = gr.Slider(-1, 1, value=fz.saturation, step=0.05, label="Saturation", elem_id="saturation")
-        with gr.Row():
-            resolution = gr.Dropdown(res_choices, value=default_res, label="Output resolution (long side)",
-                                     elem_id="resolution")
-            fmt = gr.Radio(FORMAT_CHOICES, value="jpg", label="File format", elem_id="format")
+        controls: dict[str, gr.components.Component] = {}
+        main = [n for n in FusionParams.model_fields if n not in ADVANCED and n not in PICKED_ELSEWHERE]
+        for row in range(0, len(main), 3):
+            with gr.Row():
+                for name in main[row:row + 3]:
+                    controls[name] = control(name, getattr(defaults, name))
+                if row + 3 >= len(main):
+                    fmt = gr.Radio(FORMAT_CHOICES, value="jpg", label="File format", elem_id="format")
         with gr.Accordion("Advanced", open=False) as advanced:
             with gr.Row():
-                threshold = gr.Slider(0.05, 1, value=fd.threshold, step=0.05, label="Detection threshold",
-                                      info="lower finds more (and less certain) faces", elem_id="threshold")
-                padding = gr.Slider(0, 1, value=fd.padding_ratio, step=0.05, label="ROI padding",
-                                    info="margin around the face, share of its size", elem_id="padding")
+                for name in ADVANCED:
+                    controls[name] = control(name, getattr(defaults, name))
                 face = gr.Dropdown(_face_choices(1), value="0", label="Target face", elem_id="face",
                                    info="numbers as on the preview; 0 = largest", allow_custom_value=True)
+        threshold = controls["threshold"]
         fuse_btn = gr.Button("Fuse", variant="primary", elem_id="fuse")
         compare = gr.ImageSlider(label="Before / after", type="numpy", format="jpeg", elem_id="compare",
                                  interactive=False, max_height=560)
@@ -243,12 +262,12 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                 return ""
             try:
                 n, _, w, h = pool.call(_faces_job, _read_upload(path, "source"), "source", thr, False,
-                                         out.max_pixels)
+                                       out.max_pixels)
             except FaceFuseError as exc:
                 gr.Warning(page_message(exc))
                 return f"⚠ {page_message(exc)}"
             if n == 0:
-                msg = page_message(NoFaceError("source: no face found", which="source"))
+                msg = page_message(NoFaceError("source"))
                 gr.Warning(msg)
                 return f"⚠ {msg}"
             return f"{w}x{h} · {n} face(s); the largest is used"
@@ -259,32 +278,32 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                 return hidden, gr.update(choices=_face_choices(1), value="0"), "", gr.update()
             try:
                 n, preview, w, h = pool.call(_faces_job, _read_upload(path, "target"), "target", thr, True,
-                                                 out.max_pixels)
+                                             out.max_pixels)
             except FaceFuseError as exc:
                 gr.Warning(page_message(exc))
                 return hidden, gr.update(choices=_face_choices(1), value="0"), f"⚠ {page_message(exc)}", gr.update()
             choices = _face_choices(max(n, 1))
             value = current if current in [v for _, v in choices] else "0"
             if n == 0:
-                msg = page_message(NoFaceError("target: no face found", which="target"))
+                msg = page_message(NoFaceError("target"))
                 gr.Warning(msg)
                 return hidden, gr.update(choices=choices, value="0"), f"⚠ {msg}", gr.update()
             text = f"{w}x{h} · {n} face(s)" + (" — choose which under Advanced → Target face" if n > 1 else "")
             return (gr.update(value=preview, visible=True), gr.update(choices=choices, value=value), text,
                     gr.update(open=True) if n > 1 else gr.update())
 
-        def on_fuse(src_path, tgt_path, ratio_v, mode_v, smooth_v, bright_v, contrast_v, sat_v, res_v, thr_v,
-                    pad_v, face_v, fmt_v, progress=gr.Progress()):
+        def on_fuse(*args):  # (source, target, *controls, face, format[, progress]): see fuse_signature
+            n = len(controls) + 4
+            src_path, tgt_path, *values, face_v, fmt_v = args[:n]
+            progress = args[n] if len(args) > n else gr.Progress()
             src, tgt = _read_upload(src_path, "source"), _read_upload(tgt_path, "target")
-            overrides: dict[str, Any] = dict(
-                ratio=ratio_v, mode=mode_v, smoothing=smooth_v, brightness=bright_v, contrast=contrast_v,
-                saturation=sat_v, resolution=res_v, threshold=thr_v, padding=pad_v, **_face_choice(face_v))
-            ext = fmt_v if fmt_v in PIL_FORMAT else "jpg"
+            overrides: dict[str, Any] = dict(zip(controls, values), **_face_choice(face_v))
+            ext = fmt_v if fmt_v in FORMATS else "jpg"
             t0 = time.perf_counter()
             try:
                 params = settings.fusion_params(**overrides)
                 progress(0.0, desc="waiting for a worker")
-                fused, before, after = pool.call(_fuse_job, src, tgt, params, PIL_FORMAT[ext], out.quality,
+                fused, before, after = pool.call(_fuse_job, src, tgt, params, FORMATS[ext].pil, out.quality,
                                                  lambda frac, what: progress(frac, desc=what), out.max_pixels)
                 path = store.save(fused, ext, {
                     "source": Path(src_path).name, "target": Path(tgt_path).name, "format": ext,
@@ -312,8 +331,8 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
         target.upload(on_target, *target_io, api_name="target_faces")
         target.clear(on_target, *target_io, api_visibility="private")
         threshold.release(on_target, *target_io, api_visibility="private")
-        fuse_btn.click(on_fuse, [source, target, ratio, mode, smoothing, brightness, contrast, saturation,
-                                 resolution, threshold, padding, face, fmt],
+        on_fuse.__signature__ = fuse_signature(controls)
+        fuse_btn.click(on_fuse, [source, target, *controls.values(), face, fmt],
                        [result, compare, download, info, gallery], api_name="fuse")
         demo.load(store.gallery, None, [gallery], api_name="gallery")
 

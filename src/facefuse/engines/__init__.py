@@ -11,33 +11,12 @@ Adding an engine is adding one module that calls `register("name", factory)`.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
 
 from ..errors import ConfigError
-from ..detect import Face
-
-
-@dataclass
-class SourceFace:
-    """A source image and its chosen face, plus whatever an engine prepared from it once."""
-
-    image: np.ndarray  # RGB uint8, the whole source photo
-    face: Face
-    prepared: dict = field(default_factory=dict)
-
-
-@dataclass
-class FusedFace:
-    """An engine's output for one face, in ROI coordinates (float32 RGB 0..255)."""
-
-    image: np.ndarray  # the fused face; meaningful where `mask` > 0
-    base: np.ndarray  # what it is blended onto (the target ROI, possibly re-shaped)
-    mask: np.ndarray  # float32 0..1, hard region where `image` may be used
-    landmarks: np.ndarray  # (468+, 2) face geometry of the result, ROI pixels
-    face_size: float  # pixels, sets feathering and smoothing radii
+from ..faces import Face, FusedFace, SourceFace  # the contract's data (re-exported for engines)
 
 
 class Engine(Protocol):

@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 
 from .. import mesh
-from ..blend import face_region_mask, feather, fill_poly
-from ..detect import Face
+from ..faces import Face
+from ..masks import face_region_mask, feather, fill_poly
 from . import FusedFace, SourceFace, register
 
 GEOMETRY_SHARE = 0.25  # at ratio 1 the inner face shape moves half way to the source's

@@ -44,10 +44,10 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 from .. import align
-from ..blend import face_region_mask
 from ..config import InferenceSettings
-from ..detect import Face
+from ..faces import Face
 from ..errors import ConfigError, EngineError
+from ..masks import face_region_mask
 from . import FusedFace, SourceFace, register
 
 PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, InputError, OutputExistsError
+from ..errors import ConfigError, InputError, OutputExistsError
 
 SMALL_FACE_PX = 64
 KINDS = ("single", "group", "small", "none")
@@ -93,8 +93,8 @@ def read_catalog(path: str | Path) -> list[dict]:
 def evaluate(rows: list[dict], images_dir: str | Path, detector, threshold: float, max_pixels: int,
              progress=None) -> list[dict]:
     """Detect on every catalog image; one result row per image."""
-    from .errors import FaceFuseError
-    from .io import read_image
+    from ..errors import FaceFuseError
+    from ..io import read_image
 
     out = []
     for row in rows:
@@ -155,7 +155,7 @@ def small_face_scene(portrait, face_box, background, size: tuple[int, int], face
 def evaluate_large(rows: list[dict], images_dir: str | Path, detector, threshold: float, max_pixels: int) -> list[dict]:
     """A 40-px face in built 12 / 24 / 36-Mpx scenes (see `small_face_scene`): found or not,
     other faces, time per image and per Mpx."""
-    from .io import read_image
+    from ..io import read_image
 
     def first(kind):
         for row in rows:
@@ -356,10 +356,10 @@ def markdown(report: dict) -> str:
 def run_detect_bench(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .bench import machine_info
-    from .cli import load_settings
-    from .detect import FaceDetector
-    from .io import read_image, write_bytes_atomic
+    from ..commands import load_settings
+    from ..detect import FaceDetector
+    from ..io import read_image, write_bytes_atomic
+    from .machine import machine_info
 
     json_out = getattr(args, "json", None)
     overwrite = bool(getattr(args, "overwrite", False))
@@ -382,7 +382,7 @@ def run_detect_bench(args: argparse.Namespace) -> int:
     machine = machine_info()
     t_start = time.perf_counter()
     detector = FaceDetector.from_settings(settings)
-    from .cli import SAMPLES
+    from ..commands import SAMPLES
 
     warm = SAMPLES / "target.jpg"  # first calls start mediapipe's graphs: keep that out of the timings
     if warm.is_file():

@@ -1,4 +1,4 @@
-"""`facefuse bench`: measured speed and memory of the fusion path, beside a codec floor.
+"""`facefuse bench fusion`: measured speed and memory of the fusion path, beside a codec floor.
 
 What it measures (see BENCHMARKS.md for results and how to read them):
 - per output resolution, warm runs (one Fuser, first run discarded): the median and spread
@@ -12,10 +12,8 @@ What it measures (see BENCHMARKS.md for results and how to read them):
 - `--compare`: a naive OpenCV baseline (aligned source + seamlessClone) on the same pair;
 - `--long N`: N fusions in one process, with the RSS curve.
 
-`facefuse bench detect` runs the detection benchmark of `facefuse.detect_eval` instead.
-
-This module is imported by every CLI call (it registers the subcommand), so everything
-heavy is imported inside the functions that need it.
+Imported by every CLI call (through the bench package's parser), so everything heavy is
+imported inside the functions that need it.
 """
 
 from __future__ import annotations
@@ -23,16 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from .cli import ROOT, SAMPLES, command, load_settings
-from .errors import ConfigError, EngineError, InputError, OutputExistsError
-from .io import read_bytes
+from ..commands import ROOT, SAMPLES, load_settings
+from ..errors import ConfigError, EngineError, InputError, OutputExistsError
+from ..io import read_bytes
+from .machine import machine_info
 
 DEFAULT_SOURCE = SAMPLES / "source.jpg"
 DEFAULT_TARGET = SAMPLES / "large_target.jpg"  # 4352 x 2903
@@ -56,72 +54,6 @@ GOALS = {  # from issue 4, on a 2-core CPU
 }
 
 
-# -- command line ---------------------------------------------------------------------
-@command("bench")
-def _bench_parser(sub) -> None:
-    p = sub.add_parser("bench", help="measure speed and memory (or `bench detect`: detection quality)",
-                       description="Fusion benchmark: per-stage times, codec floor, peak RSS, cold start, "
-                                   "scaling. `facefuse bench detect` runs the detection benchmark.")
-    p.add_argument("what", nargs="?", choices=["fusion", "detect"], default="fusion",
-                   help="fusion (default) or detect")
-    p.add_argument("--source", default=str(DEFAULT_SOURCE), help="source photo (default examples/source.jpg)")
-    p.add_argument("--target", default=str(DEFAULT_TARGET), help="target photo (default examples/large_target.jpg, 4352x2903)")
-    p.add_argument("--resolutions", default=DEFAULT_RESOLUTIONS, help=f"output long sides (default {DEFAULT_RESOLUTIONS})")
-    p.add_argument("--repeat", type=int, default=5, help="timed runs per resolution, after one discarded warm-up (default 5)")
-    p.add_argument("--json", help="write every number to this JSON file")
-    p.add_argument("--plot", help="write a PNG plot (stacked stage bars per resolution, floor marked)")
-    p.add_argument("--compare", action="store_true", help="also run a naive OpenCV seamlessClone baseline")
-    p.add_argument("--no-cold", action="store_true", help="skip the cold-start (new process) measurement")
-    p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
-    p.add_argument("--no-scaling", action="store_true", help="skip the small-face vs large-face runs")
-    p.add_argument("--scaling-size", type=int, default=2048, help="output long side of the small/large face runs (default 2048)")
-    p.add_argument("--long", type=int, default=0, metavar="N", help="N consecutive fusions in one process, RSS sampled")
-    p.add_argument("--long-resolution", type=int, default=1024, help="output long side of the --long run (default 1024)")
-    p.add_argument("--mode", choices=["normal", "blend", "overlay"], help="fusion mode (default from config)")
-    p.add_argument("--config", help="a config.yaml (default ./config.yaml if present)")
-    p.add_argument("--engine", help="fusion engine (default classical)")
-    p.add_argument("--overwrite", action="store_true", help="replace --json / --plot files that exist")
-    p.add_argument("--catalog", default=str(DEFAULT_CATALOG), help="bench detect: catalog.tsv of the face set")
-    p.add_argument("--images-dir", help="bench detect: folder of the images (default: the catalog's folder)")
-    p.add_argument("--threshold", type=float, help="bench detect: detection confidence 0-1 (default from config, 0.6)")
-    p.add_argument("--no-large", action="store_true", help="bench detect: skip the 12-36 Mpx built scenes (about 7 s)")
-    p.set_defaults(run=run_bench)
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    if args.what == "detect":
-        args.images_dir = args.images_dir or str(Path(args.catalog).parent)
-        try:
-            from .detect_eval import run_detect_bench
-        except ModuleNotFoundError as exc:
-            if exc.name != "facefuse.detect_eval":
-                raise
-            raise ConfigError("bench detect: the detection benchmark (facefuse.detect_eval) is not in this build") from exc
-        return run_detect_bench(args)
-
-    resolutions = parse_resolutions(args.resolutions)
-    if args.repeat < 1:
-        raise ConfigError(f"--repeat: must be at least 1, got {args.repeat}")
-    if args.long < 0:
-        raise ConfigError(f"--long: must be 0 or more, got {args.long}")
-    for name in ("scaling_size", "long_resolution"):
-        _check_resolution(getattr(args, name), "--" + name.replace("_", "-"))
-    for out in (args.json, args.plot):  # fail before minutes of work, not after
-        _check_output(out, args.overwrite)
-    if args.plot and Path(args.plot).suffix.lower() != ".png":
-        raise InputError(f"{args.plot}: the plot is written as PNG; use a .png name")
-
-    results = run_all(args, resolutions)
-    print(markdown(results))
-    if args.json:
-        from .io import write_bytes_atomic
-
-        write_bytes_atomic(args.json, json.dumps(results, indent=1).encode(), overwrite=args.overwrite)
-    if args.plot:
-        plot(results, args.plot, overwrite=args.overwrite)
-    return 0
-
-
 def parse_resolutions(text: str) -> list[int]:
     try:
         values = [int(v) for v in str(text).replace(" ", "").split(",") if v]
@@ -130,16 +62,16 @@ def parse_resolutions(text: str) -> list[int]:
     if not values:
         raise ConfigError("--resolutions: give at least one size")
     for v in values:
-        _check_resolution(v, "--resolutions")
+        check_resolution(v, "--resolutions")
     return values
 
 
-def _check_resolution(value: int, flag: str) -> None:
+def check_resolution(value: int, flag: str) -> None:
     if not 64 <= value <= 8192:
         raise ConfigError(f"{flag}: output sizes must be 64-8192 px, got {value}")
 
 
-def _check_output(path: str | None, overwrite: bool) -> None:
+def check_output(path: str | None, overwrite: bool) -> None:
     if not path:
         return
     p = Path(path)
@@ -188,24 +120,14 @@ def peak_rss_mb() -> float:
 
 
 def one_fusion(fuser, params, source_bytes: bytes, target_bytes: bytes, max_pixels: int):
-    """A warm fusion as a server or batch runs it, timed: decode the target (at the
-    reduced JPEG scale the output allows), fuse with the source (decoded and analysed once,
-    then taken from the Fuser's cache: its bytes are hashed each call), encode JPEG q95.
-    Returns (stage seconds incl. total, FusionResult, encoded bytes)."""
-    from .io import encode_image, read_image
-
-    t0 = time.perf_counter()
-    target = read_image(target_bytes, max_pixels=max_pixels, reduce_to=fuser.decode_size_for(params))
-    decode_s = time.perf_counter() - t0
-    result = fuser.fuse_detailed(source_bytes, target, params)
-    t1 = time.perf_counter()
-    data = encode_image(result.image, "JPEG", quality=JPEG_QUALITY)
-    encode_s = time.perf_counter() - t1
-    times = {s: float(result.timings.get(s, 0.0)) for s in STAGES}
-    times["decode"] += decode_s  # the pipeline's own decode is ~0: it gets arrays
-    times["encode"] = encode_s
-    times["total"] = sum(times[s] for s in STAGES)
-    return times, result, data
+    """A warm fusion as a server or batch runs it, timed: `Fuser.fuse_encoded` from the
+    target's bytes (decoded at the reduced JPEG scale the output allows) to JPEG q95, the
+    source decoded and analysed once, then taken from the Fuser's cache (its bytes are
+    hashed each call). Returns (stage seconds incl. total, FusionResult, encoded bytes)."""
+    fused = fuser.fuse_encoded(source_bytes, target_bytes, params, "JPEG", JPEG_QUALITY)
+    times = {s: float(fused.timings.get(s, 0.0)) for s in STAGES}
+    times["total"] = fused.seconds
+    return times, fused.result, fused.data
 
 
 def floor_interpolation(scale: float) -> int:
@@ -276,7 +198,7 @@ def measure_resolution(fuser, params, source_bytes, target_bytes, repeat, max_pi
 def measure_source_prep(fuser, source_bytes: bytes, repeat: int, max_pixels: int) -> dict:
     """Decode + detect of the source alone: what a caller that reuses a prepared source
     (`Fuser.prepare_source`) saves on every fusion."""
-    from .io import read_image
+    from ..io import read_image
 
     fuser.prepare_source(read_image(source_bytes, max_pixels=max_pixels))
     samples = []
@@ -329,7 +251,7 @@ def child_main(argv: list[str]) -> int:
     p.add_argument("--mode")
     a = p.parse_args(argv)
     baseline = rss_mb()
-    from .pipeline import Fuser
+    from ..pipeline import Fuser
 
     fuser = Fuser(load_settings(a))
     after_load = rss_mb()
@@ -419,11 +341,11 @@ def scaling_targets(size: int) -> tuple[list[dict], str]:
         return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=interp)
 
     def to_jpeg(img_rgb):
-        from .io import encode_image
+        from ..io import encode_image
 
         return encode_image(img_rgb, "JPEG", quality=JPEG_QUALITY)
 
-    from .io import read_image
+    from ..io import read_image
 
     small_p, large_p = SHARED_FACES / SCALING_SMALL[0], SHARED_FACES / SCALING_LARGE[0]
     if small_p.is_file() and large_p.is_file():
@@ -459,20 +381,21 @@ def measure_scaling(fuser, args, source_bytes, max_pixels, tick) -> dict:
 
 # -- naive baseline -------------------------------------------------------------------
 def naive_fusion(fuser, source_bytes: bytes, target_bytes: bytes, resolution: int, max_pixels: int) -> dict:
-    """What a short script would do: detect both faces, align the whole source to the
-    target by a similarity on rigid landmarks (warpAffine of the full frame), and
-    cv2.seamlessClone it inside the convex hull of the target's face mesh."""
+    """What a short script would do, built from the core's own steps (decode, detect, resize,
+    encode) with only its paste its own: align the whole source to the target by a
+    similarity on rigid landmarks (warpAffine of the full frame) and cv2.seamlessClone it
+    inside the convex hull of the target's face mesh -- on the whole frame, not a region."""
     import cv2
     import numpy as np
 
-    from . import mesh
-    from .io import encode_image, read_image
-    from .roi import output_size, resize_frame
+    from .. import mesh
+    from ..imaging import output_size, resize_frame
+    from ..io import encode_image
 
     times = {}
     t = time.perf_counter()
-    target = read_image(target_bytes, max_pixels=max_pixels)
-    source = read_image(source_bytes, max_pixels=max_pixels)
+    target = fuser.read(target_bytes, "target")
+    source = fuser.read(source_bytes, "source")
     times["decode"], t = time.perf_counter() - t, time.perf_counter()
     s_faces = fuser.detect(source).faces
     t_faces = fuser.detect(target).faces
@@ -481,7 +404,7 @@ def naive_fusion(fuser, source_bytes: bytes, target_bytes: bytes, resolution: in
     times["detect"], t = time.perf_counter() - t, time.perf_counter()
     w, h = output_size(target.shape[1], target.shape[0], resolution)
     frame = resize_frame(target, (w, h))
-    t_lms = t_faces[0].landmarks * (w / target.shape[1])
+    t_lms = t_faces[0].scaled(w / target.shape[1]).landmarks
     times["resize"], t = time.perf_counter() - t, time.perf_counter()
     m = mesh.similarity(s_faces[0].landmarks[mesh.RIGID], t_lms[mesh.RIGID])
     warped = cv2.warpAffine(source, m.astype(np.float32), (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -548,33 +471,10 @@ def _params(fuser, args, resolution):
     return fuser.params(resolution=resolution, **({"mode": args.mode} if args.mode else {}))
 
 
-def machine_info() -> dict:
-    import cv2
-    import numpy as np
-
-    try:
-        git = lambda *a: subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True, timeout=5).stdout
-        commit = git("rev-parse", "--short", "HEAD").strip() or None
-        # tracked files changed since that commit: the numbers are of this tree, not of the commit
-        modified = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
-    except (OSError, subprocess.SubprocessError):
-        commit, modified = None, []
-    try:
-        load = [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        load = None
-    return {
-        "cpus": os.cpu_count(), "load_avg_at_start": load, "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
-        "opencv": cv2.__version__, "opencv_threads": cv2.getNumThreads(), "numpy": np.__version__,
-        "git_commit": commit, "git_modified": modified, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-
-
 def run_all(args, resolutions: list[int]) -> dict:
     from tqdm import tqdm
 
-    from .pipeline import Fuser
+    from ..pipeline import Fuser
 
     source_bytes, target_bytes = read_bytes(args.source, args.source), read_bytes(args.target, args.target)
     n_scaling = 0 if args.no_scaling else 2 * (args.repeat + 1)
@@ -589,7 +489,7 @@ def run_all(args, resolutions: list[int]) -> dict:
     fuser = Fuser(load_settings(args))
     model_load_s = time.perf_counter() - t0
     max_pixels = fuser.settings.output.max_pixels
-    from .io import read_image
+    from ..io import read_image
 
     tgt = read_image(target_bytes, max_pixels=max_pixels)
     results: dict = {
@@ -685,192 +585,3 @@ def check_goals(results: dict) -> list[dict]:
     return out
 
 
-# -- output ---------------------------------------------------------------------------
-def _s(v: float) -> str:
-    return f"{v:.3f}"
-
-
-def _spread(d: dict) -> str:
-    return f"{d['median']:.3f} ({d['min']:.3f}–{d['max']:.3f})"
-
-
-def markdown(res: dict) -> str:
-    """The report as Markdown, with the section headings BENCHMARKS.md uses."""
-    m = res["machine"]
-    L = [f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['platform']}, Python {m['python']}, OpenCV {m['opencv']} "
-         f"({m['opencv_threads']} threads), load average at start {m['load_avg_at_start']}; commit {m['git_commit']}"
-         f"{' + uncommitted changes to ' + ', '.join(m['git_modified']) if m.get('git_modified') else ''}, {m['date']}.",
-         f"Pair: {res['source']} onto {res['target']} ({res['target_size'][0]}x{res['target_size'][1]}); "
-         f"{res['repeat']} warm runs per row after one discarded; seconds, median (min–max). "
-         f"Mode {res['params']['mode']}, smoothing {res['params']['smoothing']}.", "",
-         "## Fusion speed and memory", "",
-         "| output | frame Mpx | ROI Mpx | " + " | ".join(STAGES) + " | **total** | codec floor | total / floor | peak RSS MB |",
-         "|---" * (len(STAGES) + 7) + "|"]
-    for row in res["resolutions"]:
-        st = row["stages"]
-        rss = f"{row['memory']['peak_rss_mb']:.0f}" if "memory" in row else "–"
-        L.append(f"| {row['output_size'][0]}x{row['output_size'][1]} | {row['frame_mpx']:.2f} | {row['roi_mpx']:.2f} | "
-                 + " | ".join(_s(st[s]["median"]) for s in STAGES)
-                 + f" | **{_spread(st['total'])}** | {_s(row['floor']['total']['median'])} | {row['ratio']['median']:.1f}x | {rss} |")
-    sp = res["source_prep"]["median"]
-    L += ["", f"Source decode + detect alone: {sp:.3f} s (a caller that prepares the source once, "
-          "e.g. batch, saves this on every fusion). Codec floor = OpenCV imdecode + resize (INTER_AREA below 1/2, "
-          f"INTER_LINEAR from 1/2 to 1, INTER_CUBIC up) + imencode JPEG q{JPEG_QUALITY} 4:4:4, the same file facefuse writes."]
-    if any("memory" in row for row in res["resolutions"]):
-        L += ["", "| output | RSS after imports MB | after model load MB | peak MB |", "|---|---|---|---|"]
-        for row in res["resolutions"]:
-            if "memory" in row:
-                mm = row["memory"]
-                L.append(f"| {row['resolution']} | {mm['rss_start_mb']:.0f} | {mm['rss_after_model_load_mb']:.0f} | {mm['peak_rss_mb']:.0f} |")
-    if res.get("goals"):
-        L += ["", "Goals (issue 4):", "", "| goal | target | measured | met |", "|---|---|---|---|"]
-        for g in res["goals"]:
-            note = f" ({g['note']})" if g.get("note") else ""
-            L.append(f"| {g['what']} | {g.get('op', '≤')} {g['goal']:g} {g['unit']} | {g['measured']:.3g} {g['unit']}{note} | {'yes' if g['met'] else '**no**'} |")
-    if "cold_start" in res:
-        c = res["cold_start"]
-        L += ["", "## Cold start", "",
-              f"`facefuse fuse` in a new process, one {c['resolution']} fusion, {len(c['runs'])} run(s):", "",
-              "| launch → file written | launch → exit | python start | imports + setup | model load | fusion work (decode…encode) |",
-              "|---|---|---|---|---|---|",
-              f"| {_spread(c['to_file'])} | {_s(c['to_exit']['median'])} | {_s(c['python_start']['median'])} | "
-              f"{_s(c['imports_s'])} | {_s(c['model_load_s'])} | {_s(c['work_s'])} |"]
-    L += ["", "## Scaling", "", "Same face, every output size (from the table above):", "",
-          "| output | frame Mpx | ROI Mpx | face px | roi+engine+blend s | per ROI Mpx | decode+paste+encode s | codec floor s |",
-          "|---|---|---|---|---|---|---|---|"]
-    for row in res["resolutions"]:
-        L.append(f"| {row['resolution']} | {row['frame_mpx']:.2f} | {row['roi_mpx']:.2f} | {row['face_px']:.0f} | "
-                 f"{_s(row['face_work_s'])} | {row['face_work_s'] / max(row['roi_mpx'], 1e-6):.3f} | "
-                 f"{_s(row['frame_work_s'])} | {_s(row['floor']['total']['median'])} |")
-    fit = res.get("scaling_fit")
-    if fit:
-        f, g, c = fit["face_work_vs_roi"], fit["frame_work_vs_frame"], fit["floor_vs_frame"]
-        L += ["", f"Fitted lines: roi+engine+blend ≈ {f['fixed_s']:.3f} s {f['per_mpx_s']:+.3f} s per ROI Mpx; "
-              f"decode+paste+encode ≈ {g['fixed_s']:.3f} s {g['per_mpx_s']:+.3f} s per output Mpx "
-              f"(codec floor: {c['fixed_s']:.3f} s {c['per_mpx_s']:+.3f} s per output Mpx; the fixed part is "
-              "decoding the input, the same at every output size)."]
-    if "scaling" in res:
-        sc = res["scaling"]
-        L += ["", f"Same output size ({sc['size']}), small vs large face — {sc['note']}:", "",
-              "| target | frame | face px | ROI Mpx | detect | roi+engine+blend | decode+paste+encode | total | codec floor |",
-              "|---|---|---|---|---|---|---|---|---|"]
-        for row in sc["targets"]:
-            L.append(f"| {row['target']} ({row['label']}) | {row['output_size'][0]}x{row['output_size'][1]} | "
-                     f"{row['face_px']:.0f} | {row['roi_mpx']:.2f} | {_s(row['stages']['detect']['median'])} | "
-                     f"{_s(row['face_work_s'])} | {_s(row['frame_work_s'])} | {_s(row['stages']['total']['median'])} | "
-                     f"{_s(row['floor']['total']['median'])} |")
-    if "compare" in res:
-        L += ["", "## Naive baseline (--compare)", "",
-              "Naive = detect both, warpAffine the whole source by a similarity on rigid landmarks, "
-              "cv2.seamlessClone in the convex hull of the target mesh.", "",
-              "| output | facefuse total | naive total | naive: " + " | ".join(NAIVE_STAGES) + " |",
-              "|---" * (3 + len(NAIVE_STAGES)) + "|"]
-        rows = {row["resolution"]: row for row in res["resolutions"]}
-        for c in res["compare"]:
-            n = c["naive"]
-            L.append(f"| {c['resolution']} | {_s(rows[c['resolution']]['stages']['total']['median'])} | "
-                     f"{_s(n['total']['median'])} | " + " | ".join(_s(n[s]["median"]) for s in NAIVE_STAGES) + " |")
-    if "long_run" in res:
-        lr = res["long_run"]
-        pts = lr["curve"]
-        pick = [pts[0], pts[1]] + [pts[i] for i in range(2, len(pts), max(1, (len(pts) - 2) // 8))] + [pts[-1]]
-        seen, curve = set(), []
-        for n, r in pick:
-            if n not in seen:
-                seen.add(n)
-                curve.append(f"{n}: {r:.0f}")
-        L += ["", "## Long run (RSS)", "",
-              f"{lr['fusions']} fusions at {lr['resolution']} in one process (median {lr['fusion_total']['median']:.3f} s each): "
-              f"RSS {lr['rss_before_mb']:.0f} MB before, {lr['rss_after_first_mb']:.0f} MB after the first, "
-              f"{lr['rss_end_mb']:.0f} MB at the end (max {lr['rss_max_mb']:.0f}); growth {lr['growth_mb']:+.1f} MB, "
-              f"second-half slope {lr['slope_second_half_mb_per_1000']:+.1f} MB per 1000 fusions.", "",
-              "RSS curve (fusions: MB): " + ", ".join(curve)]
-    return "\n".join(L)
-
-
-STAGE_COLOURS = {"decode": "#8da0cb", "detect": "#fc8d62", "roi": "#b3b3b3", "engine": "#66c2a5",
-                 "blend": "#a6d854", "paste": "#e78ac3", "encode": "#ffd92f"}
-
-
-def plot(res: dict, path: str, overwrite: bool = False) -> None:
-    """Stacked stage bars per resolution with the codec floor and goal marked; the
-    small/large face comparison and the long-run RSS curve when measured."""
-    import io as _io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .io import write_bytes_atomic
-
-    panels = 1 + ("scaling" in res) + ("long_run" in res)
-    widths = [2.2] + [1.0] * (panels - 1)
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 + 3.6 * (panels - 1), 4.2), gridspec_kw={"width_ratios": widths})
-    axes = list(axes) if panels > 1 else [axes]
-    ax = axes[0]
-    rows = res["resolutions"]
-    x = list(range(len(rows)))
-    width = 0.38 if "compare" in res else 0.6
-    bottom = [0.0] * len(rows)
-    for s in STAGES:
-        vals = [r["stages"][s]["median"] for r in rows]
-        ax.bar([i - (width / 2 if "compare" in res else 0) for i in x], vals, width, bottom=bottom,
-               color=STAGE_COLOURS[s], label=s, edgecolor="white", linewidth=0.3)
-        bottom = [b + v for b, v in zip(bottom, vals)]
-    xs = [i - (width / 2 if "compare" in res else 0) for i in x]
-    for i, r in enumerate(rows):
-        fl = r["floor"]["total"]["median"]
-        ax.hlines(fl, xs[i] - width / 2, xs[i] + width / 2, colors="black", linewidth=2,
-                  label="codec floor" if i == 0 else None)
-        goal = GOALS["total_s"].get(r["resolution"])
-        if goal:
-            ax.hlines(goal, xs[i] - width / 2, xs[i] + width / 2, colors="red", linestyles="--", linewidth=1.2,
-                      label="goal" if i == 0 else None)
-        ax.text(xs[i], bottom[i], f"{r['stages']['total']['median']:.2f}s\n{r['ratio']['median']:.1f}x",
-                ha="center", va="bottom", fontsize=7)
-    if "compare" in res:
-        naive = {c["resolution"]: c["naive"]["total"]["median"] for c in res["compare"]}
-        ax.bar([i + width / 2 for i in x], [naive.get(r["resolution"], 0) for r in rows], width,
-               color="none", edgecolor="#555555", hatch="//", label="naive seamlessClone")
-    ax.set_xticks(x, [f"{r['resolution']}" for r in rows])
-    ax.set_xlabel("output long side (px)")
-    ax.set_ylabel("seconds (stage medians, warm)")
-    ax.set_title(f"facefuse fusion, {res['machine']['cpus']} CPUs", fontsize=10)
-    ax.legend(fontsize=7, ncol=2, loc="upper left")
-    k = 1
-    if "scaling" in res:
-        ax2 = axes[k]
-        k += 1
-        sc = res["scaling"]["targets"]
-        labels = [f"{t['label']}\nROI {t['roi_mpx']:.2f} Mpx" for t in sc]
-        bottom = [0.0] * len(sc)
-        for s in STAGES:
-            vals = [t["stages"][s]["median"] for t in sc]
-            ax2.bar(range(len(sc)), vals, 0.6, bottom=bottom, color=STAGE_COLOURS[s], edgecolor="white", linewidth=0.3)
-            bottom = [b + v for b, v in zip(bottom, vals)]
-        for i, t in enumerate(sc):
-            ax2.hlines(t["floor"]["total"]["median"], i - 0.3, i + 0.3, colors="black", linewidth=2)
-        ax2.set_xticks(range(len(sc)), labels, fontsize=7)
-        ax2.set_title(f"same output ({res['scaling']['size']}), small vs large face", fontsize=9)
-    if "long_run" in res:
-        ax3 = axes[k]
-        lr = res["long_run"]
-        n, r = zip(*lr["curve"])
-        ax3.plot(n, r, color="#1f78b4", linewidth=1.2)
-        ax3.set_xlabel("fusions")
-        ax3.set_ylabel("RSS (MB)")
-        ax3.set_title(f"RSS over {lr['fusions']} fusions at {lr['resolution']}", fontsize=9)
-    fig.tight_layout()
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    write_bytes_atomic(path, buf.getvalue(), overwrite=overwrite)
-
-
-if __name__ == "__main__":
-    if "--child" in sys.argv[1:]:
-        sys.exit(child_main(sys.argv[1:]))
-    from .cli import main
-
-    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -1,0 +1,81 @@
+"""`facefuse bench`: speed and memory of the fusion path (`fusion`), detection quality (`detect`).
+
+    fusion.py   per-stage times beside a codec floor, peak RSS, cold start, scaling, a baseline
+    detect.py   detection on a catalog of photos (found, false faces, time per image)
+    machine.py  the machine and commit a run measured
+    report.py   Markdown and a PNG plot of a fusion run
+
+Imported by every CLI call (for its parser), so nothing heavy at the top of any module here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .fusion import (DEFAULT_CATALOG, DEFAULT_RESOLUTIONS, DEFAULT_SOURCE, DEFAULT_TARGET, check_output,
+                     check_resolution, parse_resolutions, run_all)
+from ..errors import ConfigError, InputError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="measure speed and memory (or `bench detect`: detection quality)",
+                       description="Fusion benchmark: per-stage times, codec floor, peak RSS, cold start, "
+                                   "scaling. `facefuse bench detect` runs the detection benchmark.")
+    p.add_argument("what", nargs="?", choices=["fusion", "detect"], default="fusion",
+                   help="fusion (default) or detect")
+    p.add_argument("--source", default=str(DEFAULT_SOURCE), help="source photo (default examples/source.jpg)")
+    p.add_argument("--target", default=str(DEFAULT_TARGET), help="target photo (default examples/large_target.jpg, 4352x2903)")
+    p.add_argument("--resolutions", default=DEFAULT_RESOLUTIONS, help=f"output long sides (default {DEFAULT_RESOLUTIONS})")
+    p.add_argument("--repeat", type=int, default=5, help="timed runs per resolution, after one discarded warm-up (default 5)")
+    p.add_argument("--json", help="write every number to this JSON file")
+    p.add_argument("--plot", help="write a PNG plot (stacked stage bars per resolution, floor marked)")
+    p.add_argument("--compare", action="store_true", help="also run a naive OpenCV seamlessClone baseline")
+    p.add_argument("--no-cold", action="store_true", help="skip the cold-start (new process) measurement")
+    p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
+    p.add_argument("--no-scaling", action="store_true", help="skip the small-face vs large-face runs")
+    p.add_argument("--scaling-size", type=int, default=2048, help="output long side of the small/large face runs (default 2048)")
+    p.add_argument("--long", type=int, default=0, metavar="N", help="N consecutive fusions in one process, RSS sampled")
+    p.add_argument("--long-resolution", type=int, default=1024, help="output long side of the --long run (default 1024)")
+    p.add_argument("--mode", choices=["normal", "blend", "overlay"], help="fusion mode (default from config)")
+    p.add_argument("--config", help="a config.yaml (default ./config.yaml if present)")
+    p.add_argument("--engine", help="fusion engine (default classical)")
+    p.add_argument("--overwrite", action="store_true", help="replace --json / --plot files that exist")
+    p.add_argument("--catalog", default=str(DEFAULT_CATALOG), help="bench detect: catalog.tsv of the face set")
+    p.add_argument("--images-dir", help="bench detect: folder of the images (default: the catalog's folder)")
+    p.add_argument("--threshold", type=float, help="bench detect: detection confidence 0-1 (default from config, 0.6)")
+    p.add_argument("--no-large", action="store_true", help="bench detect: skip the 12-36 Mpx built scenes (about 7 s)")
+    p.set_defaults(run=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    if args.what == "detect":
+        from .detect import run_detect_bench
+
+        args.images_dir = args.images_dir or str(Path(args.catalog).parent)
+        return run_detect_bench(args)
+
+    resolutions = parse_resolutions(args.resolutions)
+    if args.repeat < 1:
+        raise ConfigError(f"--repeat: must be at least 1, got {args.repeat}")
+    if args.long < 0:
+        raise ConfigError(f"--long: must be 0 or more, got {args.long}")
+    for name in ("scaling_size", "long_resolution"):
+        check_resolution(getattr(args, name), "--" + name.replace("_", "-"))
+    for out in (args.json, args.plot):  # fail before minutes of work, not after
+        check_output(out, args.overwrite)
+    if args.plot and Path(args.plot).suffix.lower() != ".png":
+        raise InputError(f"{args.plot}: the plot is written as PNG; use a .png name")
+
+    from .report import markdown, plot
+
+    results = run_all(args, resolutions)
+    print(markdown(results))
+    if args.json:
+        from ..io import write_bytes_atomic
+
+        write_bytes_atomic(args.json, json.dumps(results, indent=1).encode(), overwrite=args.overwrite)
+    if args.plot:
+        plot(results, args.plot, overwrite=args.overwrite)
+    return 0

@@ -1,0 +1,33 @@
+"""The machine a benchmark ran on: CPUs, load, library versions, the code's commit."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+
+from ..commands import ROOT
+
+
+def machine_info() -> dict:
+    import cv2
+    import numpy as np
+
+    try:
+        git = lambda *a: subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True, timeout=5).stdout
+        commit = git("rev-parse", "--short", "HEAD").strip() or None
+        # tracked files changed since that commit: the numbers are of this tree, not of the commit
+        modified = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    except (OSError, subprocess.SubprocessError):
+        commit, modified = None, []
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        load = None
+    return {
+        "cpus": os.cpu_count(), "load_avg_at_start": load, "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+        "opencv": cv2.__version__, "opencv_threads": cv2.getNumThreads(), "numpy": np.__version__,
+        "git_commit": commit, "git_modified": modified, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }

@@ -1,0 +1,82 @@
+"""What every command shares: exit codes, the fusion options, settings loading.
+
+The command modules (cli's own fuse / detect / start, batch, bench, server, quantize) build
+their parsers from these; cli.py imports each of them by name and dispatches. The fusion
+flags are derived from `FusionParams`' fields (name, type, range, default, help), so a new
+fusion parameter is a new flag without an edit here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import typing
+from pathlib import Path
+
+from .config import FusionParams, Settings, load_config
+
+EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_NOFACE, EXIT_ENGINE = 0, 2, 3, 4, 5
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "examples"
+ENGINE_FLAGS = ("engine", "model", "embedder", "precision")  # flags of the `inference` section
+
+
+def number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+
+
+def whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_fusion_options(p: argparse.ArgumentParser) -> None:
+    """The fusion flags (one per FusionParams field) and the engine flags, shared by every
+    command that fuses. Defaults stay None, so config.yaml fills what a flag does not say."""
+    g = p.add_argument_group("fusion")
+    for name, info in FusionParams.model_fields.items():
+        help_text = f"{info.description} (default {_shown(info.default)})"
+        kind = info.annotation
+        if kind is bool:
+            g.add_argument(flag(name), action="store_true", default=None, help=help_text)
+        elif typing.get_origin(kind) is typing.Literal:
+            g.add_argument(flag(name), choices=list(typing.get_args(kind)), help=help_text)
+        else:
+            g.add_argument(flag(name), type={float: number, int: whole_number}.get(kind, str), help=help_text)
+    p.add_argument("--config", help="a config.yaml (default ./config.yaml if present); flags override it")
+    add_engine_options(p)
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    from .engines import available
+
+    p.add_argument("--engine", help=f"fusion engine: {', '.join(available())} (default classical)")
+    p.add_argument("--model", help="ONNX model file for the onnx engines")
+    p.add_argument("--embedder", help="ONNX identity-embedding model (onnx-swap)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="ONNX model precision (default fp32)")
+
+
+def _shown(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def fusion_overrides(args: argparse.Namespace) -> dict:
+    """The fusion flags given on the command line, by FusionParams name."""
+    return {k: getattr(args, k) for k in FusionParams.model_fields if getattr(args, k, None) is not None}
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    """config.yaml (or --config) with the engine flags given on the command line applied."""
+    overrides: dict = {}
+    for key in ENGINE_FLAGS:
+        if getattr(args, key, None):
+            overrides.setdefault("inference", {})[key] = getattr(args, key)
+    return load_config(getattr(args, "config", None), overrides)

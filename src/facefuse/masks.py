@@ -1,0 +1,60 @@
+"""Face masks: polygon fill, the face-region mask and its feathering (pure functions).
+
+Shared by the engines (valid regions, detail matching) and blend (the alpha of every mode).
+Feathering runs at a reduced "work" scale (face about WORK_FACE px) and is upsampled, so its
+cost does not grow with the output resolution.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from . import mesh
+from .imaging import enlarge_to, shrink_by
+
+WORK_FACE = 192  # face size (px) at which masks are feathered and skin is smoothed
+FEATHER = 0.07  # feather width, share of the face size
+
+
+def fill_poly(img: np.ndarray, pts: np.ndarray, value: float) -> None:
+    """Fill polygon `pts` (float pixels, 1/16-px precision) with `value`."""
+    cv2.fillPoly(img, [np.round(pts * 16).astype(np.int32)], value, lineType=cv2.LINE_AA, shift=4)
+
+
+def face_region_mask(lms: np.ndarray, shape: tuple[int, int], cut_mouth: bool = True, skin_only: bool = False) -> np.ndarray:
+    """Hard (anti-aliased) float32 mask of the face oval at landmarks `lms`.
+
+    cut_mouth removes the inner mouth (the target's teeth and tongue stay);
+    skin_only also removes eyes, brows and lips (for light transfer and smoothing).
+    """
+    mask = np.zeros(shape, np.float32)
+    fill_poly(mask, lms[mesh.FACE_OVAL], 1.0)
+    if cut_mouth:
+        fill_poly(mask, lms[mesh.INNER_MOUTH], 0.0)
+    if skin_only:
+        for region in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.OUTER_LIPS):
+            pts = lms[region]
+            c = pts.mean(0)
+            fill_poly(mask, c + (pts - c) * 1.25, 0.0)
+        for region in (mesh.RIGHT_BROW, mesh.LEFT_BROW):
+            pts = lms[region]
+            c = pts.mean(0)
+            fill_poly(mask, c + (pts - c) * 1.3, 0.0)
+    return mask
+
+
+def work_scale(face_size: float) -> float:
+    return min(1.0, WORK_FACE / max(face_size, 1.0))
+
+
+def feather(mask: np.ndarray, face_size: float, width: float = FEATHER) -> np.ndarray:
+    """Soft alpha that is 1 well inside `mask` and reaches 0 at its edge (feathered inward,
+    so nothing from outside the engine's valid region leaks in)."""
+    scale = work_scale(face_size)
+    small = shrink_by(mask, scale)
+    radius = max(1.0, width * face_size * scale)
+    k = 2 * int(round(radius)) + 1
+    eroded = cv2.erode(small, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    soft = cv2.GaussianBlur(eroded, (0, 0), radius / 2.0)
+    return np.clip(enlarge_to(soft, mask.shape), 0.0, 1.0) * (mask > 0)
