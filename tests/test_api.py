@@ -281,14 +281,17 @@ def test_full_queue_gets_503_with_retry_after_and_the_loop_stays_free(live, phot
 
 
 # -- API key --------------------------------------------------------------------------------------
-def test_api_key_checked_on_every_rest_call(live, photos):
+def test_api_key_checked_on_every_rest_call_but_health(live, photos):
     app = create_app(live.settings, pool=live.pool, api_key="s3cret", webui=False)
     with TestClient(app) as client:
-        _error(client.get("/api/v1/health"), 401, "unauthorized")
-        _error(client.get("/api/v1/health", headers={"X-API-Key": "wrong"}), 401, "unauthorized")
+        assert client.get("/api/v1/health").status_code == 200  # a health probe needs no key
         _error(client.post("/api/v1/detect", files={"image": ("t.jpg", photos.target)}), 401, "unauthorized")
-        assert client.get("/api/v1/health", headers={"X-API-Key": "s3cret"}).status_code == 200
-        assert client.get("/api/v1/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        _error(client.post("/api/v1/detect", files={"image": ("t.jpg", photos.target)},
+                           headers={"X-API-Key": "wrong"}), 401, "unauthorized")
+        _error(client.post("/api/v1/fuse", files={"source": ("s.jpg", photos.source), "target": ("t.jpg", photos.target)}),
+               401, "unauthorized")
+        assert client.post("/api/v1/detect", files={"image": ("t.jpg", photos.target)},
+                           headers={"Authorization": "Bearer s3cret"}).status_code == 200
         r = client.post("/api/v1/detect", files={"image": ("t.jpg", photos.target)}, headers={"X-API-Key": "s3cret"})
         assert r.status_code == 200 and len(r.json()["faces"]) == 1
 

@@ -33,7 +33,7 @@ def full_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     js, png = out / "bench.json", out / "bench.png"
     argv = ["bench", "--target", str(EXAMPLES / "target.jpg"), "--resolutions", "128", "--repeat", "1",
-            "--compare", "--long", "3",
+            "--compare", "--long", "3", "--goals",
             "--scaling-size", "256", "--json", str(js), "--plot", str(png)]
     return main(argv), js, png
 
@@ -166,7 +166,7 @@ def test_bench_detect_dispatches_with_catalog(monkeypatch, tmp_path):
     seen.clear()
     assert main(["bench", "detect"]) == 0
     assert seen["catalog"] == str(bench.DEFAULT_CATALOG)
-    assert seen["catalog"].endswith("shared/faces/catalog.tsv")
+    assert seen["catalog"].endswith("examples/catalog.tsv")  # the bundled photos: no ../shared needed
 
 
 def test_summary_and_resolutions():

@@ -38,6 +38,7 @@ from .service import FusionPool, QueueFull, detect_upload, fuse_upload
 log = logging.getLogger("facefuse.api")
 
 API_PREFIX = "/api/v1"
+HEALTH_PATH = f"{API_PREFIX}/health"  # open to health probes: no API key, no work done
 API_KEY_HEADER = "X-API-Key"
 MB = 1024 * 1024  # server.max_upload_mb counts these, as Gradio's upload limit does
 
@@ -108,7 +109,7 @@ class ApiGuard:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if self.api_key and not key_matches(self.api_key, headers):
+        if self.api_key and scope["path"] != HEALTH_PATH and not key_matches(self.api_key, headers):
             return await _send_json(send, 401, "unauthorized",
                                     f"missing or wrong API key (send it in the {API_KEY_HEADER} header)",
                                     {"WWW-Authenticate": "Bearer"})
@@ -229,6 +230,13 @@ def _or_400(check: Callable, *args: Any, **kwargs: Any) -> Any:
         raise ApiError(400, "bad_parameter", str(exc)) from exc
 
 
+def _refuse_unknown_fields(form, known: set[str]) -> None:
+    """A misspelt field (`ratios=0.3`) is an error, as an unknown flag or config key is."""
+    unknown = sorted(set(form.keys()) - known)
+    if unknown:
+        raise ApiError(400, "bad_parameter", f"{unknown[0]}: unknown field; the fields are {', '.join(sorted(known))}")
+
+
 def _form(name: str, annotation: Any, default: Any) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
@@ -267,7 +275,11 @@ def _add_routes(app: FastAPI, pool: FusionPool, settings: Settings) -> None:
         503: {"description": "queue full; see Retry-After"},
     }
 
-    async def fuse(source: UploadFile, target: UploadFile, format: str, quality: Optional[int], **fields):
+    known_fields = {"source", "target", "format", "quality", *FusionParams.model_fields}
+
+    async def fuse(request: Request, source: UploadFile, target: UploadFile, format: str, quality: Optional[int],
+                   **fields):
+        _refuse_unknown_fields(await request.form(), known_fields)
         params = _params_or_400(settings, fields)
         fmt = _or_400(image_format, format)
         q = _or_400(settings.output_quality, quality)
@@ -276,11 +288,14 @@ def _add_routes(app: FastAPI, pool: FusionPool, settings: Settings) -> None:
         fused = await _in_pool(pool, fuse_upload, src_bytes, tgt_bytes, params, fmt.pil, q, None,
                                settings.output.max_pixels)
         headers = fused_headers(fused)
+        if fused.result.notes:
+            headers["X-Facefuse-Notes"] = " | ".join(fused.result.notes)
         headers["X-Facefuse-Wait-Seconds"] = f"{max(0.0, time.perf_counter() - t0 - fused.seconds):.3f}"
         headers["Content-Disposition"] = f'inline; filename="fused.{fmt.ext}"'
         return Response(fused.data, media_type=fmt.media_type, headers=headers)
 
     fuse.__signature__ = inspect.Signature([
+        inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
         _form("source", UploadFile, File(..., description="image with the face to use")),
         _form("target", UploadFile, File(..., description="image whose face is replaced")),
         *(_form(name, Optional[_form_type(info.annotation)], Form(None, description=info.description))
@@ -294,14 +309,16 @@ def _add_routes(app: FastAPI, pool: FusionPool, settings: Settings) -> None:
     @app.post(f"{API_PREFIX}/detect", tags=["fusion"], dependencies=deps,
               summary="The faces of an image, in fusion order (index 0 = largest)")
     async def detect(
+        request: Request,
         image: UploadFile = File(..., description="the image to search"),
         threshold: Optional[float] = Form(None, description="face detection confidence 0-1"),
     ) -> dict:
+        _refuse_unknown_fields(await request.form(), {"image", "threshold"})
         thr = _or_400(settings.detection_threshold, threshold)
         data = await image.read()
         return await _in_pool(pool, detect_upload, data, thr, settings.output.max_pixels)
 
-    @app.get(f"{API_PREFIX}/health", tags=["server"], dependencies=deps, summary="Is the server up, how busy")
+    @app.get(HEALTH_PATH, tags=["server"], summary="Is the server up, how busy (no API key needed)")
     async def health() -> dict:
         return {"status": "ok", "version": __version__, "engine": settings.inference.engine,
                 "max_upload_mb": settings.server.max_upload_mb, **pool.status()}

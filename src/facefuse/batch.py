@@ -471,7 +471,8 @@ def run_batch(args: argparse.Namespace) -> int:
         return _execute(args, jobs, settings, params, quality, report)
     finally:
         report.close()
-        if lock is not None:
+        if lock is not None:  # the lock file goes with the run (removed while still held)
+            (outdir / LOCK_NAME).unlink(missing_ok=True)
             os.close(lock)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -553,9 +554,13 @@ def _execute(args, jobs: list[Job], settings, params, quality: int, report: Repo
                "total": len(jobs), "no_face": codes[EXIT_NOFACE], "seconds": round(seconds, 3),
                "images_per_s": round(done / seconds, 3) if seconds > 0 else 0.0, "exit_code": code}
     report.add(summary)
-    print(f"batch: {done} written, {counts['skipped']} skipped (already done), {counts['failed']} failed "
-          f"({codes[EXIT_NOFACE]} no face) of {len(jobs)} in {seconds:.1f} s, {summary['images_per_s']:.2f} img/s; "
-          f"report: {report.path}")
+    if not tasks:
+        print(f"batch: all {len(jobs)} outputs already exist, nothing to do (--overwrite redoes them); "
+              f"report: {report.path}")
+    else:
+        print(f"batch: {done} written, {counts['skipped']} skipped (already done), {counts['failed']} failed "
+              f"({codes[EXIT_NOFACE]} no face) of {len(jobs)} in {seconds:.1f} s, {summary['images_per_s']:.2f} "
+              f"img/s; report: {report.path}")
     return code
 
 

@@ -46,7 +46,7 @@ def run_fuse(args: argparse.Namespace) -> int:
         if path is not None and not path.resolve().parent.is_dir():
             raise InputError(f"{path}: output folder does not exist", "bad_output")
         if path is not None and path.exists() and not args.overwrite:
-            raise OutputExistsError(f"{path}: already exists (use --overwrite to replace it)")
+            raise OutputExistsError(path)
     settings = load_settings(args)
     params = settings.fusion_params(**fusion_overrides(args))  # bad values fail here, before any work
     quality = settings.output_quality(args.quality)
@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     except FaceFuseError as exc:
         if debug:
             raise
+        if isinstance(exc, OutputExistsError):
+            exc = exc.for_command_line()
         print(f"facefuse: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -92,6 +92,12 @@ class FusionParams(BaseModel):
                               "(and less certain) faces", "face_detection.threshold", ge=0.0, le=1.0)
     padding: float = _param(0.2, "ROI padding", "ROI margin around the face box, share of the face size",
                             "face_detection.padding_ratio", ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _one_face_choice(self) -> "FusionParams":
+        if self.all_faces and self.face_index != 0:
+            raise ValueError(f"face_index {self.face_index} and all_faces ask for different faces; give one of them")
+        return self
 
     @classmethod
     def build(cls, **values: Any) -> "FusionParams":
@@ -232,7 +238,7 @@ def readable_error(err: dict) -> str:
 def _first_error(exc: ValidationError, prefix: str = "") -> str:
     err = exc.errors()[0]
     key = ".".join(str(p) for p in err["loc"])
-    return f"{prefix}{key}: {readable_error(err)}"
+    return f"{prefix}{key}: {readable_error(err)}" if key else f"{prefix}{readable_error(err)}"
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> Settings:

@@ -73,7 +73,24 @@ class EngineError(FaceFuseError):
 
 
 class OutputExistsError(FaceFuseError):
-    """The output file exists and overwriting was not asked for."""
+    """The output file exists and overwriting was not asked for.
+
+    The message speaks the Python API's word (overwrite=True); the command line says
+    --overwrite instead (`for_command_line`)."""
 
     exit_code = 3
     reason = "output_exists"
+    API_HINT = "overwrite=True replaces it"
+
+    def __init__(self, path, detail: str = API_HINT):
+        self.path, self.detail = str(path), detail
+        super().__init__(f"{self.path}: already exists ({detail})")
+
+    def for_command_line(self) -> "OutputExistsError":
+        """The same error in the command line's words (the flag instead of the keyword)."""
+        if self.detail != self.API_HINT:
+            return self
+        return OutputExistsError(self.path, "use --overwrite to replace it")
+
+    def __reduce__(self):
+        return OutputExistsError, (self.path, self.detail)

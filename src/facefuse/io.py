@@ -279,7 +279,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = F
     if not folder.is_dir():
         raise InputError(f"{path}: output folder does not exist", "bad_output")
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: already exists (use --overwrite to replace it)")
+        raise OutputExistsError(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -293,10 +293,10 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = F
             try:
                 os.link(tmp, path)  # fails if path appeared meanwhile
             except FileExistsError as exc:
-                raise OutputExistsError(f"{path}: already exists (use --overwrite to replace it)") from exc
+                raise OutputExistsError(path) from exc
             except OSError:
                 if path.exists():
-                    raise OutputExistsError(f"{path}: already exists (use --overwrite to replace it)")
+                    raise OutputExistsError(path)
                 os.replace(tmp, path)  # filesystems without hard links
     finally:
         if os.path.exists(tmp):
@@ -316,6 +316,6 @@ def write_image(
     """Encode by the path's extension (.jpg .jpeg .png .webp) and write atomically."""
     fmt = output_format(path)
     if Path(path).exists() and not overwrite:
-        raise OutputExistsError(f"{path}: already exists (use --overwrite to replace it)")
+        raise OutputExistsError(path)
     data = encode_image(image, fmt, quality=quality, alpha=alpha, icc_profile=icc_profile, exif=exif)
     return write_bytes_atomic(path, data, overwrite=overwrite)

@@ -167,11 +167,11 @@ def quantize_model(
     if fmt not in ("qdq", "qoperator"):
         raise ConfigError(f"--format: must be qdq or qoperator, got {fmt!r}")
     if out.exists():
-        raise OutputExistsError(f"{out}: already exists (quantize never overwrites; remove it or choose another --out)")
+        raise OutputExistsError(out, "quantize never overwrites; remove it or choose another --out")
     card = card_path(model)
     out_card = out.with_suffix(card.suffix) if card else None
     if out_card is not None and out_card.exists() and out_card.read_bytes() != card.read_bytes():
-        raise OutputExistsError(f"{out_card}: already exists with other content (the model card is copied beside --out)")
+        raise OutputExistsError(out_card, "with other content; the model card is copied beside --out")
     photos = _photos(Path(calibration))
     kind = engine_for(model)
     if kind == "onnx-swap" and not embedder:
@@ -223,7 +223,7 @@ def quantize_model(
             "bytes_int8": tmp_out.stat().st_size,
         }
         if out.exists():  # appeared while we worked
-            raise OutputExistsError(f"{out}: already exists (quantize never overwrites)")
+            raise OutputExistsError(out, "quantize never overwrites")
         if card:
             os.replace(Path(tmp) / out_card.name, out_card)
         os.replace(tmp_out, out)

@@ -77,6 +77,18 @@ def check_bind(host: str, api_key: str | None) -> None:
                           f"give it an API key (--api-key, {API_KEY_ENV} or server.api_key)")
 
 
+def _is_any(host: str) -> bool:
+    return host.strip("[]") in ("0.0.0.0", "::", "")
+
+
+def browser_address(host: str, port: int) -> str:
+    """An address a browser on this machine can open: 0.0.0.0 / :: are not, loopback is."""
+    if _is_any(host):
+        host = "127.0.0.1"
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind before loading anything, so a taken port fails fast with one line."""
     try:
@@ -115,10 +127,11 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("facefuse").setLevel(logging.INFO)
     app = create_app(settings, api_key=key, webui=webui)
-    shown = f"[{host}]" if ":" in host else host
-    base = f"http://{shown}:{port}"
+    base = browser_address(host, port)
     print(f"facefuse: {'WebUI ' + base + '/  ' if webui else ''}REST {base}/api/v1  docs {base}/docs"
-          f"{'  (API key required)' if key else ''}", flush=True)
+          f"{'  (API key required)' if key else ''}"
+          f"{f'  (listening on all interfaces of this machine)' if _is_any(host) else ''}  Ctrl+C to stop",
+          flush=True)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5, access_log=False)
     try:
         uvicorn.Server(config).run(sockets=[sock])
@@ -140,6 +153,11 @@ def create_app(settings: Settings, pool=None, api_key: str | None = None, webui:
     pool = pool or FusionPool(settings)
     app = create_rest_app(settings, pool, api_key)
     if not webui:
+        @app.get("/", include_in_schema=False)
+        async def no_webui() -> dict:
+            return {"message": "facefuse REST API (started without the WebUI): see /docs", "docs": "/docs",
+                    "api": "/api/v1"}
+
         return app
     import gradio as gr
 

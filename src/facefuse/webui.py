@@ -91,7 +91,7 @@ class ResultStore:
                 path.with_suffix(".json").unlink(missing_ok=True)
                 continue
         else:  # pragma: no cover - a hundred results in the same millisecond
-            raise OutputExistsError(f"{self.dir}: could not find a free file name")
+            raise OutputExistsError(self.dir, "could not find a free file name")
         thumb = self._thumbs / f"{path.stem}.jpg"
         thumb.write_bytes(encode_image(shrink_to_side(fused.result.image, THUMB_SIDE), "JPEG", quality=85))
         w, h = fused.size

@@ -18,6 +18,8 @@ from .fusion import (DEFAULT_CATALOG, DEFAULT_RESOLUTIONS, DEFAULT_SOURCE, DEFAU
                      check_resolution, parse_resolutions, run_all)
 from ..errors import ConfigError, InputError
 
+QUICK_RESOLUTIONS, QUICK_REPEAT = "1024,2048", 2
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="measure speed and memory (or `bench detect`: detection quality)",
@@ -42,7 +44,12 @@ def add_parser(sub) -> None:
     p.add_argument("--config", help="a config.yaml (default ./config.yaml if present)")
     p.add_argument("--engine", help="fusion engine (default classical)")
     p.add_argument("--overwrite", action="store_true", help="replace --json / --plot files that exist")
-    p.add_argument("--catalog", default=str(DEFAULT_CATALOG), help="bench detect: catalog.tsv of the face set")
+    p.add_argument("--quick", action="store_true", help=f"about half a minute: {QUICK_RESOLUTIONS}, "
+                   f"{QUICK_REPEAT} runs each, no memory, cold-start or scaling runs")
+    p.add_argument("--goals", action="store_true", help="also list the project's speed / detection goals "
+                   "(as BENCHMARKS.md does)")
+    p.add_argument("--catalog", default=str(DEFAULT_CATALOG), help="bench detect: catalog.tsv of a labelled face set "
+                   "(default: the bundled sample photos, examples/catalog.tsv)")
     p.add_argument("--images-dir", help="bench detect: folder of the images (default: the catalog's folder)")
     p.add_argument("--threshold", type=float, help="bench detect: detection confidence 0-1 (default from config, 0.6)")
     p.add_argument("--no-large", action="store_true", help="bench detect: skip the 12-36 Mpx built scenes (about 7 s)")
@@ -56,6 +63,9 @@ def run_bench(args: argparse.Namespace) -> int:
         args.images_dir = args.images_dir or str(Path(args.catalog).parent)
         return run_detect_bench(args)
 
+    if args.quick:
+        args.resolutions, args.repeat = QUICK_RESOLUTIONS, QUICK_REPEAT
+        args.no_cold = args.no_rss = args.no_scaling = True
     resolutions = parse_resolutions(args.resolutions)
     if args.repeat < 1:
         raise ConfigError(f"--repeat: must be at least 1, got {args.repeat}")

@@ -42,7 +42,7 @@ def markdown(res: dict) -> str:
                 mm = row["memory"]
                 L.append(f"| {row['resolution']} | {mm['rss_start_mb']:.0f} | {mm['rss_after_model_load_mb']:.0f} | {mm['peak_rss_mb']:.0f} |")
     if res.get("goals"):
-        L += ["", "Goals (issue 4):", "", "| goal | target | measured | met |", "|---|---|---|---|"]
+        L += ["", "Goals (the project's, on a 2-core CPU):", "", "| goal | target | measured | met |", "|---|---|---|---|"]
         for g in res["goals"]:
             note = f" ({g['note']})" if g.get("note") else ""
             L.append(f"| {g['what']} | {g.get('op', '≤')} {g['goal']:g} {g['unit']} | {g['measured']:.3g} {g['unit']}{note} | {'yes' if g['met'] else '**no**'} |")
