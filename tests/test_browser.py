@@ -85,21 +85,32 @@ def _wait_text(page, selector: str, text: str) -> None:
                            arg=[selector, text])
 
 
+def _in_view(page, selector: str) -> bool:
+    return page.eval_on_selector(selector, "e => { const r = e.getBoundingClientRect(); "
+                                           "return r.top < window.innerHeight && r.bottom > 0; }")
+
+
 def test_fuse_in_the_browser(page, server, source_path, target_path, tmp_path):
     _, outputs, _ = server
     _upload(page, "source", source_path)
     _upload(page, "target", target_path)
     page.wait_for_selector("#faces img")  # numbered preview of the target's faces
     _wait_text(page, "#target_info", "1200x800 · 1 face(s)")
+    assert _in_view(page, "#target") and not _in_view(page, "#result")  # the result area is further down
     page.click("#fuse")
     _wait_text(page, "#info", "Done in")
     page.wait_for_function("() => { const i = document.querySelector('#result img'); "
                            "return i && i.complete && i.naturalWidth > 0; }")
+    page.wait_for_timeout(500)
+    assert _in_view(page, "#result")  # scrolled to the result after Fuse
     size = page.eval_on_selector("#result img", "i => [i.naturalWidth, i.naturalHeight]")
     assert size == [1200, 800]
     assert "1200 × 800" in page.inner_text("#info") and "fused face #0 (1 of 1 found)" in page.inner_text("#info")
     assert page.locator("#compare img").count() == 2  # before / after
     page.wait_for_selector("#gallery img")
+    thumb = page.eval_on_selector("#gallery img", "i => [i.naturalWidth, i.getBoundingClientRect().width]")
+    assert thumb[0] == 256 and thumb[1] <= 256 + 1  # a thumbnail is never shown larger than it is
+    assert page.locator("button[aria-label*='hare'], button[title*='hare']").count() == 0  # no Share buttons
     saved = sorted(p.name for p in outputs.iterdir())
     assert len(saved) == 2 and saved[0].endswith(".jpg") and saved[1].endswith(".json")
     assert Image.open(outputs / saved[0]).size == (1200, 800)
@@ -113,17 +124,43 @@ def test_fuse_in_the_browser(page, server, source_path, target_path, tmp_path):
         _save_small(shot, os.environ["FACEFUSE_SCREENSHOT"])
 
 
+def test_clicking_a_face_of_a_group_photo_picks_it(page, group_path):
+    _upload(page, "target", group_path)
+    _wait_text(page, "#target_info", "click the faces")
+    page.wait_for_function("() => { const i = document.querySelector('#faces img'); "
+                           "return i && i.complete && i.naturalWidth === 710; }")  # the group photo's preview
+    checked = "() => [...document.querySelectorAll('#face input[type=checkbox]')].filter(c => c.checked).length"
+    page.wait_for_function(f"() => ({checked})() === 1")
+    page.locator("#faces img").scroll_into_view_if_needed()
+    x, y, w, h, nat_w, nat_h = page.eval_on_selector(
+        "#faces img", "i => { const r = i.getBoundingClientRect(); "
+                      "return [r.x, r.y, r.width, r.height, i.naturalWidth, i.naturalHeight]; }")
+    scale = min(w / nat_w, h / nat_h)  # object-fit: contain, centred
+    left, top = x + (w - nat_w * scale) / 2, y + (h - nat_h * scale) / 2
+    # click the middle of face 1, where `detect` puts it (the preview is the photo's own size)
+    faces = httpx.post(page.url + "api/v1/detect", files={"image": ("g.jpg", group_path.read_bytes())}).json()
+    assert faces["width"] == nat_w
+    x0, y0, x1, y1 = faces["faces"][1]["box"]
+    page.mouse.click(left + (x0 + x1) / 2 * scale, top + (y0 + y1) / 2 * scale)
+    page.wait_for_function(f"() => ({checked})() === 2")  # face 1 picked beside face 0
+
+
 def test_no_face_and_too_large_messages(page, server, noface_path):
     _, outputs, tmp = server
     before = set(outputs.iterdir())
     _upload(page, "target", noface_path)
     _wait_text(page, "#target_info", "No face found in the target image")
     page.click("#fuse")
-    _wait_text(page, ".toast-body", "No face found in the target image")
+    _wait_text(page, "#info", "No face found in the target image")
+    page.wait_for_timeout(500)
+    body = page.inner_text("body")
+    assert body.count("No face found in the target image") == 2  # the upload's line and the fusion's, once each
+    assert page.locator(".toast-body").count() == 0  # no toast repeating it
+    assert page.locator(".error").count() == 0  # no red error badge on the outputs
     big = tmp / "noise.png"  # 3.6 MB, over this server's 1 MB limit
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (1100, 1100, 3), np.uint8)).save(big)
     _upload(page, "source", big)
-    _wait_text(page, ".toast-body", "exceed the maximum allowed size")
+    _wait_text(page, ".toast-body", "exceed the maximum allowed size")  # Gradio's own check, in the browser
     body = page.inner_text("body")
     assert "Traceback" not in body and "Exception" not in body
     assert set(outputs.iterdir()) == before  # nothing saved for failures

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,7 +66,9 @@ def test_fuse_saves_file_sidecar_and_gallery(ui, source_path, target_path, group
     assert path.startswith(str(out))
     img = Image.open(path)
     assert img.format == "PNG" and img.size == (512, 341)
-    assert before.shape == after.shape == (341, 512, 3) and np.abs(before.astype(int) - after).mean() > 0.5
+    # before / after: a close-up of the fused face (its region grown by a third), labelled
+    assert before.shape == after.shape and before.shape[0] < 341 and before.shape[1] < 512
+    assert np.abs(before.astype(int) - after).mean() > 0.5
     assert download["value"] == path and download["visible"] is True
     assert "512 × 341" in text and "fused face #0 (1 of 1 found)" in text and "Done in" in text
     sidecar = json.loads(open(path[:-4] + ".json").read())
@@ -83,24 +86,44 @@ def test_fuse_saves_file_sidecar_and_gallery(ui, source_path, target_path, group
     assert fns["gallery"]() == gallery2
 
 
-def test_target_preview_numbers_the_faces(ui, group_path, noface_path):
+def test_target_preview_numbers_the_faces_and_a_click_picks_one(ui, group_path, noface_path):
     _, _, fns, _, _ = ui
-    preview, face, text, advanced = fns["target_faces"](str(group_path), 0.6, "0")
+    preview, face, text, boxes, base = fns["target_faces"](str(group_path), 0.6, ["0"])
     n = int(re.search(r"(\d+) face\(s\)", text).group(1))
     assert n >= 4 and preview["visible"] is True and preview["value"].shape == (473, 710, 3)
-    assert [v for _, v in face["choices"]] == [str(i) for i in range(n)] + ["all"]
-    assert advanced["open"] is True  # the face picker is shown for group photos
-    preview, face, text, _ = fns["target_faces"](str(noface_path), 0.6, "0")
+    assert [v for _, v in face["choices"]] == [str(i) for i in range(n)] and face["value"] == ["0"]
+    assert len(boxes) == n and "click the faces" in text
+    pick = fns["on_pick"]
+    x0, y0, x1, y1 = boxes[2]
+    click = gr.SelectData(None, {"index": [(x0 + x1) / 2, (y0 + y1) / 2], "value": None})
+    picked, drawn = pick(["0"], boxes, base, click)
+    assert picked == ["0", "2"]  # a click on face 2 adds it
+    cx, cy = int((x0 + x1) / 2), int(y0 + 2)  # on face 2's box edge: now green (picked)
+    assert drawn[int(y0) + 1, cx][1] > 200 and drawn[int(y0) + 1, cx][0] < 60
+    picked, _ = pick(picked, boxes, base, click)
+    assert picked == ["0"]  # a second click removes it
+    miss = gr.SelectData(None, {"index": [1, 1], "value": None})
+    assert pick(["0"], boxes, base, miss)[0]["__type__"] == "update"  # a click beside the faces changes nothing
+    preview, face, text, _, _ = fns["target_faces"](str(noface_path), 0.6, ["0"])
     assert preview["visible"] is False and "No face found in the target image" in text
 
 
+def test_several_target_faces_are_fused(ui, source_path, group_path):
+    _, _, fns, _, _ = ui
+    *_, text, _ = _fuse(fns, source_path, group_path, face=["1", "3"])
+    assert "fused face #1, #3 (2 of" in text
+
+
 def test_messages_say_which_image_and_why(ui, source_path, target_path, noface_path, tmp_path):
+    """One failure is one line in the page, and the result area says it is empty (no error
+    badge on every output, no toast)."""
     _, _, fns, _, out = ui
     cases = [
         ((source_path, noface_path), "No face found in the target image"),
         ((noface_path, target_path), "No face found in the source image"),
         ((source_path, target_path, "7"), "The target image: face 7 requested, only 1 found"),
-        ((source_path, target_path, "seven"), "Target face: expected a face number"),
+        ((source_path, target_path, "seven"), "face_index: must be a face number"),
+        ((source_path, target_path, []), "Pick at least one target face"),
     ]
     text_file = tmp_path / "notes.jpg"
     text_file.write_text("not a picture")
@@ -109,12 +132,14 @@ def test_messages_say_which_image_and_why(ui, source_path, target_path, noface_p
     truncated.write_bytes(target_path.read_bytes()[:5000])
     cases.append(((source_path, truncated), "Target image: damaged or truncated"))
     for args, expected in cases:
-        with pytest.raises(gr.Error) as info:
-            _fuse(fns, *args)
-        assert expected in info.value.message and "Traceback" not in info.value.message
-    with pytest.raises(gr.Error, match="Upload a source image first"):
-        fns["fuse"](None, str(target_path), 0.8, "normal", 0.4, 0, 0, 0, "original", 0.6, 0.2, "0", "jpg")
-    assert "No face found in the source image" in fns["source_faces"](str(noface_path), 0.6)
+        result, compare, download, text, gallery = _fuse(fns, *args)
+        assert expected in text and text.startswith("⚠") and "No result" in text and "Traceback" not in text
+        assert result is None and compare is None and download["visible"] is False
+        assert gallery == {"__type__": "update"}  # the gallery is left as it was
+    result, *_, text, _ = fns["fuse"](None, str(target_path), 0.8, "normal", 0.4, 0, 0, 0, "original", 0.6, 0.2,
+                                      "0", "jpg")
+    assert result is None and "Upload a source image first" in text
+    assert "No face found in the source image" in fns["source_faces"](str(noface_path), 0.6)[0]
     assert not list(out.iterdir())  # nothing saved for failures
 
 
@@ -124,10 +149,21 @@ def test_pixel_limit_message(pool, tmp_path, source_path, target_path):
     fns = {f.api_name: f.fn for f in demo.fns.values() if f.api_name}
     big = tmp_path / "big.jpg"
     shutil.copy(target_path.parent / "large_target.jpg", big)
-    with pytest.raises(gr.Error, match=r"Target image: 4352x2903 = 12.6 MP is over the limit of 1 MP"):
-        _fuse(fns, source_path, big)
-    preview, _, text, _ = fns["target_faces"](str(big), 0.6, "0")
+    *_, text, _ = _fuse(fns, source_path, big)
+    assert "Target image: 4352x2903 = 12.6 MP is over the limit of 1 MP" in text
+    preview, _, text, _, _ = fns["target_faces"](str(big), 0.6, ["0"])
     assert "over the limit" in text and preview["visible"] is False
+
+
+def test_gallery_shows_earlier_results_after_a_restart(pool, tmp_path, source_path, target_path):
+    settings = Settings(output={"dir": str(tmp_path / "o")})
+    fns = {f.api_name: f.fn for f in build_ui(settings, pool).fns.values() if f.api_name}
+    first = _fuse(fns, source_path, target_path, resolution="512")[0]
+    second = _fuse(fns, source_path, target_path, resolution="1024")[0]
+    restarted = {f.api_name: f.fn for f in build_ui(settings, pool).fns.values() if f.api_name}  # a new store
+    shown = restarted["gallery"]()
+    assert [c.split(" · ")[0] for _, c in shown] == [Path(second).name, Path(first).name]
+    assert Image.open(shown[0][0]).size == (256, 171)  # a thumbnail, at its size
 
 
 def test_page_message():

@@ -53,6 +53,29 @@ def _parse_resolution(value: Any) -> Union[str, int]:
 Resolution = Annotated[Union[int, str], BeforeValidator(_parse_resolution)]
 
 
+def _parse_faces(value: Any) -> Union[int, tuple[int, ...]]:
+    """A face number (3, "3") or several ("0,2", [0, 2]): an int for one, a tuple for more."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a face number or numbers like 0,2, got {value!r}")
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    elif isinstance(value, str):
+        items = [p for p in value.replace(" ", "").split(",") if p]
+    else:
+        items = [value]
+    try:
+        numbers = [int(v) for v in items]
+    except (TypeError, ValueError):
+        raise ValueError(f"must be a face number or numbers like 0,2, got {value!r}")
+    if not numbers or min(numbers) < 0:
+        raise ValueError(f"must be a face number (0 or more) or numbers like 0,2, got {value!r}")
+    numbers = list(dict.fromkeys(numbers))  # each face once, in the order given
+    return numbers[0] if len(numbers) == 1 else tuple(numbers)
+
+
+FaceIndex = Annotated[Union[int, tuple[int, ...]], BeforeValidator(_parse_faces)]
+
+
 def _param(default: Any, title: str, help: str, config: str | None = None, **bounds: Any) -> Any:
     """A fusion parameter: its default, label, help text, config key and range, in one place."""
     return Field(default, title=title, description=help,
@@ -85,7 +108,8 @@ class FusionParams(BaseModel):
     resolution: Resolution = _param("original", "Output resolution (long side)",
                                     "'original' or the output's long side (512, 1024, 2048, 4096; any 64-8192)",
                                     "output.default_resolution")
-    face_index: int = _param(0, "Target face", "which target face, 0 = largest (see `facefuse detect`)", ge=0)
+    face_index: FaceIndex = _param(0, "Target face", "which target face, 0 = largest (see `facefuse detect`); "
+                                   "several as 0,2")
     all_faces: bool = _param(False, "All faces", "fuse every face of the target")
     source_face_index: int = _param(0, "Source face", "which face of the source, 0 = largest", ge=0)
     threshold: float = _param(0.6, "Detection threshold", "face detection confidence 0-1; lower finds more "
@@ -93,9 +117,14 @@ class FusionParams(BaseModel):
     padding: float = _param(0.2, "ROI padding", "ROI margin around the face box, share of the face size",
                             "face_detection.padding_ratio", ge=0.0, le=1.0)
 
+    @property
+    def face_indices(self) -> tuple[int, ...]:
+        """The target faces asked for by face_index (all_faces aside), in order."""
+        return self.face_index if isinstance(self.face_index, tuple) else (self.face_index,)
+
     @model_validator(mode="after")
     def _one_face_choice(self) -> "FusionParams":
-        if self.all_faces and self.face_index != 0:
+        if self.all_faces and self.face_indices != (0,):
             raise ValueError(f"face_index {self.face_index} and all_faces ask for different faces; give one of them")
         return self
 

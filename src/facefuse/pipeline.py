@@ -221,12 +221,13 @@ class Fuser:
             src = self.prepare_source(source, params.source_face_index, params.threshold)
             detection = self.detector.detect(target_img, threshold=params.threshold)
         faces = detection.faces
+        missing = [i for i in params.face_indices if i >= len(faces)]
         if params.all_faces and faces:
             chosen = list(range(len(faces)))
-        elif params.face_index < len(faces):
-            chosen = [params.face_index]
+        elif faces and not missing:
+            chosen = list(params.face_indices)
         else:
-            raise NoFaceError("target", requested=params.face_index if faces else None, found=len(faces))
+            raise NoFaceError("target", requested=missing[0] if faces else None, found=len(faces))
 
         h, w = target_img.shape[:2]
         out_w, out_h = output_size(w, h, params.resolution)

@@ -6,8 +6,13 @@ and every image operation runs on a worker thread. Each result is saved under
 `output.dir` with a timestamped name and a JSON sidecar of its parameters.
 
 Element ids (for tests and scripts): source target fuse result ratio mode smoothing
-brightness contrast saturation resolution threshold padding face, plus format, faces
-(numbered preview of the target's faces), compare (before/after), download, info, gallery.
+brightness contrast saturation resolution threshold padding face (the target faces picked),
+plus source_face, source_faces (numbered preview of a group source), format, faces (numbered
+preview of the target's faces: click one to pick it), compare (before/after close-up of the
+fused faces), download, info, gallery.
+
+Failures are one line in the page (`info` for a fusion, `source_info` / `target_info` for an
+upload), never an error badge on every output nor a stack of toasts.
 """
 
 from __future__ import annotations
@@ -27,12 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
+from PIL import Image
 
 from .config import RESOLUTION_CHOICES, FusionParams, Settings
 from .errors import ConfigError, FaceFuseError, NoFaceError, OutputExistsError
 from .imaging import resize_frame, shrink_to_side
 from .io import FORMATS, encode_image, write_bytes_atomic
+from .preview import box_at, draw_boxes, label_corner, zoom_box
 from .service import FusionPool, fuse_upload
 
 log = logging.getLogger("facefuse.webui")
@@ -41,6 +47,8 @@ PREVIEW_SIDE = 1280  # before/after and face previews are shrunk to this; the fi
 THUMB_SIDE = 256
 GALLERY_MAX = 60
 FORMAT_CHOICES = [("JPEG", "jpg"), ("PNG", "png"), ("WebP", "webp")]
+BUTTONS = ["download", "fullscreen"]  # no "share": it only works on Hugging Face Spaces
+NO_RESULT = "No result yet: upload a source face and a target image, then press **Fuse**."
 
 
 def _image_input(**kwargs) -> gr.Image:
@@ -48,13 +56,15 @@ def _image_input(**kwargs) -> gr.Image:
     (EXIF, pixel limit, one clear message for anything unreadable) instead of Gradio's PIL
     step failing with its own message. (Patched on the instance: a gr.Image subclass would
     make Gradio write a .pyi file next to this module.)"""
-    component = gr.Image(type="filepath", sources=["upload", "clipboard"], height=320, **kwargs)
+    component = gr.Image(type="filepath", sources=["upload", "clipboard"], height=320, buttons=["fullscreen"],
+                         **kwargs)
     component.preprocess = lambda payload: None if payload is None else payload.path
     return component
 
 
 class ResultStore:
-    """Results of this server: full-size files + JSON sidecars in `out_dir`, thumbnails in a temp dir."""
+    """Results in `out_dir`: full-size files with JSON sidecars (what this server made, and
+    what earlier runs left there: the gallery survives a restart), thumbnails in a temp dir."""
 
     def __init__(self, out_dir: str | os.PathLike):
         self.dir = Path(out_dir).resolve()
@@ -65,8 +75,23 @@ class ResultStore:
         self._thumbs = Path(tempfile.mkdtemp(prefix="facefuse-thumbs-"))
         # removed when the store goes away or the process exits (Gradio serves copies from its cache)
         weakref.finalize(self, shutil.rmtree, self._thumbs, ignore_errors=True)
-        self._items: list[tuple[str, str]] = []  # (thumbnail path, caption), oldest first
         self._lock = threading.Lock()
+        self._items: list[tuple[Path, str]] = self._earlier_results()  # (image, caption), newest first
+
+    def _earlier_results(self) -> list[tuple[Path, str]]:
+        items = []
+        for sidecar in sorted(self.dir.glob("*.json"), reverse=True):  # names are timestamps
+            try:
+                meta = json.loads(sidecar.read_text(encoding="utf-8"))
+                image = self.dir / Path(str(meta["image"])).name
+                w, h = meta["output_size"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # not one of ours
+            if image.is_file():
+                items.append((image, f"{image.name} · {w}x{h}"))
+            if len(items) >= GALLERY_MAX:
+                break
+        return items
 
     def save(self, fused, ext: str, meta: dict) -> Path:
         """Write the image and its sidecar atomically under a new timestamped name."""
@@ -92,19 +117,41 @@ class ResultStore:
                 continue
         else:  # pragma: no cover - a hundred results in the same millisecond
             raise OutputExistsError(self.dir, "could not find a free file name")
-        thumb = self._thumbs / f"{path.stem}.jpg"
-        thumb.write_bytes(encode_image(shrink_to_side(fused.result.image, THUMB_SIDE), "JPEG", quality=85))
+        self._thumb(path).write_bytes(encode_image(shrink_to_side(fused.result.image, THUMB_SIDE), "JPEG", quality=85))
         w, h = fused.size
         with self._lock:
-            self._items.append((str(thumb), f"{path.name} · {w}x{h}"))
+            self._items.insert(0, (path, f"{path.name} · {w}x{h}"))
+            del self._items[GALLERY_MAX:]
         return path
 
+    def _thumb(self, image: Path) -> Path:
+        return self._thumbs / f"{image.stem}-{image.suffix.lstrip('.')}.jpg"
+
     def gallery(self) -> list[tuple[str, str]]:
+        """(thumbnail, caption), newest first; thumbnails of earlier results made on first use."""
         with self._lock:
-            return list(reversed(self._items[-GALLERY_MAX:]))
+            items = list(self._items)
+        shown = []
+        for image, caption in items:
+            thumb = self._thumb(image)
+            if not thumb.exists():
+                try:
+                    with Image.open(image) as im:
+                        im.draft("RGB", (THUMB_SIDE, THUMB_SIDE))
+                        im = im.convert("RGB")
+                        im.thumbnail((THUMB_SIDE, THUMB_SIDE))
+                        im.save(thumb, "JPEG", quality=85)
+                except (OSError, ValueError):
+                    continue  # removed or damaged since
+            shown.append((str(thumb), caption))
+        return shown
 
 
 # -- messages -------------------------------------------------------------------------
+class PageError(Exception):
+    """A problem to show as one line in the page."""
+
+
 def page_message(exc: FaceFuseError) -> str:
     """One line for the page, saying which image and what to try."""
     if isinstance(exc, NoFaceError):
@@ -114,57 +161,59 @@ def page_message(exc: FaceFuseError) -> str:
                     f"or lower the detection threshold under Advanced.")
         return f"The {which} image: {exc.detail}."
     text = str(exc)
+    if "_" in text.split(":", 1)[0]:  # starts with a parameter's name: keep it as written
+        return text
     return text[:1].upper() + text[1:]
-
-
-def _fail(exc: FaceFuseError) -> gr.Error:
-    return gr.Error(page_message(exc), print_exception=False)
 
 
 def _read_upload(path: str | None, which: str) -> bytes:
     if not path:
-        raise gr.Error(f"Upload a {which} image first.", print_exception=False)
+        raise PageError(f"Upload a {which} image first.")
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise gr.Error(f"The {which} upload could not be read ({exc.strerror or exc}); upload it again.",
-                       print_exception=False) from exc
+        raise PageError(f"The {which} upload could not be read ({exc.strerror or exc}); upload it again.") from exc
 
 
 def _face_choices(n: int) -> list[tuple[str, str]]:
-    choices = [("0 (largest)", "0")] + [(str(i), str(i)) for i in range(1, n)]
-    if n > 1:
-        choices.append((f"all {n} faces", "all"))
-    return choices
+    return [(f"#{i}" + (" (largest)" if i == 0 and n > 1 else ""), str(i)) for i in range(max(n, 1))]
 
 
 def _face_choice(value: Any) -> dict:
-    """The face control's value ("all", or a face number) as FusionParams fields."""
+    """The target-face control's value (face numbers ticked; or "all", "0", "0,2") as
+    FusionParams fields."""
+    if isinstance(value, (list, tuple)):
+        picked = [str(v) for v in value]
+        if not picked:
+            raise PageError("Pick at least one target face (click it on the numbered preview).")
+        return {"all_faces": False, "face_index": ",".join(picked)}
     text = str(value if value is not None else "0").strip().lower()
     if text.startswith("all"):
         return {"all_faces": True, "face_index": 0}
-    number = text.split(" ")[0]
-    if not number.isdigit():
-        raise gr.Error(f"Target face: expected a face number or 'all', got {value!r}.", print_exception=False)
-    return {"all_faces": False, "face_index": int(number)}
+    return {"all_faces": False, "face_index": text.split(" ")[0]}
 
 
 # -- jobs that run on a pool worker ----------------------------------------------------------
-def _faces_job(fuser, data: bytes, which: str, threshold: float, draw: bool, max_pixels: int):
-    from .preview import draw_faces
-
+def _faces_job(fuser, data: bytes, which: str, threshold: float, max_pixels: int):
+    """(faces found, preview base image, face boxes in its pixels, width, height)."""
     rgb = fuser.read(data, name=f"{which} image", max_pixels=max_pixels)
     faces = fuser.detect(rgb, threshold).faces
-    preview = draw_faces(rgb, faces, max_side=PREVIEW_SIDE) if draw else None
-    return len(faces), preview, rgb.shape[1], rgb.shape[0]
+    base = shrink_to_side(rgb, PREVIEW_SIDE)
+    s = base.shape[1] / rgb.shape[1]
+    boxes = [[float(v) * s for v in f.box] for f in faces]
+    return len(faces), base, boxes, rgb.shape[1], rgb.shape[0]
 
 
 def _fuse_job(fuser, src: bytes, tgt: bytes, params, fmt: str, quality: int, progress, max_pixels: int):
     fused = fuse_upload(fuser, src, tgt, params, fmt, quality, progress, max_pixels)
     w, h = fused.size
-    before = shrink_to_side(resize_frame(fused.target, (w, h)), PREVIEW_SIDE)
-    after = shrink_to_side(fused.result.image, PREVIEW_SIDE)
-    return fused, before, after
+    x0, y0, x1, y1 = zoom_box([[f.roi.x0, f.roi.y0, f.roi.x1, f.roi.y1] for f in fused.result.faces], w, h)
+    before = resize_frame(fused.target, (w, h))[y0:y1, x0:x1]
+    after = fused.result.image[y0:y1, x0:x1]
+    close = (x1 - x0, y1 - y0) != (w, h)
+    labels = ("before (close-up)", "after (close-up)") if close else ("before", "after")
+    return (fused, label_corner(shrink_to_side(before, PREVIEW_SIDE), labels[0]),
+            label_corner(shrink_to_side(after, PREVIEW_SIDE), labels[1]))
 
 
 # -- the controls: one per FusionParams field ------------------------------------------------
@@ -202,10 +251,17 @@ def control(name: str, value: Any) -> gr.components.Component:
 def fuse_signature(controls: dict) -> inspect.Signature:
     """The fuse handler's parameters under the CLI's and REST's names, so Gradio's API page
     and `gradio_client` show `source, target, ratio, mode, ...` (not internal names)."""
-    names = ["source", "target", *controls, "face", "format"]
+    names = ["source", "target", *controls, "face_index", "format", "source_face_index"]
     params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
     params.append(inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress()))
     return inspect.Signature(params)
+
+
+def _named(fn, *names: str):
+    """`fn` as Gradio's API shows it: parameters `names` (its own may be shorter internal ones)."""
+    fn.__signature__ = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                          for n in names])
+    return fn
 
 
 # -- the page -------------------------------------------------------------------------------
@@ -221,20 +277,23 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
             f"Everything runs on this machine. Uploads up to {max_mb:g} MB and "
             f"{out.max_pixels / 1e6:.0f} MP; results are saved in `{out.dir}`."
         )
+        target_boxes = gr.State([])  # face boxes in the preview's pixels
+        target_base = gr.State(None)  # the preview without boxes
         with gr.Row(equal_height=False):
             with gr.Column():
                 source = _image_input(label="Source face", elem_id="source")
                 source_info = gr.Markdown(elem_id="source_info")
+                source_faces = gr.Image(label="Faces in the source, numbered", interactive=False, format="jpeg",
+                                        elem_id="source_faces", visible=False, height=260, buttons=["fullscreen"])
+                source_face = gr.Dropdown(_face_choices(1), value="0", label="Source face", elem_id="source_face",
+                                          info="which face of the source photo is brought in", visible=False)
             with gr.Column():
                 target = _image_input(label="Target image", elem_id="target")
                 target_info = gr.Markdown(elem_id="target_info")
-                faces = gr.Image(label="Faces in the target, numbered", interactive=False,
-                                 format="jpeg", elem_id="faces", visible=False, height=320)
-            with gr.Column():
-                result = gr.Image(label="Result (full resolution)", interactive=False, type="filepath",
-                                  elem_id="result", height=320)
-                info = gr.Markdown(elem_id="info")
-                download = gr.DownloadButton("Download full resolution", elem_id="download", visible=False)
+                faces = gr.Image(label="Faces in the target: click one to pick or unpick it", interactive=False,
+                                 format="jpeg", elem_id="faces", visible=False, height=400, buttons=["fullscreen"])
+                face = gr.CheckboxGroup(_face_choices(1), value=["0"], label="Target faces to fuse",
+                                        elem_id="face", info="click a face on the preview, or tick its number")
         controls: dict[str, gr.components.Component] = {}
         main = [n for n in FusionParams.model_fields if n not in ADVANCED and n not in PICKED_ELSEWHERE]
         for row in range(0, len(main), 3):
@@ -243,64 +302,88 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                     controls[name] = control(name, getattr(defaults, name))
                 if row + 3 >= len(main):
                     fmt = gr.Radio(FORMAT_CHOICES, value="jpg", label="File format", elem_id="format")
-        with gr.Accordion("Advanced", open=False) as advanced:
+        with gr.Accordion("Advanced", open=False):
             with gr.Row():
                 for name in ADVANCED:
                     controls[name] = control(name, getattr(defaults, name))
-                face = gr.Dropdown(_face_choices(1), value="0", label="Target face", elem_id="face",
-                                   info="numbers as on the preview; 0 = largest", allow_custom_value=True)
         threshold = controls["threshold"]
         fuse_btn = gr.Button("Fuse", variant="primary", elem_id="fuse")
-        compare = gr.ImageSlider(label="Before / after", type="numpy", format="jpeg", elem_id="compare",
-                                 interactive=False, max_height=560)
-        gallery = gr.Gallery(label="Results made by this server (newest first)", columns=8, rows=1, height=220,
-                             object_fit="cover", elem_id="gallery", allow_preview=True)
+        with gr.Row(equal_height=False, elem_id="result_area"):
+            with gr.Column():
+                result = gr.Image(label="Result (full resolution)", interactive=False, type="filepath",
+                                  elem_id="result", height=420, buttons=BUTTONS)
+                info = gr.Markdown(NO_RESULT, elem_id="info")
+                download = gr.DownloadButton("Download full resolution", elem_id="download", visible=False)
+            with gr.Column():
+                compare = gr.ImageSlider(label="Before / after: drag the line", type="numpy", format="jpeg",
+                                         elem_id="compare", interactive=False, max_height=420, buttons=["fullscreen"])
+        gallery = gr.Gallery(label=f"Results in {out.dir} (newest first)", columns=8,
+                             height="auto", object_fit="scale-down", fit_columns=False, elem_id="gallery", allow_preview=True,
+                             buttons=["download"])
 
         # -- handlers ---------------------------------------------------------------------
-        def on_source(path, thr):
-            if not path:
-                return ""
+        def faces_of(path, which, thr):
+            """(count, base, boxes, info line) of an uploaded image; a problem is the info line."""
             try:
-                n, _, w, h = pool.call(_faces_job, _read_upload(path, "source"), "source", thr, False,
-                                       out.max_pixels)
-            except FaceFuseError as exc:
-                gr.Warning(page_message(exc))
-                return f"⚠ {page_message(exc)}"
+                n, base, boxes, w, h = pool.call(_faces_job, _read_upload(path, which), which, thr, out.max_pixels)
+            except (FaceFuseError, PageError) as exc:
+                return 0, None, [], f"⚠ {_message(exc)}"
             if n == 0:
-                msg = page_message(NoFaceError("source"))
-                gr.Warning(msg)
-                return f"⚠ {msg}"
-            return f"{w}x{h} · {n} face(s); the largest is used"
+                return 0, None, [], f"⚠ {page_message(NoFaceError(which))}"
+            return n, base, boxes, f"{w}x{h} · {n} face(s)"
+
+        def on_source(path, thr):
+            hidden = (gr.update(value=None, visible=False), gr.update(choices=_face_choices(1), value="0", visible=False))
+            if not path:
+                return ("", *hidden)
+            n, base, boxes, text = faces_of(path, "source", thr)
+            if n < 2:
+                return ((text + "; this face is used") if n else text, *hidden)
+            return (text + " — choose which under *Source face*",
+                    gr.update(value=draw_boxes(base, boxes), visible=True),
+                    gr.update(choices=_face_choices(n), value="0", visible=True))
 
         def on_target(path, thr, current):
-            hidden = gr.update(value=None, visible=False)
             if not path:
-                return hidden, gr.update(choices=_face_choices(1), value="0"), "", gr.update()
-            try:
-                n, preview, w, h = pool.call(_faces_job, _read_upload(path, "target"), "target", thr, True,
-                                             out.max_pixels)
-            except FaceFuseError as exc:
-                gr.Warning(page_message(exc))
-                return hidden, gr.update(choices=_face_choices(1), value="0"), f"⚠ {page_message(exc)}", gr.update()
-            choices = _face_choices(max(n, 1))
-            value = current if current in [v for _, v in choices] else "0"
+                return gr.update(value=None, visible=False), gr.update(choices=_face_choices(1), value=["0"]), "", [], None
+            n, base, boxes, text = faces_of(path, "target", thr)
+            choices = _face_choices(n)
+            keep = [v for v in (current or []) if v in {c[1] for c in choices}] or ["0"]
             if n == 0:
-                msg = page_message(NoFaceError("target"))
-                gr.Warning(msg)
-                return hidden, gr.update(choices=choices, value="0"), f"⚠ {msg}", gr.update()
-            text = f"{w}x{h} · {n} face(s)" + (" — choose which under Advanced → Target face" if n > 1 else "")
-            return (gr.update(value=preview, visible=True), gr.update(choices=choices, value=value), text,
-                    gr.update(open=True) if n > 1 else gr.update())
+                return gr.update(value=None, visible=False), gr.update(choices=choices, value=["0"]), text, [], None
+            if n > 1:
+                text += " — click the faces to fuse on the preview (green = picked)"
+            return (gr.update(value=draw_boxes(base, boxes, [int(v) for v in keep]), visible=True),
+                    gr.update(choices=choices, value=keep), text, boxes, base)
 
-        def on_fuse(*args):  # (source, target, *controls, face, format[, progress]): see fuse_signature
+        def on_pick(picked, boxes, base, evt: gr.SelectData):
+            """A click on the target preview toggles the face under it."""
+            hit = box_at(boxes, *evt.index) if boxes and evt.index is not None else None
+            if hit is None or base is None:
+                return gr.update(), gr.update()
+            chosen = {int(v) for v in (picked or [])} ^ {hit}
+            chosen = chosen or {hit}  # the last picked face stays picked
+            return [str(i) for i in sorted(chosen)], draw_boxes(base, boxes, chosen)
+
+        def on_ticks(picked, boxes, base):
+            if base is None:
+                return gr.update()
+            return draw_boxes(base, boxes, [int(v) for v in (picked or [])])
+
+        def on_fuse(*args):
+            """(source, target, *controls, face_index, format[, source_face_index][, progress]):
+            see fuse_signature. Returns result, compare, download, info, gallery."""
             n = len(controls) + 4
             src_path, tgt_path, *values, face_v, fmt_v = args[:n]
-            progress = args[n] if len(args) > n else gr.Progress()
-            src, tgt = _read_upload(src_path, "source"), _read_upload(tgt_path, "target")
-            overrides: dict[str, Any] = dict(zip(controls, values), **_face_choice(face_v))
+            rest = list(args[n:])
+            progress = rest.pop() if rest and isinstance(rest[-1], gr.Progress) else gr.Progress()
+            source_face_v = rest[0] if rest else "0"
             ext = fmt_v if fmt_v in FORMATS else "jpg"
             t0 = time.perf_counter()
             try:
+                src, tgt = _read_upload(src_path, "source"), _read_upload(tgt_path, "target")
+                overrides: dict[str, Any] = dict(zip(controls, values), **_face_choice(face_v),
+                                                 source_face_index=source_face_v or 0)
                 params = settings.fusion_params(**overrides)
                 progress(0.0, desc="waiting for a worker")
                 fused, before, after = pool.call(_fuse_job, src, tgt, params, FORMATS[ext].pil, out.quality,
@@ -308,12 +391,11 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                 path = store.save(fused, ext, {
                     "source": Path(src_path).name, "target": Path(tgt_path).name, "format": ext,
                     "quality": out.quality, "engine": settings.inference.engine})
-            except FaceFuseError as exc:
-                raise _fail(exc) from None
+            except (FaceFuseError, PageError) as exc:
+                return _failed(_message(exc))
             except Exception as exc:  # a bug: log it in full, show one line
                 log.exception("fusion failed")
-                raise gr.Error(f"Internal error ({type(exc).__name__}); see the server log.",
-                               print_exception=False) from None
+                return _failed(f"Internal error ({type(exc).__name__}); see the server log.")
             seconds = time.perf_counter() - t0
             w, h = fused.size
             used = ", ".join(f"#{f.index}" for f in fused.result.faces)
@@ -321,20 +403,33 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                     f"{len(fused.data) / 1e6:.2f} MB {ext.upper()} · fused face {used} "
                     f"({len(fused.result.faces)} of {fused.result.target_faces_found} found) · "
                     f"saved as `{Path(out.dir) / path.name}`")
+            text += "".join(f"\n\nNote: {note}." for note in fused.result.notes)
             return (str(path), (before, after), gr.update(value=str(path), visible=True,
                                                           label=f"Download {path.name} ({w}×{h})"),
                     text, store.gallery())
 
-        target_io = ([target, threshold, face], [faces, face, target_info, advanced])
-        source.upload(on_source, [source, threshold], [source_info], api_name="source_faces")
-        source.clear(lambda: "", None, [source_info], api_visibility="private")
-        target.upload(on_target, *target_io, api_name="target_faces")
+        def _failed(message: str):
+            """One message, and a result area that says it is empty (nothing else marked as failed)."""
+            end = "" if message.endswith(".") else "."
+            return None, None, gr.update(value=None, visible=False), f"⚠ {message}{end} No result.", gr.update()
+
+        source_io = ([source, threshold], [source_info, source_faces, source_face])
+        target_io = ([target, threshold, face], [faces, face, target_info, target_boxes, target_base])
+        source.upload(_named(on_source, "source", "threshold"), *source_io, api_name="source_faces")
+        source.clear(on_source, *source_io, api_visibility="private")
+        target.upload(_named(on_target, "target", "threshold", "face_index"), *target_io, api_name="target_faces")
         target.clear(on_target, *target_io, api_visibility="private")
         threshold.release(on_target, *target_io, api_visibility="private")
+        faces.select(on_pick, [face, target_boxes, target_base], [face, faces], api_visibility="private")
+        face.input(on_ticks, [face, target_boxes, target_base], [faces], api_visibility="private")
         on_fuse.__signature__ = fuse_signature(controls)
-        fuse_btn.click(on_fuse, [source, target, *controls.values(), face, fmt],
-                       [result, compare, download, info, gallery], api_name="fuse")
+        fuse_btn.click(on_fuse, [source, target, *controls.values(), face, fmt, source_face],
+                       [result, compare, download, info, gallery], api_name="fuse", scroll_to_output=True)
         demo.load(store.gallery, None, [gallery], api_name="gallery")
 
     demo.queue(max_size=settings.server.queue_size, default_concurrency_limit=pool.workers)
     return demo
+
+
+def _message(exc: Exception) -> str:
+    return page_message(exc) if isinstance(exc, FaceFuseError) else str(exc)
