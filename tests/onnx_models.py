@@ -169,3 +169,33 @@ def unet_conv(path: Path, size: int = 128, width: int = 16) -> Path:
     g.save(path, [_io("input", [1, 6, size, size])], [_io("output", [1, 3, size, size])])
     write_card(path, size=size, mean=0.5, std=0.5, template="ffhq")
     return path
+
+
+# -- enhancers ------------------------------------------------------------------------------
+def enhancer_affine(path: Path, size: int = 512, gain: float = 1.0, shift: float = 0.0, weight: bool = False,
+                    weight_dtype=TensorProto.DOUBLE) -> Path:
+    """GFPGAN-style I/O, output = gain * input + shift in normalised units ((x/255 - 0.5) / 0.5).
+
+    gain 1, shift 0 is the identity; gain 0.5, shift -0.5 halves every pixel (a darkening
+    enhancer). With `weight`, a CodeFormer-style scalar input `weight` is subtracted too, so
+    the weight the enhancer is given shows in its output."""
+    g = _Graph()
+    y = g.op("Add", [g.op("Mul", ["input", g.const(np.float32(gain))]), g.const(np.float32(shift))])
+    inputs = [_io("input", [1, 3, size, size])]
+    if weight:
+        y = g.op("Sub", [y, g.op("Cast", ["weight"], to=TensorProto.FLOAT)])
+        inputs.append(_io("weight", [1], weight_dtype))
+    g.op("Identity", [y], "output")
+    return g.save(path, inputs, [_io("output", [1, 3, size, size])])
+
+
+def enhancer_conv(path: Path, size: int = 512, width: int = 16) -> Path:
+    """A few strided convolutions and an upsampling, residual on the input: costs something
+    like a (very) small restoration model, for the benchmark and quantization."""
+    g = _Graph(seed=11)
+    e1 = g.op("Relu", [g.conv("input", 3, width, stride=2)])
+    e2 = g.op("Relu", [g.conv(e1, width, width, stride=2)])
+    up = g.op("Resize", [e2, "", g.const(np.float32([1, 1, 4, 4]))], mode="nearest")
+    o = g.op("Tanh", [g.conv(up, width, 3, gain=0.5)])
+    g.op("Add", ["input", g.op("Mul", [o, g.const(np.float32(0.1))])], "output")
+    return g.save(path, [_io("input", [1, 3, size, size])], [_io("output", [1, 3, size, size])])

@@ -51,8 +51,13 @@ _SHARES = {"ffhq": FFHQ, "arcface_112": ARCFACE_112 / 112.0, "arcface_128": (ARC
 
 
 def keypoints(landmarks: np.ndarray) -> np.ndarray:
-    """The 5 key points (5 x 2) of a 478-point mesh."""
-    return np.asarray(landmarks, np.float32)[list(KEYPOINT_INDICES)]
+    """The 5 key points (5 x 2) of a 478-point mesh. A 468-point mesh (no iris points, as
+    the classical engine's result geometry) uses the centres of the eye contours instead."""
+    lms = np.asarray(landmarks, np.float32)
+    if len(lms) > max(KEYPOINT_INDICES):
+        return lms[list(KEYPOINT_INDICES)]
+    eyes = [lms[mesh.RIGHT_EYE].mean(0), lms[mesh.LEFT_EYE].mean(0)]
+    return np.vstack([eyes, lms[list(KEYPOINT_INDICES[2:])]]).astype(np.float32)
 
 
 def template(spec: TemplateSpec, size: int) -> np.ndarray:

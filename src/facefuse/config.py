@@ -78,6 +78,7 @@ class FusionSettings(_Section):
     brightness: float = Field(0.0, ge=-1.0, le=1.0)
     contrast: float = Field(0.0, ge=-1.0, le=1.0)
     saturation: float = Field(0.0, ge=-1.0, le=1.0)
+    enhancer_blend: float = Field(0.8, ge=0.0, le=1.0, description="share of the face enhancer's output (0 = off)")
 
 
 class OutputSettings(_Section):
@@ -98,6 +99,12 @@ class InferenceSettings(_Section):
     gpu_memory_limit_gb: Optional[float] = Field(None, gt=0)
     cuda_graph: bool = False
     threads: int = Field(0, ge=0, le=256, description="OpenCV/ONNX threads, 0 = library default")
+    model_preset: Optional[str] = Field(None, description="a shipped model card for --model (facefuse/presets)")
+    converter: Optional[str] = Field(None, description="embedding converter ONNX model, for presets that need one")
+    pixel_boost: Optional[Literal[256, 512]] = Field(None, description="align at this side and run the swap model on its sub-images")
+    enhancer: Optional[str] = Field(None, description="face-enhancer ONNX model run on every fused face")
+    enhancer_preset: Optional[str] = Field(None, description="a shipped model card for --enhancer")
+    enhancer_weight: float = Field(0.5, ge=0.0, le=1.0, description="default `weight` input of CodeFormer-style enhancers")
 
 
 class ServerSettings(_Section):
@@ -125,6 +132,8 @@ class Settings(_Section):
             brightness=self.fusion.brightness,
             contrast=self.fusion.contrast,
             saturation=self.fusion.saturation,
+            enhancer_blend=self.fusion.enhancer_blend,
+            enhancer_weight=self.inference.enhancer_weight,
             resolution=self.output.default_resolution,
             threshold=self.face_detection.threshold,
             padding=self.face_detection.padding_ratio,
@@ -150,6 +159,8 @@ class FusionParams(BaseModel):
     source_face_index: int = Field(0, ge=0)
     threshold: float = Field(0.6, ge=0.0, le=1.0)
     padding: float = Field(0.2, ge=0.0, le=1.0)
+    enhancer_blend: float = Field(0.8, ge=0.0, le=1.0)
+    enhancer_weight: float = Field(0.5, ge=0.0, le=1.0)
 
     _res = field_validator("resolution", mode="before")(classmethod(lambda cls, v: _parse_resolution(v)))
 
