@@ -199,3 +199,38 @@ def enhancer_conv(path: Path, size: int = 512, width: int = 16) -> Path:
     o = g.op("Tanh", [g.conv(up, width, 3, gain=0.5)])
     g.op("Add", ["input", g.op("Mul", [o, g.const(np.float32(0.1))])], "output")
     return g.save(path, [_io("input", [1, 3, size, size])], [_io("output", [1, 3, size, size])])
+
+
+# -- onnx-damo ------------------------------------------------------------------------------
+DAMO_NAMES = ("input_1", "input_2", "input_3", "input_4")
+
+
+def _damo(path: Path, image_out, g: _Graph, size: int, names=DAMO_NAMES, out_name: str = "output_1") -> Path:
+    """Save a DAMO-contract graph whose output is image_out(g) plus 0 x every other input
+    (so that each input is read and must be fed)."""
+    zero = g.const(np.float32(0.0))
+    for name in names[1:]:
+        image_out = g.op("Add", [image_out, g.op("Mul", [g.op("ReduceSum", [name], keepdims=0), zero])])
+    g.op("Identity", [image_out], out_name)
+    inputs = [_io(names[0], [1, 3, size, size]), _io(names[1], [1, 512]), _io(names[2], [1, 17, 2]), _io(names[3], [1, 17, 2])]
+    return g.save(path, inputs, [_io(out_name, [1, 3, size, size])])
+
+
+def damo_copy(path: Path, size: int = 256, names=DAMO_NAMES, out_name: str = "output_1") -> Path:
+    """Output = the template crop (input_1) unchanged."""
+    g = _Graph()
+    return _damo(path, g.op("Identity", [names[0]]), g, size, names, out_name)
+
+
+def damo_pattern(path: Path, size: int = 256) -> Path:
+    """Output = coloured squares at the seed's (DAMO) template key points, in [-1, 1]."""
+    g = _Graph()
+    return _damo(path, g.op("Add", [g.op("Mul", ["input_1", g.const(np.float32(0.0))]),
+                                    g.const(pattern(size, "damo") * 2 - 1)]), g, size)
+
+
+def damo_channel0(path: Path, size: int = 256) -> Path:
+    """Output = (+1, 0, -1) in channels (0, 1, 2): (255, 128, 0) as RGB, (0, 128, 255) read as BGR."""
+    g = _Graph()
+    level = np.float32([1.0, 0.0, -1.0]).reshape(1, 3, 1, 1) * np.ones((1, 3, size, size), np.float32)
+    return _damo(path, g.op("Add", [g.op("Mul", ["input_1", g.const(np.float32(0.0))]), g.const(level)]), g, size)
