@@ -234,3 +234,31 @@ def damo_channel0(path: Path, size: int = 256) -> Path:
     g = _Graph()
     level = np.float32([1.0, 0.0, -1.0]).reshape(1, 3, 1, 1) * np.ones((1, 3, size, size), np.float32)
     return _damo(path, g.op("Add", [g.op("Mul", ["input_1", g.const(np.float32(0.0))]), g.const(level)]), g, size)
+
+
+# -- presets and pixel boost ----------------------------------------------------------------
+def swap_copy(path: Path, size: int, source_shape: list[int]) -> Path:
+    """A swap model of any preset's shapes: output = the target crop, the source read times 0."""
+    g = _Graph()
+    zero = g.op("Mul", [g.op("ReduceSum", ["source"], keepdims=0), g.const(np.float32(0.0))])
+    g.op("Add", ["target", zero], "output")
+    return g.save(path, [_io("target", [1, 3, size, size]), _io("source", source_shape)], [_io("output", [1, 3, size, size])])
+
+
+def converter(path: Path, dim_in: int = 512, dim_out: int = 512) -> Path:
+    """An embedding converter (SimSwap / GHOST / HiFiFace style): 1xD -> 1xD', a fixed linear map."""
+    g = _Graph(seed=13)
+    w = (g.rng.standard_normal((dim_in, dim_out)) / np.sqrt(dim_in)).astype(np.float32)
+    g.op("MatMul", ["input", g.const(w)], "output")
+    return g.save(path, [_io("input", [1, dim_in])], [_io("output", [1, dim_out])])
+
+
+def swap_tile_mean(path: Path, size: int = 128, dim: int = 512) -> Path:
+    """Output = the per-channel mean of the input crop everywhere: for a pixel-boost
+    sub-image that mean depends on its sub-pixel phase, so the interleave shows in the result."""
+    g = _Graph()
+    zero = g.op("Mul", [g.op("ReduceSum", ["source"], keepdims=0), g.const(np.float32(0.0))])
+    mean = g.op("ReduceMean", ["target"], axes=[2, 3], keepdims=1)
+    g.op("Add", [g.op("Add", [g.op("Mul", ["target", g.const(np.float32(0.0))]), mean]), zero], "output")
+    return g.save(path, [_io("target", [1, 3, size, size]), _io("source", [1, dim])],
+                  [_io("output", [1, 3, size, size])], extra_last=_emap(dim))
