@@ -262,3 +262,22 @@ def swap_tile_mean(path: Path, size: int = 128, dim: int = 512) -> Path:
     g.op("Add", [g.op("Add", [g.op("Mul", ["target", g.const(np.float32(0.0))]), mean]), zero], "output")
     return g.save(path, [_io("target", [1, 3, size, size]), _io("source", [1, dim])],
                   [_io("output", [1, 3, size, size])], extra_last=_emap(dim))
+
+
+def damo_conv(path: Path, size: int = 256, width: int = 16) -> Path:
+    """A few convolutions on the crop modulated by the identity and the contours (residual,
+    tanh): costs something like a (very) small generator, for quantization and benchmarks."""
+    g = _Graph(seed=17)
+    ident = g.op("Gemm", ["input_2", g.const((g.rng.standard_normal((512, width)) * 2.0).astype(np.float32)),
+                          g.const(np.zeros(width, np.float32))])
+    contour = g.op("Flatten", [g.op("Sub", ["input_3", "input_4"])])
+    shape = g.op("Gemm", [contour, g.const((g.rng.standard_normal((34, width))).astype(np.float32)),
+                          g.const(np.zeros(width, np.float32))])
+    mod = g.op("Reshape", [g.op("Add", [ident, shape]), g.const(np.int64([1, width, 1, 1]))])
+    h = g.op("Relu", [g.op("Add", [g.conv("input_1", 3, width, stride=2), mod])])
+    h = g.op("Relu", [g.conv(h, width, width)])
+    up = g.op("Resize", [h, "", g.const(np.float32([1, 1, 2, 2]))], mode="nearest")
+    d = g.op("Tanh", [g.conv(up, width, 3, gain=0.5)])
+    g.op("Add", ["input_1", g.op("Mul", [d, g.const(np.float32(0.2))])], "output_1")
+    inputs = [_io("input_1", [1, 3, size, size]), _io("input_2", [1, 512]), _io("input_3", [1, 17, 2]), _io("input_4", [1, 17, 2])]
+    return g.save(path, inputs, [_io("output_1", [1, 3, size, size])])
