@@ -57,10 +57,8 @@ def roi_of(image, face, scale: float = 1.0):
     """The face's ROI (and landmarks in it) of the image resized by `scale`."""
     if scale != 1.0:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    lms = face.landmarks * scale
-    box = face.scaled(scale) if hasattr(face, "scaled") else face
-    roi = plan_roi(box, image.shape[1], image.shape[0], 0.2)
-    return image[roi.slices], lms - roi.offset
+    roi = plan_roi(face.scaled(scale), image.shape[1], image.shape[0], 0.2)
+    return image[roi.slices], face.landmarks * scale - roi.offset
 
 
 def test_seed_template_is_the_contracted_arcface():

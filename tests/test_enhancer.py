@@ -125,7 +125,7 @@ def test_gpen_bfr_256_preset_uses_the_arcface_128_template(models):
     np.testing.assert_allclose(default.template_px, align.FFHQ * 256, atol=1e-4)  # no card: FFHQ
 
 
-def test_fp16_enhancer_agrees_with_fp32(models, plain, fuser, target_path):
+def test_fp16_enhancer_agrees_with_fp32(models, fuser, target_path):
     img = read_image(target_path)
     face = fuser.detect(img).faces[0]
     e32 = create_enhancer("onnx", InferenceSettings(enhancer=str(models / "dark.onnx")))
