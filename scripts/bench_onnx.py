@@ -12,6 +12,11 @@ model + paste-back) and the median model call alone (on the target's crop). The
 configurations run in interleaved rounds, so load from other processes hits all alike.
 These are tiny test models (a few convolutions), not real face models: the numbers show what
 the pipeline around a model costs and how precision changes a small model's cost.
+
+A second table (`--enhancer-only` prints just it) gives the face enhancer's cost per face on
+top of the classical engine: the `enhance` stage (align at the enhancer's side, model,
+paste-back, mix) for an identity model (the stage's own cost) and a small convolutional one,
+at 256 and 512 (GPEN-BFR-256, GFPGAN / CodeFormer / GPEN-BFR-512 sides), at fp32 and int8.
 """
 
 from __future__ import annotations
@@ -89,14 +94,66 @@ def measure(configs: list[dict], providers: list[str], threads: int, resolution:
     return [(med(t["total"]), med(t["engine"]), med(t["model"])) for *_, t in runs]
 
 
+def build_enhancers(folder: Path) -> dict[tuple[str, int, str], dict]:
+    """(model, side, precision) -> inference settings of an enhancer on the classical engine."""
+    cal = folder / "calibration"
+    if not cal.is_dir():
+        cal.mkdir()
+        for rel in CALIBRATION:
+            shutil.copy(ROOT / rel, cal / Path(rel).name)
+    quiet = lambda line: print("  quantize:", line, file=sys.stderr)
+    configs = {}
+    for side in (256, 512):
+        ident = om.enhancer_affine(folder / f"enh_identity_{side}.onnx", size=side)
+        conv = om.enhancer_conv(folder / f"enh_conv_{side}.onnx", size=side, width=32)
+        quantize_model(conv, cal, folder / f"enh_conv_{side}.int8.onnx", log=quiet)
+        configs[("identity", side, "fp32")] = dict(engine="classical", enhancer=str(ident))
+        configs[("conv", side, "fp32")] = dict(engine="classical", enhancer=str(conv))
+        configs[("conv", side, "int8")] = dict(engine="classical", enhancer=str(folder / f"enh_conv_{side}.int8.onnx"),
+                                               precision="int8")
+    return configs
+
+
+def enhancer_cost(configs: list[dict], providers: list[str], threads: int, resolution: int, repeat: int) -> list[float]:
+    """Median seconds of the `enhance` stage per face, per config (interleaved rounds)."""
+    target = read_image(ROOT / "examples" / "target.jpg")
+    runs = []
+    for inference in configs:
+        fuser = Fuser(Settings(inference={**inference, "providers": providers, "threads": threads}))
+        source = fuser.prepare_source(ROOT / "examples" / "source.jpg")
+        params = fuser.params(resolution=resolution, enhancer_blend=0.8)
+        fuser.fuse_detailed(source, target, params)  # warm-up
+        runs.append((fuser, source, params, []))
+    for _ in range(repeat):
+        for fuser, source, params, times in runs:
+            result = fuser.fuse_detailed(source, target, params)
+            times.append(result.timings["enhance"] / len(result.faces))
+    return [statistics.median(t) for *_, t in runs]
+
+
+def print_enhancer_table(providers: list[str], threads: int, resolution: int, repeat: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        configs = build_enhancers(Path(tmp))
+        costs = enhancer_cost(list(configs.values()), providers, threads, resolution, repeat)
+    print(f"face enhancer on the classical engine, {threads} thread(s), output {resolution}")
+    print("| enhancer model | side | precision | enhance stage ms per face |")
+    print("|---|---|---|---|")
+    for (model, side, precision), cost in zip(configs, costs):
+        print(f"| {model} | {side} | {precision} | {1000 * cost:.1f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--resolution", type=int, default=1024)
     ap.add_argument("--providers", default="CPUExecutionProvider", help="comma-separated ONNX Runtime providers")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime / OpenCV threads (default 1: steadier on a shared machine)")
+    ap.add_argument("--enhancer-only", action="store_true", help="only the face enhancer's cost per face")
     args = ap.parse_args()
     providers = args.providers.split(",")
+    if args.enhancer_only:
+        print_enhancer_table(providers, args.threads, args.resolution, args.repeat)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         configs = build(Path(tmp))
         names = [("classical", "-")] + [(n, p) for n, by_p in configs.items() for p in by_p]
@@ -109,6 +166,8 @@ def main() -> None:
     for name, precision, total, engine, model in rows:
         model_ms = "-" if model != model else f"{1000 * model:.1f}"
         print(f"| {name} | {precision} | {1 / total:.2f} | {1000 * total:.0f} | {1000 * engine:.1f} | {model_ms} |")
+    print()
+    print_enhancer_table(providers, args.threads, args.resolution, args.repeat)
 
 
 if __name__ == "__main__":

@@ -169,3 +169,115 @@ def unet_conv(path: Path, size: int = 128, width: int = 16) -> Path:
     g.save(path, [_io("input", [1, 6, size, size])], [_io("output", [1, 3, size, size])])
     write_card(path, size=size, mean=0.5, std=0.5, template="ffhq")
     return path
+
+
+# -- enhancers ------------------------------------------------------------------------------
+def enhancer_affine(path: Path, size: int = 512, gain: float = 1.0, shift: float = 0.0, weight: bool = False,
+                    weight_dtype=TensorProto.DOUBLE) -> Path:
+    """GFPGAN-style I/O, output = gain * input + shift in normalised units ((x/255 - 0.5) / 0.5).
+
+    gain 1, shift 0 is the identity; gain 0.5, shift -0.5 halves every pixel (a darkening
+    enhancer). With `weight`, a CodeFormer-style scalar input `weight` is subtracted too, so
+    the weight the enhancer is given shows in its output."""
+    g = _Graph()
+    y = g.op("Add", [g.op("Mul", ["input", g.const(np.float32(gain))]), g.const(np.float32(shift))])
+    inputs = [_io("input", [1, 3, size, size])]
+    if weight:
+        y = g.op("Sub", [y, g.op("Cast", ["weight"], to=TensorProto.FLOAT)])
+        inputs.append(_io("weight", [1], weight_dtype))
+    g.op("Identity", [y], "output")
+    return g.save(path, inputs, [_io("output", [1, 3, size, size])])
+
+
+def enhancer_conv(path: Path, size: int = 512, width: int = 16) -> Path:
+    """A few strided convolutions and an upsampling, residual on the input: costs something
+    like a (very) small restoration model, for the benchmark and quantization."""
+    g = _Graph(seed=11)
+    e1 = g.op("Relu", [g.conv("input", 3, width, stride=2)])
+    e2 = g.op("Relu", [g.conv(e1, width, width, stride=2)])
+    up = g.op("Resize", [e2, "", g.const(np.float32([1, 1, 4, 4]))], mode="nearest")
+    o = g.op("Tanh", [g.conv(up, width, 3, gain=0.5)])
+    g.op("Add", ["input", g.op("Mul", [o, g.const(np.float32(0.1))])], "output")
+    return g.save(path, [_io("input", [1, 3, size, size])], [_io("output", [1, 3, size, size])])
+
+
+# -- onnx-damo ------------------------------------------------------------------------------
+DAMO_NAMES = ("input_1", "input_2", "input_3", "input_4")
+
+
+def _damo(path: Path, image_out, g: _Graph, size: int, names=DAMO_NAMES, out_name: str = "output_1") -> Path:
+    """Save a DAMO-contract graph whose output is image_out(g) plus 0 x every other input
+    (so that each input is read and must be fed)."""
+    zero = g.const(np.float32(0.0))
+    for name in names[1:]:
+        image_out = g.op("Add", [image_out, g.op("Mul", [g.op("ReduceSum", [name], keepdims=0), zero])])
+    g.op("Identity", [image_out], out_name)
+    inputs = [_io(names[0], [1, 3, size, size]), _io(names[1], [1, 512]), _io(names[2], [1, 17, 2]), _io(names[3], [1, 17, 2])]
+    return g.save(path, inputs, [_io(out_name, [1, 3, size, size])])
+
+
+def damo_copy(path: Path, size: int = 256, names=DAMO_NAMES, out_name: str = "output_1") -> Path:
+    """Output = the template crop (input_1) unchanged."""
+    g = _Graph()
+    return _damo(path, g.op("Identity", [names[0]]), g, size, names, out_name)
+
+
+def damo_pattern(path: Path, size: int = 256) -> Path:
+    """Output = coloured squares at the seed's (DAMO) template key points, in [-1, 1]."""
+    g = _Graph()
+    return _damo(path, g.op("Add", [g.op("Mul", ["input_1", g.const(np.float32(0.0))]),
+                                    g.const(pattern(size, "damo") * 2 - 1)]), g, size)
+
+
+def damo_channel0(path: Path, size: int = 256) -> Path:
+    """Output = (+1, 0, -1) in channels (0, 1, 2): (255, 128, 0) as RGB, (0, 128, 255) read as BGR."""
+    g = _Graph()
+    level = np.float32([1.0, 0.0, -1.0]).reshape(1, 3, 1, 1) * np.ones((1, 3, size, size), np.float32)
+    return _damo(path, g.op("Add", [g.op("Mul", ["input_1", g.const(np.float32(0.0))]), g.const(level)]), g, size)
+
+
+# -- presets and pixel boost ----------------------------------------------------------------
+def swap_copy(path: Path, size: int, source_shape: list[int]) -> Path:
+    """A swap model of any preset's shapes: output = the target crop, the source read times 0."""
+    g = _Graph()
+    zero = g.op("Mul", [g.op("ReduceSum", ["source"], keepdims=0), g.const(np.float32(0.0))])
+    g.op("Add", ["target", zero], "output")
+    return g.save(path, [_io("target", [1, 3, size, size]), _io("source", source_shape)], [_io("output", [1, 3, size, size])])
+
+
+def converter(path: Path, dim_in: int = 512, dim_out: int = 512) -> Path:
+    """An embedding converter (SimSwap / GHOST / HiFiFace style): 1xD -> 1xD', a fixed linear map."""
+    g = _Graph(seed=13)
+    w = (g.rng.standard_normal((dim_in, dim_out)) / np.sqrt(dim_in)).astype(np.float32)
+    g.op("MatMul", ["input", g.const(w)], "output")
+    return g.save(path, [_io("input", [1, dim_in])], [_io("output", [1, dim_out])])
+
+
+def swap_tile_mean(path: Path, size: int = 128, dim: int = 512) -> Path:
+    """Output = the per-channel mean of the input crop everywhere: for a pixel-boost
+    sub-image that mean depends on its sub-pixel phase, so the interleave shows in the result."""
+    g = _Graph()
+    zero = g.op("Mul", [g.op("ReduceSum", ["source"], keepdims=0), g.const(np.float32(0.0))])
+    mean = g.op("ReduceMean", ["target"], axes=[2, 3], keepdims=1)
+    g.op("Add", [g.op("Add", [g.op("Mul", ["target", g.const(np.float32(0.0))]), mean]), zero], "output")
+    return g.save(path, [_io("target", [1, 3, size, size]), _io("source", [1, dim])],
+                  [_io("output", [1, 3, size, size])], extra_last=_emap(dim))
+
+
+def damo_conv(path: Path, size: int = 256, width: int = 16) -> Path:
+    """A few convolutions on the crop modulated by the identity and the contours (residual,
+    tanh): costs something like a (very) small generator, for quantization and benchmarks."""
+    g = _Graph(seed=17)
+    ident = g.op("Gemm", ["input_2", g.const((g.rng.standard_normal((512, width)) * 2.0).astype(np.float32)),
+                          g.const(np.zeros(width, np.float32))])
+    contour = g.op("Flatten", [g.op("Sub", ["input_3", "input_4"])])
+    shape = g.op("Gemm", [contour, g.const((g.rng.standard_normal((34, width))).astype(np.float32)),
+                          g.const(np.zeros(width, np.float32))])
+    mod = g.op("Reshape", [g.op("Add", [ident, shape]), g.const(np.int64([1, width, 1, 1]))])
+    h = g.op("Relu", [g.op("Add", [g.conv("input_1", 3, width, stride=2), mod])])
+    h = g.op("Relu", [g.conv(h, width, width)])
+    up = g.op("Resize", [h, "", g.const(np.float32([1, 1, 2, 2]))], mode="nearest")
+    d = g.op("Tanh", [g.conv(up, width, 3, gain=0.5)])
+    g.op("Add", ["input_1", g.op("Mul", [d, g.const(np.float32(0.2))])], "output_1")
+    inputs = [_io("input_1", [1, 3, size, size]), _io("input_2", [1, 512]), _io("input_3", [1, 17, 2]), _io("input_4", [1, 17, 2])]
+    return g.save(path, inputs, [_io("output_1", [1, 3, size, size])])

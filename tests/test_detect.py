@@ -379,7 +379,7 @@ def test_bench_detect_counts_and_json(tmp_path, data_dir, capsys):
                    ("missing.jpg", 1, "")])
     out_json = tmp_path / "d.json"
     assert main(["bench", "detect", "--catalog", str(cat), "--images-dir", str(data_dir), "--json", str(out_json),
-                 "--no-large"]) == 0
+                 "--no-large", "--goals"]) == 0
     md = capsys.readouterr().out
     assert "## Detection" in md and "| goal |" in md and "missing.jpg" in md
     rep = json.loads(out_json.read_text())

@@ -111,3 +111,35 @@ def test_cli_errors_are_one_line(calibration, tmp_path, data_dir, capsys):
     err = capsys.readouterr().err
     assert "fewer than 2 photos" in err and err.count("\n") == 1
     assert not (tmp_path / "u8.onnx").exists() and not (tmp_path / "o.onnx").exists()
+
+
+def test_enhancer_and_damo_models_quantize_and_run_at_int8(calibration, tmp_path, source_path, target_path):
+    """`facefuse quantize` builds an enhancer's and an onnx-damo model's calibration inputs
+    as they are built at inference, and both run at --precision int8 close to fp32."""
+    from facefuse.config import Settings
+    from facefuse.enhancers import create_enhancer
+    from facefuse.pipeline import Fuser
+    from facefuse.quantize import engine_for
+
+    enh = om.enhancer_conv(tmp_path / "enh.onnx", size=256, width=32)
+    damo = om.damo_conv(tmp_path / "damo.onnx")
+    emb = om.embedder(tmp_path / "emb.onnx")
+    assert engine_for(enh) == "enhancer" and engine_for(damo) == "onnx-damo"
+    assert engine_for(om.enhancer_affine(tmp_path / "cf.onnx", size=256, weight=True)) == "enhancer"
+    reports = {
+        "enhancer": quantize_model(enh, calibration, tmp_path / "enh.int8.onnx", log=lambda _: None, timing_s=0.1),
+        "onnx-damo": quantize_model(damo, calibration, tmp_path / "damo.int8.onnx", embedder=emb,
+                                    log=lambda _: None, timing_s=0.1),
+    }
+    for kind, report in reports.items():
+        assert report["engine"] == kind and report["held_out_crops"] >= 1
+        assert report["ssim_mean"] > 0.95 and report["bytes_int8"] < 0.6 * report["bytes_fp32"], report
+        q = onnx.load(report["out"])
+        assert any(n.op_type == "QuantizeLinear" for n in q.graph.node)
+    e8 = create_enhancer("onnx", InferenceSettings(enhancer=str(tmp_path / "enh.int8.onnx"), precision="int8"))
+    assert e8.size == 256
+    fuser = Fuser(Settings(inference=InferenceSettings(engine="onnx-damo", model=str(tmp_path / "damo.int8.onnx"),
+                                                       embedder=str(emb), precision="int8",
+                                                       enhancer=str(tmp_path / "enh.int8.onnx"))))
+    result = fuser.fuse_detailed(source_path, target_path, fuser.params(resolution=512))
+    assert result.timings["enhance"] > 0 and len(result.faces) == 1

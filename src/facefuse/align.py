@@ -32,13 +32,32 @@ FFHQ = np.float32([
     [0.37691676, 0.46864664], [0.62285697, 0.46912813], [0.50123859, 0.61331904],
     [0.39308822, 0.72541100], [0.61150205, 0.72490465],
 ])
-TEMPLATES = ("arcface", "ffhq")
+# FaceFusion's other 5-point templates, as a share of the crop side: arcface_112_v1 (the
+# older ArcFace reference SimSwap and GHOST were trained on) and MTCNN's (HiFiFace).
+ARCFACE_112_V1 = np.float32([
+    [39.7300, 51.1380], [72.2700, 51.1380], [56.0000, 68.4930], [42.4630, 87.0100], [69.5370, 87.0100],
+]) / 112.0
+MTCNN = np.float32([
+    [0.36562865, 0.46733799], [0.63305391, 0.46585885], [0.50019127, 0.61942959],
+    [0.39032951, 0.77598822], [0.61178945, 0.77476328],
+])
+# The seed's (ModelScope cv_unet-image-face-fusion_damo) template: the ArcFace-112 points
+# contracted by 0.85 about the crop centre (56, 56), as a share of the side (used at 256).
+DAMO = ((ARCFACE_112 - 56.0) * 0.85 + 56.0) / 112.0
+TEMPLATES = ("arcface", "arcface_112", "arcface_128", "arcface_112_v1", "ffhq", "mtcnn", "damo")
 TemplateSpec = Union[str, Sequence[Sequence[float]]]
+_SHARES = {"ffhq": FFHQ, "arcface_112": ARCFACE_112 / 112.0, "arcface_128": (ARCFACE_112 + np.float32([8.0, 0.0])) / 128.0,
+           "arcface_112_v1": ARCFACE_112_V1, "mtcnn": MTCNN, "damo": DAMO}
 
 
 def keypoints(landmarks: np.ndarray) -> np.ndarray:
-    """The 5 key points (5 x 2) of a 478-point mesh."""
-    return np.asarray(landmarks, np.float32)[list(KEYPOINT_INDICES)]
+    """The 5 key points (5 x 2) of a 478-point mesh. A 468-point mesh (no iris points, as
+    the classical engine's result geometry) uses the centres of the eye contours instead."""
+    lms = np.asarray(landmarks, np.float32)
+    if len(lms) > max(KEYPOINT_INDICES):
+        return lms[list(KEYPOINT_INDICES)]
+    eyes = [lms[mesh.RIGHT_EYE].mean(0), lms[mesh.LEFT_EYE].mean(0)]
+    return np.vstack([eyes, lms[list(KEYPOINT_INDICES[2:])]]).astype(np.float32)
 
 
 def template(spec: TemplateSpec, size: int) -> np.ndarray:
@@ -46,8 +65,9 @@ def template(spec: TemplateSpec, size: int) -> np.ndarray:
 
     spec: "arcface" (insightface's rule: the 112 template scaled for sizes that are a
     multiple of 112, and for other sizes scaled by size/128 with the 8 px shift insightface
-    uses for 128-px crops such as inswapper_128's), "ffhq", or five [x, y] pairs given as a
-    share of the crop side (0..1).
+    uses for 128-px crops such as inswapper_128's), one of the fixed-share templates
+    ("arcface_112", "arcface_128", "arcface_112_v1", "ffhq", "mtcnn", "damo": the same
+    shares at every size), or five [x, y] pairs given as a share of the crop side (0..1).
     """
     if isinstance(spec, str):
         if spec == "arcface":
@@ -55,8 +75,8 @@ def template(spec: TemplateSpec, size: int) -> np.ndarray:
                 return ARCFACE_112 * (size / 112.0)
             ratio = size / 128.0
             return ARCFACE_112 * ratio + np.float32([8.0 * ratio, 0.0])
-        if spec == "ffhq":
-            return FFHQ * size
+        if spec in _SHARES:
+            return _SHARES[spec] * np.float32(size)
         raise ValueError(f"unknown template {spec!r}; use one of {', '.join(TEMPLATES)} or five [x, y] pairs")
     pts = np.asarray(spec, np.float32)
     if pts.shape != (5, 2) or not np.all((pts >= 0) & (pts <= 1)):
@@ -131,3 +151,20 @@ def paste_back(crop: np.ndarray, m: np.ndarray, shape: tuple[int, int]) -> tuple
     valid[y0:y1, x0:x1] = cv2.warpAffine(ones, mb, box, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return out, valid
+
+
+def split_phases(crop: np.ndarray, n: int) -> list[np.ndarray]:
+    """Pixel boost: the n*n strided sub-images of a crop, tile (i, j)[y, x] = crop[y*n + i, x*n + j],
+    row-major in (i, j). Each is a whole face at 1/n the resolution, sampled at its own
+    sub-pixel phase, so a model of side S sees every pixel of an n*S crop exactly once."""
+    return [crop[i::n, j::n] for i in range(n) for j in range(n)]
+
+
+def interleave_phases(tiles: list[np.ndarray], n: int) -> np.ndarray:
+    """The inverse of split_phases: every tile's pixel back at its place in the n*S crop."""
+    s = tiles[0].shape[0]
+    out = np.empty((s * n, s * n) + tiles[0].shape[2:], tiles[0].dtype)
+    for k, tile in enumerate(tiles):
+        i, j = divmod(k, n)
+        out[i::n, j::n] = tile
+    return out

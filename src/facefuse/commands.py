@@ -17,7 +17,9 @@ from .config import FusionParams, Settings, load_config
 EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_NOFACE, EXIT_ENGINE = 0, 2, 3, 4, 5
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "examples"
-ENGINE_FLAGS = ("engine", "model", "embedder", "precision")  # flags of the `inference` section
+# flags of the `inference` section (the models a Fuser loads once)
+ENGINE_FLAGS = ("engine", "model", "model_preset", "embedder", "converter", "precision", "pixel_boost",
+                "enhancer", "enhancer_preset")
 
 
 def number(text: str) -> float:
@@ -58,10 +60,30 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
 def add_engine_options(p: argparse.ArgumentParser) -> None:
     from .engines import available
 
-    p.add_argument("--engine", help=f"fusion engine: {', '.join(available())} (default classical)")
-    p.add_argument("--model", help="ONNX model file for the onnx engines")
-    p.add_argument("--embedder", help="ONNX identity-embedding model (onnx-swap)")
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="ONNX model precision (default fp32)")
+    g = p.add_argument_group("models (optional ONNX files you supply; nothing is downloaded)")
+    g.add_argument("--engine", help=f"fusion engine: {', '.join(available())} (default classical)")
+    g.add_argument("--model", help="ONNX model file for the onnx engines")
+    g.add_argument("--model-preset", help=f"a shipped model card for --model: {', '.join(_preset_names(enhancer=False))}")
+    g.add_argument("--embedder", help="ONNX identity-embedding model (onnx-swap, onnx-damo)")
+    g.add_argument("--converter", help="ONNX embedding converter, for presets that need one")
+    g.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="ONNX model precision (default fp32)")
+    g.add_argument("--pixel-boost", type=int, choices=[256, 512], help="run a small swap model on sub-images of "
+                   "a crop this large (onnx-swap)")
+    g.add_argument("--enhancer", help="face-enhancer ONNX model (GFPGAN / GPEN / CodeFormer style) run on every "
+                   "fused face")
+    g.add_argument("--enhancer-preset", help=f"a shipped model card for --enhancer: "
+                   f"{', '.join(_preset_names(enhancer=True))}")
+
+
+def _preset_names(enhancer: bool) -> list[str]:
+    """The model cards shipped in facefuse/presets, for engines or for enhancers (read as text:
+    the parser must not import ONNX Runtime)."""
+    names = []
+    for card in sorted((Path(__file__).parent / "presets").glob("*.yaml")):
+        is_enhancer = "engine: enhancer" in card.read_text(encoding="utf-8")
+        if is_enhancer == enhancer:
+            names.append(card.stem)
+    return names
 
 
 def _shown(value) -> str:

@@ -116,6 +116,10 @@ class FusionParams(BaseModel):
                               "(and less certain) faces", "face_detection.threshold", ge=0.0, le=1.0)
     padding: float = _param(0.2, "ROI padding", "ROI margin around the face box, share of the face size",
                             "face_detection.padding_ratio", ge=0.0, le=1.0)
+    enhancer_blend: float = _param(0.8, "Enhancer blend", "share of the face enhancer's output, 0-1 (0 = off; "
+                                   "only with an enhancer model)", "fusion.enhancer_blend", ge=0.0, le=1.0)
+    enhancer_weight: float = _param(0.5, "Enhancer weight", "the `weight` input of CodeFormer-style enhancers, 0-1",
+                                    "fusion.enhancer_weight", ge=0.0, le=1.0)
 
     @property
     def face_indices(self) -> tuple[int, ...]:
@@ -195,6 +199,11 @@ class InferenceSettings(_Section):
     gpu_memory_limit_gb: Optional[float] = Field(None, gt=0)
     cuda_graph: bool = False
     threads: int = Field(0, ge=0, le=256, description="OpenCV/ONNX threads, 0 = library default")
+    model_preset: Optional[str] = Field(None, description="a shipped model card for --model (facefuse/presets)")
+    converter: Optional[str] = Field(None, description="embedding converter ONNX model, for presets that need one")
+    pixel_boost: Optional[Literal[256, 512]] = Field(None, description="align at this side and run the swap model on its sub-images")
+    enhancer: Optional[str] = Field(None, description="face-enhancer ONNX model run on every fused face")
+    enhancer_preset: Optional[str] = Field(None, description="a shipped model card for --enhancer")
 
 
 class ServerSettings(_Section):

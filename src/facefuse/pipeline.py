@@ -20,13 +20,14 @@ from .blend import compose
 from .config import FusionParams, Settings, load_config
 from .detect import FaceDetector
 from .engines import create_engine
+from .enhancers import enhancer_for
 from .errors import NoFaceError
 from .faces import Detection, Face, SourceFace
 from .imaging import output_size, resize_frame
 from .io import DecodedImage, ImageSource, decode_image, encode_like
 from .roi import ROI, plan_roi
 
-STAGES = ("decode", "detect", "roi", "engine", "blend", "paste", "encode")
+STAGES = ("decode", "detect", "roi", "engine", "enhance", "blend", "paste", "encode")
 Progress = Callable[[float, str], None]  # (share done 0-1, what is happening)
 SOURCE_CACHE = 8  # prepared source faces kept per Fuser
 ENLARGE_NOTE_FACTOR = 1.05  # outputs enlarged more than this get a note
@@ -108,13 +109,14 @@ class _Timer:
 
 
 class Fuser:
-    """Loads the face models and the engine once; fuses any number of image pairs."""
+    """Loads the face models, the engine and the enhancer once; fuses any number of image pairs."""
 
     def __init__(self, config: Union[Settings, str, None] = None):
         self.settings = config if isinstance(config, Settings) else load_config(config)
         _set_threads(self.settings.inference.threads)
         self.detector = FaceDetector.from_settings(self.settings)
         self.engine = create_engine(self.settings.inference.engine, self.settings.inference)
+        self.enhancer = enhancer_for(self.settings.inference)  # None unless inference.enhancer is set
         self._lock = threading.Lock()
         self._sources: OrderedDict = OrderedDict()
 
@@ -246,6 +248,9 @@ class Fuser:
                 lms = face.landmarks - roi.offset
             with timer.stage("engine"):
                 fused = self.engine.fuse(src, roi_img, lms, params.ratio)
+            if self.enhancer is not None:
+                with timer.stage("enhance"):
+                    fused = self.enhancer.enhance(fused, params.enhancer_blend, params.enhancer_weight)
             with timer.stage("blend"):
                 fused_roi = compose(fused, params.mode, params.smoothing, params.brightness,
                                     params.contrast, params.saturation)

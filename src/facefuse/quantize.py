@@ -3,10 +3,11 @@
     facefuse quantize --model M.onnx --calibration PHOTOS/ --out M.int8.onnx
                       [--embedder E.onnx] [--per-channel | --no-per-channel] [--format qdq|qoperator]
 
-The calibration inputs are built by the engine itself (`onnx-swap` for a model with a
-crop and a latent input, `onnx-unet` otherwise) from the faces found in the photos, so they
-are aligned, normalised and paired exactly as at inference: each face is a target, and the
-next photo's face is its source. The last photos (one in five, at least one) are held out:
+The calibration inputs are built by the engine or enhancer itself (`onnx-damo` for a model
+with four inputs, `onnx-swap` for a crop and a latent input, a face enhancer for one
+3-channel image input, with or without a `weight`, `onnx-unet` otherwise) from the faces
+found in the photos, so they are aligned, normalised and paired exactly as at inference:
+each face is a target, and the next photo's face is its source. The last photos (one in five, at least one) are held out:
 the FP32 and INT8 models run on their crops, and the agreement (SSIM, max / mean absolute
 error in 0..255 pixel levels) and the speed-up are printed. Weights are quantized to int8
 (per output channel by default), activations to uint8 with min/max calibration, with ONNX
@@ -46,8 +47,18 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(s.mean())
 
 
+def _channels(value_info) -> Optional[int]:
+    dims = value_info.type.tensor_type.shape.dim
+    return dims[1].dim_value if len(dims) == 4 and dims[1].HasField("dim_value") else None
+
+
+def _rank(value_info) -> int:
+    return len(value_info.type.tensor_type.shape.dim)
+
+
 def engine_for(model: Path) -> str:
-    """onnx-swap for a model with two inputs (crop + latent), onnx-unet otherwise."""
+    """onnx-damo for four inputs, onnx-swap for two with one image, "enhancer" for one
+    3-channel image (and perhaps a scalar weight), onnx-unet otherwise."""
     import onnx
 
     if not model.is_file():
@@ -57,7 +68,27 @@ def engine_for(model: Path) -> str:
     except Exception as exc:
         raise EngineError(f"model {model}: not a readable ONNX model ({str(exc).splitlines()[0][:200]})") from exc
     inits = {i.name for i in graph.initializer}
-    return "onnx-swap" if len([i for i in graph.input if i.name not in inits]) == 2 else "onnx-unet"
+    inputs = [i for i in graph.input if i.name not in inits]
+    images = [_channels(i) for i in inputs if _rank(i) == 4]
+    if len(inputs) == 4:
+        return "onnx-damo"
+    if images == [3] and len(inputs) <= 2 and all(_rank(i) <= 1 for i in inputs if _rank(i) != 4):
+        return "enhancer"
+    return "onnx-swap" if len(inputs) == 2 else "onnx-unet"
+
+
+class _Stage:
+    """What quantization needs of the model's stage: its inputs per face, and how to run it."""
+
+    def __init__(self, fuser, kind: str):
+        self.kind = kind
+        self.model = fuser.enhancer if kind == "enhancer" else fuser.engine
+        self.weight = fuser.settings.fusion.enhancer_weight
+
+    def inputs(self, source, roi: np.ndarray, landmarks: np.ndarray) -> list[dict]:
+        if self.kind == "enhancer":
+            return self.model.model_inputs(roi, landmarks, self.weight)
+        return self.model.model_inputs(source, roi, landmarks)
 
 
 def _photos(folder: Path) -> list[Path]:
@@ -69,7 +100,7 @@ def _photos(folder: Path) -> list[Path]:
     return photos
 
 
-def _samples(fuser, photos: list[Path], max_crops: int, log: Callable) -> list[tuple[int, dict]]:
+def _samples(fuser, stage: _Stage, photos: list[Path], max_crops: int, log: Callable) -> list[tuple[int, dict]]:
     """(photo number, model inputs) for every face found, as the engine builds them."""
     from .roi import plan_roi
 
@@ -95,8 +126,7 @@ def _samples(fuser, photos: list[Path], max_crops: int, log: Callable) -> list[t
         if j not in sources:
             sources[j] = fuser.engine.prepare_source(faces[j][1], faces[j][2])
         roi = plan_roi(face, image.shape[1], image.shape[0], pad)
-        crop, _ = fuser.engine.aligned_crop(image[roi.slices], face.landmarks - roi.offset)
-        samples.append((n, fuser.engine.feeds(sources[j], crop)))
+        samples += [(n, f) for f in stage.inputs(sources[j], image[roi.slices], face.landmarks - roi.offset)]
     return samples
 
 
@@ -160,7 +190,8 @@ def quantize_model(
 
     from .config import Settings, load_config
     from .engines import create_engine
-    from .engines.onnx import card_path
+    from .enhancers import create_enhancer
+    from .onnxrt import card_path
     from .pipeline import Fuser
 
     model, out = Path(model), Path(out)
@@ -174,15 +205,18 @@ def quantize_model(
         raise OutputExistsError(out_card, "with other content; the model card is copied beside --out")
     photos = _photos(Path(calibration))
     kind = engine_for(model)
-    if kind == "onnx-swap" and not embedder:
-        raise ConfigError("--embedder: an onnx-swap model's calibration needs the identity-embedding model")
+    if kind in ("onnx-swap", "onnx-damo") and not embedder:
+        raise ConfigError(f"--embedder: an {kind} model's calibration needs the identity-embedding model")
     base = settings if isinstance(settings, Settings) else load_config(settings)
     inference = base.inference.model_copy(update={
         "engine": kind, "model": str(model), "embedder": str(embedder) if embedder else None,
-        "precision": "fp32", "providers": ["CPUExecutionProvider"], "cuda_graph": False})
+        "precision": "fp32", "providers": ["CPUExecutionProvider"], "cuda_graph": False, "pixel_boost": None})
+    if kind == "enhancer":  # the classical engine makes the faces the enhancer calibrates on
+        inference = inference.model_copy(update={"engine": "classical", "model": None, "enhancer": str(model)})
     fuser = Fuser(base.model_copy(update={"inference": inference}))
+    stage = _Stage(fuser, kind)
 
-    samples = _samples(fuser, photos, max_crops, log)
+    samples = _samples(fuser, stage, photos, max_crops, log)
     photo_ids = sorted({n for n, _ in samples})
     k = held_out if held_out is not None else max(1, len(photo_ids) // 5)
     if not 1 <= k < len(photo_ids):
@@ -204,8 +238,11 @@ def quantize_model(
         _carry_embedding_map(getattr(fuser.engine, "emap", None), tmp_out)
         if card:
             shutil.copyfile(card, Path(tmp) / out_card.name)
-        int8 = create_engine(kind, inference.model_copy(update={"model": str(tmp_out), "precision": "int8"}))
-        ref = [fuser.engine.run(f) for f in test]
+        if kind == "enhancer":
+            int8 = create_enhancer("onnx", inference.model_copy(update={"enhancer": str(tmp_out), "precision": "int8"}))
+        else:
+            int8 = create_engine(kind, inference.model_copy(update={"model": str(tmp_out), "precision": "int8"}))
+        ref = [stage.model.run(f) for f in test]
         got = [int8.run(f) for f in test]
         report = {
             "engine": kind,
@@ -217,7 +254,7 @@ def quantize_model(
             "ssim_min": float(min(ssim(a, b) for a, b in zip(ref, got))),
             "max_abs_error": float(max(np.abs(a - b).max() for a, b in zip(ref, got))),
             "mean_abs_error": float(np.mean([np.abs(a - b).mean() for a, b in zip(ref, got)])),
-            "ms_fp32": 1000 * _time_per_run(fuser.engine.run, test, timing_s),
+            "ms_fp32": 1000 * _time_per_run(stage.model.run, test, timing_s),
             "ms_int8": 1000 * _time_per_run(int8.run, test, timing_s),
             "bytes_fp32": model.stat().st_size,
             "bytes_int8": tmp_out.stat().st_size,
@@ -241,10 +278,10 @@ def quantize_model(
 
 def add_parser(sub) -> None:
     p = sub.add_parser("quantize", help="INT8 static quantization of an ONNX face model, calibrated on face photos")
-    p.add_argument("--model", required=True, help="the FP32 ONNX model (onnx-swap or onnx-unet contract)")
+    p.add_argument("--model", required=True, help="the FP32 ONNX model (onnx-swap, onnx-unet, onnx-damo or face-enhancer contract)")
     p.add_argument("--calibration", required=True, help="folder of real face photos")
     p.add_argument("--out", required=True, help="the INT8 model to write (never overwritten)")
-    p.add_argument("--embedder", help="identity-embedding model (needed for onnx-swap models)")
+    p.add_argument("--embedder", help="identity-embedding model (needed for onnx-swap and onnx-damo models)")
     p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
                    help="one weight scale per output channel (default) or one per tensor")
     p.add_argument("--format", choices=["qdq", "qoperator"], default="qdq",

@@ -219,6 +219,7 @@ def _fuse_job(fuser, src: bytes, tgt: bytes, params, fmt: str, quality: int, pro
 # -- the controls: one per FusionParams field ------------------------------------------------
 PICKED_ELSEWHERE = ("face_index", "all_faces", "source_face_index")  # the face pickers set these
 ADVANCED = ("threshold", "padding")  # under Advanced; every other field is a main control
+WITH_ENHANCER = ("enhancer_blend", "enhancer_weight")  # under Advanced, when the server has an enhancer
 SLIDER_STEP = 0.05
 SLIDER_FLOOR = {"threshold": 0.05}  # a 0 threshold takes every blob for a face
 
@@ -295,7 +296,8 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                 face = gr.CheckboxGroup(_face_choices(1), value=["0"], label="Target faces to fuse",
                                         elem_id="face", info="click a face on the preview, or tick its number")
         controls: dict[str, gr.components.Component] = {}
-        main = [n for n in FusionParams.model_fields if n not in ADVANCED and n not in PICKED_ELSEWHERE]
+        advanced = ADVANCED + (WITH_ENHANCER if settings.inference.enhancer else ())
+        main = [n for n in FusionParams.model_fields if n not in (*ADVANCED, *WITH_ENHANCER, *PICKED_ELSEWHERE)]
         for row in range(0, len(main), 3):
             with gr.Row():
                 for name in main[row:row + 3]:
@@ -304,7 +306,7 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                     fmt = gr.Radio(FORMAT_CHOICES, value="jpg", label="File format", elem_id="format")
         with gr.Accordion("Advanced", open=False):
             with gr.Row():
-                for name in ADVANCED:
+                for name in advanced:
                     controls[name] = control(name, getattr(defaults, name))
         threshold = controls["threshold"]
         fuse_btn = gr.Button("Fuse", variant="primary", elem_id="fuse")

@@ -29,7 +29,7 @@ class Engine(Protocol):
 
 _FACTORIES: dict[str, Callable[..., Engine]] = {}
 # engines living in modules that are imported only when asked for (heavy dependencies)
-_LAZY_MODULES = {"classical": ".classical", "onnx-swap": ".onnx", "onnx-unet": ".onnx"}
+_LAZY_MODULES = {"classical": ".classical", "onnx-swap": ".onnx", "onnx-unet": ".onnx", "onnx-damo": ".damo"}
 
 
 def register(name: str, factory: Callable[..., Engine]) -> None:

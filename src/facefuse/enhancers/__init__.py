@@ -1,0 +1,66 @@
+"""Face enhancers: a second model run on every fused face, after the engine and before
+`compose`, whatever the engine (the classical one included).
+
+An enhancer takes an engine's `FusedFace` and returns it with a sharper `image` inside the
+face: it aligns the fused face to its own template, runs its model and pastes the result
+back, mixed by `blend` (0 = the fused face unchanged, 1 = the enhancer's output) and only
+inside the face's region (`FusedFace.mask`), so the masks, modes and everything outside the
+face stay what the engine made them. GFPGAN, GPEN, CodeFormer and RestoreFormer are such
+models; FaceFusion, Deep-Live-Cam and roop run one after their swap.
+
+Adding an enhancer is adding one module that calls `register("name", factory)`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import replace
+from typing import Callable, Optional, Protocol
+
+import numpy as np
+
+from ..faces import FusedFace
+from ..errors import ConfigError
+
+
+class Enhancer(Protocol):
+    name: str
+
+    def enhance(self, fused: FusedFace, blend: float, weight: float) -> FusedFace: ...
+
+
+def mix_into_face(fused: FusedFace, enhanced: np.ndarray, valid: np.ndarray, blend: float) -> FusedFace:
+    """`fused` with `enhanced` (ROI-sized, float32 RGB 0..255) mixed in by `blend`, where the
+    enhancer's crop reached (`valid`) and only inside the face region (`fused.mask`): outside
+    it the fused image is left exactly as it was."""
+    weight = (np.float32(blend) * valid * fused.mask)[:, :, None]
+    return replace(fused, image=fused.image + weight * (enhanced - fused.image))
+
+
+_FACTORIES: dict[str, Callable[..., Enhancer]] = {}
+_LAZY_MODULES = {"onnx": ".onnx"}
+
+
+def register(name: str, factory: Callable[..., Enhancer]) -> None:
+    _FACTORIES[name] = factory
+
+
+def available() -> list[str]:
+    return sorted(set(_FACTORIES) | set(_LAZY_MODULES))
+
+
+def create_enhancer(name: str, settings=None) -> Enhancer:
+    """Build the enhancer called `name` (inference settings passed to its factory)."""
+    if name not in _FACTORIES and name in _LAZY_MODULES:
+        try:
+            importlib.import_module(_LAZY_MODULES[name], __name__)
+        except ModuleNotFoundError as exc:
+            raise ConfigError(f"inference.enhancer: the '{name}' enhancer is not installed in this build ({exc})") from exc
+    if name not in _FACTORIES:
+        raise ConfigError(f"inference.enhancer: unknown enhancer '{name}'; choose one of {', '.join(available())}")
+    return _FACTORIES[name](settings)
+
+
+def enhancer_for(settings) -> Optional[Enhancer]:
+    """The enhancer the inference settings ask for (an ONNX model file), or None."""
+    return create_enhancer("onnx", settings) if settings.enhancer else None
