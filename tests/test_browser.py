@@ -37,7 +37,7 @@ def server(tmp_path_factory):
     """`facefuse serve --port 0` (any free port) as a user would start it, with its own config."""
     tmp = tmp_path_factory.mktemp("serve")
     cfg = tmp / "config.yaml"
-    cfg.write_text("output:\n  dir: outputs\nserver:\n  workers: 1\n  max_upload_mb: 1\n")  # cwd is tmp
+    cfg.write_text("output:\n  dir: outputs\nserver:\n  workers: 1\n")  # cwd is tmp; the default upload limit
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     env.pop("FACEFUSE_API_KEY", None)
     proc = subprocess.Popen(
@@ -157,8 +157,8 @@ def test_no_face_and_too_large_messages(page, server, noface_path):
     assert body.count("No face found in the target image") == 2  # the upload's line and the fusion's, once each
     assert page.locator(".toast-body").count() == 0  # no toast repeating it
     assert page.locator(".error").count() == 0  # no red error badge on the outputs
-    big = tmp / "noise.png"  # 3.6 MB, over this server's 1 MB limit
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (1100, 1100, 3), np.uint8)).save(big)
+    big = tmp / "huge.png"  # 26 MB, over the default 25 MB limit (the browser checks the size before sending)
+    big.write_bytes(np.random.default_rng(0).integers(0, 255, 26 * 1024 * 1024, np.uint8).tobytes())
     _upload(page, "source", big)
     _wait_text(page, ".toast-body", "exceed the maximum allowed size")  # Gradio's own check, in the browser
     body = page.inner_text("body")
@@ -167,8 +167,7 @@ def test_no_face_and_too_large_messages(page, server, noface_path):
 
 
 def _save_small(png, dest) -> None:
-    """The README's copy: the top of the page, shrunk, as an optimised PNG under 300 KB."""
+    """The README's copy: the whole page after a fusion, shrunk, as an optimised PNG."""
     img = Image.open(png).convert("RGB")
-    img = img.crop((0, 0, img.width, min(img.height, 1500)))
-    img = img.resize((img.width * 2 // 3, img.height * 2 // 3), Image.LANCZOS)
+    img = img.resize((img.width * 11 // 20, img.height * 11 // 20), Image.LANCZOS)
     img.quantize(colors=192, method=Image.Quantize.MEDIANCUT).save(dest, optimize=True)
