@@ -10,13 +10,12 @@ Adding an engine is adding one module that calls `register("name", factory)`.
 
 from __future__ import annotations
 
-import importlib
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..faces import Face, FusedFace, SourceFace  # the contract's data (re-exported for engines)
+from ..registry import Registry
 
 
 class Engine(Protocol):
@@ -27,26 +26,13 @@ class Engine(Protocol):
     def fuse(self, source: SourceFace, target_roi: np.ndarray, target_landmarks: np.ndarray, ratio: float) -> FusedFace: ...
 
 
-_FACTORIES: dict[str, Callable[..., Engine]] = {}
 # engines living in modules that are imported only when asked for (heavy dependencies)
-_LAZY_MODULES = {"classical": ".classical", "onnx-swap": ".onnx", "onnx-unet": ".onnx", "onnx-damo": ".damo"}
-
-
-def register(name: str, factory: Callable[..., Engine]) -> None:
-    _FACTORIES[name] = factory
-
-
-def available() -> list[str]:
-    return sorted(set(_FACTORIES) | set(_LAZY_MODULES))
+_REGISTRY: Registry[Engine] = Registry("engine", "inference.engine", __name__, {
+    "classical": ".classical", "onnx-swap": ".onnx", "onnx-unet": ".onnx", "onnx-damo": ".damo"})
+register = _REGISTRY.register
+available = _REGISTRY.available
 
 
 def create_engine(name: str, settings=None) -> Engine:
     """Build the engine called `name` (inference settings passed to its factory)."""
-    if name not in _FACTORIES and name in _LAZY_MODULES:
-        try:
-            importlib.import_module(_LAZY_MODULES[name], __name__)
-        except ModuleNotFoundError as exc:
-            raise ConfigError(f"inference.engine: '{name}' is not installed in this build ({exc})") from exc
-    if name not in _FACTORIES:
-        raise ConfigError(f"inference.engine: unknown engine '{name}'; choose one of {', '.join(available())}")
-    return _FACTORIES[name](settings)
+    return _REGISTRY.create(name, settings)

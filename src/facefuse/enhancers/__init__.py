@@ -13,14 +13,13 @@ Adding an enhancer is adding one module that calls `register("name", factory)`.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import replace
-from typing import Callable, Optional, Protocol
+from typing import Optional, Protocol
 
 import numpy as np
 
 from ..faces import FusedFace
-from ..errors import ConfigError
+from ..registry import Registry
 
 
 class Enhancer(Protocol):
@@ -37,28 +36,14 @@ def mix_into_face(fused: FusedFace, enhanced: np.ndarray, valid: np.ndarray, ble
     return replace(fused, image=fused.image + weight * (enhanced - fused.image))
 
 
-_FACTORIES: dict[str, Callable[..., Enhancer]] = {}
-_LAZY_MODULES = {"onnx": ".onnx"}
-
-
-def register(name: str, factory: Callable[..., Enhancer]) -> None:
-    _FACTORIES[name] = factory
-
-
-def available() -> list[str]:
-    return sorted(set(_FACTORIES) | set(_LAZY_MODULES))
+_REGISTRY: Registry[Enhancer] = Registry("enhancer", "inference.enhancer", __name__, {"onnx": ".onnx"})
+register = _REGISTRY.register
+available = _REGISTRY.available
 
 
 def create_enhancer(name: str, settings=None) -> Enhancer:
     """Build the enhancer called `name` (inference settings passed to its factory)."""
-    if name not in _FACTORIES and name in _LAZY_MODULES:
-        try:
-            importlib.import_module(_LAZY_MODULES[name], __name__)
-        except ModuleNotFoundError as exc:
-            raise ConfigError(f"inference.enhancer: the '{name}' enhancer is not installed in this build ({exc})") from exc
-    if name not in _FACTORIES:
-        raise ConfigError(f"inference.enhancer: unknown enhancer '{name}'; choose one of {', '.join(available())}")
-    return _FACTORIES[name](settings)
+    return _REGISTRY.create(name, settings)
 
 
 def enhancer_for(settings) -> Optional[Enhancer]:
