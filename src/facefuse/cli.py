@@ -228,7 +228,7 @@ def _register_optional_commands() -> None:
     """Front-ends in their own modules add their subcommands when they are present."""
     import importlib
 
-    for mod in ("bench", "batch", "server", "quantize"):
+    for mod in ("bench", "batch", "server", "quantize", "video.command"):
         try:
             importlib.import_module(f"facefuse.{mod}")
         except ModuleNotFoundError as exc:

@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from .blend import compose
 from .config import FusionParams, Settings, load_config
 from .detect import Detection, Face, FaceDetector
 from .engines import SourceFace, create_engine
-from .errors import NoFaceError
+from .errors import ConfigError, NoFaceError
 from .io import ImageSource, read_image
 from .roi import ROI, output_size, plan_roi, resize_frame
 
@@ -135,23 +135,44 @@ class Fuser:
                 self._sources.popitem(last=False)
         return prepared
 
+    def prepare_sources(self, sources: Mapping[int, Any], params: FusionParams) -> dict[int, SourceFace]:
+        """A face mapping (target face or track index -> source photo) with each source
+        prepared; ConfigError for an index that is not a whole number >= 0."""
+        out: dict[int, SourceFace] = {}
+        for index, source in sources.items():
+            if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+                raise ConfigError(f"face mapping: target face index must be an integer >= 0, got {index!r}")
+            out[index] = self.prepare_source(source, params.source_face_index, params.threshold)
+        return out
+
     # -- the path ----------------------------------------------------------------------
     def fuse(self, source, target, **params: Any) -> np.ndarray:
         """Fuse and return the RGB uint8 result (see FusionParams for the parameters)."""
         return self.fuse_detailed(source, target, self.params(**params)).image
 
-    def fuse_detailed(self, source, target, params: FusionParams | None = None) -> FusionResult:
+    def fuse_detailed(self, source, target, params: FusionParams | None = None,
+                      sources: Mapping[int, Any] | None = None) -> FusionResult:
+        """The whole path for one image. `sources` maps target face indices to their own
+        source photos (or prepared faces): those faces, and only those, are fused, each
+        from its own source ("0=alice.jpg,2=bob.jpg"); `source` may then be None."""
         params = params or self.params()
         timer = _Timer()
         with timer.stage("decode"):
             target_img = self.read(target, "target", reduce_to=self.decode_size_for(params))
         with timer.stage("detect"):  # includes decoding the source, unless it is cached
-            src = self.prepare_source(source, params.source_face_index, params.threshold)
+            sources_by_face = self.prepare_sources(sources or {}, params)
+            src = None if source is None else self.prepare_source(source, params.source_face_index, params.threshold)
             detection = self.detector.detect(target_img, threshold=params.threshold)
+        if src is None and not sources_by_face:
+            raise ConfigError("a source face or a face mapping is needed")
         faces = detection.faces
         if not faces:
             raise NoFaceError("target: no face found", which="target")
-        if params.all_faces:
+        if sources_by_face:
+            chosen = sorted(sources_by_face)
+            if chosen[-1] >= len(faces):
+                raise NoFaceError(f"target: face {chosen[-1]} mapped, only {len(faces)} found", which="target")
+        elif params.all_faces:
             chosen = list(range(len(faces)))
         elif params.face_index < len(faces):
             chosen = [params.face_index]
@@ -167,21 +188,51 @@ class Fuser:
                 output = target_img.copy()
         used: list[FaceUsed] = []
         for index in chosen:
-            with timer.stage("roi"):
-                face = faces[index].scaled(factor)
-                roi = plan_roi(face, out_w, out_h, params.padding)
-                roi_img = output[roi.slices]
-                lms = face.landmarks - roi.offset
-            with timer.stage("engine"):
-                fused = self.engine.fuse(src, roi_img, lms, params.ratio)
-            with timer.stage("blend"):
-                fused_roi = compose(fused, params.mode, params.smoothing, params.brightness,
-                                    params.contrast, params.saturation)
-            with timer.stage("paste"):
-                output[roi.slices] = fused_roi
+            face = faces[index].scaled(factor)
+            roi = self._fuse_face_into(output, face, sources_by_face.get(index, src), params, timer)
             used.append(FaceUsed(index=index, face=face, roi=roi))
         timer.times["total"] = sum(timer.times[s] for s in STAGES)
         return FusionResult(image=output, faces=used, target_faces_found=len(faces), params=params, timings=timer.times)
+
+    def _fuse_face_into(self, output: np.ndarray, face: Face, src: SourceFace, params: FusionParams,
+                        timer: "_Timer") -> ROI:
+        """Fuse one face of `output` (its landmarks in output pixels) in place; the ROI used."""
+        with timer.stage("roi"):
+            roi = plan_roi(face, output.shape[1], output.shape[0], params.padding)
+            roi_img = output[roi.slices]
+            lms = face.landmarks - roi.offset
+        with timer.stage("engine"):
+            fused = self.engine.fuse(src, roi_img, lms, params.ratio)
+        with timer.stage("blend"):
+            fused_roi = compose(fused, params.mode, params.smoothing, params.brightness,
+                                params.contrast, params.saturation)
+        with timer.stage("paste"):
+            output[roi.slices] = fused_roi
+        return roi
+
+    def fuse_frame(self, frame: np.ndarray, faces: Sequence[tuple[Face, SourceFace]],
+                   params: FusionParams | None = None, timings: dict[str, float] | None = None) -> np.ndarray:
+        """One video frame (RGB uint8, already at output size) with each given face fused
+        from its prepared source. The faces' landmarks come from the caller (a video tracker
+        smooths them over time), so nothing is detected here; the frame is not modified.
+        Stage times are added to `timings` when given."""
+        params = params or self.params()
+        timer = _Timer()
+        output = frame.copy()
+        for face, src in faces:
+            self._fuse_face_into(output, face, src, params, timer)
+        if timings is not None:
+            for stage, seconds in timer.times.items():
+                timings[stage] = timings.get(stage, 0.0) + seconds
+        return output
+
+    def fuse_video(self, source, video, out, progress: Callable[[int, int], None] | None = None,
+                   sources: Mapping[int, Any] | None = None, **params: Any) -> dict:
+        """Fuse `source`'s face into every frame of the clip `video` and write `out`
+        (see facefuse.video.fuse.fuse_video for the options); returns its report."""
+        from .video.fuse import fuse_video
+
+        return fuse_video(self, source, video, out, progress=progress, sources=sources, **params)
 
 
 def _content_key(source: ImageSource) -> str:
