@@ -189,42 +189,47 @@ class Fuser:
         used: list[FaceUsed] = []
         for index in chosen:
             face = faces[index].scaled(factor)
-            roi = self._fuse_face_into(output, face, sources_by_face.get(index, src), params, timer)
+            roi, _ = self._fuse_face_into(output, face, sources_by_face.get(index, src), params, timer)
             used.append(FaceUsed(index=index, face=face, roi=roi))
         timer.times["total"] = sum(timer.times[s] for s in STAGES)
         return FusionResult(image=output, faces=used, target_faces_found=len(faces), params=params, timings=timer.times)
 
     def _fuse_face_into(self, output: np.ndarray, face: Face, src: SourceFace, params: FusionParams,
-                        timer: "_Timer") -> ROI:
-        """Fuse one face of `output` (its landmarks in output pixels) in place; the ROI used."""
+                        timer: "_Timer", light: Any = None, light_keep: float = 0.0) -> tuple[ROI, Any]:
+        """Fuse one face of `output` (its landmarks in output pixels) in place; the ROI used
+        and the engine's light state for the next frame (engines that keep none: None)."""
         with timer.stage("roi"):
             roi = plan_roi(face, output.shape[1], output.shape[0], params.padding)
             roi_img = output[roi.slices]
             lms = face.landmarks - roi.offset
         with timer.stage("engine"):
-            fused = self.engine.fuse(src, roi_img, lms, params.ratio)
+            over_time = {"light": light, "light_keep": light_keep} if getattr(self.engine, "accepts_light", False) else {}
+            fused = self.engine.fuse(src, roi_img, lms, params.ratio, **over_time)
         with timer.stage("blend"):
             fused_roi = compose(fused, params.mode, params.smoothing, params.brightness,
                                 params.contrast, params.saturation)
         with timer.stage("paste"):
             output[roi.slices] = fused_roi
-        return roi
+        return roi, fused.light
 
-    def fuse_frame(self, frame: np.ndarray, faces: Sequence[tuple[Face, SourceFace]],
-                   params: FusionParams | None = None, timings: dict[str, float] | None = None) -> np.ndarray:
+    def fuse_frame(self, frame: np.ndarray, faces: Sequence[tuple[Face, SourceFace, Any]],
+                   params: FusionParams | None = None, timings: dict[str, float] | None = None,
+                   light_keep: float = 0.0) -> tuple[np.ndarray, list[Any]]:
         """One video frame (RGB uint8, already at output size) with each given face fused
-        from its prepared source. The faces' landmarks come from the caller (a video tracker
-        smooths them over time), so nothing is detected here; the frame is not modified.
-        Stage times are added to `timings` when given."""
+        from its prepared source: (face, source, light) triples, `light` being the state the
+        previous frame's call returned for that face (None at first). The landmarks come from
+        the caller (a video tracker smooths them over time), so nothing is detected here; the
+        frame is not modified. Returns the fused frame and each face's light state, of which
+        the next frame mixes in `light_keep`. Stage times are added to `timings` if given."""
         params = params or self.params()
         timer = _Timer()
         output = frame.copy()
-        for face, src in faces:
-            self._fuse_face_into(output, face, src, params, timer)
+        lights = [self._fuse_face_into(output, face, src, params, timer, light, light_keep)[1]
+                  for face, src, light in faces]
         if timings is not None:
             for stage, seconds in timer.times.items():
                 timings[stage] = timings.get(stage, 0.0) + seconds
-        return output
+        return output, lights
 
     def fuse_video(self, source, video, out, progress: Callable[[int, int], None] | None = None,
                    sources: Mapping[int, Any] | None = None, **params: Any) -> dict:

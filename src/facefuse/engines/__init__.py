@@ -38,6 +38,7 @@ class FusedFace:
     mask: np.ndarray  # float32 0..1, hard region where `image` may be used
     landmarks: np.ndarray  # (468+, 2) face geometry of the result, ROI pixels
     face_size: float  # pixels, sets feathering and smoothing radii
+    light: object = None  # an engine's per-face state for the next video frame (classical: LightField)
 
 
 class Engine(Protocol):

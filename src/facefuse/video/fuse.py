@@ -24,7 +24,7 @@ from ..detect import Face
 from ..errors import NoFaceError
 from ..roi import output_size, resize_frame
 from .io import DEFAULT_QUALITY, VideoLimits, VideoReader, VideoWriter, check_output
-from .track import Tracks, is_cut, points_box, thumbnail, update_tracks
+from .track import LIGHT_KEEP, Tracks, is_cut, points_box, thumbnail, update_tracks, with_light
 
 if TYPE_CHECKING:
     from ..config import FusionParams
@@ -116,14 +116,17 @@ def fuse_next_frame(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, so
             continue  # a face not seen in this frame passes through unchanged
         src = sources.get(key) if sources else source
         lms = track.landmarks
-        fused.append((Face(box=points_box(lms), score=1.0, landmarks=lms), src, track.id))
-    image = fuser.fuse_frame(frame, [(f, s) for f, s, _ in fused], params, timings)
+        fused.append((Face(box=points_box(lms), score=1.0, landmarks=lms), src, track.light))
+    image, lights = fuser.fuse_frame(frame, fused, params, timings, light_keep=LIGHT_KEEP)
+    fused_ids = [t.id for t in tracks.live if tracks.is_chosen(t.id) and not t.misses]
+    for track_id, light in zip(fused_ids, lights):
+        tracks = with_light(tracks, track_id, light)
     timings["detect"] += t1 - t0
     timings["track"] += t2 - t1
     tracker.tracks, tracker.thumb = tracks, thumb
     tracker.frame += 1
     tracker.cuts += int(cut)
-    return FrameOutcome(image=image, faces_found=len(faces), fused_tracks=[tid for _, _, tid in fused],
+    return FrameOutcome(image=image, faces_found=len(faces), fused_tracks=fused_ids,
                         full_detection=full, cut=cut)
 
 

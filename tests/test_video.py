@@ -1,0 +1,264 @@
+"""Video: PyAV decode/encode, tracking and smoothing, the frame loop and `facefuse video`.
+
+Clips are generated from tests/data photos (see video_clips.py); nothing reads ../shared.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from video_clips import audio_only, decoded, pan_frames, streams, write_clip
+
+from facefuse.errors import InputError, OutputExistsError
+from facefuse.video import track
+from facefuse.video.io import VideoLimits, VideoReader, VideoWriter, probe
+
+SIZE = (256, 192)
+
+
+@pytest.fixture(scope="module")
+def face_clip(tmp_path_factory, data_dir):
+    """A second of a panning, zooming crop of one portrait, with a 440 Hz tone."""
+    path = tmp_path_factory.mktemp("clips") / "face.mp4"
+    return write_clip(path, pan_frames(data_dir / "deepface_img2.jpg", 25, SIZE), audio=True)
+
+
+@pytest.fixture(scope="module")
+def cut_clip(tmp_path_factory, data_dir):
+    """One portrait, then a cut to another."""
+    path = tmp_path_factory.mktemp("clips") / "cut.mp4"
+    frames = pan_frames(data_dir / "deepface_img2.jpg", 12, SIZE) + pan_frames(data_dir / "deepface_img25.jpg", 12, SIZE)
+    return write_clip(path, frames)
+
+
+def _copy(info, out, frames):
+    with VideoWriter(out, info) as w:
+        for f in frames:
+            w.write(f.rgb, f.pts)
+        w.close()
+    return out
+
+
+# -- io --------------------------------------------------------------------------------
+def test_roundtrip_keeps_frames_fps_size_and_audio(face_clip, tmp_path):
+    reader = VideoReader(face_clip)
+    out = _copy(reader.info, tmp_path / "out.mp4", reader)
+    a, b = streams(face_clip), streams(out)
+    assert (b["frames"], b["fps"], b["size"]) == (a["frames"], a["fps"], a["size"]) == (25, 25.0, SIZE)
+    assert b["audio_s"] == pytest.approx(a["audio_s"], abs=0.03) and a["audio_s"] > 0.9
+    assert np.allclose(a["pts_s"], b["pts_s"])
+
+
+def test_variable_frame_rate_rotation_and_odd_size_are_kept(tmp_path, data_dir):
+    frames = [f[:191, :255] for f in pan_frames(data_dir / "deepface_img2.jpg", 8, SIZE)]  # odd width and height
+    pts = [0, 1, 2, 4, 5, 8, 9, 12]  # gaps: variable frame rate
+    clip = write_clip(tmp_path / "vfr.mp4", frames, rotation=90, pts=pts, pix_fmt="yuv444p")
+    reader = VideoReader(clip)
+    assert (reader.info.width, reader.info.height, reader.info.rotation) == (191, 255, 90)  # display orientation
+    assert next(iter(reader)).rgb.shape == (255, 191, 3)
+    out = streams(_copy(reader.info, tmp_path / "out.mp4", reader))
+    assert out["size"] == (255, 191) and out["rotation"] == 90
+    assert np.allclose(out["pts_s"], np.array(pts) / 25)
+
+
+def test_ten_bit_input_is_decoded(tmp_path, data_dir):
+    clip = write_clip(tmp_path / "10bit.mp4", pan_frames(data_dir / "deepface_img2.jpg", 4, SIZE), pix_fmt="yuv420p10le")
+    frames = list(VideoReader(clip))
+    assert len(frames) == 4 and frames[0].rgb.dtype == np.uint8 and frames[0].rgb.mean() > 20
+
+
+def test_start_and_end_cut_frames_and_audio(face_clip, tmp_path):
+    reader = VideoReader(face_clip, start=0.2, end=0.6)
+    with VideoWriter(tmp_path / "part.mp4", reader.info, start=0.2, end=0.6) as w:
+        for f in reader:
+            w.write(f.rgb, f.pts)
+        w.close()
+    out = streams(tmp_path / "part.mp4")
+    assert out["frames"] == 10 and out["pts_s"][0] == pytest.approx(0.0)
+    assert out["audio_s"] == pytest.approx(0.4, abs=0.05)
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda p: p.write_text("not a video at all"), "not_a_video"),
+    (lambda p: p.write_bytes(b""), "empty"),
+    (lambda p: audio_only(p), "no_video"),
+])
+def test_bad_inputs_give_one_clear_error(tmp_path, make, reason):
+    path = tmp_path / "bad.mp4"
+    make(path)
+    with pytest.raises(InputError) as err:
+        probe(path)
+    assert err.value.reason == reason and "\n" not in str(err.value)
+
+
+def test_truncated_clip_fails_clearly_or_says_what_was_lost(face_clip, tmp_path):
+    data = face_clip.read_bytes()
+    cut = tmp_path / "truncated.mp4"
+    cut.write_bytes(data[: len(data) // 2])  # the index (moov) of this mp4 is at its end
+    with pytest.raises(InputError) as err:
+        list(VideoReader(cut))
+    assert err.value.reason == "not_a_video"
+
+
+def test_limits_are_checked_before_decoding(face_clip):
+    with pytest.raises(InputError) as err:
+        probe(face_clip, VideoLimits(max_pixels=10_000))
+    assert err.value.reason == "too_many_pixels"
+    with pytest.raises(InputError) as err:
+        probe(face_clip, VideoLimits(max_seconds=0.5))
+    assert err.value.reason == "too_long"
+
+
+def test_failed_encode_leaves_no_partial_output(face_clip, tmp_path):
+    reader = VideoReader(face_clip)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        with VideoWriter(out, reader.info) as w:
+            for f in reader:
+                w.write(f.rgb, f.pts)
+                if f.index == 5:
+                    raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_is_refused(face_clip, tmp_path):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"keep me")
+    with pytest.raises(OutputExistsError):
+        VideoWriter(out, probe(face_clip))
+    assert out.read_bytes() == b"keep me"
+
+
+# -- track (pure) ----------------------------------------------------------------------
+def _face(center: tuple[float, float], eye: float = 60.0, n: int = 478) -> np.ndarray:
+    """A stand-in mesh: points on a disc, with the eye corners (33, 263) `eye` px apart."""
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-eye, eye, (n, 2)).astype(np.float32)
+    pts[33], pts[263] = (-eye / 2, 0), (eye / 2, 0)
+    return pts + np.float32(center)
+
+
+def _second_difference(seq: np.ndarray) -> float:
+    return float(np.abs(seq[2:] - 2 * seq[1:-1] + seq[:-2]).mean())
+
+
+def test_one_euro_reduces_jitter_on_a_still_face_and_follows_a_fast_move():
+    rng = np.random.default_rng(1)
+    base = _face((160, 120))
+    t = np.arange(50) / 25
+    noisy = [base + rng.normal(0, 0.5, base.shape) for _ in t]  # 0.5 px of landmark noise
+    state, smooth = None, []
+    for ti, x in zip(t, noisy):
+        state = track.one_euro(state, x, ti, scale=60.0)
+        smooth.append(state.value)
+    assert _second_difference(np.array(smooth)) < 0.5 * _second_difference(np.array(noisy))
+    # a fast move (2 eye distances in 0.4 s): the filter is at most 1.5 px behind at the end
+    state = None
+    for k in range(11):
+        state = track.one_euro(state, base + np.float32([12.0 * k, 0]), k / 25, scale=60.0)
+    assert abs(float(state.value[:, 0].mean() - (base[:, 0].mean() + 120))) < 1.5
+
+
+def test_chosen_face_stays_the_same_person_when_the_order_changes_and_a_cut_starts_over():
+    left, right = _face((80, 100), eye=60), _face((240, 100), eye=40)
+    state = track.update_tracks(track.Tracks(), [left, right], 0, 0.0, cut=False, choose=(0,))
+    chosen = state.chosen[0][0]
+    # the right face grows past the left one: it is now first in fusion order
+    state = track.update_tracks(state, [_face((240, 100), eye=70), _face((82, 100), eye=60)], 1, 0.04, cut=False)
+    left_track = [t for t in state.live if t.raw[:, 0].mean() < 160][0]
+    assert state.chosen == ((chosen, 0),) and left_track.id == chosen
+    # a missed frame keeps the track
+    state = track.update_tracks(state, [], 2, 0.08, cut=False)
+    assert state.chosen[0][0] == chosen and all(t.misses == 1 for t in state.live)
+    # a cut ends every track; the choice is made again in the new shot
+    state = track.update_tracks(state, [_face((160, 100), eye=50)], 3, 0.12, cut=True)
+    assert [t.id for t in state.live] == [state.chosen[0][0]] and state.chosen[0][0] != chosen
+
+
+def test_cut_detection_on_two_photos(data_dir):
+    a = pan_frames(data_dir / "deepface_img2.jpg", 3, SIZE)
+    b = pan_frames(data_dir / "deepface_img25.jpg", 1, SIZE)[0]
+    thumbs = [track.thumbnail(f) for f in a]
+    assert not track.is_cut(thumbs[0], thumbs[1])
+    assert not track.is_cut(thumbs[1], np.clip(thumbs[1] * 1.3, 0, 1))  # a flash is not a cut
+    assert track.is_cut(thumbs[2], track.thumbnail(b))
+
+
+# -- the frame loop --------------------------------------------------------------------
+def test_fuse_video_fuses_every_frame_and_keeps_the_streams(fuser, face_clip, data_dir, tmp_path):
+    out = tmp_path / "fused.mp4"
+    done = []
+    report = fuser.fuse_video(data_dir / "insightface_t1.jpg", face_clip, out, progress=lambda d, n: done.append(d))
+    assert report["frames"] == 25 and report["frames_with_fused_face"] == 25 and done[-1] == 25
+    assert report["full_detections"] < 25  # the mesh alone follows the face in between
+    a, b = streams(face_clip), streams(out)
+    assert (b["frames"], b["fps"], b["size"]) == (a["frames"], a["fps"], a["size"])
+    assert b["audio_s"] == pytest.approx(a["audio_s"], abs=0.03)
+    src, res = decoded(face_clip), decoded(out)
+    changed = [np.abs(x.astype(int) - y.astype(int)).max(axis=2) > 30 for x, y in zip(src, res)]
+    assert all(0.005 < c.mean() < 0.5 for c in changed)  # the face changed, the frame did not
+
+
+def test_tracks_follow_the_cut(fuser, cut_clip, data_dir, tmp_path):
+    report = fuser.fuse_video(data_dir / "deepface_img2.jpg", cut_clip, tmp_path / "out.mp4")
+    frames = report["per_frame"]
+    assert [i for i, f in enumerate(frames) if f.get("cut")] == [12]
+    assert frames[12].get("detection") and frames[11]["fused"] != frames[12]["fused"]
+    assert len({tuple(f["fused"]) for f in frames[:12]}) == 1 and len({tuple(f["fused"]) for f in frames[12:]}) == 1
+
+
+def test_face_map_fuses_only_the_mapped_faces_of_a_still(fuser, group_path, data_dir):
+    from facefuse.io import read_image
+
+    result = fuser.fuse_detailed(None, group_path, fuser.params(), sources={1: data_dir / "deepface_img2.jpg"})
+    assert [f.index for f in result.faces] == [1]
+    target = read_image(group_path)
+    changed = np.abs(result.image.astype(int) - target.astype(int)).max(axis=2) > 30
+    box = result.faces[0].roi
+    inside = changed[box.slices].sum()
+    assert inside > 0.9 * changed.sum()
+
+
+# -- CLI -------------------------------------------------------------------------------
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "facefuse.cli", "video", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_writes_the_video_and_the_report(face_clip, data_dir, tmp_path):
+    out, report = tmp_path / "out.mp4", tmp_path / "r.json"
+    r = _cli(data_dir / "deepface_img2.jpg", face_clip, "-o", out, "--report", report, "--quality", "60")
+    assert r.returncode == 0, r.stderr
+    assert streams(out)["frames"] == 25
+    data = json.loads(report.read_text())
+    assert data["frames"] == 25 and len(data["per_frame"]) == 25 and data["fps"] > 0
+
+
+def test_cli_preview_writes_one_png(face_clip, data_dir, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "p.png"
+    r = _cli(data_dir / "deepface_img2.jpg", face_clip, "-o", out, "--preview-at", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == SIZE and list(tmp_path.iterdir()) == [out]
+
+
+def test_cli_exit_codes_and_no_partial_output(face_clip, data_dir, noface_path, tmp_path):
+    cat_clip = write_clip(tmp_path / "cat.mp4", pan_frames(noface_path, 6, SIZE))
+    out = tmp_path / "out.mp4"
+    r = _cli(data_dir / "deepface_img2.jpg", cat_clip, "-o", out)
+    assert r.returncode == 4 and "no face" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    (tmp_path / "text.mp4").write_text("hello")
+    r = _cli(data_dir / "deepface_img2.jpg", tmp_path / "text.mp4", "-o", out)
+    assert r.returncode == 3 and "not a video" in r.stderr
+    r = _cli(data_dir / "deepface_img2.jpg", face_clip, "-o", out, "--map", "zero=a.jpg")
+    assert r.returncode == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.mp4", "text.mp4"]
+    out.write_bytes(b"old")
+    r = _cli(data_dir / "deepface_img2.jpg", face_clip, "-o", out)
+    assert r.returncode == 3 and out.read_bytes() == b"old"
