@@ -262,3 +262,41 @@ def test_cli_exit_codes_and_no_partial_output(face_clip, data_dir, noface_path, 
     out.write_bytes(b"old")
     r = _cli(data_dir / "deepface_img2.jpg", face_clip, "-o", out)
     assert r.returncode == 3 and out.read_bytes() == b"old"
+
+
+# -- chunks: process pool and Ray ------------------------------------------------------
+def test_plan_chunks_cuts_at_keyframes():
+    from facefuse.video.parallel import plan_chunks
+
+    keys = [0.0, 0.4, 0.8, 1.2, 1.6]
+    assert plan_chunks(keys, 0.0, 2.0, workers=2, min_chunk_s=0.5) == [(0.0, 0.8), (0.8, 1.6), (1.6, 2.0)]
+    assert plan_chunks(keys, 0.0, 2.0, workers=2, min_chunk_s=3.0) == [(0.0, 2.0)]
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory, data_dir):
+    """2 s of a panning portrait, a keyframe every 10 frames, with a tone."""
+    path = tmp_path_factory.mktemp("clips") / "long.mp4"
+    return write_clip(path, pan_frames(data_dir / "deepface_img2.jpg", 50, (160, 120)), audio=True, keyframe_every=10)
+
+
+@pytest.mark.parametrize("ray", [None, "local"])
+def test_chunks_join_without_a_seam(fuser, long_clip, data_dir, tmp_path, ray):
+    if ray:
+        pytest.importorskip("ray")
+    from facefuse.video.parallel import fuse_video_parallel
+
+    single = fuser.fuse_video(data_dir / "deepface_img2.jpg", long_clip, tmp_path / "one.mp4")
+    report = fuse_video_parallel(fuser.settings, data_dir / "deepface_img2.jpg", long_clip, tmp_path / "par.mp4",
+                                 workers=2, ray_address=ray, min_chunk_s=0.6)
+    assert len(report["chunks"]) >= 2 and report["frames"] == single["frames"] == 50
+    a, b = streams(tmp_path / "par.mp4"), streams(long_clip)
+    assert a["frames"] == 50 and np.allclose(a["pts_s"], b["pts_s"]) and a["audio_s"] == pytest.approx(b["audio_s"], abs=0.03)
+    one, par = decoded(tmp_path / "one.mp4"), decoded(tmp_path / "par.mp4")
+    # the smoothing warmed up on the overlap: every frame is close to the single pass's,
+    # and the step from one chunk into the next is the single pass's step there (a seam
+    # would add to it)
+    assert max(np.abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(one, par)) < 3.0
+    step = lambda frames, i: np.abs(frames[i].astype(int) - frames[i - 1].astype(int)).mean()
+    joins = [round(start * 25) for start, _ in report["chunks"][1:]]
+    assert all(abs(step(par, j) - step(one, j)) < 0.3 for j in joins)

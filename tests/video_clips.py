@@ -26,12 +26,15 @@ def pan_frames(photo: Path, n: int, size: tuple[int, int]) -> list[np.ndarray]:
 
 
 def write_clip(path: Path, frames: list[np.ndarray], fps: int = 25, audio: bool = False, rotation: int = 0,
-               pts: list[int] | None = None, pix_fmt: str = "yuv420p", codec: str = "libx264") -> Path:
+               pts: list[int] | None = None, pix_fmt: str = "yuv420p", codec: str = "libx264",
+               keyframe_every: int | None = None) -> Path:
     """Encode frames (and a 440 Hz tone as long as them) to path; `pts` in 1/fps units."""
     c = av.open(str(path), "w")
     v = c.add_stream(codec, rate=fps)
     v.height, v.width = frames[0].shape[:2]
     v.pix_fmt = pix_fmt
+    if keyframe_every:
+        v.options = {"g": str(keyframe_every), "keyint_min": str(keyframe_every), "sc_threshold": "0"}
     if rotation:
         v.set_display_rotation(rotation)
     a = _tone_stream(c) if audio else None

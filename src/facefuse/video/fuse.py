@@ -135,7 +135,8 @@ def video_output_size(width: int, height: int, resolution) -> tuple[int, int]:
     return output_size(width, height, resolution)
 
 
-def _prepare(fuser: "Fuser", source, sources: Mapping[int, Any] | None, params: "FusionParams"):
+def prepare_sources(fuser: "Fuser", source, sources: Mapping[int, Any] | None, params: "FusionParams"):
+    """(the prepared default source or None, the prepared face mapping)."""
     prepared = fuser.prepare_sources(sources or {}, params)
     src = None if source is None else fuser.prepare_source(source, params.source_face_index, params.threshold)
     if src is None and not prepared:
@@ -143,6 +144,29 @@ def _prepare(fuser: "Fuser", source, sources: Mapping[int, Any] | None, params: 
 
         raise ConfigError("a source face or a face mapping is needed")
     return src, prepared
+
+
+def fused_frames(fuser: "Fuser", reader: VideoReader, size: tuple[int, int], src, prepared, fusion: "FusionParams",
+                 detect_every: int = DETECT_EVERY, tracker: FrameTracker | None = None):
+    """(frame, outcome) for every frame of `reader`, resized to `size` and fused in order."""
+    tracker = tracker or FrameTracker()
+    t_decode = time.perf_counter()
+    for frame in reader:
+        tracker.timings["decode"] += time.perf_counter() - t_decode
+        rgb = resize_frame(frame.rgb, size)
+        yield frame, fuse_next_frame(fuser, rgb, tracker, src, fusion, prepared, frame.time, detect_every)
+        t_decode = time.perf_counter()
+
+
+def frame_record(frame, outcome: FrameOutcome) -> dict:
+    """One frame's line of the report."""
+    return {"t": round(frame.time, 4), "faces": outcome.faces_found, "fused": outcome.fused_tracks,
+            **({"detection": True} if outcome.full_detection else {}), **({"cut": True} if outcome.cut else {})}
+
+
+def fusion_params_of(fuser: "Fuser", params: dict) -> "FusionParams":
+    """Validated fusion parameters: a ready `fusion_params=` or keyword overrides."""
+    return params.pop("fusion_params", None) or fuser.params(**params)
 
 
 def fuse_video(fuser: "Fuser", source, video: str | Path, out: str | Path,
@@ -155,47 +179,56 @@ def fuse_video(fuser: "Fuser", source, video: str | Path, out: str | Path,
     VP9). Frames without a face pass through unchanged; a clip without a face in any
     frame raises NoFaceError and writes nothing. `progress(done, total)` is called after
     every frame. Returns the report: frames, faces and fused tracks per frame, timings."""
-    fusion = params.pop("fusion_params", None) or fuser.params(**params)
+    fusion = fusion_params_of(fuser, params)
     check_output(out, overwrite, codec)
     reader = VideoReader(video, start, end, limits)
     info = reader.info
     size = video_output_size(info.width, info.height, fusion.resolution)
     t_start = time.perf_counter()
-    src, prepared = _prepare(fuser, source, sources, fusion)
+    src, prepared = prepare_sources(fuser, source, sources, fusion)
     tracker = FrameTracker()
     per_frame: list[dict] = []
-    total = info.frames if not (start or end) else int(round(((end or info.duration) - (start or 0)) * float(info.fps)))
+    total = expected_frames(info, start, end)
     with VideoWriter(out, info, size=size, codec=codec, quality=quality, overwrite=overwrite,
                      start=start, end=end) as writer:
-        t_decode = time.perf_counter()
-        for frame in reader:
-            tracker.timings["decode"] += time.perf_counter() - t_decode
-            rgb = resize_frame(frame.rgb, size)
-            outcome = fuse_next_frame(fuser, rgb, tracker, src, fusion, prepared, frame.time, detect_every)
+        for frame, outcome in fused_frames(fuser, reader, size, src, prepared, fusion, detect_every, tracker):
             t_enc = time.perf_counter()
             writer.write(outcome.image, frame.pts)
             tracker.timings["encode"] += time.perf_counter() - t_enc
-            per_frame.append({"t": round(frame.time, 4), "faces": outcome.faces_found, "fused": outcome.fused_tracks,
-                              **({"detection": True} if outcome.full_detection else {}),
-                              **({"cut": True} if outcome.cut else {})})
+            per_frame.append(frame_record(frame, outcome))
             if progress is not None:
                 progress(frame.index + 1, max(total, frame.index + 1))
-            t_decode = time.perf_counter()
-        if not any(f["fused"] for f in per_frame):
-            raise NoFaceError(f"target: no face found in any of the {len(per_frame)} frames", which="target")
-        t_enc = time.perf_counter()
-        writer.close()
-        tracker.timings["encode"] += time.perf_counter() - t_enc
-    seconds = time.perf_counter() - t_start
+        finish(writer, per_frame, tracker.timings)
+    return video_report(source, video, out, info, size, per_frame, tracker.timings, time.perf_counter() - t_start,
+                        fusion, lost=reader.lost, full_detections=tracker.detections, cuts=tracker.cuts,
+                        detect_every=detect_every)
+
+
+def expected_frames(info, start: float | None, end: float | None) -> int:
+    if not (start or end):
+        return info.frames
+    return max(1, int(round(((end or info.duration) - (start or 0.0)) * float(info.fps))))
+
+
+def finish(writer: VideoWriter, per_frame: list[dict], timings: dict[str, float]) -> None:
+    """Close the output, or fail without one when no frame had a face to fuse."""
+    if not any(f["fused"] for f in per_frame):
+        raise NoFaceError(f"target: no face found in any of the {len(per_frame)} frames", which="target")
+    t_enc = time.perf_counter()
+    writer.close()
+    timings["encode"] += time.perf_counter() - t_enc
+
+
+def video_report(source, video, out, info, size, per_frame: list[dict], timings: dict[str, float], seconds: float,
+                 fusion: "FusionParams", **extra: Any) -> dict:
     return {
         "source": None if source is None else str(source) if isinstance(source, (str, Path)) else "array",
         "video": str(video), "output": str(out), "input": info.to_dict(),
         "output_size": list(size), "frames": len(per_frame),
         "frames_with_fused_face": sum(1 for f in per_frame if f["fused"]),
         "tracks": sorted({tid for f in per_frame for tid in f["fused"]}),
-        "full_detections": tracker.detections, "cuts": tracker.cuts, "detect_every": detect_every,
-        "lost": reader.lost, "seconds": round(seconds, 3), "fps": round(len(per_frame) / max(seconds, 1e-9), 2),
-        "timings_s": {k: round(v, 3) for k, v in tracker.timings.items()},
+        **extra, "seconds": round(seconds, 3), "fps": round(len(per_frame) / max(seconds, 1e-9), 2),
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "params": fusion.model_dump(), "per_frame": per_frame,
     }
 
@@ -204,13 +237,13 @@ def preview_frame(fuser: "Fuser", source, video: str | Path, at: float, sources:
                   limits: VideoLimits = VideoLimits(), **params: Any) -> np.ndarray:
     """The fused frame at `at` seconds (what a scrubber shows): one frame, detected fully,
     without smoothing. NoFaceError when that frame has no face to fuse."""
-    fusion = params.pop("fusion_params", None) or fuser.params(**params)
+    fusion = fusion_params_of(fuser, params)
     reader = VideoReader(video, start=at, limits=limits)
     frames = iter(reader)
     frame = next(frames)
     frames.close()
     size = video_output_size(reader.info.width, reader.info.height, fusion.resolution)
-    src, prepared = _prepare(fuser, source, sources, fusion)
+    src, prepared = prepare_sources(fuser, source, sources, fusion)
     outcome = fuse_next_frame(fuser, resize_frame(frame.rgb, size), FrameTracker(), src, fusion, prepared, 0.0)
     if not outcome.fused_tracks:
         raise NoFaceError(f"target: no face to fuse in the frame at {at:g} s", which="target")

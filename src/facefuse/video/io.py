@@ -435,3 +435,16 @@ class VideoWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self._cleanup()
+
+
+def keyframe_times(path: str | os.PathLike, name: str | None = None) -> list[float]:
+    """Seconds (from the clip's time 0) of the video's keyframes, read from the packets
+    without decoding: where a clip can be cut into chunks that decode on their own."""
+    container = _open_input(path, name or f"video {path}")
+    try:
+        vs = container.streams.video[0]
+        origin = (container.start_time or 0) / 1_000_000
+        return sorted(float(p.pts * vs.time_base) - origin for p in container.demux(vs)
+                      if p.is_keyframe and p.pts is not None)
+    finally:
+        container.close()
