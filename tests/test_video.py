@@ -300,3 +300,33 @@ def test_chunks_join_without_a_seam(fuser, long_clip, data_dir, tmp_path, ray):
     step = lambda frames, i: np.abs(frames[i].astype(int) - frames[i - 1].astype(int)).mean()
     joins = [round(start * 25) for start, _ in report["chunks"][1:]]
     assert all(abs(step(par, j) - step(one, j)) < 0.3 for j in joins)
+
+
+# -- light over time (engine state in, state out) ---------------------------------------
+def test_light_of_the_previous_frame_is_carried_onto_the_moved_face(fuser, target_path):
+    """A flash in one frame: with the previous frame's light field kept at 0.6, the face
+    takes a share of the change only, also when the face moved between the frames."""
+    from facefuse.blend import face_region_mask
+    from facefuse.engines.classical import transfer_light_over_time
+    from facefuse.io import read_image
+    from facefuse import mesh
+
+    img = read_image(target_path)
+    face = fuser.detect(img).faces[0]
+    lms = face.landmarks
+    eye = track.eye_distance(lms)
+    tgt = img.astype(np.float32)
+    mask = face_region_mask(lms, img.shape[:2], skin_only=True)
+    _, before = transfer_light_over_time(tgt, tgt, mask, eye, anchor=lms[mesh.RIGID])
+    shift = np.float32([6, 3])  # the face moved 6 px right, 3 down, and the light got brighter
+    moved = np.roll(np.roll(tgt, 3, axis=0), 6, axis=1)
+    flash = np.clip(moved * 1.3, 0, 255)
+    moved_mask = np.roll(np.roll(mask, 3, axis=0), 6, axis=1)
+    m = moved_mask > 0.5
+    alone, _ = transfer_light_over_time(moved, flash, moved_mask, eye)
+    carried, field = transfer_light_over_time(moved, flash, moved_mask, eye, anchor=lms[mesh.RIGID] + shift,
+                                              previous=before, keep=0.6)
+    gain_alone = alone[m].mean() - moved[m].mean()
+    gain_carried = carried[m].mean() - moved[m].mean()
+    assert gain_alone > 20 and 0.25 * gain_alone < gain_carried < 0.6 * gain_alone
+    assert field is not None and field.low_tgt.shape[:2] == field.mask.shape
