@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from video_clips import audio_only, decoded, pan_frames, streams, write_clip
+from video_clips import audio_only, decoded, faststart, pan_frames, streams, write_clip
 
 from facefuse.errors import InputError, OutputExistsError
 from facefuse.video import track
@@ -103,6 +103,11 @@ def test_truncated_clip_fails_clearly_or_says_what_was_lost(face_clip, tmp_path)
     with pytest.raises(InputError) as err:
         list(VideoReader(cut))
     assert err.value.reason == "not_a_video"
+    data = faststart(face_clip, tmp_path / "fast.mp4").read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])  # index first: the frames at the end are lost
+    reader = VideoReader(cut)
+    frames = list(reader)
+    assert 0 < len(frames) < 25 and reader.lost == f"{len(frames)} of 25 frames decoded (truncated?)"
 
 
 def test_limits_are_checked_before_decoding(face_clip):

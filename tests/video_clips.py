@@ -96,3 +96,18 @@ def decoded(path: Path) -> list[np.ndarray]:
     frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     c.close()
     return frames
+
+
+def faststart(src: Path, dst: Path) -> Path:
+    """The clip remuxed with its index (moov) first, as streaming files are: cutting its
+    end then loses frames, not the index."""
+    i = av.open(str(src))
+    o = av.open(str(dst), "w", options={"movflags": "faststart"})
+    s = o.add_stream_from_template(i.streams.video[0])
+    for packet in i.demux(i.streams.video[0]):
+        if packet.size:
+            packet.stream = s
+            o.mux(packet)
+    o.close()
+    i.close()
+    return dst

@@ -105,9 +105,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         check_output(args.output, args.overwrite, args.codec)
     info = probe(args.video)  # not a video: exit 3 before the models load
+    parallel = bool(args.ray) or (args.workers or 1) > 1
+    if args.ray:  # a missing Ray is reported before any work
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("--ray needs Ray, which is not installed: pip install 'facefuse[ray]'")
     from ..pipeline import Fuser
 
-    fuser = Fuser(settings)
+    fuser = None if parallel and args.preview_at is None else Fuser(settings)  # workers load their own
     if args.preview_at is not None:
         from .fuse import preview_frame
 
@@ -122,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     bar, update = _progress_bar(info.frames)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
     try:
-        if args.ray or (args.workers or 1) > 1:
+        if parallel:
             from .parallel import fuse_video_parallel
 
             report = fuse_video_parallel(settings, source, args.video, args.output, workers=args.workers,

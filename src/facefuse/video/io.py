@@ -219,6 +219,8 @@ class VideoReader:
                     self.frames_read = index
             except av.error.FFmpegError as exc:
                 self.lost = f"decoding stopped after {index} frames ({_ffmpeg_reason(exc)})"
+            if not self.lost and self.end is None and not self.start and index < self.info.frames - 1:
+                self.lost = f"{index} of {self.info.frames} frames decoded (truncated?)"
             if index == 0:
                 what = self.lost or ("no frames in the range asked for" if self.start or self.end else "zero frames")
                 raise InputError(f"{self.name}: {what}", "empty")
