@@ -23,7 +23,7 @@ import numpy as np
 from ..detect import Face
 from ..errors import NoFaceError
 from ..roi import output_size, resize_frame
-from .io import DEFAULT_QUALITY, VideoLimits, VideoReader, VideoWriter, check_output
+from .io import DEFAULT_QUALITY, BackgroundEncoder, VideoLimits, VideoReader, VideoWriter, check_output, prefetch
 from .track import LIGHT_KEEP, Tracks, is_cut, points_box, thumbnail, update_tracks, with_light
 
 if TYPE_CHECKING:
@@ -197,19 +197,26 @@ def fuse_video(fuser: "Fuser", source, video: str | Path, out: str | Path,
     tracker = FrameTracker()
     per_frame: list[dict] = []
     total = expected_frames(info, start, end)
+    t_loop = time.perf_counter()
     with VideoWriter(out, info, size=size, codec=codec, quality=quality, overwrite=overwrite,
-                     start=start, end=end) as writer:
-        for frame, outcome in fused_frames(fuser, reader, size, src, prepared, fusion, detect_every, tracker):
+                     start=start, end=end) as writer, BackgroundEncoder(writer) as encoder:
+        # decoding and encoding run on their own threads, beside the fusion of each frame:
+        # "decode" and "encode" below are the time the loop waited for them
+        for frame, outcome in fused_frames(fuser, prefetch(reader), size, src, prepared, fusion, detect_every,
+                                           tracker):
             t_enc = time.perf_counter()
-            writer.write(outcome.image, frame.pts)
+            encoder.write(outcome.image, frame.pts)
             tracker.timings["encode"] += time.perf_counter() - t_enc
             per_frame.append(frame_record(frame, outcome))
             if progress is not None:
                 progress(frame.index + 1, max(total, frame.index + 1))
+        t_enc = time.perf_counter()
+        encoder.finish()
+        tracker.timings["encode"] += time.perf_counter() - t_enc
         finish(writer, per_frame, tracker.timings)
     return video_report(source, video, out, info, size, per_frame, tracker.timings, time.perf_counter() - t_start,
                         fusion, lost=reader.lost, full_detections=tracker.detections, cuts=tracker.cuts,
-                        detect_every=detect_every)
+                        detect_every=detect_every, loop_seconds=round(time.perf_counter() - t_loop, 3))
 
 
 def expected_frames(info, start: float | None, end: float | None) -> int:

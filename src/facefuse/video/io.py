@@ -450,3 +450,107 @@ def keyframe_times(path: str | os.PathLike, name: str | None = None) -> list[flo
                       if p.is_keyframe and p.pts is not None)
     finally:
         container.close()
+
+
+_END = object()
+
+
+def prefetch(frames, depth: int = 4) -> Iterator:
+    """The items of `frames`, decoded ahead by one background thread (FFmpeg releases the
+    GIL while it decodes, so decoding overlaps fusion). Errors are raised where the item
+    would have been; stopping early stops the thread."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        iterator = iter(frames)
+        try:
+            for item in iterator:
+                if not put(item):
+                    break
+            else:
+                put(_END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=run, name="facefuse-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class BackgroundEncoder:
+    """`VideoWriter.write` on one background thread (the encoder also releases the GIL), fed
+    through a short queue; `close()` waits for it and raises what it raised. On an error
+    in the caller, `stop()` ends the thread before the writer is cleaned up."""
+
+    def __init__(self, writer: VideoWriter, depth: int = 4):
+        import queue
+        import threading
+
+        self.writer = writer
+        self.queue: queue.Queue = queue.Queue(depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="facefuse-encode", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is _END:
+                return
+            if self.error is None:
+                try:
+                    self.writer.write(*item)
+                except BaseException as exc:  # raised by close() or the next write()
+                    self.error = exc
+
+    def write(self, rgb: np.ndarray, pts: int) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((rgb, pts))
+
+    def finish(self) -> None:
+        """Wait until every frame queued is encoded."""
+        self.queue.put(_END)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.error = self.error or RuntimeError("stopped")
+            self.queue.put(_END)
+            self.thread.join()
+
+    def __enter__(self) -> "BackgroundEncoder":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.stop()
