@@ -124,5 +124,5 @@ def test_rest_bad_requests_are_4xx(client, data_dir):
     assert r.status_code == 400 and r.json()["error"] == "bad_parameter"
     assert client.post("/api/v1/video", files={"source": ("s.jpg", photo)}).status_code == 422
     assert client.get("/api/v1/jobs/" + "0" * 32).status_code == 404
-    assert client.get("/api/v1/jobs/../result").status_code == 404  # ids are 32 hex digits, never a path
+    assert client.get("/api/v1/jobs/%2E%2E/result").status_code == 404  # ids are 32 hex digits, never a path
     assert client.delete("/api/v1/jobs/nope").status_code == 404
