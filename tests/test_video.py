@@ -14,7 +14,7 @@ import pytest
 
 from video_clips import audio_only, decoded, faststart, pan_frames, streams, write_clip
 
-from facefuse.errors import InputError, OutputExistsError
+from facefuse.errors import InputError, NoFaceError, OutputExistsError
 from facefuse.video import track
 from facefuse.video.io import VideoLimits, VideoReader, VideoWriter, probe
 
@@ -335,3 +335,14 @@ def test_light_of_the_previous_frame_is_carried_onto_the_moved_face(fuser, targe
     gain_carried = carried[m].mean() - moved[m].mean()
     assert gain_alone > 20 and 0.25 * gain_alone < gain_carried < 0.6 * gain_alone
     assert field is not None and field.low_tgt.shape[:2] == field.mask.shape
+
+
+def test_face_map_in_a_video_fuses_the_mapped_face_from_its_photo(fuser, face_clip, data_dir, tmp_path):
+    photo = data_dir / "insightface_t1.jpg"
+    plain = fuser.fuse_video(photo, face_clip, tmp_path / "plain.mp4", end=0.4)
+    mapped = fuser.fuse_video(None, face_clip, tmp_path / "mapped.mp4", end=0.4, sources={0: photo})
+    assert mapped["frames_with_fused_face"] == plain["frames_with_fused_face"] == 10
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(tmp_path / "plain.mp4"), decoded(tmp_path / "mapped.mp4")))
+    with pytest.raises(NoFaceError):  # a one-face clip has no face 3: nothing fused, nothing written
+        fuser.fuse_video(None, face_clip, tmp_path / "none.mp4", end=0.4, sources={3: photo})
+    assert not (tmp_path / "none.mp4").exists()

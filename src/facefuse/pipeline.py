@@ -155,6 +155,8 @@ class Fuser:
         """The whole path for one image. `sources` maps target face indices to their own
         source photos (or prepared faces): those faces, and only those, are fused, each
         from its own source ("0=alice.jpg,2=bob.jpg"); `source` may then be None."""
+        if source is None and not sources:
+            raise ConfigError("a source face or a face mapping is needed")
         params = params or self.params()
         timer = _Timer()
         with timer.stage("decode"):
@@ -163,8 +165,6 @@ class Fuser:
             sources_by_face = self.prepare_sources(sources or {}, params)
             src = None if source is None else self.prepare_source(source, params.source_face_index, params.threshold)
             detection = self.detector.detect(target_img, threshold=params.threshold)
-        if src is None and not sources_by_face:
-            raise ConfigError("a source face or a face mapping is needed")
         faces = detection.faces
         if not faces:
             raise NoFaceError("target: no face found", which="target")
