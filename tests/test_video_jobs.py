@@ -126,3 +126,34 @@ def test_rest_bad_requests_are_4xx(client, data_dir):
     assert client.get("/api/v1/jobs/" + "0" * 32).status_code == 404
     assert client.get("/api/v1/jobs/%2E%2E/result").status_code == 404  # ids are 32 hex digits, never a path
     assert client.delete("/api/v1/jobs/nope").status_code == 404
+
+
+# -- WebUI Video tab handlers ------------------------------------------------------------
+def test_video_tab_previews_fuses_and_saves_with_a_sidecar(fuser, data_dir, tmp_path):
+    from facefuse.webui_video import follow, preview, start
+
+    clip = write_clip(tmp_path / "c.mp4", pan_frames(data_dir / "deepface_img2.jpg", 8, (160, 120)))
+    photo = str(data_dir / "insightface_t1.jpg")
+    frame = preview(lambda: fuser, photo, str(clip), 0.1, 0.8)
+    assert frame.shape == (120, 160, 3)
+    store = JobStore(tmp_path / "jobs", fusion_runner(lambda: fuser))
+    updates = list(follow(store, start(store, photo, str(clip), 0.8), tmp_path / "outputs"))
+    share, status, saved = updates[-1]
+    assert share == 1.0 and status.startswith("done: 8 frames") and saved.endswith(".mp4")
+    sidecar = json.loads((tmp_path / "outputs" / (saved.rsplit("/", 1)[1][:-4] + ".json")).read_text())
+    assert sidecar["params"] == {"ratio": 0.8} and sidecar["report"]["frames"] == 8
+    assert streams(saved)["frames"] == 8
+    store.close()
+
+
+def test_video_tab_builds_in_a_blocks_app(fuser, tmp_path):
+    gr = pytest.importorskip("gradio")
+    from facefuse.webui_video import add_video_tab
+
+    store = JobStore(tmp_path / "jobs", fusion_runner(lambda: fuser))
+    with gr.Blocks() as demo:
+        with gr.Tab("Video"):
+            add_video_tab(store, fuser.settings, lambda: fuser)
+    ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
+    assert {"video-source", "video-clip", "video-at", "video-preview", "video-fuse", "video-result"} <= ids
+    store.close()
