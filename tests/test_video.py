@@ -346,3 +346,26 @@ def test_face_map_in_a_video_fuses_the_mapped_face_from_its_photo(fuser, face_cl
     with pytest.raises(NoFaceError):  # a one-face clip has no face 3: nothing fused, nothing written
         fuser.fuse_video(None, face_clip, tmp_path / "none.mp4", end=0.4, sources={3: photo})
     assert not (tmp_path / "none.mp4").exists()
+
+
+def test_work_face_fuses_a_large_face_small_and_keeps_the_rest(fuser, target_path, data_dir):
+    from facefuse.io import read_image
+
+    frame = read_image(target_path)
+    face = fuser.detect(frame).faces[0]
+    src = fuser.prepare_source(data_dir / "deepface_img2.jpg")
+    full, _ = fuser.fuse_frame(frame, [(face, src, None)])
+    timings: dict = {}
+    small, _ = fuser.fuse_frame(frame, [(face, src, None)], timings=timings, work_face_px=128)
+    assert face.size > 2 * 128
+    from facefuse.roi import plan_roi
+
+    roi = plan_roi(face, frame.shape[1], frame.shape[0], fuser.params().padding)
+    outside = np.ones(frame.shape[:2], bool)
+    outside[roi.slices] = False
+    assert np.array_equal(small[outside], frame[outside])  # nothing outside the face's region moves
+    untouched = np.abs(full.astype(int) - frame.astype(int)).max(axis=2) == 0
+    assert np.abs(small.astype(int) - frame.astype(int)).max(axis=2)[untouched].mean() < 0.1
+    changed = np.abs(full.astype(int) - frame.astype(int)).max(axis=2) > 20
+    assert np.abs(small.astype(int) - full.astype(int))[changed].mean() < 8  # the same face, a little softer
+    assert np.abs(small.astype(int) - frame.astype(int))[changed].mean() > 15

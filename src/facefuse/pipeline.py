@@ -195,36 +195,43 @@ class Fuser:
         return FusionResult(image=output, faces=used, target_faces_found=len(faces), params=params, timings=timer.times)
 
     def _fuse_face_into(self, output: np.ndarray, face: Face, src: SourceFace, params: FusionParams,
-                        timer: "_Timer", light: Any = None, light_keep: float = 0.0) -> tuple[ROI, Any]:
+                        timer: "_Timer", light: Any = None, light_keep: float = 0.0,
+                        work_face_px: int = 0) -> tuple[ROI, Any]:
         """Fuse one face of `output` (its landmarks in output pixels) in place; the ROI used
-        and the engine's light state for the next frame (engines that keep none: None)."""
+        and the engine's light state for the next frame (engines that keep none: None).
+
+        `work_face_px` > 0: a face larger than that is fused on its ROI shrunk to that face
+        size, and only the change fusion made is enlarged back onto the full-size ROI, so
+        the target's finest detail stays and the cost stops growing with the face (video)."""
         with timer.stage("roi"):
             roi = plan_roi(face, output.shape[1], output.shape[0], params.padding)
             roi_img = output[roi.slices]
             lms = face.landmarks - roi.offset
+            work, lms = _work_scale(roi_img, lms, work_face_px / face.size if 0 < work_face_px < face.size else 1.0)
         with timer.stage("engine"):
             over_time = {"light": light, "light_keep": light_keep} if getattr(self.engine, "accepts_light", False) else {}
-            fused = self.engine.fuse(src, roi_img, lms, params.ratio, **over_time)
+            fused = self.engine.fuse(src, work, lms, params.ratio, **over_time)
         with timer.stage("blend"):
             fused_roi = compose(fused, params.mode, params.smoothing, params.brightness,
                                 params.contrast, params.saturation)
         with timer.stage("paste"):
-            output[roi.slices] = fused_roi
+            output[roi.slices] = fused_roi if work is roi_img else _with_change(roi_img, work, fused_roi)
         return roi, fused.light
 
     def fuse_frame(self, frame: np.ndarray, faces: Sequence[tuple[Face, SourceFace, Any]],
                    params: FusionParams | None = None, timings: dict[str, float] | None = None,
-                   light_keep: float = 0.0) -> tuple[np.ndarray, list[Any]]:
+                   light_keep: float = 0.0, work_face_px: int = 0) -> tuple[np.ndarray, list[Any]]:
         """One video frame (RGB uint8, already at output size) with each given face fused
         from its prepared source: (face, source, light) triples, `light` being the state the
         previous frame's call returned for that face (None at first). The landmarks come from
         the caller (a video tracker smooths them over time), so nothing is detected here; the
         frame is not modified. Returns the fused frame and each face's light state, of which
-        the next frame mixes in `light_keep`. Stage times are added to `timings` if given."""
+        the next frame mixes in `light_keep`. Stage times are added to `timings` if given.
+        `work_face_px`: faces larger than this are fused at that size (see _fuse_face_into)."""
         params = params or self.params()
         timer = _Timer()
         output = frame.copy()
-        lights = [self._fuse_face_into(output, face, src, params, timer, light, light_keep)[1]
+        lights = [self._fuse_face_into(output, face, src, params, timer, light, light_keep, work_face_px)[1]
                   for face, src, light in faces]
         if timings is not None:
             for stage, seconds in timer.times.items():
@@ -238,6 +245,26 @@ class Fuser:
         from .video.fuse import fuse_video
 
         return fuse_video(self, source, video, out, progress=progress, sources=sources, **params)
+
+
+def _work_scale(roi_img: np.ndarray, lms: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray]:
+    """The ROI and its landmarks shrunk by k (pixel centres kept), or as they are at k = 1."""
+    if k >= 1.0:
+        return roi_img, lms
+    h, w = roi_img.shape[:2]
+    size = (max(8, round(w * k)), max(8, round(h * k)))
+    scale = np.float32([size[0] / w, size[1] / h])
+    return resize_frame(roi_img, size), ((lms + 0.5) * scale - 0.5).astype(np.float32)
+
+
+def _with_change(roi_img: np.ndarray, work: np.ndarray, fused_work: np.ndarray) -> np.ndarray:
+    """The full-size ROI plus the change fusion made at the work scale, enlarged."""
+    import cv2
+
+    change = fused_work.astype(np.float32) - work.astype(np.float32)
+    h, w = roi_img.shape[:2]
+    change = cv2.resize(change, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(roi_img.astype(np.float32) + change + 0.5, 0, 255).astype(np.uint8)
 
 
 def _content_key(source: ImageSource) -> str:

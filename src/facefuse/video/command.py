@@ -58,6 +58,8 @@ def add_parser(sub) -> None:
     p.add_argument("--quality", type=int, help="1-100, mapped to the encoder's CRF (default 75 = CRF 18)")
     p.add_argument("--codec", choices=["h264", "vp9"], help="video codec (default: h264; vp9 for .webm)")
     p.add_argument("--detect-every", type=int, help="full face detection every N frames (default 12)")
+    p.add_argument("--work-face", type=int, metavar="PX", help="fuse faces larger than PX pixels at that size and "
+                                                               "enlarge only the change (faster on large faces; default off)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT (and the report) if they exist")
     p.add_argument("--report", help="write a JSON report (frames, faces and tracks per frame, timings, fps)")
     p.add_argument("--workers", type=int, help="processes fusing chunks of the clip in parallel (default 1)")
@@ -96,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     source = None if sources and args.source == "-" else args.source
     if args.detect_every is not None and args.detect_every < 1:
         raise ConfigError(f"--detect-every: must be >= 1, got {args.detect_every}")
+    if args.work_face is not None and not (args.work_face == 0 or 64 <= args.work_face <= 4096):
+        raise ConfigError(f"--work-face: must be 0 (off) or 64-4096 pixels, got {args.work_face}")
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers: must be >= 1, got {args.workers}")
     _check_outputs(args)
@@ -125,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
                    overwrite=args.overwrite, sources=sources, fusion_params=params)
     if args.detect_every:
         options["detect_every"] = args.detect_every
+    if args.work_face:
+        options["work_face_px"] = args.work_face
     bar, update = _progress_bar(info.frames)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
     try:

@@ -95,11 +95,13 @@ def _find_faces(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, full: 
 
 def fuse_next_frame(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, source: "SourceFace | None",
                     params: "FusionParams", sources: Mapping[int, "SourceFace"] | None = None,
-                    t: float | None = None, detect_every: int = DETECT_EVERY) -> FrameOutcome:
+                    t: float | None = None, detect_every: int = DETECT_EVERY, work_face_px: int = 0) -> FrameOutcome:
     """Fuse one frame (RGB uint8, at output size) of a sequence; `t` is its time in
     seconds (default: the frame count at 25 fps). `sources` maps face indices (as chosen
     at a face's first appearance) to their own prepared sources; with a mapping only the
-    mapped faces are fused. The tracker is updated in place."""
+    mapped faces are fused. `work_face_px` > 0 fuses larger faces at that size (only the
+    change is enlarged back: faster on large faces, the source's finest detail is lost).
+    The tracker is updated in place."""
     t = tracker.frame / 25.0 if t is None else t
     timings = tracker.timings
     t0 = time.perf_counter()
@@ -125,7 +127,7 @@ def fuse_next_frame(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, so
         src = sources.get(key) if sources else source
         lms = track.landmarks
         fused.append((Face(box=points_box(lms), score=1.0, landmarks=lms), src, track.light))
-    image, lights = fuser.fuse_frame(frame, fused, params, timings, light_keep=LIGHT_KEEP)
+    image, lights = fuser.fuse_frame(frame, fused, params, timings, light_keep=LIGHT_KEEP, work_face_px=work_face_px)
     fused_ids = [t.id for t in tracks.live if tracks.is_chosen(t.id) and not t.misses]
     for track_id, light in zip(fused_ids, lights):
         tracks = with_light(tracks, track_id, light)
@@ -155,14 +157,14 @@ def prepare_sources(fuser: "Fuser", source, sources: Mapping[int, Any] | None, p
 
 
 def fused_frames(fuser: "Fuser", reader: VideoReader, size: tuple[int, int], src, prepared, fusion: "FusionParams",
-                 detect_every: int = DETECT_EVERY, tracker: FrameTracker | None = None):
+                 detect_every: int = DETECT_EVERY, tracker: FrameTracker | None = None, work_face_px: int = 0):
     """(frame, outcome) for every frame of `reader`, resized to `size` and fused in order."""
     tracker = tracker or FrameTracker()
     t_decode = time.perf_counter()
     for frame in reader:
         tracker.timings["decode"] += time.perf_counter() - t_decode
         rgb = resize_frame(frame.rgb, size)
-        yield frame, fuse_next_frame(fuser, rgb, tracker, src, fusion, prepared, frame.time, detect_every)
+        yield frame, fuse_next_frame(fuser, rgb, tracker, src, fusion, prepared, frame.time, detect_every, work_face_px)
         t_decode = time.perf_counter()
 
 
@@ -181,7 +183,7 @@ def fuse_video(fuser: "Fuser", source, video: str | Path, out: str | Path,
                progress: Callable[[int, int], None] | None = None, sources: Mapping[int, Any] | None = None,
                start: float | None = None, end: float | None = None, quality: int = DEFAULT_QUALITY,
                codec: str | None = None, overwrite: bool = False, detect_every: int = DETECT_EVERY,
-               limits: VideoLimits = VideoLimits(), **params: Any) -> dict:
+               limits: VideoLimits = VideoLimits(), work_face_px: int = 0, **params: Any) -> dict:
     """Fuse `source`'s face (or the faces of a `sources` mapping) into every frame of
     `video` from `start` to `end` seconds and write `out` (.mp4 .mov .mkv: H.264; .webm:
     VP9). Frames without a face pass through unchanged; a clip without a face in any
@@ -203,7 +205,7 @@ def fuse_video(fuser: "Fuser", source, video: str | Path, out: str | Path,
         # decoding and encoding run on their own threads, beside the fusion of each frame:
         # "decode" and "encode" below are the time the loop waited for them
         for frame, outcome in fused_frames(fuser, prefetch(reader), size, src, prepared, fusion, detect_every,
-                                           tracker):
+                                           tracker, work_face_px):
             t_enc = time.perf_counter()
             encoder.write(outcome.image, frame.pts)
             tracker.timings["encode"] += time.perf_counter() - t_enc
@@ -216,7 +218,8 @@ def fuse_video(fuser: "Fuser", source, video: str | Path, out: str | Path,
         finish(writer, per_frame, tracker.timings)
     return video_report(source, video, out, info, size, per_frame, tracker.timings, time.perf_counter() - t_start,
                         fusion, lost=reader.lost, full_detections=tracker.detections, cuts=tracker.cuts,
-                        detect_every=detect_every, loop_seconds=round(time.perf_counter() - t_loop, 3))
+                        detect_every=detect_every, work_face_px=work_face_px,
+                        loop_seconds=round(time.perf_counter() - t_loop, 3))
 
 
 def expected_frames(info, start: float | None, end: float | None) -> int:

@@ -52,7 +52,7 @@ class ChunkWorker:
         self.fuser = Fuser(settings)
 
     def fuse_chunk(self, source, video: str, sources, fusion, size, chunk: tuple[float, float | None],
-                   clip_start: float, detect_every: int, limits: VideoLimits) -> dict:
+                   clip_start: float, detect_every: int, limits: VideoLimits, work_face_px: int = 0) -> dict:
         """The fused frames (pts from the output's time 0) of [chunk) (to the clip's end
         when it ends in None) and their report lines."""
         begin, stop = chunk
@@ -63,7 +63,8 @@ class ChunkWorker:
         shift = int(round((warm - clip_start) / tb))  # reader pts (from warm) -> output pts
         tracker = FrameTracker()
         frames, records = [], []
-        for frame, outcome in fused_frames(self.fuser, reader, size, src, prepared, fusion, detect_every, tracker):
+        for frame, outcome in fused_frames(self.fuser, reader, size, src, prepared, fusion, detect_every, tracker,
+                                           work_face_px):
             t = frame.time + warm - clip_start
             if frame.time + warm < begin - 1e-6:
                 continue  # the overlap: smoothing warms up on it
@@ -136,7 +137,7 @@ def fuse_video_parallel(settings, source, video: str | Path, out: str | Path, wo
                         end: float | None = None, quality: int = DEFAULT_QUALITY, codec: str | None = None,
                         overwrite: bool = False, detect_every: int = DETECT_EVERY,
                         limits: VideoLimits = VideoLimits(), fusion_params=None, min_chunk_s: float = MIN_CHUNK_S,
-                        **params: Any) -> dict:
+                        work_face_px: int = 0, **params: Any) -> dict:
     """`fuse_video` with the clip's chunks fused by `workers` local processes, or by Ray
     actors (`ray_address`: 'local' or a cluster's address). Same output, same report
     (plus the chunks; track ids become "chunk.track")."""
@@ -148,7 +149,7 @@ def fuse_video_parallel(settings, source, video: str | Path, out: str | Path, wo
     chunks = plan_chunks(keyframe_times(video), clip_start, clip_end, workers or 2, min_chunk_s)
     size = video_output_size(info.width, info.height, fusion.resolution)
     jobs = [(_portable(source), str(video), {k: _portable(v) for k, v in (sources or {}).items()} or None,
-             fusion, size, (a, b if b < clip_end or end else None), clip_start, detect_every, limits)
+             fusion, size, (a, b if b < clip_end or end else None), clip_start, detect_every, limits, work_face_px)
             for a, b in chunks]
     results = (_ray_results(settings, jobs, workers, ray_address) if ray_address
                else _process_results(settings, jobs, min(workers or 2, len(jobs))))
