@@ -369,3 +369,22 @@ def test_work_face_fuses_a_large_face_small_and_keeps_the_rest(fuser, target_pat
     changed = np.abs(full.astype(int) - frame.astype(int)).max(axis=2) > 20
     assert np.abs(small.astype(int) - full.astype(int))[changed].mean() < 8  # the same face, a little softer
     assert np.abs(small.astype(int) - frame.astype(int))[changed].mean() > 15
+
+
+def test_cli_killed_during_the_encode_leaves_no_output(data_dir, tmp_path):
+    import signal
+    import time
+
+    clip = write_clip(tmp_path / "long.mp4", pan_frames(data_dir / "deepface_img2.jpg", 150, SIZE))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "facefuse.cli", "video", str(data_dir / "deepface_img2.jpg"),
+                             str(clip), "-o", str(out_dir / "out.mp4")], stderr=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    while not list(out_dir.glob(".*.part")):  # the encode has begun
+        assert proc.poll() is None and time.monotonic() - t0 < 120
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err
+    assert list(out_dir.iterdir()) == []
