@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 
 from . import __version__, batch, bench, quantize, server
+from .video import command as video_command
 from .commands import (EXIT_ENGINE, EXIT_OK, EXIT_USAGE, SAMPLES, add_fusion_options, fusion_overrides,
                        load_settings, number)
 from .errors import FaceFuseError, InputError, OutputExistsError
 
-COMMAND_MODULES = (batch, bench, server, quantize)  # each has add_parser(subparsers)
+COMMAND_MODULES = (batch, bench, server, quantize, video_command)  # each has add_parser(subparsers)
 
 
 # -- fuse -----------------------------------------------------------------------------

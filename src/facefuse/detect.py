@@ -43,7 +43,7 @@ import numpy as np
 
 from .config import usable_cores
 from .errors import InputError
-from .faces import Detection, Face
+from .faces import LEFT_IRIS, RIGHT_IRIS, Detection, Face
 from .imaging import resize_frame
 
 MESH_CROP = 384  # pixels of the upright crop the mesh runs on
@@ -346,6 +346,18 @@ class FaceDetector:
         return (pts @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
 
     # -- public -----------------------------------------------------------------------
+    def mesh_at(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+        """The 478-point mesh of the face near `landmarks` (a previous frame's), from the
+        mesh model alone on that region: what a video tracker runs between full detections
+        (one mesh call instead of the detectors' passes). None when no face is there."""
+        box = _points_box(landmarks)
+        kps = landmarks[[RIGHT_IRIS, LEFT_IRIS]]
+        with self._lock:
+            lms = self._mesh_on_crop(image, box, kps, MESH_CONTEXTS[1])
+        if lms is None or _iou(_points_box(lms), box) < 0.3:
+            return None
+        return lms
+
     def detect(self, image: np.ndarray, threshold: float = 0.6) -> Detection:
         """All faces of an RGB uint8 image at or above `threshold`, in fusion order."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

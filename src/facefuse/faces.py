@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # mediapipe 478-point indices used to build the 5 key points (image-left first).
-_RIGHT_IRIS, _LEFT_IRIS, _NOSE_TIP, _MOUTH_R, _MOUTH_L = 468, 473, 1, 61, 291
+RIGHT_IRIS, LEFT_IRIS, NOSE_TIP, MOUTH_R, MOUTH_L = 468, 473, 1, 61, 291
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Face:
     @property
     def keypoints(self) -> np.ndarray:
         """5 points: image-left eye, image-right eye, nose tip, image-left / right mouth corner."""
-        return self.landmarks[[_RIGHT_IRIS, _LEFT_IRIS, _NOSE_TIP, _MOUTH_R, _MOUTH_L]]
+        return self.landmarks[[RIGHT_IRIS, LEFT_IRIS, NOSE_TIP, MOUTH_R, MOUTH_L]]
 
     @property
     def width(self) -> float:
@@ -96,6 +96,7 @@ class FusedFace:
     mask: np.ndarray  # float32 0..1, hard region where `image` may be used
     landmarks: np.ndarray  # (468+, 2) face geometry of the result, ROI pixels
     face_size: float  # pixels, sets feathering and smoothing radii
+    light: object = None  # an engine's per-face state for the next video frame (classical: LightField)
 
     def __repr__(self) -> str:
         h, w = self.mask.shape[:2]

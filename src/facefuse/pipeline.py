@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from .config import FusionParams, Settings, load_config
 from .detect import FaceDetector
 from .engines import create_engine
 from .enhancers import enhancer_for
-from .errors import NoFaceError
+from .errors import ConfigError, NoFaceError
 from .faces import Detection, Face, SourceFace
 from .imaging import output_size, resize_frame
 from .io import DecodedImage, ImageSource, decode_image, encode_like
@@ -179,26 +179,42 @@ class Fuser:
                 self._sources.popitem(last=False)
         return prepared
 
+    def prepare_sources(self, sources: Mapping[int, Any], params: FusionParams) -> dict[int, SourceFace]:
+        """A face mapping (target face or track index -> source photo) with each source
+        prepared; ConfigError for an index that is not a whole number >= 0."""
+        out: dict[int, SourceFace] = {}
+        for index, source in sources.items():
+            if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+                raise ConfigError(f"face mapping: target face index must be an integer >= 0, got {index!r}")
+            out[index] = self.prepare_source(source, params.source_face_index, params.threshold)
+        return out
+
     # -- the path ----------------------------------------------------------------------
     def fuse(self, source, target, **params: Any) -> np.ndarray:
         """Fuse and return the RGB uint8 result (see FusionParams for the parameters)."""
         return self.fuse_detailed(source, target, self.params(**params)).image
 
-    def fuse_detailed(self, source, target, params: FusionParams | None = None) -> FusionResult:
-        """Fuse and return the result with the faces used and the time of each stage."""
+    def fuse_detailed(self, source, target, params: FusionParams | None = None,
+                      sources: Mapping[int, Any] | None = None) -> FusionResult:
+        """Fuse and return the result with the faces used and the time of each stage.
+        `sources` maps target face indices to their own source photos (or prepared faces):
+        those faces, and only those, are fused, each from its own source
+        ("0=alice.jpg,2=bob.jpg"); `source` may then be None."""
+        params = params or self.params()
         timer = _Timer()
         with timer.stage("decode"):
-            target_img = self.read(target, "target", reduce_to=self.decode_size_for(params or self.params()))
-        return self._fuse(source, target_img, params or self.params(), timer)
+            target_img = self.read(target, "target", reduce_to=self.decode_size_for(params))
+        return self._fuse(source, target_img, params, timer, sources)
 
     def fuse_encoded(self, source, target, params: FusionParams | None = None, fmt: str = "JPEG",
                      quality: int | None = None, progress: Progress | None = None,
                      source_name: str | None = None, target_name: str | None = None,
-                     max_pixels: int | None = None) -> EncodedFusion:
+                     max_pixels: int | None = None, sources: Mapping[int, Any] | None = None) -> EncodedFusion:
         """Image in, encoded image out: the one path from bytes to bytes that every
         front-end takes. The target is decoded at the scale the output needs (a JPEG draft);
         its transparency, colour profile and EXIF are kept where `fmt` allows. `source` may
-        also be a prepared SourceFace. Timings include decoding and encoding."""
+        also be a prepared SourceFace, and `sources` a face mapping (see fuse_detailed).
+        Timings include decoding and encoding."""
         params = params or self.params()
         quality = self.settings.output.quality if quality is None else quality
         step = progress or (lambda _share, _what: None)
@@ -207,10 +223,10 @@ class Fuser:
         with timer.stage("decode"):
             decoded = self.decode(target, "target", self.decode_size_for(params), target_name, max_pixels)
             target_img = decoded.flattened()
-            if not isinstance(source, SourceFace):
+            if source is not None and not isinstance(source, SourceFace):
                 source = self.read(source, "source", name=source_name, max_pixels=max_pixels)
         step(0.25, "finding faces and fusing")
-        result = self._fuse(source, target_img, params, timer)
+        result = self._fuse(source, target_img, params, timer, sources)
         step(0.85, "encoding")
         with timer.stage("encode"):
             data = encode_like(result.image, decoded, fmt, quality)
@@ -218,16 +234,23 @@ class Fuser:
         step(1.0, "done")
         return EncodedFusion(data=data, format=fmt, result=result, target=target_img)
 
-    def _fuse(self, source, target_img: np.ndarray, params: FusionParams, timer: "_Timer") -> FusionResult:
+    def _fuse(self, source, target_img: np.ndarray, params: FusionParams, timer: "_Timer",
+              sources: Mapping[int, Any] | None = None) -> FusionResult:
+        if source is None and not sources:
+            raise ConfigError("a source face or a face mapping is needed")
         with timer.stage("detect"):  # includes decoding the source, unless it is cached
-            src = self.prepare_source(source, params.source_face_index, params.threshold)
+            sources_by_face = self.prepare_sources(sources or {}, params)
+            src = None if source is None else self.prepare_source(source, params.source_face_index, params.threshold)
             detection = self.detector.detect(target_img, threshold=params.threshold)
         faces = detection.faces
-        missing = [i for i in params.face_indices if i >= len(faces)]
-        if params.all_faces and faces:
+        wanted = sorted(sources_by_face) if sources_by_face else params.face_indices
+        missing = [i for i in wanted if i >= len(faces)]
+        if sources_by_face and faces and not missing:
+            chosen = list(wanted)
+        elif params.all_faces and faces and not sources_by_face:
             chosen = list(range(len(faces)))
         elif faces and not missing:
-            chosen = list(params.face_indices)
+            chosen = list(wanted)
         else:
             raise NoFaceError("target", requested=missing[0] if faces else None, found=len(faces))
 
@@ -241,29 +264,91 @@ class Fuser:
                 output = target_img.copy()
         used: list[FaceUsed] = []
         for index in chosen:
-            with timer.stage("roi"):
-                face = faces[index].scaled(factor)
-                roi = plan_roi(face, out_w, out_h, params.padding)
-                roi_img = output[roi.slices]
-                lms = face.landmarks - roi.offset
-            with timer.stage("engine"):
-                fused = self.engine.fuse(src, roi_img, lms, params.ratio)
-            if self.enhancer is not None:
-                with timer.stage("enhance"):
-                    fused = self.enhancer.enhance(fused, params.enhancer_blend, params.enhancer_weight)
-            with timer.stage("blend"):
-                fused_roi = compose(fused, params.mode, params.smoothing, params.brightness,
-                                    params.contrast, params.saturation)
-            with timer.stage("paste"):
-                output[roi.slices] = fused_roi
+            face = faces[index].scaled(factor)
+            roi, _ = self._fuse_face_into(output, face, sources_by_face.get(index, src), params, timer)
             used.append(FaceUsed(index=index, face=face, roi=roi))
         return FusionResult(image=output, faces=used, target_faces_found=len(faces), params=params,
                             timings=timer.summary(), notes=notes)
+
+    def _fuse_face_into(self, output: np.ndarray, face: Face, src: SourceFace, params: FusionParams,
+                        timer: "_Timer", light: Any = None, light_keep: float = 0.0,
+                        work_face_px: int = 0) -> tuple[ROI, Any]:
+        """Fuse one face of `output` (its landmarks in output pixels) in place; the ROI used
+        and the engine's light state for the next frame (engines that keep none: None).
+
+        `work_face_px` > 0: a face larger than that is fused on its ROI shrunk to that face
+        size, and only the change fusion made is enlarged back onto the full-size ROI, so
+        the target's finest detail stays and the cost stops growing with the face (video)."""
+        with timer.stage("roi"):
+            roi = plan_roi(face, output.shape[1], output.shape[0], params.padding)
+            roi_img = output[roi.slices]
+            lms = face.landmarks - roi.offset
+            work, lms = _work_scale(roi_img, lms, work_face_px / face.size if 0 < work_face_px < face.size else 1.0)
+        with timer.stage("engine"):
+            over_time = {"light": light, "light_keep": light_keep} if getattr(self.engine, "accepts_light", False) else {}
+            fused = self.engine.fuse(src, work, lms, params.ratio, **over_time)
+        if self.enhancer is not None:
+            with timer.stage("enhance"):
+                fused = self.enhancer.enhance(fused, params.enhancer_blend, params.enhancer_weight)
+        with timer.stage("blend"):
+            fused_roi = compose(fused, params.mode, params.smoothing, params.brightness,
+                                params.contrast, params.saturation)
+        with timer.stage("paste"):
+            output[roi.slices] = fused_roi if work is roi_img else _with_change(roi_img, work, fused_roi)
+        return roi, fused.light
+
+    def fuse_frame(self, frame: np.ndarray, faces: Sequence[tuple[Face, SourceFace, Any]],
+                   params: FusionParams | None = None, timings: dict[str, float] | None = None,
+                   light_keep: float = 0.0, work_face_px: int = 0) -> tuple[np.ndarray, list[Any]]:
+        """One video frame (RGB uint8, already at output size) with each given face fused
+        from its prepared source: (face, source, light) triples, `light` being the state the
+        previous frame's call returned for that face (None at first). The landmarks come from
+        the caller (a video tracker smooths them over time), so nothing is detected here; the
+        frame is not modified. Returns the fused frame and each face's light state, of which
+        the next frame mixes in `light_keep`. Stage times are added to `timings` if given.
+        `work_face_px`: faces larger than this are fused at that size (see _fuse_face_into)."""
+        params = params or self.params()
+        timer = _Timer()
+        output = frame.copy()
+        lights = [self._fuse_face_into(output, face, src, params, timer, light, light_keep, work_face_px)[1]
+                  for face, src, light in faces]
+        if timings is not None:
+            for stage, seconds in timer.times.items():
+                timings[stage] = timings.get(stage, 0.0) + seconds
+        return output, lights
+
+    def fuse_video(self, source, video, out, progress: Callable[[int, int], None] | None = None,
+                   sources: Mapping[int, Any] | None = None, **params: Any) -> dict:
+        """Fuse `source`'s face into every frame of the clip `video` and write `out`
+        (see facefuse.video.fuse.fuse_video for the options); returns its report."""
+        from .video.fuse import fuse_video
+
+        return fuse_video(self, source, video, out, progress=progress, sources=sources, **params)
 
 
 def enlargement_note(w: int, h: int, out_w: int, out_h: int) -> str:
     return (f"the output ({out_w}x{out_h}) is the target ({w}x{h}) enlarged {out_w / w:.1f}x: "
             f"it holds no more detail than the target")
+
+
+def _work_scale(roi_img: np.ndarray, lms: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray]:
+    """The ROI and its landmarks shrunk by k (pixel centres kept), or as they are at k = 1."""
+    if k >= 1.0:
+        return roi_img, lms
+    h, w = roi_img.shape[:2]
+    size = (max(8, round(w * k)), max(8, round(h * k)))
+    scale = np.float32([size[0] / w, size[1] / h])
+    return resize_frame(roi_img, size), ((lms + 0.5) * scale - 0.5).astype(np.float32)
+
+
+def _with_change(roi_img: np.ndarray, work: np.ndarray, fused_work: np.ndarray) -> np.ndarray:
+    """The full-size ROI plus the change fusion made at the work scale, enlarged."""
+    import cv2
+
+    change = fused_work.astype(np.float32) - work.astype(np.float32)
+    h, w = roi_img.shape[:2]
+    change = cv2.resize(change, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(roi_img.astype(np.float32) + change + 0.5, 0, 255).astype(np.uint8)
 
 
 def _content_key(source: ImageSource) -> str:

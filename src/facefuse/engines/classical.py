@@ -24,6 +24,8 @@ No model download, CPU only. For each target face:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -144,8 +146,40 @@ def _chroma_spread(img: np.ndarray, mask: np.ndarray) -> float:
     return float(np.sqrt((chroma[m] ** 2).sum(1).mean())) if m.any() else 0.0
 
 
+@dataclass(frozen=True)
+class LightField:
+    """The light transfer's low frequencies of one face at work scale, with the face's
+    rigid points there: what a video hands from one frame's fusion to the next, so the
+    light is smoothed over time while the engine stays stateless (state in, state out)."""
+
+    low_src: np.ndarray
+    low_tgt: np.ndarray
+    mask: np.ndarray
+    anchor: np.ndarray  # mesh.RIGID landmarks, work-scale pixels
+
+
+def _carried_over(previous: LightField, anchor: np.ndarray, size: tuple[int, int], low_src: np.ndarray,
+                  low_tgt: np.ndarray, mask: np.ndarray, keep: float) -> tuple[np.ndarray, np.ndarray]:
+    """This frame's low frequencies mixed with the previous frame's, moved onto this
+    frame's face (a similarity on the rigid points): `keep` of the previous where it covered
+    the face, so landmark jitter and mask edges do not make the light flicker."""
+    m = mesh.similarity(previous.anchor, anchor).astype(np.float32)
+    warp = lambda x: cv2.warpAffine(x, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    weight = (keep * np.clip(warp(previous.mask), 0.0, 1.0) * (mask > 0.05))[:, :, None]
+    return (low_src + weight * (warp(previous.low_src) - low_src),
+            low_tgt + weight * (warp(previous.low_tgt) - low_tgt))
+
+
 def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist: float,
                    eyes: tuple[np.ndarray, tuple[slice, slice]] | None = None) -> np.ndarray:
+    """`transfer_light_over_time` for one image, without a previous frame."""
+    return transfer_light_over_time(src, tgt, mask, eye_dist, eyes)[0]
+
+
+def transfer_light_over_time(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist: float,
+                             eyes: tuple[np.ndarray, tuple[slice, slice]] | None = None,
+                             anchor: np.ndarray | None = None, previous: LightField | None = None,
+                             keep: float = 0.0) -> tuple[np.ndarray, LightField | None]:
     """src with its low frequencies (tone, light, shading) replaced by tgt's, inside mask
     (float32 RGB 0..255), and its colourfulness matched to tgt's (a grey or sepia target
     stays grey or sepia).
@@ -160,6 +194,10 @@ def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist:
     source's own colour is kept and only scaled by the square root
     of the change in the light's strength. Carried as detail over the target's skin tone, an iris takes the
     difference between the two skin tones: brown eyes turned blue-grey, blue ones brown.
+
+    Over time (a video): `anchor` (the face's mesh.RIGID points, ROI pixels) and the
+    `previous` frame's LightField mix `keep` of the previous low frequencies into this
+    frame's; the LightField of this frame is returned for the next (None without anchor).
     """
     h, w = mask.shape
     scale = min(1.0, WORK_FACE / max(eye_dist * 2.5, 1.0))
@@ -169,9 +207,15 @@ def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist:
     ms, ss, ts = small(mask), small(src), small(tgt)
     sigma = max(1.0, LIGHT_SIGMA * eye_dist * scale)
     low_src, low_tgt = _masked_blur(ss, ms, sigma), _masked_blur(ts, ms, sigma)
+    field = None
+    if anchor is not None:
+        anchor = (anchor.astype(np.float32) + 0.5) * np.float32([sw / w, sh / h]) - 0.5
+        if previous is not None and keep > 0:
+            low_src, low_tgt = _carried_over(previous, anchor, (sw, sh), low_src, low_tgt, ms, keep)
+        field = LightField(low_src=low_src, low_tgt=low_tgt, mask=ms, anchor=anchor)
     contrast = np.sqrt(np.clip((low_tgt + 4.0) / (low_src + 4.0), 0.3, 3.0))
     lit_small = low_tgt + (ss - low_src) * contrast
-    keep = float(np.clip(_chroma_spread(ts, ms) / max(_chroma_spread(lit_small, ms), 1e-3), 0.0, 1.2))
+    chroma_keep = float(np.clip(_chroma_spread(ts, ms) / max(_chroma_spread(lit_small, ms), 1e-3), 0.0, 1.2))
     lit = up(low_tgt) + (src - up(low_src)) * up(contrast)
     if eyes is not None and eyes[0].size:
         # the eyes are not skin: their colour stays the source's, scaled by the square root
@@ -180,10 +224,10 @@ def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist:
         e, (rows, cols) = eyes[0][:, :, None], eyes[1]
         gain = up(np.sqrt(np.clip((low_tgt @ LUMA + 4.0) / (low_src @ LUMA + 4.0), 0.3, 3.0)))[rows, cols, None]
         lit[rows, cols] = lit[rows, cols] * (1.0 - e) + np.clip(src[rows, cols] * gain, 0.0, 255.0) * e
-    if abs(keep - 1.0) > 0.02:
+    if abs(chroma_keep - 1.0) > 0.02:
         luma = (lit @ LUMA)[:, :, None]
-        lit = luma + (lit - luma) * keep
-    return lit
+        lit = luma + (lit - luma) * chroma_keep
+    return lit, field
 
 
 def borrow_fine_skin_texture(img: np.ndarray, ref: np.ndarray, skin: np.ndarray, upscale: float) -> np.ndarray:
@@ -315,7 +359,12 @@ class ClassicalEngine:
                      landmarks=(lms - np.float32([x0, y0])).astype(np.float32))
         return SourceFace(image=crop, face=moved)
 
-    def fuse(self, source: SourceFace, target_roi: np.ndarray, target_landmarks: np.ndarray, ratio: float) -> FusedFace:
+    accepts_light = True  # fuse() takes the previous frame's LightField and returns this one's
+
+    def fuse(self, source: SourceFace, target_roi: np.ndarray, target_landmarks: np.ndarray, ratio: float,
+             light: LightField | None = None, light_keep: float = 0.0) -> FusedFace:
+        """`light`, `light_keep`: a video's previous frame's light and the share of it kept
+        (see transfer_light_over_time); the result's `light` is this frame's."""
         h, w = target_roi.shape[:2]
         t_lms = target_landmarks[: mesh.N_MESH].astype(np.float32)
         s_lms = source.face.landmarks[: mesh.N_MESH].astype(np.float32)
@@ -345,11 +394,12 @@ class ClassicalEngine:
         region = face_region_mask(geom, (h, w), cut_mouth=True)
         paste, trust = unoccluded(warped_src, base, skin, geom, eye)
         region = region * paste
-        lit = transfer_light(warped_src, base, skin * trust, eye, _eyes_mask(geom, (h, w), eye))
+        lit, field = transfer_light_over_time(warped_src, base, skin * trust, eye, _eyes_mask(geom, (h, w), eye),
+                                              anchor=geom[mesh.RIGID], previous=light, keep=light_keep)
         lit = borrow_fine_skin_texture(lit, base, skin, source_scale)
         lit = match_detail(lit, base, feather(region, face_size) > 0.95)
         fused = base + ratio * (lit - base)
-        return FusedFace(image=fused, base=base, mask=region, landmarks=geom, face_size=face_size)
+        return FusedFace(image=fused, base=base, mask=region, landmarks=geom, face_size=face_size, light=field)
 
 
 def _eyes_mask(lms: np.ndarray, shape: tuple[int, int], eye_dist: float) -> tuple[np.ndarray, tuple[slice, slice]]:

@@ -1,0 +1,390 @@
+"""Video: PyAV decode/encode, tracking and smoothing, the frame loop and `facefuse video`.
+
+Clips are generated from tests/data photos (see video_clips.py); nothing reads ../shared.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from video_clips import audio_only, decoded, faststart, pan_frames, streams, write_clip
+
+from facefuse.errors import InputError, NoFaceError, OutputExistsError
+from facefuse.video import track
+from facefuse.video.io import VideoLimits, VideoReader, VideoWriter, probe
+
+SIZE = (256, 192)
+
+
+@pytest.fixture(scope="module")
+def face_clip(tmp_path_factory, data_dir):
+    """A second of a panning, zooming crop of one portrait, with a 440 Hz tone."""
+    path = tmp_path_factory.mktemp("clips") / "face.mp4"
+    return write_clip(path, pan_frames(data_dir / "deepface_img2.jpg", 25, SIZE), audio=True)
+
+
+@pytest.fixture(scope="module")
+def cut_clip(tmp_path_factory, data_dir):
+    """One portrait, then a cut to another."""
+    path = tmp_path_factory.mktemp("clips") / "cut.mp4"
+    frames = pan_frames(data_dir / "deepface_img2.jpg", 12, SIZE) + pan_frames(data_dir / "deepface_img25.jpg", 12, SIZE)
+    return write_clip(path, frames)
+
+
+def _copy(info, out, frames):
+    with VideoWriter(out, info) as w:
+        for f in frames:
+            w.write(f.rgb, f.pts)
+        w.close()
+    return out
+
+
+# -- io --------------------------------------------------------------------------------
+def test_roundtrip_keeps_frames_fps_size_and_audio(face_clip, tmp_path):
+    reader = VideoReader(face_clip)
+    out = _copy(reader.info, tmp_path / "out.mp4", reader)
+    a, b = streams(face_clip), streams(out)
+    assert (b["frames"], b["fps"], b["size"]) == (a["frames"], a["fps"], a["size"]) == (25, 25.0, SIZE)
+    assert b["audio_s"] == pytest.approx(a["audio_s"], abs=0.03) and a["audio_s"] > 0.9
+    assert np.allclose(a["pts_s"], b["pts_s"])
+
+
+def test_variable_frame_rate_rotation_and_odd_size_are_kept(tmp_path, data_dir):
+    frames = [f[:191, :255] for f in pan_frames(data_dir / "deepface_img2.jpg", 8, SIZE)]  # odd width and height
+    pts = [0, 1, 2, 4, 5, 8, 9, 12]  # gaps: variable frame rate
+    clip = write_clip(tmp_path / "vfr.mp4", frames, rotation=90, pts=pts, pix_fmt="yuv444p")
+    reader = VideoReader(clip)
+    assert (reader.info.width, reader.info.height, reader.info.rotation) == (191, 255, 90)  # display orientation
+    assert next(iter(reader)).rgb.shape == (255, 191, 3)
+    out = streams(_copy(reader.info, tmp_path / "out.mp4", reader))
+    assert out["size"] == (255, 191) and out["rotation"] == 90
+    assert np.allclose(out["pts_s"], np.array(pts) / 25)
+
+
+def test_ten_bit_input_is_decoded(tmp_path, data_dir):
+    clip = write_clip(tmp_path / "10bit.mp4", pan_frames(data_dir / "deepface_img2.jpg", 4, SIZE), pix_fmt="yuv420p10le")
+    frames = list(VideoReader(clip))
+    assert len(frames) == 4 and frames[0].rgb.dtype == np.uint8 and frames[0].rgb.mean() > 20
+
+
+def test_start_and_end_cut_frames_and_audio(face_clip, tmp_path):
+    reader = VideoReader(face_clip, start=0.2, end=0.6)
+    with VideoWriter(tmp_path / "part.mp4", reader.info, start=0.2, end=0.6) as w:
+        for f in reader:
+            w.write(f.rgb, f.pts)
+        w.close()
+    out = streams(tmp_path / "part.mp4")
+    assert out["frames"] == 10 and out["pts_s"][0] == pytest.approx(0.0)
+    assert out["audio_s"] == pytest.approx(0.4, abs=0.05)
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda p: p.write_text("not a video at all"), "not_a_video"),
+    (lambda p: p.write_bytes(b""), "empty"),
+    (lambda p: audio_only(p), "no_video"),
+])
+def test_bad_inputs_give_one_clear_error(tmp_path, make, reason):
+    path = tmp_path / "bad.mp4"
+    make(path)
+    with pytest.raises(InputError) as err:
+        probe(path)
+    assert err.value.reason == reason and "\n" not in str(err.value)
+
+
+def test_truncated_clip_fails_clearly_or_says_what_was_lost(face_clip, tmp_path):
+    data = face_clip.read_bytes()
+    cut = tmp_path / "truncated.mp4"
+    cut.write_bytes(data[: len(data) // 2])  # the index (moov) of this mp4 is at its end
+    with pytest.raises(InputError) as err:
+        list(VideoReader(cut))
+    assert err.value.reason == "not_a_video"
+    data = faststart(face_clip, tmp_path / "fast.mp4").read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])  # index first: the frames at the end are lost
+    reader = VideoReader(cut)
+    frames = list(reader)
+    assert 0 < len(frames) < 25 and reader.lost == f"{len(frames)} of 25 frames decoded (truncated?)"
+
+
+def test_limits_are_checked_before_decoding(face_clip):
+    with pytest.raises(InputError) as err:
+        probe(face_clip, VideoLimits(max_pixels=10_000))
+    assert err.value.reason == "too_many_pixels"
+    with pytest.raises(InputError) as err:
+        probe(face_clip, VideoLimits(max_seconds=0.5))
+    assert err.value.reason == "too_long"
+
+
+def test_failed_encode_leaves_no_partial_output(face_clip, tmp_path):
+    reader = VideoReader(face_clip)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        with VideoWriter(out, reader.info) as w:
+            for f in reader:
+                w.write(f.rgb, f.pts)
+                if f.index == 5:
+                    raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_is_refused(face_clip, tmp_path):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"keep me")
+    with pytest.raises(OutputExistsError):
+        VideoWriter(out, probe(face_clip))
+    assert out.read_bytes() == b"keep me"
+
+
+# -- track (pure) ----------------------------------------------------------------------
+def _face(center: tuple[float, float], eye: float = 60.0, n: int = 478) -> np.ndarray:
+    """A stand-in mesh: points on a disc, with the eye corners (33, 263) `eye` px apart."""
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-eye, eye, (n, 2)).astype(np.float32)
+    pts[33], pts[263] = (-eye / 2, 0), (eye / 2, 0)
+    return pts + np.float32(center)
+
+
+def _second_difference(seq: np.ndarray) -> float:
+    return float(np.abs(seq[2:] - 2 * seq[1:-1] + seq[:-2]).mean())
+
+
+def test_one_euro_reduces_jitter_on_a_still_face_and_follows_a_fast_move():
+    rng = np.random.default_rng(1)
+    base = _face((160, 120))
+    t = np.arange(50) / 25
+    noisy = [base + rng.normal(0, 0.5, base.shape) for _ in t]  # 0.5 px of landmark noise
+    state, smooth = None, []
+    for ti, x in zip(t, noisy):
+        state = track.one_euro(state, x, ti, scale=60.0)
+        smooth.append(state.value)
+    assert _second_difference(np.array(smooth)) < 0.5 * _second_difference(np.array(noisy))
+    # a fast move (2 eye distances in 0.4 s): the filter is at most 1.5 px behind at the end
+    state = None
+    for k in range(11):
+        state = track.one_euro(state, base + np.float32([12.0 * k, 0]), k / 25, scale=60.0)
+    assert abs(float(state.value[:, 0].mean() - (base[:, 0].mean() + 120))) < 1.5
+
+
+def test_chosen_face_stays_the_same_person_when_the_order_changes_and_a_cut_starts_over():
+    left, right = _face((80, 100), eye=60), _face((240, 100), eye=40)
+    state = track.update_tracks(track.Tracks(), [left, right], 0, 0.0, cut=False, choose=(0,))
+    chosen = state.chosen[0][0]
+    # the right face grows past the left one: it is now first in fusion order
+    state = track.update_tracks(state, [_face((240, 100), eye=70), _face((82, 100), eye=60)], 1, 0.04, cut=False)
+    left_track = [t for t in state.live if t.raw[:, 0].mean() < 160][0]
+    assert state.chosen == ((chosen, 0),) and left_track.id == chosen
+    # a missed frame keeps the track
+    state = track.update_tracks(state, [], 2, 0.08, cut=False)
+    assert state.chosen[0][0] == chosen and all(t.misses == 1 for t in state.live)
+    # a cut ends every track; the choice is made again in the new shot
+    state = track.update_tracks(state, [_face((160, 100), eye=50)], 3, 0.12, cut=True)
+    assert [t.id for t in state.live] == [state.chosen[0][0]] and state.chosen[0][0] != chosen
+
+
+def test_cut_detection_on_two_photos(data_dir):
+    a = pan_frames(data_dir / "deepface_img2.jpg", 3, SIZE)
+    b = pan_frames(data_dir / "deepface_img25.jpg", 1, SIZE)[0]
+    thumbs = [track.thumbnail(f) for f in a]
+    assert not track.is_cut(thumbs[0], thumbs[1])
+    assert not track.is_cut(thumbs[1], np.clip(thumbs[1] * 1.3, 0, 1))  # a flash is not a cut
+    assert track.is_cut(thumbs[2], track.thumbnail(b))
+
+
+# -- the frame loop --------------------------------------------------------------------
+def test_fuse_video_fuses_every_frame_and_keeps_the_streams(fuser, face_clip, data_dir, tmp_path):
+    out = tmp_path / "fused.mp4"
+    done = []
+    report = fuser.fuse_video(data_dir / "insightface_t1.jpg", face_clip, out, progress=lambda d, n: done.append(d))
+    assert report["frames"] == 25 and report["frames_with_fused_face"] == 25 and done[-1] == 25
+    assert report["full_detections"] < 25  # the mesh alone follows the face in between
+    a, b = streams(face_clip), streams(out)
+    assert (b["frames"], b["fps"], b["size"]) == (a["frames"], a["fps"], a["size"])
+    assert b["audio_s"] == pytest.approx(a["audio_s"], abs=0.03)
+    src, res = decoded(face_clip), decoded(out)
+    changed = [np.abs(x.astype(int) - y.astype(int)).max(axis=2) > 30 for x, y in zip(src, res)]
+    assert all(0.005 < c.mean() < 0.5 for c in changed)  # the face changed, the frame did not
+
+
+def test_tracks_follow_the_cut(fuser, cut_clip, data_dir, tmp_path):
+    report = fuser.fuse_video(data_dir / "deepface_img2.jpg", cut_clip, tmp_path / "out.mp4")
+    frames = report["per_frame"]
+    assert [i for i, f in enumerate(frames) if f.get("cut")] == [12]
+    assert frames[12].get("detection") and frames[11]["fused"] != frames[12]["fused"]
+    assert len({tuple(f["fused"]) for f in frames[:12]}) == 1 and len({tuple(f["fused"]) for f in frames[12:]}) == 1
+
+
+def test_face_map_fuses_only_the_mapped_faces_of_a_still(fuser, group_path, data_dir):
+    from facefuse.io import read_image
+
+    result = fuser.fuse_detailed(None, group_path, fuser.params(), sources={1: data_dir / "deepface_img2.jpg"})
+    assert [f.index for f in result.faces] == [1]
+    target = read_image(group_path)
+    changed = np.abs(result.image.astype(int) - target.astype(int)).max(axis=2) > 30
+    box = result.faces[0].roi
+    inside = changed[box.slices].sum()
+    assert inside > 0.9 * changed.sum()
+
+
+# -- CLI -------------------------------------------------------------------------------
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "facefuse.cli", "video", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_writes_the_video_and_the_report(face_clip, data_dir, tmp_path):
+    out, report = tmp_path / "out.mp4", tmp_path / "r.json"
+    r = _cli(data_dir / "deepface_img2.jpg", face_clip, "-o", out, "--report", report, "--quality", "60")
+    assert r.returncode == 0, r.stderr
+    assert streams(out)["frames"] == 25
+    data = json.loads(report.read_text())
+    assert data["frames"] == 25 and len(data["per_frame"]) == 25 and data["fps"] > 0
+
+
+def test_cli_preview_writes_one_png(face_clip, data_dir, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "p.png"
+    r = _cli(data_dir / "deepface_img2.jpg", face_clip, "-o", out, "--preview-at", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == SIZE and list(tmp_path.iterdir()) == [out]
+
+
+def test_cli_exit_codes_and_no_partial_output(face_clip, data_dir, noface_path, tmp_path):
+    cat_clip = write_clip(tmp_path / "cat.mp4", pan_frames(noface_path, 6, SIZE))
+    out = tmp_path / "out.mp4"
+    r = _cli(data_dir / "deepface_img2.jpg", cat_clip, "-o", out)
+    assert r.returncode == 4 and "no face" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    (tmp_path / "text.mp4").write_text("hello")
+    r = _cli(data_dir / "deepface_img2.jpg", tmp_path / "text.mp4", "-o", out)
+    assert r.returncode == 3 and "not a video" in r.stderr
+    r = _cli(data_dir / "deepface_img2.jpg", face_clip, "-o", out, "--map", "zero=a.jpg")
+    assert r.returncode == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.mp4", "text.mp4"]
+    out.write_bytes(b"old")
+    r = _cli(data_dir / "deepface_img2.jpg", face_clip, "-o", out)
+    assert r.returncode == 3 and out.read_bytes() == b"old"
+
+
+# -- chunks: process pool and Ray ------------------------------------------------------
+def test_plan_chunks_cuts_at_keyframes():
+    from facefuse.video.parallel import plan_chunks
+
+    keys = [0.0, 0.4, 0.8, 1.2, 1.6]
+    assert plan_chunks(keys, 0.0, 2.0, workers=2, min_chunk_s=0.5) == [(0.0, 0.8), (0.8, 1.6), (1.6, 2.0)]
+    assert plan_chunks(keys, 0.0, 2.0, workers=2, min_chunk_s=3.0) == [(0.0, 2.0)]
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory, data_dir):
+    """2 s of a panning portrait, a keyframe every 10 frames, with a tone."""
+    path = tmp_path_factory.mktemp("clips") / "long.mp4"
+    return write_clip(path, pan_frames(data_dir / "deepface_img2.jpg", 50, (160, 120)), audio=True, keyframe_every=10)
+
+
+@pytest.mark.parametrize("ray", [None, "local"])
+def test_chunks_join_without_a_seam(fuser, long_clip, data_dir, tmp_path, ray):
+    if ray:
+        pytest.importorskip("ray")
+    from facefuse.video.parallel import fuse_video_parallel
+
+    single = fuser.fuse_video(data_dir / "deepface_img2.jpg", long_clip, tmp_path / "one.mp4")
+    report = fuse_video_parallel(fuser.settings, data_dir / "deepface_img2.jpg", long_clip, tmp_path / "par.mp4",
+                                 workers=2, ray_address=ray, min_chunk_s=0.6)
+    assert len(report["chunks"]) >= 2 and report["frames"] == single["frames"] == 50
+    a, b = streams(tmp_path / "par.mp4"), streams(long_clip)
+    assert a["frames"] == 50 and np.allclose(a["pts_s"], b["pts_s"]) and a["audio_s"] == pytest.approx(b["audio_s"], abs=0.03)
+    one, par = decoded(tmp_path / "one.mp4"), decoded(tmp_path / "par.mp4")
+    # the smoothing warmed up on the overlap: every frame is close to the single pass's,
+    # and the step from one chunk into the next is the single pass's step there (a seam
+    # would add to it)
+    assert max(np.abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(one, par)) < 3.0
+    step = lambda frames, i: np.abs(frames[i].astype(int) - frames[i - 1].astype(int)).mean()
+    joins = [round(start * 25) for start, _ in report["chunks"][1:]]
+    assert all(abs(step(par, j) - step(one, j)) < 0.3 for j in joins)
+
+
+# -- light over time (engine state in, state out) ---------------------------------------
+def test_light_of_the_previous_frame_is_carried_onto_the_moved_face(fuser, target_path):
+    """A flash in one frame: with the previous frame's light field kept at 0.6, the face
+    takes a share of the change only, also when the face moved between the frames."""
+    from facefuse.blend import face_region_mask
+    from facefuse.engines.classical import transfer_light_over_time
+    from facefuse.io import read_image
+    from facefuse import mesh
+
+    img = read_image(target_path)
+    face = fuser.detect(img).faces[0]
+    lms = face.landmarks
+    eye = track.eye_distance(lms)
+    tgt = img.astype(np.float32)
+    mask = face_region_mask(lms, img.shape[:2], skin_only=True)
+    _, before = transfer_light_over_time(tgt, tgt, mask, eye, anchor=lms[mesh.RIGID])
+    shift = np.float32([6, 3])  # the face moved 6 px right, 3 down, and the light got brighter
+    moved = np.roll(np.roll(tgt, 3, axis=0), 6, axis=1)
+    flash = np.clip(moved * 1.3, 0, 255)
+    moved_mask = np.roll(np.roll(mask, 3, axis=0), 6, axis=1)
+    m = moved_mask > 0.5
+    alone, _ = transfer_light_over_time(moved, flash, moved_mask, eye)
+    carried, field = transfer_light_over_time(moved, flash, moved_mask, eye, anchor=lms[mesh.RIGID] + shift,
+                                              previous=before, keep=0.6)
+    gain_alone = alone[m].mean() - moved[m].mean()
+    gain_carried = carried[m].mean() - moved[m].mean()
+    assert gain_alone > 20 and 0.25 * gain_alone < gain_carried < 0.6 * gain_alone
+    assert field is not None and field.low_tgt.shape[:2] == field.mask.shape
+
+
+def test_face_map_in_a_video_fuses_the_mapped_face_from_its_photo(fuser, face_clip, data_dir, tmp_path):
+    photo = data_dir / "insightface_t1.jpg"
+    plain = fuser.fuse_video(photo, face_clip, tmp_path / "plain.mp4", end=0.4)
+    mapped = fuser.fuse_video(None, face_clip, tmp_path / "mapped.mp4", end=0.4, sources={0: photo})
+    assert mapped["frames_with_fused_face"] == plain["frames_with_fused_face"] == 10
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(tmp_path / "plain.mp4"), decoded(tmp_path / "mapped.mp4")))
+    with pytest.raises(NoFaceError):  # a one-face clip has no face 3: nothing fused, nothing written
+        fuser.fuse_video(None, face_clip, tmp_path / "none.mp4", end=0.4, sources={3: photo})
+    assert not (tmp_path / "none.mp4").exists()
+
+
+def test_work_face_fuses_a_large_face_small_and_keeps_the_rest(fuser, target_path, data_dir):
+    from facefuse.io import read_image
+
+    frame = read_image(target_path)
+    face = fuser.detect(frame).faces[0]
+    src = fuser.prepare_source(data_dir / "deepface_img2.jpg")
+    full, _ = fuser.fuse_frame(frame, [(face, src, None)])
+    timings: dict = {}
+    small, _ = fuser.fuse_frame(frame, [(face, src, None)], timings=timings, work_face_px=128)
+    assert face.size > 2 * 128
+    from facefuse.roi import plan_roi
+
+    roi = plan_roi(face, frame.shape[1], frame.shape[0], fuser.params().padding)
+    outside = np.ones(frame.shape[:2], bool)
+    outside[roi.slices] = False
+    assert np.array_equal(small[outside], frame[outside])  # nothing outside the face's region moves
+    untouched = np.abs(full.astype(int) - frame.astype(int)).max(axis=2) == 0
+    assert np.abs(small.astype(int) - frame.astype(int)).max(axis=2)[untouched].mean() < 0.1
+    changed = np.abs(full.astype(int) - frame.astype(int)).max(axis=2) > 20
+    assert np.abs(small.astype(int) - full.astype(int))[changed].mean() < 8  # the same face, a little softer
+    assert np.abs(small.astype(int) - frame.astype(int))[changed].mean() > 15
+
+
+def test_cli_killed_during_the_encode_leaves_no_output(data_dir, tmp_path):
+    import signal
+    import time
+
+    clip = write_clip(tmp_path / "long.mp4", pan_frames(data_dir / "deepface_img2.jpg", 150, SIZE))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "facefuse.cli", "video", str(data_dir / "deepface_img2.jpg"),
+                             str(clip), "-o", str(out_dir / "out.mp4")], stderr=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    while not list(out_dir.glob(".*.part")):  # the encode has begun
+        assert proc.poll() is None and time.monotonic() - t0 < 120
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err
+    assert list(out_dir.iterdir()) == []

@@ -1,0 +1,113 @@
+"""Short test clips made from the photos in tests/data with PyAV: a panning, zooming crop of
+a real photo is a real-face clip; two photos back to back make a cut; a sine tone is an
+audio track. Small (<= 320 px, about a second) so the video tests stay fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+
+def pan_frames(photo: Path, n: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """n frames of a crop sliding across and zooming into the photo."""
+    img = np.asarray(Image.open(photo).convert("RGB"))
+    h, w = img.shape[:2]
+    frames = []
+    for i in range(n):
+        zoom = 0.85 - 0.15 * i / max(n - 1, 1)
+        ch, cw = int(h * zoom), int(w * zoom)
+        x0 = int((w - cw) * (0.35 + 0.3 * i / max(n - 1, 1)))
+        y0 = (h - ch) // 2
+        frames.append(np.asarray(Image.fromarray(img[y0:y0 + ch, x0:x0 + cw]).resize(size, Image.BILINEAR)))
+    return frames
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: int = 25, audio: bool = False, rotation: int = 0,
+               pts: list[int] | None = None, pix_fmt: str = "yuv420p", codec: str = "libx264",
+               keyframe_every: int | None = None) -> Path:
+    """Encode frames (and a 440 Hz tone as long as them) to path; `pts` in 1/fps units."""
+    c = av.open(str(path), "w")
+    v = c.add_stream(codec, rate=fps)
+    v.height, v.width = frames[0].shape[:2]
+    v.pix_fmt = pix_fmt
+    if keyframe_every:
+        v.options = {"g": str(keyframe_every), "keyint_min": str(keyframe_every), "sc_threshold": "0"}
+    if rotation:
+        v.set_display_rotation(rotation)
+    a = _tone_stream(c) if audio else None
+    for i, rgb in enumerate(frames):
+        f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        f.pts = i if pts is None else pts[i]
+        for p in v.encode(f):
+            c.mux(p)
+    for p in v.encode():
+        c.mux(p)
+    if a is not None:
+        write_tone(c, a, seconds=len(frames) / fps)
+    c.close()
+    return path
+
+
+def _tone_stream(container, rate: int = 44100):
+    a = container.add_stream("aac", rate=rate)
+    a.layout = "mono"
+    return a
+
+
+def write_tone(container, a, seconds: float) -> None:
+    rate = a.rate
+    t = np.arange(int(rate * seconds)) / rate
+    samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+    for k in range(0, samples.shape[1], 1024):
+        fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, k:k + 1024]), format="fltp", layout="mono")
+        fr.sample_rate = rate
+        for p in a.encode(fr):
+            container.mux(p)
+    for p in a.encode():
+        container.mux(p)
+
+
+def audio_only(path: Path, seconds: float = 1.0) -> Path:
+    c = av.open(str(path), "w")
+    write_tone(c, _tone_stream(c), seconds)
+    c.close()
+    return path
+
+
+def streams(path: Path) -> dict:
+    """What a player sees: frames, fps, size, rotation, audio duration, timestamps."""
+    c = av.open(str(path))
+    v = c.streams.video[0]
+    frames = list(c.decode(v))
+    out = {"frames": len(frames), "fps": float(v.average_rate), "size": (v.width, v.height),
+           "rotation": int(frames[0].rotation or 0) % 360, "pts_s": [float(f.pts * v.time_base) for f in frames]}
+    c.close()
+    c = av.open(str(path))
+    out["audio_s"] = float(c.streams.audio[0].duration * c.streams.audio[0].time_base) if c.streams.audio else None
+    c.close()
+    return out
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    c = av.open(str(path))
+    frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    c.close()
+    return frames
+
+
+def faststart(src: Path, dst: Path) -> Path:
+    """The clip remuxed with its index (moov) first, as streaming files are: cutting its
+    end then loses frames, not the index."""
+    i = av.open(str(src))
+    o = av.open(str(dst), "w", options={"movflags": "faststart"})
+    s = o.add_stream_from_template(i.streams.video[0])
+    for packet in i.demux(i.streams.video[0]):
+        if packet.size:
+            packet.stream = s
+            o.mux(packet)
+    o.close()
+    i.close()
+    return dst
