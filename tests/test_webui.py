@@ -216,3 +216,28 @@ def test_thumbnail_folder_is_removed_with_the_store(tmp_path):
     del store
     gc.collect()
     assert not thumbs.exists()
+
+
+def test_video_tab_previews_a_frame_and_fuses_the_clip(pool, tmp_path, source_path, target_path):
+    """The Video tab: a clip's facts after upload, one fused frame at a chosen time, the
+    whole clip fused and saved in output.dir with a sidecar (same frames, audio kept)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import video_clips as vc
+
+    clip = vc.write_clip(tmp_path / "pan.mp4", vc.pan_frames(target_path, 12, (240, 160)), fps=12, audio=True)
+    out = tmp_path / "o"
+    fns = {f.api_name: f.fn for f in build_ui(Settings(output={"dir": str(out)}), pool).fns.values() if f.api_name}
+    text, slider = fns["on_clip"](str(clip))
+    assert "240x160" in text and "audio" in text and slider["maximum"] > 0.5
+    values = (0.9, "normal", 0.4, "original", "0")  # ratio, mode, smoothing, resolution, face(s)
+    frame, note = fns["on_preview"](str(source_path), str(clip), 0.5, *values)
+    assert frame.shape == (160, 240, 3) and "0.5 s" in note
+    path, text, download = fns["on_fuse"](str(source_path), str(clip), *values)
+    assert path and "Done" in text and download["visible"] is True
+    assert vc.streams(Path(path))["frames"] == 12 and vc.streams(Path(path))["audio_s"]
+    sidecar = json.loads(Path(path).with_suffix(".json").read_text())
+    assert sidecar["video"] == "pan.mp4" and sidecar["report"]["frames"] == 12
+    _, text, download = fns["on_fuse"](str(source_path), None, *values)
+    assert "Upload a source face and a clip first" in text and download["visible"] is False

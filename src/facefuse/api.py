@@ -21,11 +21,12 @@ import hmac
 import inspect
 import logging
 import time
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -33,12 +34,15 @@ from . import __version__
 from .config import FusionParams, Settings, readable_error
 from .errors import ConfigError, EngineError, FaceFuseError, InputError, NoFaceError
 from .io import FORMAT_NAMES, image_format
+from .jobs import JobsBusy, JobStore, UnknownJob, video_work
 from .service import FusionPool, QueueFull, detect_upload, fuse_upload
 
 log = logging.getLogger("facefuse.api")
 
 API_PREFIX = "/api/v1"
 HEALTH_PATH = f"{API_PREFIX}/health"  # open to health probes: no API key, no work done
+VIDEO_PATH = f"{API_PREFIX}/video"
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 API_KEY_HEADER = "X-API-Key"
 MB = 1024 * 1024  # server.max_upload_mb counts these, as Gradio's upload limit does
 
@@ -102,8 +106,10 @@ class ApiGuard:
     """ASGI middleware for REST paths: checks the API key, then refuses a body over the limit
     from its Content-Length, or, without one, as soon as the bytes received pass it."""
 
-    def __init__(self, app, prefix: str, max_body: int, api_key: str | None):
-        self.app, self.prefix, self.max_body, self.api_key = app, prefix, max_body, api_key
+    def __init__(self, app, prefix: str, max_body: int, api_key: str | None, bigger: dict[str, tuple[int, str]] = {}):
+        """`bigger`: paths with a limit of their own (bytes, the setting that sets it)."""
+        self.app, self.prefix, self.default_body, self.api_key = app, prefix, max_body, api_key
+        self.bigger = bigger
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
@@ -113,12 +119,15 @@ class ApiGuard:
             return await _send_json(send, 401, "unauthorized",
                                     f"missing or wrong API key (send it in the {API_KEY_HEADER} header)",
                                     {"WWW-Authenticate": "Bearer"})
+        max_body, setting = self.bigger.get(scope["path"], (self.default_body, "server.max_upload_mb"))
+        too_large = lambda size: (f"request body of {size / MB:.1f} MB is over the upload limit of "
+                                  f"{max_body / MB:g} MB ({setting})")
         length = headers.get("content-length")
         if length is not None:
             if not length.strip().isdigit():
                 return await _send_json(send, 400, "bad_request", "Content-Length is not a number")
-            if int(length) > self.max_body:
-                return await _send_json(send, 413, "too_large", self._too_large(int(length)))
+            if int(length) > max_body:
+                return await _send_json(send, 413, "too_large", too_large(int(length)))
         received = 0
         tripped = False
         started = False
@@ -128,7 +137,7 @@ class ApiGuard:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                if received > max_body:
                     tripped = True
                     raise _BodyTooLarge()
             return message
@@ -147,11 +156,7 @@ class ApiGuard:
             if not tripped:
                 raise
         if tripped and not started:
-            await _send_json(send, 413, "too_large", self._too_large(received))
-
-    def _too_large(self, size: int) -> str:
-        return (f"request body of {size / MB:.1f} MB is over the upload limit of "
-                f"{self.max_body / MB:g} MB (server.max_upload_mb)")
+            await _send_json(send, 413, "too_large", too_large(received))
 
 
 async def _send_json(send, status: int, code: str, message: str, headers: dict | None = None) -> None:
@@ -174,8 +179,10 @@ def key_matches(expected: str, headers: dict[str, str]) -> bool:
 
 
 # -- the app ------------------------------------------------------------------------------
-def create_rest_app(settings: Settings, pool: FusionPool, api_key: str | None = None) -> FastAPI:
-    """REST under /api/v1 and OpenAPI at /docs, served from the package (no CDN)."""
+def create_rest_app(settings: Settings, pool: FusionPool, api_key: str | None = None,
+                    jobs: JobStore | None = None) -> FastAPI:
+    """REST under /api/v1 and OpenAPI at /docs, served from the package (no CDN); video jobs
+    in `jobs` (by default a store under output.dir/jobs)."""
     from fastapi_offline import FastAPIOffline
 
     app = FastAPIOffline(
@@ -186,8 +193,14 @@ def create_rest_app(settings: Settings, pool: FusionPool, api_key: str | None = 
     )
     app.state.pool = pool
     app.state.settings = settings
-    app.add_middleware(ApiGuard, prefix=API_PREFIX, max_body=int(settings.server.max_upload_mb * MB), api_key=api_key)
+    jobs = jobs or JobStore(Path(settings.output.dir) / "jobs", lambda fn, *a: pool.submit(fn, *a, bounded=False),
+                            settings.server.job_keep_hours * 3600, settings.server.max_video_jobs)
+    app.state.jobs = jobs
+    video_limit = (int(settings.server.max_video_mb * MB), "server.max_video_mb")
+    app.add_middleware(ApiGuard, prefix=API_PREFIX, max_body=int(settings.server.max_upload_mb * MB), api_key=api_key,
+                       bigger={VIDEO_PATH: video_limit})
     _add_error_handlers(app)
+    _add_video_routes(app, jobs, settings)  # before _add_routes' catch-all for unknown paths
     _add_routes(app, pool, settings)
     return app
 
@@ -326,6 +339,90 @@ def _add_routes(app: FastAPI, pool: FusionPool, settings: Settings) -> None:
     @app.api_route(API_PREFIX + "/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
                    include_in_schema=False)
     async def not_found(request: Request, rest: str):
-        if rest.strip("/") in ("fuse", "detect", "health"):
+        if rest.strip("/") in ("fuse", "detect", "health", "video") or rest.startswith("jobs/"):
             raise ApiError(405, "method_not_allowed", f"{request.method} {API_PREFIX}/{rest}: method not allowed (see /docs)")
         raise ApiError(404, "not_found", f"{API_PREFIX}/{rest}: no such endpoint (see /docs)")
+
+
+def _add_video_routes(app: FastAPI, jobs: JobStore, settings: Settings) -> None:
+    """POST /video starts a job (202 + its id); GET /jobs/{id} follows it, GET
+    /jobs/{id}/result fetches the clip, DELETE /jobs/{id} cancels it (or removes a finished
+    one). The fusion fields are /fuse's."""
+    known_fields = {"source", "video", "start", "end", "quality", "codec", *FusionParams.model_fields}
+
+    async def video(request: Request, source: UploadFile, video: UploadFile, start: Optional[float],
+                    end: Optional[float], quality: Optional[int], codec: Optional[str], **fields):
+        _refuse_unknown_fields(await request.form(), known_fields)
+        params = _params_or_400(settings, fields)
+        if quality is not None and not 1 <= quality <= 100:
+            raise ApiError(400, "bad_parameter", f"quality: must be 1-100, got {quality}")
+        if codec is not None and codec not in ("h264", "vp9"):
+            raise ApiError(400, "bad_parameter", f"codec: must be h264 or vp9, got {codec!r}")
+        suffix = Path(video.filename or "").suffix.lower()
+        if suffix not in VIDEO_SUFFIXES:
+            raise ApiError(415, "not_a_video", f"video: expected a {', '.join(VIDEO_SUFFIXES)} file, "
+                           f"got {video.filename or 'no file name'!r}")
+        src, clip = await source.read(), await video.read()
+        if not src or not clip:
+            raise ApiError(400, "empty_file", f"{'source' if not src else 'video'}: file is empty")
+        out = "fused.webm" if codec == "vp9" or (codec is None and suffix == ".webm") else "fused.mp4"
+        options = {k: v for k, v in dict(start=start, end=end, quality=quality, codec=codec).items() if v is not None}
+        options["limits"] = _video_limits(settings)
+        try:
+            job_id = jobs.create({"source": src, f"input{suffix}": clip},
+                                 video_work("source", f"input{suffix}", out, params, options),
+                                 meta={"source": source.filename, "video": video.filename})
+        except JobsBusy as exc:
+            raise ApiError(503, "busy", f"{exc.active} video jobs are queued or running (server.max_video_jobs); "
+                           "retry later", {"Retry-After": "30"}) from exc
+        return JSONResponse({"id": job_id, "state": "queued", "status": f"{API_PREFIX}/jobs/{job_id}",
+                             "result": f"{API_PREFIX}/jobs/{job_id}/result"}, status_code=202)
+
+    video.__signature__ = inspect.Signature([
+        inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
+        _form("source", UploadFile, File(..., description="image with the face to use")),
+        _form("video", UploadFile, File(..., description=f"the clip ({' '.join(VIDEO_SUFFIXES)})")),
+        _form("start", Optional[float], Form(None, description="first second to fuse")),
+        _form("end", Optional[float], Form(None, description="last second to fuse")),
+        _form("quality", Optional[int], Form(None, description="1-100, mapped to the encoder's CRF")),
+        _form("codec", Optional[str], Form(None, description="h264 (default; .mp4) or vp9 (.webm)")),
+        *(_form(name, Optional[_form_type(info.annotation)], Form(None, description=info.description))
+          for name, info in FusionParams.model_fields.items()),
+    ])
+    app.post(VIDEO_PATH, tags=["video"], status_code=202, summary="Start fusing the source's face into a clip",
+             responses={202: {"description": "the job's id and where to follow it"},
+                        413: {"description": "body over server.max_video_mb"},
+                        503: {"description": "server.max_video_jobs jobs are not finished"}})(video)
+
+    def _job(job_id: str) -> dict:
+        try:
+            return jobs.status(job_id)
+        except UnknownJob:
+            raise ApiError(404, "not_found", f"no job {job_id!r} (finished jobs are removed after "
+                           f"{settings.server.job_keep_hours:g} h)") from None
+
+    @app.get(API_PREFIX + "/jobs/{job_id}", tags=["video"], summary="A job's state, progress and error")
+    async def job_status(job_id: str) -> dict:
+        return _job(job_id)
+
+    @app.get(API_PREFIX + "/jobs/{job_id}/result", tags=["video"], response_class=FileResponse,
+             summary="The fused clip of a finished job")
+    async def job_result(job_id: str):
+        state = _job(job_id)
+        path = jobs.result(job_id)
+        if path is None:
+            raise ApiError(409, "not_ready", f"job {job_id} is {state['state']}; the result comes when it is done")
+        media = "video/webm" if path.suffix == ".webm" else "video/mp4"
+        return FileResponse(path, media_type=media, filename=path.name)
+
+    @app.delete(API_PREFIX + "/jobs/{job_id}", tags=["video"], summary="Cancel a job, or remove a finished one")
+    async def job_cancel(job_id: str) -> dict:
+        _job(job_id)
+        return jobs.cancel(job_id)
+
+
+def _video_limits(settings: Settings):
+    from .video.io import VideoLimits
+
+    return VideoLimits(max_bytes=int(settings.server.max_video_mb * MB),
+                       max_seconds=settings.server.max_video_seconds, max_pixels=settings.output.max_pixels)

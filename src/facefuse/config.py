@@ -213,6 +213,10 @@ class ServerSettings(_Section):
     api_key: Optional[str] = None
     workers: int = Field(0, ge=0, le=64, description="fusion workers, 0 = the usable cores, at most 8")
     queue_size: int = Field(32, ge=1, le=10_000)
+    max_video_mb: float = Field(500, gt=0, le=100_000, description="video uploads (REST /video) over this are refused")
+    max_video_seconds: float = Field(600, gt=0, description="clips longer than this are refused")
+    max_video_jobs: int = Field(4, ge=1, le=1000, description="video jobs queued or running at once")
+    job_keep_hours: float = Field(24, gt=0, description="finished video jobs and their results are removed after this")
 
 
 class Settings(_Section):

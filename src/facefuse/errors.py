@@ -40,24 +40,29 @@ class NoFaceError(FaceFuseError):
 
     exit_code = 4
 
-    def __init__(self, which: str = "", requested: int | None = None, found: int = 0, name: str | None = None):
+    def __init__(self, which: str = "", requested: int | None = None, found: int = 0, name: str | None = None,
+                 detail: str | None = None):
         self.which, self.requested, self.found = which, requested, found
         self.name = name or which or "image"
+        self.custom_detail = detail
         super().__init__(f"{self.name}: {self.detail}")
 
     @property
     def detail(self) -> str:
-        """The message without the image's name: 'no face found' or 'face 3 requested, only 2 found'."""
+        """The message without the image's name: 'no face found', 'face 3 requested, only 2
+        found', or what the raiser said (e.g. 'no face in any frame')."""
+        if self.custom_detail:
+            return self.custom_detail
         if self.requested is None:
             return "no face found"
         return f"face {self.requested} requested, only {self.found} found"
 
     def named(self, name: str) -> "NoFaceError":
         """The same error, naming the image as `name` (a file path, 'source a.jpg')."""
-        return NoFaceError(self.which, self.requested, self.found, name)
+        return NoFaceError(self.which, self.requested, self.found, name, self.custom_detail)
 
     def __reduce__(self):  # picklable across process pools with its fields
-        return NoFaceError, (self.which, self.requested, self.found, self.name)
+        return NoFaceError, (self.which, self.requested, self.found, self.name, self.custom_detail)
 
 
 class ConfigError(FaceFuseError):

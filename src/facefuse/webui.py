@@ -87,7 +87,7 @@ class ResultStore:
                 w, h = meta["output_size"]
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # not one of ours
-            if image.is_file():
+            if image.is_file() and image.suffix.lstrip(".") in FORMATS:  # photos (videos have no thumbnail)
                 items.append((image, f"{image.name} · {w}x{h}"))
             if len(items) >= GALLERY_MAX:
                 break
@@ -124,6 +124,32 @@ class ResultStore:
             del self._items[GALLERY_MAX:]
         return path
 
+    def claim(self, ext: str, meta: dict) -> Path:
+        """A new timestamped result name, taken by writing its sidecar (`meta`) first; the
+        caller writes the result itself (a video writer renames its temp file into place)
+        and then `finish`es the sidecar, or `release`s the name on failure."""
+        now = datetime.now()
+        stem = now.strftime("%Y%m%d-%H%M%S-") + f"{now.microsecond // 1000:03d}"
+        for attempt in range(100):
+            path = self.dir / f"{stem if attempt == 0 else f'{stem}-{attempt}'}.{ext}"
+            if path.exists():
+                continue
+            try:
+                write_bytes_atomic(path.with_suffix(".json"), json.dumps(
+                    {"created": now.isoformat(timespec="milliseconds"), "image": path.name, **meta}, indent=2).encode())
+                return path
+            except OutputExistsError:
+                continue
+        raise OutputExistsError(self.dir, "could not find a free file name")  # pragma: no cover
+
+    def finish(self, path: Path, meta: dict) -> None:
+        sidecar = path.with_suffix(".json")
+        old = json.loads(sidecar.read_text(encoding="utf-8"))
+        write_bytes_atomic(sidecar, json.dumps({**old, **meta}, indent=2, default=str).encode(), overwrite=True)
+
+    def release(self, path: Path) -> None:
+        path.with_suffix(".json").unlink(missing_ok=True)
+
     def _thumb(self, image: Path) -> Path:
         return self._thumbs / f"{image.stem}-{image.suffix.lstrip('.')}.jpg"
 
@@ -156,7 +182,7 @@ def page_message(exc: FaceFuseError) -> str:
     """One line for the page, saying which image and what to try."""
     if isinstance(exc, NoFaceError):
         which = exc.which or "uploaded"
-        if exc.requested is None:
+        if exc.requested is None and exc.custom_detail is None:
             return (f"No face found in the {which} image. Try another photo, "
                     f"or lower the detection threshold under Advanced.")
         return f"The {which} image: {exc.detail}."
@@ -230,15 +256,15 @@ def _bounds(info) -> tuple[float | None, float | None]:
     return lo, hi
 
 
-def control(name: str, value: Any) -> gr.components.Component:
+def control(name: str, value: Any, prefix: str = "") -> gr.components.Component:
     """The widget of FusionParams field `name`, with its title, help text and range: a
     choice of words is a radio, a bounded number a slider, a flag a checkbox, the output
-    resolution a dropdown of the usual sizes."""
+    resolution a dropdown of the usual sizes. Its element id is `prefix` + `name`."""
     info = FusionParams.model_fields[name]
-    common = dict(label=info.title, info=info.description, elem_id=name)
+    common = dict(label=info.title, info=info.description, elem_id=prefix + name)
     if name == "resolution":
         choices = list(RESOLUTION_CHOICES) + ([str(value)] if str(value) not in RESOLUTION_CHOICES else [])
-        return gr.Dropdown(choices, value=str(value), label=info.title, elem_id=name)
+        return gr.Dropdown(choices, value=str(value), label=info.title, elem_id=prefix + name)
     if typing.get_origin(info.annotation) is typing.Literal:
         return gr.Radio(list(typing.get_args(info.annotation)), value=value, **common)
     if info.annotation is bool:
@@ -274,160 +300,164 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
 
     with gr.Blocks(title="facefuse", analytics_enabled=False) as demo:
         gr.Markdown(
-            "## facefuse\nPut the face of the **source** photo into the **target** photo. "
-            f"Everything runs on this machine. Uploads up to {max_mb:g} MB and "
+            "## facefuse\nPut the face of the **source** photo into the **target** photo or video. "
+            f"Everything runs on this machine. Photos up to {max_mb:g} MB and "
             f"{out.max_pixels / 1e6:.0f} MP; results are saved in `{out.dir}`."
         )
-        target_boxes = gr.State([])  # face boxes in the preview's pixels
-        target_base = gr.State(None)  # the preview without boxes
-        with gr.Row(equal_height=False):
-            with gr.Column():
-                source = _image_input(label="Source face", elem_id="source")
-                source_info = gr.Markdown(elem_id="source_info")
-                source_faces = gr.Image(label="Faces in the source, numbered", interactive=False, format="jpeg",
-                                        elem_id="source_faces", visible=False, height=260, buttons=["fullscreen"])
-                source_face = gr.Dropdown(_face_choices(1), value="0", label="Source face", elem_id="source_face",
-                                          info="which face of the source photo is brought in", visible=False)
-            with gr.Column():
-                target = _image_input(label="Target image", elem_id="target")
-                target_info = gr.Markdown(elem_id="target_info")
-                faces = gr.Image(label="Faces in the target: click one to pick or unpick it", interactive=False,
-                                 format="jpeg", elem_id="faces", visible=False, height=400, buttons=["fullscreen"])
-                face = gr.CheckboxGroup(_face_choices(1), value=["0"], label="Target faces to fuse",
-                                        elem_id="face", info="click a face on the preview, or tick its number")
-        controls: dict[str, gr.components.Component] = {}
-        advanced = ADVANCED + (WITH_ENHANCER if settings.inference.enhancer else ())
-        main = [n for n in FusionParams.model_fields if n not in (*ADVANCED, *WITH_ENHANCER, *PICKED_ELSEWHERE)]
-        for row in range(0, len(main), 3):
-            with gr.Row():
-                for name in main[row:row + 3]:
-                    controls[name] = control(name, getattr(defaults, name))
-                if row + 3 >= len(main):
-                    fmt = gr.Radio(FORMAT_CHOICES, value="jpg", label="File format", elem_id="format")
-        with gr.Accordion("Advanced", open=False):
-            with gr.Row():
-                for name in advanced:
-                    controls[name] = control(name, getattr(defaults, name))
-        threshold = controls["threshold"]
-        fuse_btn = gr.Button("Fuse", variant="primary", elem_id="fuse")
-        with gr.Row(equal_height=False, elem_id="result_area"):
-            with gr.Column():
-                result = gr.Image(label="Result (full resolution)", interactive=False, type="filepath",
-                                  elem_id="result", height=420, buttons=BUTTONS)
-                info = gr.Markdown(NO_RESULT, elem_id="info")
-                download = gr.DownloadButton("Download full resolution", elem_id="download", visible=False)
-            with gr.Column():
-                compare = gr.ImageSlider(label="Before / after: drag the line", type="numpy", format="jpeg",
-                                         elem_id="compare", interactive=False, max_height=420, buttons=["fullscreen"])
-        gallery = gr.Gallery(label=f"Results in {out.dir} (newest first)", columns=8,
-                             height="auto", object_fit="scale-down", fit_columns=False, elem_id="gallery", allow_preview=True,
-                             buttons=["download"])
+        with gr.Tabs():
+            with gr.Tab("Photo", id="photo"):
+                target_boxes = gr.State([])  # face boxes in the preview's pixels
+                target_base = gr.State(None)  # the preview without boxes
+                with gr.Row(equal_height=False):
+                    with gr.Column():
+                        source = _image_input(label="Source face", elem_id="source")
+                        source_info = gr.Markdown(elem_id="source_info")
+                        source_faces = gr.Image(label="Faces in the source, numbered", interactive=False, format="jpeg",
+                                                elem_id="source_faces", visible=False, height=260, buttons=["fullscreen"])
+                        source_face = gr.Dropdown(_face_choices(1), value="0", label="Source face", elem_id="source_face",
+                                                  info="which face of the source photo is brought in", visible=False)
+                    with gr.Column():
+                        target = _image_input(label="Target image", elem_id="target")
+                        target_info = gr.Markdown(elem_id="target_info")
+                        faces = gr.Image(label="Faces in the target: click one to pick or unpick it", interactive=False,
+                                         format="jpeg", elem_id="faces", visible=False, height=400, buttons=["fullscreen"])
+                        face = gr.CheckboxGroup(_face_choices(1), value=["0"], label="Target faces to fuse",
+                                                elem_id="face", info="click a face on the preview, or tick its number")
+                controls: dict[str, gr.components.Component] = {}
+                advanced = ADVANCED + (WITH_ENHANCER if settings.inference.enhancer else ())
+                main = [n for n in FusionParams.model_fields if n not in (*ADVANCED, *WITH_ENHANCER, *PICKED_ELSEWHERE)]
+                for row in range(0, len(main), 3):
+                    with gr.Row():
+                        for name in main[row:row + 3]:
+                            controls[name] = control(name, getattr(defaults, name))
+                        if row + 3 >= len(main):
+                            fmt = gr.Radio(FORMAT_CHOICES, value="jpg", label="File format", elem_id="format")
+                with gr.Accordion("Advanced", open=False):
+                    with gr.Row():
+                        for name in advanced:
+                            controls[name] = control(name, getattr(defaults, name))
+                threshold = controls["threshold"]
+                fuse_btn = gr.Button("Fuse", variant="primary", elem_id="fuse")
+                with gr.Row(equal_height=False, elem_id="result_area"):
+                    with gr.Column():
+                        result = gr.Image(label="Result (full resolution)", interactive=False, type="filepath",
+                                          elem_id="result", height=420, buttons=BUTTONS)
+                        info = gr.Markdown(NO_RESULT, elem_id="info")
+                        download = gr.DownloadButton("Download full resolution", elem_id="download", visible=False)
+                    with gr.Column():
+                        compare = gr.ImageSlider(label="Before / after: drag the line", type="numpy", format="jpeg",
+                                                 elem_id="compare", interactive=False, max_height=420, buttons=["fullscreen"])
+                gallery = gr.Gallery(label=f"Results in {out.dir} (newest first)", columns=8,
+                                     height="auto", object_fit="scale-down", fit_columns=False, elem_id="gallery", allow_preview=True,
+                                     buttons=["download"])
 
-        # -- handlers ---------------------------------------------------------------------
-        def faces_of(path, which, thr):
-            """(count, base, boxes, info line) of an uploaded image; a problem is the info line."""
-            try:
-                n, base, boxes, w, h = pool.call(_faces_job, _read_upload(path, which), which, thr, out.max_pixels)
-            except (FaceFuseError, PageError) as exc:
-                return 0, None, [], f"⚠ {_message(exc)}"
-            if n == 0:
-                return 0, None, [], f"⚠ {page_message(NoFaceError(which))}"
-            return n, base, boxes, f"{w}x{h} · {n} face(s)"
+                # -- handlers ---------------------------------------------------------------------
+                def faces_of(path, which, thr):
+                    """(count, base, boxes, info line) of an uploaded image; a problem is the info line."""
+                    try:
+                        n, base, boxes, w, h = pool.call(_faces_job, _read_upload(path, which), which, thr, out.max_pixels)
+                    except (FaceFuseError, PageError) as exc:
+                        return 0, None, [], f"⚠ {_message(exc)}"
+                    if n == 0:
+                        return 0, None, [], f"⚠ {page_message(NoFaceError(which))}"
+                    return n, base, boxes, f"{w}x{h} · {n} face(s)"
 
-        def on_source(path, thr):
-            hidden = (gr.update(value=None, visible=False), gr.update(choices=_face_choices(1), value="0", visible=False))
-            if not path:
-                return ("", *hidden)
-            n, base, boxes, text = faces_of(path, "source", thr)
-            if n < 2:
-                return ((text + "; this face is used") if n else text, *hidden)
-            return (text + " — choose which under *Source face*",
-                    gr.update(value=draw_boxes(base, boxes), visible=True),
-                    gr.update(choices=_face_choices(n), value="0", visible=True))
+                def on_source(path, thr):
+                    hidden = (gr.update(value=None, visible=False), gr.update(choices=_face_choices(1), value="0", visible=False))
+                    if not path:
+                        return ("", *hidden)
+                    n, base, boxes, text = faces_of(path, "source", thr)
+                    if n < 2:
+                        return ((text + "; this face is used") if n else text, *hidden)
+                    return (text + " — choose which under *Source face*",
+                            gr.update(value=draw_boxes(base, boxes), visible=True),
+                            gr.update(choices=_face_choices(n), value="0", visible=True))
 
-        def on_target(path, thr, current):
-            if not path:
-                return gr.update(value=None, visible=False), gr.update(choices=_face_choices(1), value=["0"]), "", [], None
-            n, base, boxes, text = faces_of(path, "target", thr)
-            choices = _face_choices(n)
-            keep = [v for v in (current or []) if v in {c[1] for c in choices}] or ["0"]
-            if n == 0:
-                return gr.update(value=None, visible=False), gr.update(choices=choices, value=["0"]), text, [], None
-            if n > 1:
-                text += " — click the faces to fuse on the preview (green = picked)"
-            return (gr.update(value=draw_boxes(base, boxes, [int(v) for v in keep]), visible=True),
-                    gr.update(choices=choices, value=keep), text, boxes, base)
+                def on_target(path, thr, current):
+                    if not path:
+                        return gr.update(value=None, visible=False), gr.update(choices=_face_choices(1), value=["0"]), "", [], None
+                    n, base, boxes, text = faces_of(path, "target", thr)
+                    choices = _face_choices(n)
+                    keep = [v for v in (current or []) if v in {c[1] for c in choices}] or ["0"]
+                    if n == 0:
+                        return gr.update(value=None, visible=False), gr.update(choices=choices, value=["0"]), text, [], None
+                    if n > 1:
+                        text += " — click the faces to fuse on the preview (green = picked)"
+                    return (gr.update(value=draw_boxes(base, boxes, [int(v) for v in keep]), visible=True),
+                            gr.update(choices=choices, value=keep), text, boxes, base)
 
-        def on_pick(picked, boxes, base, evt: gr.SelectData):
-            """A click on the target preview toggles the face under it."""
-            hit = box_at(boxes, *evt.index) if boxes and evt.index is not None else None
-            if hit is None or base is None:
-                return gr.update(), gr.update()
-            chosen = {int(v) for v in (picked or [])} ^ {hit}
-            chosen = chosen or {hit}  # the last picked face stays picked
-            return [str(i) for i in sorted(chosen)], draw_boxes(base, boxes, chosen)
+                def on_pick(picked, boxes, base, evt: gr.SelectData):
+                    """A click on the target preview toggles the face under it."""
+                    hit = box_at(boxes, *evt.index) if boxes and evt.index is not None else None
+                    if hit is None or base is None:
+                        return gr.update(), gr.update()
+                    chosen = {int(v) for v in (picked or [])} ^ {hit}
+                    chosen = chosen or {hit}  # the last picked face stays picked
+                    return [str(i) for i in sorted(chosen)], draw_boxes(base, boxes, chosen)
 
-        def on_ticks(picked, boxes, base):
-            if base is None:
-                return gr.update()
-            return draw_boxes(base, boxes, [int(v) for v in (picked or [])])
+                def on_ticks(picked, boxes, base):
+                    if base is None:
+                        return gr.update()
+                    return draw_boxes(base, boxes, [int(v) for v in (picked or [])])
 
-        def on_fuse(*args):
-            """(source, target, *controls, face_index, format[, source_face_index][, progress]):
-            see fuse_signature. Returns result, compare, download, info, gallery."""
-            n = len(controls) + 4
-            src_path, tgt_path, *values, face_v, fmt_v = args[:n]
-            rest = list(args[n:])
-            progress = rest.pop() if rest and isinstance(rest[-1], gr.Progress) else gr.Progress()
-            source_face_v = rest[0] if rest else "0"
-            ext = fmt_v if fmt_v in FORMATS else "jpg"
-            t0 = time.perf_counter()
-            try:
-                src, tgt = _read_upload(src_path, "source"), _read_upload(tgt_path, "target")
-                overrides: dict[str, Any] = dict(zip(controls, values), **_face_choice(face_v),
-                                                 source_face_index=source_face_v or 0)
-                params = settings.fusion_params(**overrides)
-                progress(0.0, desc="waiting for a worker")
-                fused, before, after = pool.call(_fuse_job, src, tgt, params, FORMATS[ext].pil, out.quality,
-                                                 lambda frac, what: progress(frac, desc=what), out.max_pixels)
-                path = store.save(fused, ext, {
-                    "source": Path(src_path).name, "target": Path(tgt_path).name, "format": ext,
-                    "quality": out.quality, "engine": settings.inference.engine})
-            except (FaceFuseError, PageError) as exc:
-                return _failed(_message(exc))
-            except Exception as exc:  # a bug: log it in full, show one line
-                log.exception("fusion failed")
-                return _failed(f"Internal error ({type(exc).__name__}); see the server log.")
-            seconds = time.perf_counter() - t0
-            w, h = fused.size
-            used = ", ".join(f"#{f.index}" for f in fused.result.faces)
-            text = (f"**Done in {seconds:.2f} s** (fusion {fused.seconds:.2f} s) · **{w} × {h}** px · "
-                    f"{len(fused.data) / 1e6:.2f} MB {ext.upper()} · fused face {used} "
-                    f"({len(fused.result.faces)} of {fused.result.target_faces_found} found) · "
-                    f"saved as `{Path(out.dir) / path.name}`")
-            text += "".join(f"\n\nNote: {note}." for note in fused.result.notes)
-            return (str(path), (before, after), gr.update(value=str(path), visible=True,
-                                                          label=f"Download {path.name} ({w}×{h})"),
-                    text, store.gallery())
+                def on_fuse(*args):
+                    """(source, target, *controls, face_index, format[, source_face_index][, progress]):
+                    see fuse_signature. Returns result, compare, download, info, gallery."""
+                    n = len(controls) + 4
+                    src_path, tgt_path, *values, face_v, fmt_v = args[:n]
+                    rest = list(args[n:])
+                    progress = rest.pop() if rest and isinstance(rest[-1], gr.Progress) else gr.Progress()
+                    source_face_v = rest[0] if rest else "0"
+                    ext = fmt_v if fmt_v in FORMATS else "jpg"
+                    t0 = time.perf_counter()
+                    try:
+                        src, tgt = _read_upload(src_path, "source"), _read_upload(tgt_path, "target")
+                        overrides: dict[str, Any] = dict(zip(controls, values), **_face_choice(face_v),
+                                                         source_face_index=source_face_v or 0)
+                        params = settings.fusion_params(**overrides)
+                        progress(0.0, desc="waiting for a worker")
+                        fused, before, after = pool.call(_fuse_job, src, tgt, params, FORMATS[ext].pil, out.quality,
+                                                         lambda frac, what: progress(frac, desc=what), out.max_pixels)
+                        path = store.save(fused, ext, {
+                            "source": Path(src_path).name, "target": Path(tgt_path).name, "format": ext,
+                            "quality": out.quality, "engine": settings.inference.engine})
+                    except (FaceFuseError, PageError) as exc:
+                        return _failed(_message(exc))
+                    except Exception as exc:  # a bug: log it in full, show one line
+                        log.exception("fusion failed")
+                        return _failed(f"Internal error ({type(exc).__name__}); see the server log.")
+                    seconds = time.perf_counter() - t0
+                    w, h = fused.size
+                    used = ", ".join(f"#{f.index}" for f in fused.result.faces)
+                    text = (f"**Done in {seconds:.2f} s** (fusion {fused.seconds:.2f} s) · **{w} × {h}** px · "
+                            f"{len(fused.data) / 1e6:.2f} MB {ext.upper()} · fused face {used} "
+                            f"({len(fused.result.faces)} of {fused.result.target_faces_found} found) · "
+                            f"saved as `{Path(out.dir) / path.name}`")
+                    text += "".join(f"\n\nNote: {note}." for note in fused.result.notes)
+                    return (str(path), (before, after), gr.update(value=str(path), visible=True,
+                                                                  label=f"Download {path.name} ({w}×{h})"),
+                            text, store.gallery())
 
-        def _failed(message: str):
-            """One message, and a result area that says it is empty (nothing else marked as failed)."""
-            end = "" if message.endswith(".") else "."
-            return None, None, gr.update(value=None, visible=False), f"⚠ {message}{end} No result.", gr.update()
+                def _failed(message: str):
+                    """One message, and a result area that says it is empty (nothing else marked as failed)."""
+                    end = "" if message.endswith(".") else "."
+                    return None, None, gr.update(value=None, visible=False), f"⚠ {message}{end} No result.", gr.update()
 
-        source_io = ([source, threshold], [source_info, source_faces, source_face])
-        target_io = ([target, threshold, face], [faces, face, target_info, target_boxes, target_base])
-        source.upload(_named(on_source, "source", "threshold"), *source_io, api_name="source_faces")
-        source.clear(on_source, *source_io, api_visibility="private")
-        target.upload(_named(on_target, "target", "threshold", "face_index"), *target_io, api_name="target_faces")
-        target.clear(on_target, *target_io, api_visibility="private")
-        threshold.release(on_target, *target_io, api_visibility="private")
-        faces.select(on_pick, [face, target_boxes, target_base], [face, faces], api_visibility="private")
-        face.input(on_ticks, [face, target_boxes, target_base], [faces], api_visibility="private")
-        on_fuse.__signature__ = fuse_signature(controls)
-        fuse_btn.click(on_fuse, [source, target, *controls.values(), face, fmt, source_face],
-                       [result, compare, download, info, gallery], api_name="fuse", scroll_to_output=True)
-        demo.load(store.gallery, None, [gallery], api_name="gallery")
+                source_io = ([source, threshold], [source_info, source_faces, source_face])
+                target_io = ([target, threshold, face], [faces, face, target_info, target_boxes, target_base])
+                source.upload(_named(on_source, "source", "threshold"), *source_io, api_name="source_faces")
+                source.clear(on_source, *source_io, api_visibility="private")
+                target.upload(_named(on_target, "target", "threshold", "face_index"), *target_io, api_name="target_faces")
+                target.clear(on_target, *target_io, api_visibility="private")
+                threshold.release(on_target, *target_io, api_visibility="private")
+                faces.select(on_pick, [face, target_boxes, target_base], [face, faces], api_visibility="private")
+                face.input(on_ticks, [face, target_boxes, target_base], [faces], api_visibility="private")
+                on_fuse.__signature__ = fuse_signature(controls)
+                fuse_btn.click(on_fuse, [source, target, *controls.values(), face, fmt, source_face],
+                               [result, compare, download, info, gallery], api_name="fuse", scroll_to_output=True)
+                demo.load(store.gallery, None, [gallery], api_name="gallery")
+            with gr.Tab("Video", id="video"):
+                build_video_tab(settings, pool, store, defaults)
 
     demo.queue(max_size=settings.server.queue_size, default_concurrency_limit=pool.workers)
     return demo
@@ -435,3 +465,106 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
 
 def _message(exc: Exception) -> str:
     return page_message(exc) if isinstance(exc, FaceFuseError) else str(exc)
+
+
+# -- the Video tab ---------------------------------------------------------------------------
+VIDEO_CONTROLS = ("ratio", "mode", "smoothing", "resolution", "face_index")
+
+
+def _video_limits(settings: Settings):
+    from .video.io import VideoLimits
+
+    return VideoLimits(max_bytes=int(settings.server.max_video_mb * 1024 * 1024),
+                       max_seconds=settings.server.max_video_seconds, max_pixels=settings.output.max_pixels)
+
+
+def _clip_job(fuser, path: str, limits):
+    from .video.io import probe
+
+    return probe(path, limits, name="video")
+
+
+def _preview_job(fuser, source: str, clip: str, at: float, params, limits):
+    from .video.fuse import preview_frame
+
+    return preview_frame(fuser, source, clip, at, fusion_params=params, limits=limits)
+
+
+def _video_job(fuser, source: str, clip: str, out: Path, params, limits, progress):
+    return fuser.fuse_video(source, clip, out, progress=progress, fusion_params=params, limits=limits)
+
+
+def build_video_tab(settings: Settings, pool: FusionPool, store: ResultStore, defaults) -> None:
+    """Upload a clip and a source face, scrub to preview one fused frame, fuse the clip with
+    a progress bar, play and download it; saved in output.dir with a JSON sidecar."""
+    limits = _video_limits(settings)
+    with gr.Row(equal_height=False):
+        with gr.Column():
+            source = _image_input(label="Source face", elem_id="video_source")
+        with gr.Column():
+            clip = gr.Video(label="Target clip", sources=["upload"], elem_id="video_clip", height=320)
+            clip_info = gr.Markdown(elem_id="video_clip_info")
+    with gr.Row():
+        controls = {name: control(name, getattr(defaults, name), prefix="video_")
+                    for name in VIDEO_CONTROLS if name != "face_index"}
+        controls["face_index"] = gr.Textbox(str(defaults.face_index), label="Target face(s)", elem_id="video_face_index",
+                                            info="0 = the largest face at its first appearance; several as 0,2")
+    with gr.Row():
+        at = gr.Slider(0, 1, value=0, step=0.1, label="Preview at (seconds)", elem_id="video_preview_at")
+        preview_btn = gr.Button("Preview this frame", elem_id="video_preview_button")
+    preview = gr.Image(label="Fused frame", interactive=False, elem_id="video_preview", height=320,
+                       buttons=["fullscreen"])
+    fuse_btn = gr.Button("Fuse video", variant="primary", elem_id="video_fuse")
+    result = gr.Video(label="Fused clip", interactive=False, elem_id="video_result", height=360)
+    info = gr.Markdown("No video result yet.", elem_id="video_info")
+    download = gr.DownloadButton("Download the clip", elem_id="video_download", visible=False)
+
+    def params_of(values) -> Any:
+        return settings.fusion_params(**dict(zip(controls, values)))
+
+    def on_clip(path):
+        if not path:
+            return "", gr.update(maximum=1, value=0)
+        try:
+            meta = pool.call(_clip_job, path, limits)
+        except FaceFuseError as exc:
+            return f"⚠ {page_message(exc)}", gr.update()
+        audio = f", audio {meta.audio_codec}" if meta.audio_codec else ", no audio"
+        return (f"{meta.width}x{meta.height} · {float(meta.fps):.3g} fps · {meta.duration:.1f} s{audio}",
+                gr.update(maximum=max(0.1, round(meta.duration - 0.05, 1)), value=0))
+
+    def on_preview(src_path, clip_path, seconds, *values):
+        try:
+            if not src_path or not clip_path:
+                raise PageError("Upload a source face and a clip first.")
+            image = pool.call(_preview_job, src_path, clip_path, float(seconds), params_of(values), limits)
+        except (FaceFuseError, PageError) as exc:
+            return None, f"⚠ {_message(exc)}"
+        return image, f"Frame at {float(seconds):.1f} s, fused (one frame: no smoothing over time)."
+
+    def on_fuse(src_path, clip_path, *values, progress=gr.Progress()):
+        path = None
+        try:
+            if not src_path or not clip_path:
+                raise PageError("Upload a source face and a clip first.")
+            params = params_of(values)
+            ext = "webm" if str(clip_path).lower().endswith(".webm") else "mp4"
+            path = store.claim(ext, {"source": Path(src_path).name, "video": Path(clip_path).name,
+                                     "engine": settings.inference.engine})
+            progress(0.0, desc="waiting for a worker")
+            report = pool.call(_video_job, src_path, clip_path, path, params, limits,
+                               lambda done, total: progress(done / max(total, 1), desc=f"frame {done} of {total}"))
+            store.finish(path, {"report": report})
+        except (FaceFuseError, PageError) as exc:
+            if path is not None:
+                store.release(path)
+            return None, f"⚠ {_message(exc)} No result.", gr.update(visible=False)
+        frames = report.get("frames", "?")
+        seconds = report.get("seconds", 0.0)
+        text = (f"**Done:** {frames} frames in {seconds:.1f} s · saved as `{Path(settings.output.dir) / path.name}`")
+        return str(path), text, gr.update(value=str(path), visible=True, label=f"Download {path.name}")
+
+    clip.upload(on_clip, [clip], [clip_info, at], api_visibility="private")
+    preview_btn.click(on_preview, [source, clip, at, *controls.values()], [preview, info], api_visibility="private")
+    fuse_btn.click(on_fuse, [source, clip, *controls.values()], [result, info, download],
+                   api_visibility="private", scroll_to_output=True)
