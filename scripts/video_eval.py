@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from facefuse.pipeline import Fuser
-from facefuse.video.bench import bench_clip, judge_dev_clips
+from facefuse.bench.video import bench_clip, judge_dev_clips
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

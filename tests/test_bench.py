@@ -174,3 +174,20 @@ def test_summary_and_resolutions():
     assert s["median"] == 2.0 and s["min"] == 1.0 and s["max"] == 3.0 and s["n"] == 3
     assert bench.parse_resolutions("512, 1024,2048") == [512, 1024, 2048]
     assert bench.rss_mb() > 0 and bench.peak_rss_mb() >= bench.rss_mb() * 0.5
+
+
+def test_bench_video_reports_fps_floor_ratio_and_flicker(tmp_path, capsys):
+    """`bench video` on a clip: per size the fps, the floor measured in the same run, their
+    ratio and the flicker ratio (numbers are not checked, only that each was measured)."""
+    sys.path.insert(0, str(EXAMPLES.parent / "tests"))
+    import video_clips as vc
+
+    clip = vc.write_clip(tmp_path / "c.mp4", vc.pan_frames(EXAMPLES / "target.jpg", 10, (240, 160)), fps=10)
+    js = tmp_path / "v.json"
+    assert main(["bench", "video", "--clip", str(clip), "--sizes", "original,240", "--json", str(js)]) == 0
+    (res,) = json.loads(js.read_text())["video"]
+    assert [(r["width"], r["height"]) for r in res["results"]] == [(240, 160), (360, 240)]
+    for r in res["results"]:
+        assert r["frames"] == 10 and r["fps"] > 0 and r["floor_fps"] > 0 and r["ratio_to_floor"] > 0
+        assert r["flicker_ratio"] is None or r["flicker_ratio"] >= 0
+    assert "total / floor" in capsys.readouterr().out

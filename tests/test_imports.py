@@ -1,7 +1,8 @@
 """The import contract: arrows point down only (front-ends -> core -> base), no cycles.
 
 Every `import` of the package is read from the source, including those inside functions
-(a lazy import is still a dependency), and resolved to the module it names.
+(a lazy import is still a dependency), and resolved to the module it names. Imports under
+`if TYPE_CHECKING:` are left out: they name types for hints and never run.
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ def imports_of(name: str, path: Path, modules: set[str], missing: list[str] | No
     is_pkg = path.name == "__init__.py"
     base = name.split(".") if is_pkg else name.split(".")[:-1]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            node.body = []  # imports for type hints only: no dependency when the code runs
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):

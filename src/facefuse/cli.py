@@ -14,13 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__, batch, bench, quantize, server
-from .video import command as video_command
+from . import __version__, batch, bench, quantize, server, video_cli
 from .commands import (EXIT_ENGINE, EXIT_OK, EXIT_USAGE, SAMPLES, add_fusion_options, fusion_overrides,
                        load_settings, number)
 from .errors import FaceFuseError, InputError, OutputExistsError
 
-COMMAND_MODULES = (batch, bench, server, quantize, video_command)  # each has add_parser(subparsers)
+COMMAND_MODULES = (batch, bench, server, quantize, video_cli)  # each has add_parser(subparsers)
 
 
 # -- fuse -----------------------------------------------------------------------------

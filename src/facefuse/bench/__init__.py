@@ -25,8 +25,12 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="measure speed and memory (or `bench detect`: detection quality)",
                        description="Fusion benchmark: per-stage times, codec floor, peak RSS, cold start, "
                                    "scaling. `facefuse bench detect` runs the detection benchmark.")
-    p.add_argument("what", nargs="?", choices=["fusion", "detect"], default="fusion",
-                   help="fusion (default) or detect")
+    p.add_argument("what", nargs="?", choices=["fusion", "detect", "video"], default="fusion",
+                   help="fusion (default), detect, or video")
+    p.add_argument("--clip", action="append", help="bench video: a clip (repeat for several; default: a 2-s 720p "
+                   "clip made from examples/target.jpg)")
+    p.add_argument("--sizes", default="original,720,1080", help="bench video: the clip's own size and/or short "
+                   "sides to scale it to (default original,720,1080)")
     p.add_argument("--source", default=str(DEFAULT_SOURCE), help="source photo (default examples/source.jpg)")
     p.add_argument("--target", default=str(DEFAULT_TARGET), help="target photo (default examples/large_target.jpg, 4352x2903)")
     p.add_argument("--resolutions", default=DEFAULT_RESOLUTIONS, help=f"output long sides (default {DEFAULT_RESOLUTIONS})")
@@ -63,6 +67,8 @@ def run_bench(args: argparse.Namespace) -> int:
         args.images_dir = args.images_dir or str(Path(args.catalog).parent)
         return run_detect_bench(args)
 
+    if args.what == "video":
+        return run_video_bench(args)
     if args.quick:
         args.resolutions, args.repeat = QUICK_RESOLUTIONS, QUICK_REPEAT
         args.no_cold = args.no_rss = args.no_scaling = True
@@ -88,4 +94,36 @@ def run_bench(args: argparse.Namespace) -> int:
         write_bytes_atomic(args.json, json.dumps(results, indent=1).encode(), overwrite=args.overwrite)
     if args.plot:
         plot(results, args.plot, overwrite=args.overwrite)
+    return 0
+
+
+def run_video_bench(args: argparse.Namespace) -> int:
+    """Per clip and size: fps, stage times, the decode + encode floor of the same clip in
+    the same run, the ratio to it, the flicker ratio."""
+    import tempfile
+
+    from ..pipeline import Fuser
+    from ..commands import load_settings
+    from .video import bench_clip, markdown as video_markdown, sample_clip
+
+    check_output(args.json, args.overwrite)
+    try:
+        sizes = tuple(None if s == "original" else int(s) for s in args.sizes.replace(" ", "").split(",") if s)
+    except ValueError:
+        raise ConfigError(f"--sizes: expected original and/or short sides like 720,1080, got {args.sizes!r}") from None
+    if args.quick:
+        sizes = sizes[:1]
+    fuser = Fuser(load_settings(args))
+    source = args.source
+    results = []
+    with tempfile.TemporaryDirectory(prefix="facefuse-bench-video-") as tmp:
+        clips = args.clip or [str(sample_clip(Path(DEFAULT_TARGET).parent / "target.jpg", Path(tmp) / "sample.mp4"))]
+        for clip in clips:
+            res = bench_clip(fuser, source, clip, sizes=sizes, workdir=Path(tmp))
+            results.append(res)
+            print(video_markdown(res))
+    if args.json:
+        from ..io import write_bytes_atomic
+
+        write_bytes_atomic(args.json, json.dumps({"video": results}, indent=1).encode(), overwrite=args.overwrite)
     return 0

@@ -12,8 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
-from ..commands import EXIT_OK, add_fusion_options, fusion_overrides, load_settings
-from ..errors import ConfigError, InputError, OutputExistsError
+from .commands import EXIT_OK, add_fusion_options, fusion_overrides, load_settings
+from .errors import ConfigError, InputError, OutputExistsError
 
 
 def parse_face_map(text: str) -> dict[int, str]:
@@ -88,8 +88,8 @@ def _progress_bar(total_hint: int):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import write_bytes_atomic, write_image
-    from .io import DEFAULT_QUALITY, check_output, probe
+    from .io import write_bytes_atomic, write_image
+    from .video.io import DEFAULT_QUALITY, check_output, probe
 
     settings = load_settings(args)
     params = settings.fusion_params(**fusion_overrides(args))  # bad values fail here, before any work
@@ -114,11 +114,11 @@ def run(args: argparse.Namespace) -> int:
 
         if importlib.util.find_spec("ray") is None:
             raise ConfigError("--ray needs Ray, which is not installed: pip install 'facefuse[ray]'")
-    from ..pipeline import Fuser
+    from .pipeline import Fuser
 
     fuser = None if parallel and args.preview_at is None else Fuser(settings)  # workers load their own
     if args.preview_at is not None:
-        from .fuse import preview_frame
+        from .video.fuse import preview_frame
 
         image = preview_frame(fuser, source, args.video, args.preview_at, sources=sources, fusion_params=params)
         write_image(args.output, image, overwrite=args.overwrite)
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
     try:
         if parallel:
-            from .parallel import fuse_video_parallel
+            from .video.parallel import fuse_video_parallel
 
             report = fuse_video_parallel(settings, source, args.video, args.output, workers=args.workers,
                                          ray_address=args.ray, progress=update, **options)

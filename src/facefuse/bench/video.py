@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..imaging import resize_frame
-from .io import DEFAULT_QUALITY, VideoReader, VideoWriter, probe
+from ..video.io import DEFAULT_QUALITY, VideoReader, VideoWriter, probe
 
 BENCH_SIZES = (None, 720, 1080)  # None: the clip's own size; else the short side
 
@@ -108,3 +108,44 @@ def judge_dev_clips(fuser, source, clips: list[str | Path], out_dir: str | Path,
         scores[clip.name] = {**{k: v for k, v in judged.items() if k not in ("target", "result")},
                              "fps": report["fps"]}
     return scores
+
+
+def sample_clip(photo: str | Path, out: Path, seconds: float = 2.0, fps: int = 25, size=(1280, 720)) -> Path:
+    """A clip made from a bundled photo, for a benchmark on a machine without clips of its
+    own: a slow pan and zoom across the photo (a real face that moves), H.264."""
+    import av
+    import cv2
+    import numpy as np
+
+    from ..io import read_image
+
+    img = read_image(photo)
+    h, w = img.shape[:2]
+    n = int(seconds * fps)
+    container = av.open(str(out), "w")
+    stream = container.add_stream("libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+    for i in range(n):
+        zoom = 0.9 - 0.15 * i / max(n - 1, 1)
+        cw, ch = int(w * zoom), int(w * zoom * size[1] / size[0])
+        ch = min(ch, h)
+        x0, y0 = int((w - cw) * (0.3 + 0.4 * i / max(n - 1, 1))), (h - ch) // 2
+        frame = cv2.resize(img[y0:y0 + ch, x0:x0 + cw], size, interpolation=cv2.INTER_AREA)
+        for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return out
+
+
+def markdown(res: dict) -> str:
+    L = [f"## Video: {Path(res['clip']).name}", "",
+         "| size | frames | fps | decode + encode floor fps | total / floor | flicker ratio | ms per frame (stages) |",
+         "|---|---|---|---|---|---|---|"]
+    for r in res["results"]:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in r["per_frame_ms"].items() if v >= 0.5)
+        flicker = "–" if r["flicker_ratio"] is None else f"{r['flicker_ratio']:.2f}"
+        L.append(f"| {r['width']}x{r['height']} | {r['frames']} | {r['fps']:.1f} | {r['floor_fps']:.1f} | "
+                 f"{r['ratio_to_floor']:.2f}x | {flicker} | {stages} |")
+    return "\n".join(L) + "\n"
