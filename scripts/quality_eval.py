@@ -1,6 +1,8 @@
-"""Run facefuse over shared/faces/pairs.tsv and score the results with the independent judge.
+"""Run facefuse over shared/faces/pairs.tsv (or another pairs file) and score the results
+with the independent judge.
 
     .venv/bin/python scripts/quality_eval.py --ratio 1.0 --out /tmp/q10
+    .venv/bin/python scripts/quality_eval.py --pairs ../shared/faces/hard_pairs.tsv --out /tmp/hard
     .venv/bin/python scripts/quality_eval.py --ratio 1.0 --out /tmp/q10 --sheet docs/contact_sheet.jpg
 
 Writes OUT/<i>.png for pair i, OUT/times.tsv (the judge's timing format), and, when the
@@ -32,13 +34,13 @@ def read_pairs(path: Path) -> list[tuple[str, str, str]]:
     return [(r[0], r[1], r[2] if len(r) > 2 else "") for r in rows[1:]]
 
 
-def run_fusions(out: Path, params: dict, limit: int | None) -> None:
+def run_fusions(out: Path, pairs_file: Path, params: dict, limit: int | None) -> None:
     from facefuse import FaceFuseError, write_image
     from facefuse.pipeline import Fuser
 
     fuser = Fuser()
     out.mkdir(parents=True, exist_ok=True)
-    pairs = read_pairs(FACES / "pairs.tsv")[:limit]
+    pairs = read_pairs(pairs_file)[:limit]
     lines = ["id\tidx\twall_s\ttgt_w\ttgt_h\tmpix\tok\terror"]
     for i, (src, tgt, _) in enumerate(pairs):
         t0 = time.perf_counter()
@@ -55,11 +57,11 @@ def run_fusions(out: Path, params: dict, limit: int | None) -> None:
     (out / "times.tsv").write_text("\n".join(lines) + "\n")
 
 
-def judge(out: Path) -> dict | None:
+def judge(out: Path, pairs_file: Path) -> dict | None:
     if not JUDGE_PY.exists():
         print("judge not set up: run ../shared/tools/judge/setup.sh", file=sys.stderr)
         return None
-    subprocess.run([str(JUDGE_PY), str(JUDGE / "judge.py"), "batch", "--pairs", str(FACES / "pairs.tsv"),
+    subprocess.run([str(JUDGE_PY), str(JUDGE / "judge.py"), "batch", "--pairs", str(pairs_file),
                     "--images", str(FACES), "--results", str(out), "--out", str(out / "report.json")], check=True)
     return json.loads((out / "report.json").read_text())
 
@@ -84,10 +86,10 @@ def markdown(report: dict, times: Path) -> str:
     return "\n".join(rows) + "\n"
 
 
-def contact_sheet(out: Path, sheet: Path, indices: list[int], height: int = 200) -> None:
+def contact_sheet(out: Path, pairs_file: Path, sheet: Path, indices: list[int], height: int = 200) -> None:
     from facefuse.io import read_image, write_image
 
-    pairs = read_pairs(FACES / "pairs.tsv")
+    pairs = read_pairs(pairs_file)
     rows = []
     for i in indices:
         src, tgt, _ = pairs[i]
@@ -104,6 +106,7 @@ def contact_sheet(out: Path, sheet: Path, indices: list[int], height: int = 200)
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--pairs", type=Path, default=FACES / "pairs.tsv", help="pairs file (source, target, note)")
     ap.add_argument("--ratio", type=float, default=1.0)
     ap.add_argument("--mode", default=None)
     ap.add_argument("--smoothing", type=float, default=None)
@@ -121,15 +124,15 @@ def main() -> None:
         params["smoothing"] = args.smoothing
     if args.all_faces:
         params["all_faces"] = True
-    run_fusions(args.out, params, args.limit)
+    run_fusions(args.out, args.pairs, params, args.limit)
     if not args.no_judge:
-        report = judge(args.out)
+        report = judge(args.out, args.pairs)
         if report:
             print(json.dumps(report["summary"], indent=1))
             if args.markdown:
                 args.markdown.write_text(markdown(report, args.out / "times.tsv"))
     if args.sheet:
-        contact_sheet(args.out, args.sheet, [int(x) for x in args.sheet_pairs.split(",")])
+        contact_sheet(args.out, args.pairs, args.sheet, [int(x) for x in args.sheet_pairs.split(",")])
 
 
 if __name__ == "__main__":
