@@ -22,6 +22,7 @@ from .detect import Detection, Face, FaceDetector
 from .engines import SourceFace, create_engine
 from .errors import NoFaceError
 from .io import ImageSource, read_image
+from .pose import fit_pose, pose_notes
 from .roi import ROI, output_size, plan_roi, resize_frame
 
 STAGES = ("decode", "detect", "roi", "engine", "blend", "paste")
@@ -47,6 +48,7 @@ class FusionResult:
     target_faces_found: int
     params: FusionParams
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # for the user: e.g. a face turned too far (pose.pose_notes)
 
     def report(self) -> dict:
         h, w = self.image.shape[:2]
@@ -56,6 +58,7 @@ class FusionResult:
             "faces_fused": [f.to_dict() for f in self.faces],
             "params": self.params.model_dump(),
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+            "notes": list(self.notes),
         }
 
 
@@ -166,6 +169,8 @@ class Fuser:
             if output is target_img:
                 output = target_img.copy()
         used: list[FaceUsed] = []
+        notes: list[str] = []
+        source_yaw = fit_pose(src.face.landmarks).yaw
         for index in chosen:
             with timer.stage("roi"):
                 face = faces[index].scaled(factor)
@@ -180,8 +185,10 @@ class Fuser:
             with timer.stage("paste"):
                 output[roi.slices] = fused_roi
             used.append(FaceUsed(index=index, face=face, roi=roi))
+            notes += [n for n in pose_notes(source_yaw, fit_pose(face.landmarks).yaw) if n not in notes]
         timer.times["total"] = sum(timer.times[s] for s in STAGES)
-        return FusionResult(image=output, faces=used, target_faces_found=len(faces), params=params, timings=timer.times)
+        return FusionResult(image=output, faces=used, target_faces_found=len(faces), params=params,
+                            timings=timer.times, notes=notes)
 
 
 def _content_key(source: ImageSource) -> str:
