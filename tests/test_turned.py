@@ -101,13 +101,13 @@ def test_a_dark_stripe_across_the_source_face_does_not_come_through(fuser, sourc
     src = read_image(source_path)
     lms = fuser.detect(src).faces[0].landmarks
     striped = src.copy()
-    y = int(round((lms[1, 1] + lms[6, 1]) / 2))  # half way down the nose
+    y = int(round((lms[6, 1] + 2 * lms[1, 1]) / 3))  # two thirds down the nose (below the eye band)
     thick = max(3, int(0.12 * np.linalg.norm(lms[33] - lms[263])))
     striped[y - thick // 2:y + thick // 2, int(lms[50, 0]):int(lms[280, 0])] = (25, 20, 18)  # cheek to cheek
     clean = fuser.fuse(src, target_path)
     dirty = fuser.fuse(striped, target_path)
     t = fuser.detect(read_image(target_path)).faces[0].landmarks
-    ty = int(round((t[1, 1] + t[6, 1]) / 2))
+    ty = int(round((t[6, 1] + 2 * t[1, 1]) / 3))
     band = (slice(ty - 20, ty + 20), slice(int(t[50, 0]), int(t[280, 0])))  # where the stripe would land
     luma = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[band].astype(np.float32)
     darker_rows = (luma(clean) - luma(dirty)).mean(axis=1)  # a dark line shows as rows darker on average
