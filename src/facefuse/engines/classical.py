@@ -423,18 +423,22 @@ class ClassicalEngine:
         t_facing = pose.triangle_facing(t_lms, t_pose)
         turned = _turned(s_pose)
         own = source_weights(src_img, s_pts, s_pose, turned)
-        direct, mirrored = unstretched(own, pose.triangle_facing(s_lms, s_pose), t_facing)
+        apart = float(_ramp(np.float64(abs(s_pose.yaw - t_pose.yaw)), TURNED))
+        direct, mirrored = unstretched(own, pose.triangle_facing(s_lms, s_pose), t_facing, apart)
         identity = np.float32([[1, 0, 0], [0, 1, 0]])
-        weights = np.stack([direct, mirrored], 1).astype(np.float32)
         t_trust = 1.0 - _turned(t_pose) * (1.0 - target_trust(t_facing))
         drawn = np.stack([np.ones(mesh.N_MESH), t_trust], 1).astype(np.float32)
-        maps = dense_maps((h, w), geom, [(s_pts, to_src), (t_lms, identity), (s_pts[mesh.mirror()], to_src),
-                                         (weights, _constant(1.0, 0.0)), (drawn, _constant(0.0, 0.0))],
-                          order=pose.drawing_order(t_facing, t_pose))
-        (sx, sy), (tx, ty), (mx, my), (d, m), (covered, t_trust) = maps
+        sets = [(s_pts, to_src), (t_lms, identity), (drawn, _constant(0.0, 0.0))]
+        completing = bool((direct < 0.98).any())  # a frontal source needs no mirror texture: skip its map
+        if completing:
+            weights = np.stack([direct, mirrored], 1).astype(np.float32)
+            sets += [(s_pts[mesh.mirror()], to_src), (weights, _constant(1.0, 0.0))]
+        maps = dense_maps((h, w), geom, sets, order=pose.drawing_order(t_facing, t_pose))
+        (sx, sy), (tx, ty), (covered, t_trust) = maps[:3]
         warped_src = cv2.remap(src_img, sx, sy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
         valid = np.ones((h, w), np.float32)
-        if (direct < 0.98).any():
+        if completing:
+            (mx, my), (d, m) = maps[3:]
             warped_mirror = cv2.remap(src_img, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
             warped_src, valid = complete_by_symmetry(warped_src, warped_mirror, np.clip(d, 0, 1), np.clip(m, 0, 1))
         base = tgt if ratio == 0 else cv2.remap(tgt, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -490,16 +494,18 @@ def source_weights(image: np.ndarray, lms: np.ndarray, p: pose.Pose, turned: flo
     return trust * (1.0 - turned * (1.0 - source_skin(image, lms, trust, keep_beard=turned < 0.5)))
 
 
-def unstretched(own: np.ndarray, s_facing: np.ndarray, t_facing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unstretched(own: np.ndarray, s_facing: np.ndarray, t_facing: np.ndarray, apart: float) -> tuple[np.ndarray, np.ndarray]:
     """(direct, mirrored) per-vertex weights: `own` (see `source_weights`) and the mirror
     side's, each lowered where the target shows the surface much more directly than the
     source does (a frontal source's edge-on cheek side spread over a profile target's near
     cheek comes out as smeared bands of hair and edge). Stretch is the ratio of the two
-    facings, beyond the faces' overall scale (which the facings do not include)."""
+    facings, beyond the faces' overall scale (which the facings do not include). `apart`
+    0..1: how differently the two faces are turned (two faces turned alike stretch
+    nothing; their edge-on outlines only make noise)."""
     s_v = pose.vertex_mean(np.clip(s_facing, 0.0, None))
     t_v = pose.vertex_mean(np.clip(t_facing, 0.0, None))
     mirror = mesh.mirror()
-    keep = lambda s: 1.0 - _ramp(t_v / np.maximum(s, 0.05), STRETCH)
+    keep = lambda s: 1.0 - apart * _ramp(t_v / np.maximum(s, 0.05), STRETCH)
     return own * keep(s_v), own[mirror] * keep(s_v[mirror])
 
 
