@@ -168,3 +168,14 @@ def test_turned_faces_end_to_end(fuser, data_dir):
 
     diff = cheek_balance(res.image) - cheek_balance(read_image(target))
     assert np.linalg.norm(diff * np.float32([100 / 255, 1, 1])) < 8.0
+
+
+def test_the_pose_note_reaches_the_result_and_its_report(fuser, data_dir, monkeypatch):
+    """The note is measured by the core and carried in FusionResult.notes and report():
+    with the limit lowered below the three-quarter source's yaw, the fusion completes and
+    says so, with the angle."""
+    monkeypatch.setattr(pose, "SOURCE_WELL", 10.0)
+    res = fuser.fuse_detailed(data_dir / "ghost_murakami.jpg", data_dir / "fr_kit_harington2.jpeg")
+    assert len(res.notes) == 1 and "source face is turned" in res.notes[0]
+    assert res.report()["notes"] == res.notes
+    assert res.image.shape[:2] == read_image(data_dir / "fr_kit_harington2.jpeg").shape[:2]

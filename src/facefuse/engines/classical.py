@@ -426,8 +426,8 @@ class ClassicalEngine:
         apart = float(_ramp(np.float64(abs(s_pose.yaw - t_pose.yaw)), TURNED))
         direct, mirrored = unstretched(own, pose.triangle_facing(s_lms, s_pose), t_facing, apart)
         identity = np.float32([[1, 0, 0], [0, 1, 0]])
-        t_trust = 1.0 - _turned(t_pose) * (1.0 - target_trust(t_facing))
-        drawn = np.stack([np.ones(mesh.N_MESH), t_trust], 1).astype(np.float32)
+        t_seen = 1.0 - _turned(t_pose) * (1.0 - target_trust(t_facing))
+        drawn = np.stack([np.ones(mesh.N_MESH), t_seen], 1).astype(np.float32)
         sets = [(s_pts, to_src), (t_lms, identity), (drawn, _constant(0.0, 0.0))]
         completing = bool((direct < 0.98).any())  # a frontal source needs no mirror texture: skip its map
         if completing:
