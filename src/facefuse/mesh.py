@@ -27,6 +27,25 @@ N_MESH = 468  # the iris points 468-477 are not part of the tessellation
 
 
 @lru_cache(maxsize=1)
+def mirror() -> np.ndarray:
+    """(468,) for each vertex the one mirroring it across the face's midline (MIRROR[MIRROR[i]]
+    == i; midline vertices map to themselves). Lets a turned face's hidden half be completed
+    from its visible half. Built by scripts/build_mesh_reference.py."""
+    from .mesh_reference import MIRROR
+
+    return np.array(MIRROR, np.int32)
+
+
+@lru_cache(maxsize=1)
+def reference() -> np.ndarray:
+    """(468, 3) frontal, left-right symmetric reference mesh: x across the face, y down,
+    z away from the camera, eye-corner distance 1 (see mesh_reference.py)."""
+    from .mesh_reference import REFERENCE
+
+    return np.array(REFERENCE, np.float64)
+
+
+@lru_cache(maxsize=1)
 def triangles() -> np.ndarray:
     """(T, 3) vertex indices: the mesh tessellation plus fans closing the eyes and mouth.
 
@@ -44,10 +63,20 @@ def triangles() -> np.ndarray:
     for a, b in FACEMESH_TESSELATION:
         for c in adj[a] & adj[b]:
             tris.add(tuple(sorted((a, b, c))))
-    for loop in (RIGHT_EYE, LEFT_EYE, INNER_MOUTH):
-        for i in range(1, len(loop) - 1):
-            tris.add(tuple(sorted((loop[0], loop[i], loop[i + 1]))))
-    return np.array(sorted(tris), dtype=np.int32)
+    return np.array(sorted(tris | set(_hole_fans())), dtype=np.int32)
+
+
+def _hole_fans() -> list[tuple[int, int, int]]:
+    return [tuple(sorted((loop[0], loop[i], loop[i + 1])))
+            for loop in (RIGHT_EYE, LEFT_EYE, INNER_MOUTH) for i in range(1, len(loop) - 1)]
+
+
+@lru_cache(maxsize=1)
+def fan_triangles() -> np.ndarray:
+    """(T,) bool: the triangles closing the eyes and the mouth (not skin: a fan across a
+    concave lip line overlaps the lips, so it must not hide them in a depth test)."""
+    fans = set(_hole_fans())
+    return np.array([tuple(t) in fans for t in triangles().tolist()])
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -72,6 +101,16 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 def apply_affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return (pts @ m[:, :2].T + m[:, 2]).astype(np.float32)
+
+
+RIGHT_EYE_LIDS = (159, 145, 33, 133)  # upper lid, lower lid, outer and inner corner
+LEFT_EYE_LIDS = (386, 374, 263, 362)
+
+
+def eye_openness(lms: np.ndarray, lids: tuple[int, int, int, int]) -> float:
+    """Lid gap / eye width: ~0.3 open, < 0.1 closed."""
+    up, low, a, b = lids
+    return float(np.linalg.norm(lms[up] - lms[low]) / (np.linalg.norm(lms[a] - lms[b]) + 1e-6))
 
 
 def mouth_openness(lms: np.ndarray) -> float:

@@ -25,6 +25,7 @@ from .errors import ConfigError, NoFaceError
 from .faces import Detection, Face, SourceFace
 from .imaging import output_size, resize_frame
 from .io import DecodedImage, ImageSource, decode_image, encode_like
+from .pose import fit_pose, pose_notes
 from .roi import ROI, plan_roi
 
 STAGES = ("decode", "detect", "roi", "engine", "enhance", "blend", "paste", "encode")
@@ -265,8 +266,12 @@ class Fuser:
         used: list[FaceUsed] = []
         for index in chosen:
             face = faces[index].scaled(factor)
-            roi, _ = self._fuse_face_into(output, face, sources_by_face.get(index, src), params, timer)
+            face_source = sources_by_face.get(index, src)
+            roi, _ = self._fuse_face_into(output, face, face_source, params, timer)
             used.append(FaceUsed(index=index, face=face, roi=roi))
+            # a face turned beyond what the engine renders well: say so, with the angle
+            turn = pose_notes(fit_pose(face_source.face.landmarks).yaw, fit_pose(face.landmarks).yaw)
+            notes += [n for n in turn if n not in notes]
         return FusionResult(image=output, faces=used, target_faces_found=len(faces), params=params,
                             timings=timer.summary(), notes=notes)
 

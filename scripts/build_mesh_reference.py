@@ -1,0 +1,156 @@
+"""Build src/facefuse/mesh_reference.py: a frontal 3-D reference of the 468-vertex face mesh
+and its left-right vertex symmetry map.
+
+    PYTHONPATH=src .venv/bin/python scripts/build_mesh_reference.py [IMAGE ...]
+
+mediapipe's FaceMesh gives x, y and z per landmark, but its canonical face model is not in
+the wheel. Here the meshes of frontal photos (by default the single-face photos of
+../shared/faces whose mesh is most symmetric) are aligned (3-D similarity), averaged, and
+the average is mirrored about the plane through its midline vertices. Partners are
+paired by a greedy global assignment on the symmetric mirror distance, which is an
+involution by construction (nearest neighbours alone pair only about 325 of 468
+vertices consistently). The reference is then made exactly symmetric and written as code.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FACES = ROOT.parent / "shared" / "faces"
+OUT = ROOT / "src" / "facefuse" / "mesh_reference.py"
+N = 468
+# vertices on the face's midline in mediapipe's topology (forehead to chin)
+MIDLINE = [10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 164, 0, 11, 12, 13, 14, 15, 16, 17, 18, 200, 199, 175, 152]
+N_FACES = 20
+
+
+def meshes(paths: list[Path]) -> list[np.ndarray]:
+    """(468, 3) landmark arrays in pixels (z scaled like x) of each photo's single face."""
+    import mediapipe as mp
+
+    out = []
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as fm:
+        for p in paths:
+            img = cv2.imread(str(p))
+            if img is None:
+                continue
+            s = min(1.0, 1024 / max(img.shape[:2]))
+            img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+            res = fm.process(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+            if not res.multi_face_landmarks:
+                continue
+            h, w = img.shape[:2]
+            lm = res.multi_face_landmarks[0].landmark
+            out.append(np.array([[q.x * w, q.y * h, q.z * w] for q in lm[:N]], np.float64))
+    return out
+
+
+def similarity_3d(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """src moved onto dst by the least-squares rotation, uniform scale and shift (Umeyama)."""
+    ms, md = src.mean(0), dst.mean(0)
+    s, d = src - ms, dst - md
+    u, sig, vt = np.linalg.svd(d.T @ s)
+    e = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ e @ vt
+    scale = np.trace(np.diag(sig) @ e) / (s ** 2).sum()
+    return (scale * (rot @ s.T)).T + md
+
+
+def mirror_plane(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(point, unit normal) of the plane through the midline vertices."""
+    mid = pts[MIDLINE]
+    c = mid.mean(0)
+    normal = np.linalg.svd(mid - c)[2][2]
+    return c, normal / np.linalg.norm(normal)
+
+
+def reflect(pts: np.ndarray, c: np.ndarray, n: np.ndarray) -> np.ndarray:
+    return pts - 2.0 * ((pts - c) @ n)[:, None] * n
+
+
+def pair_vertices(pts: np.ndarray) -> np.ndarray:
+    """Involution m with pts[m[i]] the mirror partner of pts[i] (m[i] == i on the midline)."""
+    c, n = mirror_plane(pts)
+    mirrored = reflect(pts, c, n)
+    d = np.linalg.norm(pts[:, None, :] - mirrored[None, :, :], axis=2)
+    d = (d + d.T) / 2.0  # symmetric cost: pairing i with j costs the same as j with i
+    order = np.argsort(d, axis=None)
+    m = -np.ones(len(pts), int)
+    for flat in order:
+        i, j = divmod(int(flat), len(pts))
+        if m[i] < 0 and m[j] < 0:
+            m[i], m[j] = j, i
+    return m
+
+
+def symmetric_reference(pts: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """The mean of the shape and its mirror image relabelled, in a frame whose symmetry
+    plane is x = 0, y down, z away from the camera, eye-corner distance 1."""
+    c, n = mirror_plane(pts)
+    if n[0] < 0:
+        n = -n
+    sym = (pts + reflect(pts, c, n)[m]) / 2.0
+    # rotate so that the plane's normal is the x axis, keeping y as close to "down" as it was
+    y = np.array([0.0, 1.0, 0.0]) - n[1] * n
+    y /= np.linalg.norm(y)
+    z = np.cross(n, y)
+    rot = np.stack([n, y, z])
+    out = (sym - sym[MIDLINE].mean(0)) @ rot.T
+    out /= np.linalg.norm(out[33] - out[263])
+    out[MIDLINE, 0] = 0.0
+    return out
+
+
+def asymmetry(pts: np.ndarray) -> float:
+    """How far a face is from frontal: the image-left / right width imbalance about the nose."""
+    left = np.linalg.norm(pts[234, :2] - pts[1, :2])
+    right = np.linalg.norm(pts[454, :2] - pts[1, :2])
+    return abs(np.log(left / right))
+
+
+def write_module(ref: np.ndarray, m: np.ndarray, count: int) -> None:
+    rows = ",\n    ".join(", ".join(f"({x:.4f}, {y:.4f}, {z:.4f})" for x, y, z in ref[i:i + 4]) for i in range(0, N, 4))
+    mirror = ",\n    ".join(", ".join(str(v) for v in m[i:i + 16]) for i in range(0, N, 16))
+    OUT.write_text(f'''"""Frontal 3-D reference of the 468-vertex face mesh and its left-right symmetry map.
+
+Generated by scripts/build_mesh_reference.py from {count} frontal photos (do not edit by hand).
+REFERENCE: x across the face (the symmetry plane is x = 0), y down, z away from the camera,
+eye-corner distance (33-263) 1. MIRROR[i]: the vertex mirroring i (MIRROR[MIRROR[i]] == i).
+"""
+
+REFERENCE = (
+    {rows},
+)
+
+MIRROR = (
+    {mirror},
+)
+''')
+
+
+def main() -> None:
+    if len(sys.argv) > 1:
+        paths = [Path(p) for p in sys.argv[1:]]
+    else:
+        rows = [l.split("\t") for l in (FACES / "catalog.tsv").read_text().splitlines() if l and not l.startswith("#")][1:]
+        paths = [FACES / r[0] for r in rows if r[2] == "1" and not r[0].startswith("prnet_")]
+    faces = meshes(paths)
+    faces = sorted(faces, key=asymmetry)[:N_FACES]
+    ref = faces[0]
+    for _ in range(3):
+        ref = np.mean([similarity_3d(f, ref) for f in faces], axis=0)
+    m = pair_vertices(ref)
+    assert np.all(m[m] == np.arange(N)), "the pairing is not an involution"
+    assert np.all(m[MIDLINE] == MIDLINE), "a midline vertex has a partner"
+    out = symmetric_reference(ref, m)
+    write_module(out, m, len(faces))
+    print(f"{len(faces)} faces, {int((m == np.arange(N)).sum())} self-paired vertices -> {OUT}")
+
+
+if __name__ == "__main__":
+    main()
