@@ -12,24 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
-from .commands import EXIT_OK, add_fusion_options, fusion_overrides, load_settings
+from .commands import EXIT_OK, add_fusion_options, fusion_overrides, load_settings, parse_face_map  # noqa: F401 (re-exported)
 from .errors import ConfigError, InputError, OutputExistsError
-
-
-def parse_face_map(text: str) -> dict[int, str]:
-    """'0=alice.jpg,2=bob.jpg' -> {0: 'alice.jpg', 2: 'bob.jpg'}: target face (or track)
-    index -> source photo. ConfigError (exit 2) for anything else."""
-    mapping: dict[int, str] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        index, sep, path = item.partition("=")
-        if not sep or not index.strip().isdigit() or not path.strip():
-            raise ConfigError(f"--map: expected INDEX=PHOTO[,INDEX=PHOTO...], got {item!r}")
-        if int(index) in mapping:
-            raise ConfigError(f"--map: face {int(index)} is mapped twice")
-        mapping[int(index)] = path.strip()
-    if not mapping:
-        raise ConfigError("--map: no face mapped")
-    return mapping
 
 
 def _seconds(text: str) -> float:
