@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--codec", choices=["h264", "vp9"], help="video codec (default: h264; vp9 for .webm)")
     p.add_argument("--detect-every", type=int, help="full face detection every N frames (default 12)")
     p.add_argument("--work-face", type=int, metavar="PX", help="fuse faces larger than PX pixels at that size and "
-                                                               "enlarge only the change (faster on large faces; default off)")
+                   "enlarge only the change (faster on large faces; default 320, 0 = at full size)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT (and the report) if they exist")
     p.add_argument("--report", help="write a JSON report (frames, faces and tracks per frame, timings, fps)")
     p.add_argument("--workers", type=int, help="processes fusing chunks of the clip in parallel (default 1)")
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                    overwrite=args.overwrite, sources=sources, fusion_params=params)
     if args.detect_every:
         options["detect_every"] = args.detect_every
-    if args.work_face:
+    if args.work_face is not None:
         options["work_face_px"] = args.work_face
     bar, update = _progress_bar(info.frames)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
