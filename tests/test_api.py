@@ -402,3 +402,39 @@ def test_a_large_jpeg_target_is_decoded_at_the_scale_the_output_needs(live, phot
     assert fused.size == (512, 342) and fused.result.faces
     full = live.pool.call(fuse_uploads, photos.source, large, live.settings.fusion_params())
     assert full.target.shape[:2] == (2903, 4352) and full.size == (4352, 2903)
+
+
+def test_fuse_face_mapping_fields(live, photos, data_dir, fuser):
+    """face_N files map target face N to its own source, as the CLI's --map does."""
+    other = (data_dir / "deepface_img2.jpg").read_bytes()
+    files = {"target": ("group.jpg", photos.group, "image/jpeg"), "face_1": ("a.jpg", other, "image/jpeg"),
+             "face_2": ("b.jpg", photos.source, "image/jpeg")}
+    r = live.client.post("/api/v1/fuse", files=files, data={"format": "png"})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-facefuse-faces-used"] == "1,2"
+    # the same mapping from the CLI's core call gives the same picture
+    expected = fuser.fuse_detailed(None, fuser.read(photos.group), fuser.params(),
+                                   sources={1: other, 2: photos.source}).image
+    got = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB")).astype(int)
+    assert np.abs(got - expected.astype(int)).mean() < 1.0
+    # with a source as well, only the mapped faces are fused
+    files["source"] = ("s.jpg", photos.source, "image/jpeg")
+    r = live.client.post("/api/v1/fuse", files=files)
+    assert r.status_code == 200 and r.headers["x-facefuse-faces-used"] == "1,2"
+
+
+@pytest.mark.parametrize("files, data, status, code", [
+    ({}, {}, 400, "bad_parameter"),  # neither a source nor a mapping
+    ({"face_x": "SRC"}, {}, 400, "bad_parameter"),  # not face_<index>: an unknown field as before
+    ({"face_01": "SRC"}, {}, 400, "bad_parameter"),  # indices as /detect writes them
+    ({}, {"face_1": "not a file"}, 400, "bad_parameter"),
+    ({"face_40": "SRC"}, {}, 422, "no_face"),  # a face the target does not have
+    ({"face_0": "CAT"}, {}, 422, "no_face"),  # a mapped photo without a face
+])
+def test_fuse_face_mapping_errors(live, photos, files, data, status, code):
+    content = {"SRC": photos.source, "CAT": photos.noface}
+    sent = {"target": ("t.jpg", photos.target, "image/jpeg"),
+            **{k: (f"{k}.jpg", content[v], "image/jpeg") for k, v in files.items()}}
+    body = _error(live.client.post("/api/v1/fuse", files=sent, data=data), status, code)
+    if "face_0" in files:
+        assert "face_0" in body["message"]

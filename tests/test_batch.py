@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -260,3 +261,43 @@ def test_workers_decode_a_jpeg_target_at_the_scale_the_output_needs(monkeypatch,
     res = worker.run(0, str(source_path), str(source_path), target_path.read_bytes(), "t.jpg", "JPEG")
     assert res["status"] == "ok" and res["faces"] == 1
     assert seen[-1] == 1280  # the target: max(output 512, detection's 1280)
+
+
+def test_batch_map_fuses_the_mapped_faces_of_every_target(tmp_path, group_path, data_dir, source_path, capsys,
+                                                          monkeypatch):
+    """--map (paths relative to the working folder) instead of --source, the same for every target."""
+    from facefuse.io import read_image
+    from facefuse.pipeline import Fuser
+
+    t = tmp_path / "t"
+    t.mkdir()
+    shutil.copy(group_path, t / "g1.jpg")
+    shutil.copy(group_path, t / "g2.png")
+    shutil.copy(data_dir / "deepface_img2.jpg", tmp_path / "alice.jpg")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    assert main(["batch", "--targets", "t", "-o", "out", "--map", "1=alice.jpg", "--workers", "1",
+                 "--format", "png"]) == 0, capsys.readouterr().err
+    fuser = Fuser()
+    expected = fuser.fuse_detailed(None, group_path, fuser.params(), sources={1: tmp_path / "alice.jpg"}).image
+    for name in ("g1.png", "g2.png"):
+        assert np.abs(read_image(out / name).astype(int) - expected.astype(int)).mean() < 1.0
+        assert records(out)[str(Path("t") / name.replace("g1.png", "g1.jpg"))]["faces"] == 1
+    # the errors: one line, exit 2 or 3, nothing written
+    for argv, code in ((["--map", "1=alice.jpg", "--source", str(source_path)], 2),  # both
+                       (["--map", "1=missing.jpg"], 3),
+                       (["--map", "x=alice.jpg"], 2)):
+        assert main(["batch", "--targets", "t", "-o", "out2", *argv]) == code
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+        assert not (tmp_path / "out2").exists()
+
+
+def test_batch_map_with_a_process_pool(tmp_path, group_path, data_dir, monkeypatch, capsys):
+    t = tmp_path / "t"
+    t.mkdir()
+    for k in range(2):
+        shutil.copy(group_path, t / f"g{k}.jpg")
+    out = tmp_path / "out"
+    assert main(["batch", "--targets", str(t), "-o", str(out), "--resolution", "512", "--workers", "2",
+                 "--map", f"0={data_dir / 'deepface_img2.jpg'},2={data_dir / 'deepface_img2.jpg'}"]) == 0
+    assert {r["faces"] for r in records(out).values()} == {2}

@@ -183,11 +183,17 @@ def test_bench_video_reports_fps_floor_ratio_and_flicker(tmp_path, capsys):
     import video_clips as vc
 
     clip = vc.write_clip(tmp_path / "c.mp4", vc.pan_frames(EXAMPLES / "target.jpg", 10, (240, 160)), fps=10)
-    js = tmp_path / "v.json"
-    assert main(["bench", "video", "--clip", str(clip), "--sizes", "original,240", "--json", str(js)]) == 0
+    js, png = tmp_path / "v.json", tmp_path / "v.png"
+    assert main(["bench", "video", "--clip", str(clip), "--sizes", "original,240", "--json", str(js),
+                 "--plot", str(png), "--work-face", "0"]) == 0
     (res,) = json.loads(js.read_text())["video"]
+    assert res["work_face_px"] == 0
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size[0] > 300
     assert [(r["width"], r["height"]) for r in res["results"]] == [(240, 160), (360, 240)]
     for r in res["results"]:
         assert r["frames"] == 10 and r["fps"] > 0 and r["floor_fps"] > 0 and r["ratio_to_floor"] > 0
         assert r["flicker_ratio"] is None or r["flicker_ratio"] >= 0
     assert "total / floor" in capsys.readouterr().out
+    assert main(["bench", "video", "--clip", str(clip), "--plot", str(tmp_path / "v.jpg")]) == 3  # a PNG only
+    assert main(["bench", "video", "--clip", str(clip), "--work-face", "10"]) == 2

@@ -158,3 +158,44 @@ def test_missing_output_folder_fails_before_any_work(tmp_path, source_path, targ
     assert main(["fuse", str(source_path), str(target_path), "-o", str(out), "--report", str(tmp_path / "nodir" / "r.json")]) == 3
     assert "output folder does not exist" in capsys.readouterr().err
     assert not out.exists()  # the image is not written when its report cannot be
+
+
+def test_fuse_map_fuses_only_the_mapped_faces_each_from_its_photo(tmp_path, group_path, data_dir, source_path,
+                                                                   fuser, capsys):
+    faces = fuser.detect(read_image(group_path)).faces
+    out, report = tmp_path / "mapped.png", tmp_path / "r.json"
+    argv = ["fuse", "-", str(group_path), "-o", str(out), "--report", str(report),
+            "--map", f"1={data_dir / 'deepface_img2.jpg'}, 2={source_path}"]
+    assert main(argv) == 0, capsys.readouterr().err
+    rep = json.loads(report.read_text())
+    assert [f["index"] for f in rep["faces_fused"]] == [1, 2] and set(rep["map"]) == {"1", "2"}
+    target = read_image(group_path)
+    changed = np.abs(read_image(out).astype(int) - target).max(axis=2) > 30
+
+    def share(index):  # of the changed pixels, those in this face's box
+        x0, y0, x1, y1 = (int(v) for v in faces[index].box)
+        return changed[max(y0, 0):y1, max(x0, 0):x1].sum() / changed.sum()
+
+    assert share(1) > 0.2 and share(2) > 0.2 and share(0) < 0.02  # face 0 is not mapped: left as it was
+    # one face from another photo gives a different face there
+    other = tmp_path / "other.png"
+    assert main(["fuse", "-", str(group_path), "-o", str(other), "--map", f"1={source_path}"]) == 0
+    x0, y0, x1, y1 = (int(v) for v in faces[1].box)
+    a, b = read_image(out)[y0:y1, x0:x1].astype(int), read_image(other)[y0:y1, x0:x1].astype(int)
+    assert np.abs(a - b).mean() > 3
+
+
+@pytest.mark.parametrize("extra, code", [
+    (["--map", "one=a.jpg"], 2),  # not INDEX=PHOTO
+    (["--map", "0=a.jpg,0=b.jpg"], 2),  # mapped twice
+    ([], 2),  # SOURCE '-' without --map
+    (["--map", "0=missing.jpg"], 3),  # a mapped photo that does not exist
+    (["--map", "40=SRC"], 4),  # a face the target does not have
+])
+def test_fuse_map_errors(tmp_path, source_path, target_path, extra, code, capsys):
+    extra = [e.replace("SRC", str(source_path)) for e in extra]
+    out = tmp_path / "o.jpg"
+    assert main(["fuse", "-", str(target_path), "-o", str(out), *extra]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("facefuse: error:")
+    assert not out.exists()

@@ -388,3 +388,42 @@ def test_cli_killed_during_the_encode_leaves_no_output(data_dir, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err
     assert list(out_dir.iterdir()) == []
+
+
+def test_video_fuses_large_faces_at_the_work_size_by_default(fuser, target_path, data_dir, monkeypatch):
+    """fuse_next_frame (and so fuse_video, the CLI, REST jobs) fuses a face larger than
+    WORK_FACE_PX at that size; work_face_px=0 fuses it at full size; stills are unchanged."""
+    import facefuse.pipeline as pipeline
+    from facefuse.imaging import resize_frame
+    from facefuse.io import read_image
+    from facefuse.video.fuse import WORK_FACE_PX, FrameTracker, fuse_next_frame
+
+    scales = []
+    real = pipeline._work_scale
+
+    def spy(roi_img, lms, k):
+        scales.append(k)
+        return real(roi_img, lms, k)
+
+    monkeypatch.setattr(pipeline, "_work_scale", spy)
+    frame = read_image(target_path)
+    frame = resize_frame(frame, (frame.shape[1] * 3 // 2, frame.shape[0] * 3 // 2))  # a 450-px face
+    face = fuser.detect(frame).faces[0]
+    assert face.size > WORK_FACE_PX >= 256
+    src, params = fuser.prepare_source(data_dir / "deepface_img2.jpg"), fuser.params()
+    fuse_next_frame(fuser, frame, FrameTracker(), src, params)
+    fuse_next_frame(fuser, frame, FrameTracker(), src, params, work_face_px=0)
+    fuser.fuse_detailed(src, frame, params)
+    assert len(scales) == 3
+    assert scales[0] == pytest.approx(WORK_FACE_PX / face.size, rel=0.1) and scales[1] == scales[2] == 1.0
+
+
+def test_cli_work_face_zero_turns_the_work_size_off(face_clip, data_dir, tmp_path, monkeypatch):
+    from facefuse.cli import main
+    from facefuse.video.fuse import WORK_FACE_PX
+
+    seen = []
+    monkeypatch.setattr("facefuse.pipeline.Fuser.fuse_video", lambda self, *a, **kw: seen.append(kw) or 1 / 0)
+    for extra in ([], ["--work-face", "0"]):
+        main(["video", str(data_dir / "deepface_img2.jpg"), str(face_clip), "-o", str(tmp_path / "o.mp4"), *extra])
+    assert [kw.get("work_face_px", WORK_FACE_PX) for kw in seen] == [WORK_FACE_PX, 0]

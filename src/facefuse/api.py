@@ -1,6 +1,7 @@
 """REST API under /api/v1 (FastAPI); `server.create_app` mounts the WebUI beside it.
 
-    POST /api/v1/fuse     multipart: source, target (files) + the CLI's fusion fields + format
+    POST /api/v1/fuse     multipart: source, target (files) + the CLI's fusion fields + format;
+                          face_N files map target face N to its own source (the CLI's --map)
     POST /api/v1/detect   multipart: image (file) [+ threshold] -> faces as JSON
     GET  /api/v1/health
     /docs                 OpenAPI
@@ -18,6 +19,7 @@ FastAPI buffers it), 415 not an image, 422 unreadable / over the pixel limit / n
 from __future__ import annotations
 
 import hmac
+import re
 import inspect
 import logging
 import time
@@ -40,6 +42,7 @@ from .service import FusionPool, QueueFull, detect_upload, fuse_upload
 log = logging.getLogger("facefuse.api")
 
 API_PREFIX = "/api/v1"
+FACE_FIELD = re.compile(r"face_(0|[1-9][0-9]{0,2})")  # /fuse's face mapping: face_0 .. face_999
 HEALTH_PATH = f"{API_PREFIX}/health"  # open to health probes: no API key, no work done
 VIDEO_PATH = f"{API_PREFIX}/video"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
@@ -250,6 +253,24 @@ def _refuse_unknown_fields(form, known: set[str]) -> None:
         raise ApiError(400, "bad_parameter", f"{unknown[0]}: unknown field; the fields are {', '.join(sorted(known))}")
 
 
+def _face_map_fields(form) -> dict[str, tuple[int, Any]]:
+    """The face mapping of a /fuse request: file fields `face_N` (N = the target face's
+    index, as /detect lists them), each the source photo for that face, like the CLI's
+    `--map N=PHOTO`. A face_N that is not a file is a 400."""
+    mapped = {}
+    for name in form.keys():
+        match = FACE_FIELD.fullmatch(name)
+        if match:
+            value = form.get(name)
+            if not hasattr(value, "read"):
+                raise ApiError(400, "bad_parameter", f"{name}: expected an image file (the source for target face "
+                                                     f"{int(match.group(1))})")
+            if len(form.getlist(name)) > 1:
+                raise ApiError(400, "bad_parameter", f"{name}: face {int(match.group(1))} is mapped twice")
+            mapped[name] = (int(match.group(1)), value)
+    return mapped
+
+
 def _form(name: str, annotation: Any, default: Any) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
@@ -290,16 +311,21 @@ def _add_routes(app: FastAPI, pool: FusionPool, settings: Settings) -> None:
 
     known_fields = {"source", "target", "format", "quality", *FusionParams.model_fields}
 
-    async def fuse(request: Request, source: UploadFile, target: UploadFile, format: str, quality: Optional[int],
-                   **fields):
-        _refuse_unknown_fields(await request.form(), known_fields)
+    async def fuse(request: Request, source: Optional[UploadFile], target: UploadFile, format: str,
+                   quality: Optional[int], **fields):
+        form = await request.form()
+        mapped = _face_map_fields(form)
+        _refuse_unknown_fields(form, known_fields | set(mapped))
+        if source is None and not mapped:
+            raise ApiError(400, "bad_parameter", "source: a source image is needed, or face_N fields (a face mapping)")
         params = _params_or_400(settings, fields)
         fmt = _or_400(image_format, format)
         q = _or_400(settings.output_quality, quality)
-        src_bytes, tgt_bytes = await source.read(), await target.read()
+        src_bytes, tgt_bytes = (None if source is None else await source.read()), await target.read()
+        sources = {index: await upload.read() for index, upload in sorted(mapped.values(), key=lambda m: m[0])}
         t0 = time.perf_counter()
         fused = await _in_pool(pool, fuse_upload, src_bytes, tgt_bytes, params, fmt.pil, q, None,
-                               settings.output.max_pixels)
+                               settings.output.max_pixels, sources or None)
         headers = fused_headers(fused)
         if fused.result.notes:
             headers["X-Facefuse-Notes"] = " | ".join(fused.result.notes)
@@ -309,7 +335,8 @@ def _add_routes(app: FastAPI, pool: FusionPool, settings: Settings) -> None:
 
     fuse.__signature__ = inspect.Signature([
         inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
-        _form("source", UploadFile, File(..., description="image with the face to use")),
+        _form("source", Optional[UploadFile], File(None, description="image with the face to use (optional when "
+                                                                      "face_N files map target faces to sources)")),
         _form("target", UploadFile, File(..., description="image whose face is replaced")),
         *(_form(name, Optional[_form_type(info.annotation)], Form(None, description=info.description))
           for name, info in FusionParams.model_fields.items()),

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .commands import (EXIT_ENGINE, EXIT_INPUT, EXIT_NOFACE, EXIT_OK, EXIT_USAGE, add_fusion_options,
-                       fusion_overrides, load_settings)
+                       fusion_overrides, load_settings, parse_face_map)
 from .config import MAX_DEFAULT_WORKERS, default_workers
 from .errors import ConfigError, EngineError, FaceFuseError, InputError, NoFaceError, OutputExistsError
 from .io import FORMAT_NAMES, WRITABLE_SUFFIXES
@@ -37,6 +37,7 @@ from .io import FORMAT_NAMES, WRITABLE_SUFFIXES
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 REPORT_NAME = "report.jsonl"
 LOCK_NAME = ".facefuse-batch.lock"
+MAPPED_SOURCE = "-"  # a job's source under --map: every source comes from the mapping
 SOURCE_CACHE = 4  # prepared sources kept per worker (each holds the whole source photo)
 
 EXIT_HELP = """exit codes (the first that applies):
@@ -157,7 +158,7 @@ class FuserWorker:
     Never raises for a bad input: failures come back as a result with a reason.
     """
 
-    def __init__(self, settings, params, quality: int):
+    def __init__(self, settings, params, quality: int, face_map: dict[int, tuple[str, bytes]] | None = None):
         from .pipeline import Fuser
 
         self.error: FaceFuseError | None = None
@@ -168,6 +169,26 @@ class FuserWorker:
         self.params = params
         self.quality = quality
         self.sources: OrderedDict[str, Any] = OrderedDict()
+        self.face_map = face_map  # target face index -> (photo name, its bytes): --map, the same for every target
+        self.mapped: dict[int, Any] | FaceFuseError | None = None
+
+    def _mapped(self) -> dict[int, Any]:
+        """The --map sources, prepared once (a bad one fails every target at once)."""
+        if self.mapped is None:
+            try:
+                self.mapped = {}
+                for index, (name, data) in self.face_map.items():
+                    image = self.fuser.read(data, name=f"--map source {name}")
+                    try:
+                        self.mapped[index] = self.fuser.prepare_source(image, self.params.source_face_index,
+                                                                       self.params.threshold)
+                    except NoFaceError as exc:
+                        raise exc.named(f"--map source {name}") from None
+            except FaceFuseError as exc:
+                self.mapped = exc
+        if isinstance(self.mapped, FaceFuseError):
+            raise self.mapped.with_traceback(None)
+        return self.mapped
 
     def _source(self, key: str, ref: Any):
         if key not in self.sources:
@@ -201,9 +222,11 @@ class FuserWorker:
             return _failure(index, reason, EXIT_ENGINE, time.perf_counter() - t0)
 
     def _fuse(self, source_key: str, source_ref: Any, target: bytes, name: str, fmt: str) -> tuple[bytes, int]:
-        source = self._source(source_key, source_ref)
+        mapped = self._mapped() if self.face_map else None
+        source = None if mapped else self._source(source_key, source_ref)
         try:
-            fused = self.fuser.fuse_encoded(source, target, self.params, fmt, self.quality, target_name=name)
+            fused = self.fuser.fuse_encoded(source, target, self.params, fmt, self.quality, target_name=name,
+                                            sources=mapped)
         except NoFaceError as exc:
             raise exc.named(name) from None
         return fused.data, len(fused.result.faces)
@@ -228,11 +251,11 @@ def _load_ref(ref) -> bytes:
 _WORKER: FuserWorker | None = None
 
 
-def _init_process(settings, params, quality: int) -> None:
+def _init_process(settings, params, quality: int, face_map=None) -> None:
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     _exit_with_parent()
-    _WORKER = FuserWorker(settings, params, quality)
+    _WORKER = FuserWorker(settings, params, quality, face_map)
 
 
 def _run_in_process(*args) -> dict:
@@ -268,18 +291,19 @@ def _read_target(task: Task) -> bytes | dict:
         return _failure(task[0], str(exc), exc.exit_code)
 
 
-def run_inline(tasks: Iterable[Task], settings, params, quality: int) -> Iterator[dict]:
-    worker = FuserWorker(settings, params, quality)
+def run_inline(tasks: Iterable[Task], settings, params, quality: int, face_map=None) -> Iterator[dict]:
+    worker = FuserWorker(settings, params, quality, face_map)
     for index, key, target, fmt in tasks:
         data = _read_target((index, key, target, fmt))
         yield data if isinstance(data, dict) else worker.run(index, key, key, data, target, fmt)
 
 
-def run_pool(tasks: Iterable[Task], settings, params, quality: int, workers: int) -> Iterator[dict]:
+def run_pool(tasks: Iterable[Task], settings, params, quality: int, workers: int, face_map=None) -> Iterator[dict]:
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # mediapipe does not survive fork after init
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_process, initargs=(settings, params, quality))
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_process,
+                               initargs=(settings, params, quality, face_map))
     pending: dict = {}
     todo = iter(tasks)
     try:
@@ -333,7 +357,8 @@ def _start_ray(address: str, workers: int | None):
     return ray
 
 
-def run_ray(tasks: list[Task], settings, params, quality: int, workers: int | None, address: str) -> Iterator[dict]:
+def run_ray(tasks: list[Task], settings, params, quality: int, workers: int | None, address: str,
+            face_map=None) -> Iterator[dict]:
     """One actor (holding a Fuser) per worker, two calls queued on each, results by ray.wait."""
     ray = _start_ray(address, workers)
     try:
@@ -341,7 +366,7 @@ def run_ray(tasks: list[Task], settings, params, quality: int, workers: int | No
             workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         workers = min(workers, max(1, len(tasks)))
         actor_cls = ray.remote(num_cpus=1)(FuserWorker)
-        actors = {slot: actor_cls.remote(settings, params, quality) for slot in range(workers)}
+        actors = {slot: actor_cls.remote(settings, params, quality, face_map) for slot in range(workers)}
         load = dict.fromkeys(actors, 0)
         sources: dict[str, Any] = {}  # source path -> [ObjectRef] (boxed: the actor fetches it once) or error
         pending: dict = {}  # ObjectRef -> (slot, index)
@@ -354,8 +379,8 @@ def run_ray(tasks: list[Task], settings, params, quality: int, workers: int | No
                         break
                     index, key, target, fmt = task
                     if key not in sources:
-                        try:
-                            sources[key] = [ray.put(_load_ref(key))]
+                        try:  # with --map the actors hold every source already
+                            sources[key] = [ray.put(b"" if face_map else _load_ref(key))]
                         except InputError as exc:
                             sources[key] = exc
                     data = _read_target(task)
@@ -447,16 +472,22 @@ def run_batch(args: argparse.Namespace) -> int:
     if args.ray:
         _import_ray()  # a missing extra is reported before any work
     outdir = Path(args.output)
+    face_map = _read_face_map(args)
     if args.targets:
-        if not args.source:
-            raise ConfigError("--targets needs --source")
-        source = Path(args.source)
-        if not source.is_file():
-            raise InputError(f"source {source}: file not found")
+        if face_map:
+            source = Path(MAPPED_SOURCE)
+        elif not args.source or args.source == MAPPED_SOURCE:
+            raise ConfigError("--targets needs --source (or --map)")
+        else:
+            source = Path(args.source)
+            if not source.is_file():
+                raise InputError(f"source {source}: file not found")
         jobs = plan_folder(source, Path(args.targets), outdir, args.format)
     else:
         if args.source:
             raise ConfigError("--source goes with --targets; --pairs rows name their own source")
+        if face_map:
+            raise ConfigError("--map goes with --targets; --pairs rows name their own source")
         jobs = plan_pairs(Path(args.pairs), outdir, args.format)
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
@@ -468,7 +499,7 @@ def run_batch(args: argparse.Namespace) -> int:
         raise InputError(f"{outdir}: cannot write there ({exc.strerror or exc})") from None
     previous = _terminate_like_interrupt()
     try:
-        return _execute(args, jobs, settings, params, quality, report)
+        return _execute(args, jobs, settings, params, quality, report, face_map)
     finally:
         report.close()
         if lock is not None:  # the lock file goes with the run (removed while still held)
@@ -489,7 +520,20 @@ def _terminate_like_interrupt():
     return signal.signal(signal.SIGTERM, stop)
 
 
-def _execute(args, jobs: list[Job], settings, params, quality: int, report: Report) -> int:
+def _read_face_map(args: argparse.Namespace) -> dict[int, tuple[str, bytes]] | None:
+    """--map INDEX=PHOTO,...: each photo (relative to the working folder) read here, by the
+    driver, so workers on other machines need no shared files."""
+    if not args.face_map:
+        return None
+    from .io import read_bytes
+
+    if args.source and args.source != MAPPED_SOURCE:
+        raise ConfigError("--map names every source; leave out --source (or give --source -)")
+    return {index: (path, read_bytes(path, f"--map source {path}"))
+            for index, path in parse_face_map(args.face_map).items()}
+
+
+def _execute(args, jobs: list[Job], settings, params, quality: int, report: Report, face_map=None) -> int:
     from tqdm import tqdm
 
     from .io import write_bytes_atomic
@@ -515,11 +559,11 @@ def _execute(args, jobs: list[Job], settings, params, quality: int, report: Repo
     if not tasks:
         results: Iterator[dict] = iter(())
     elif args.ray:
-        results = run_ray(tasks, settings, params, quality, workers, args.ray)
+        results = run_ray(tasks, settings, params, quality, workers, args.ray, face_map)
     elif workers > 1:
-        results = run_pool(tasks, settings, params, quality, workers)
+        results = run_pool(tasks, settings, params, quality, workers, face_map)
     else:
-        results = run_inline(tasks, settings, params, quality)
+        results = run_inline(tasks, settings, params, quality, face_map)
     bar = tqdm(total=len(tasks), unit="img", file=sys.stderr, dynamic_ncols=True, smoothing=0.1, disable=None)
     try:
         for res in results:
@@ -593,6 +637,9 @@ def add_parser(sub) -> None:
                     "that exist and redoes none.",
         epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", help="the source face (with --targets)")
+    p.add_argument("--map", dest="face_map", metavar="INDEX=PHOTO,...",
+                   help="with --targets, instead of --source: fuse these faces of every target (indices as "
+                        "`facefuse detect` lists them), each from its own photo (paths relative to the working folder)")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--targets", help="a folder: every image in it and its subfolders; outputs mirror its tree")
     what.add_argument("--pairs", help="a CSV of source,target[,output] rows: paths relative to the CSV, outputs "

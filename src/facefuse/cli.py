@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__, batch, bench, quantize, server, video_cli
 from .commands import (EXIT_ENGINE, EXIT_OK, EXIT_USAGE, SAMPLES, add_fusion_options, fusion_overrides,
-                       load_settings, number)
+                       load_settings, number, parse_face_map)
 from .errors import FaceFuseError, InputError, OutputExistsError
 
 COMMAND_MODULES = (batch, bench, server, quantize, video_cli)  # each has add_parser(subparsers)
@@ -26,7 +26,7 @@ COMMAND_MODULES = (batch, bench, server, quantize, video_cli)  # each has add_pa
 def add_fuse_parser(sub) -> None:
     p = sub.add_parser("fuse", help="fuse SOURCE's face into TARGET and write OUT",
                        usage="facefuse fuse SOURCE TARGET OUT [options]  (or -o OUT)")
-    p.add_argument("source", help="the photo with the face to bring in")
+    p.add_argument("source", help="the photo with the face to bring in ('-' with --map: every source from the mapping)")
     p.add_argument("target", help="the photo whose face is replaced (scene, pose, light are kept)")
     p.add_argument("out", nargs="?", metavar="OUT", help="output file (.jpg .jpeg .png .webp); or -o")
     p.add_argument("-o", "--output", help="output file (.jpg .jpeg .png .webp)")
@@ -34,6 +34,9 @@ def add_fuse_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--quality", type=int, help="JPEG/WebP quality 1-100 (default 95)")
     p.add_argument("--report", help="write a JSON report (faces, parameters, timings) to this file")
+    p.add_argument("--map", dest="face_map", metavar="INDEX=PHOTO,...",
+                   help="fuse these target faces (indices as `facefuse detect` lists them), each from its own photo; "
+                        "only the mapped faces are fused")
     p.set_defaults(run=run_fuse)
 
 
@@ -50,18 +53,24 @@ def run_fuse(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     params = settings.fusion_params(**fusion_overrides(args))  # bad values fail here, before any work
     quality = settings.output_quality(args.quality)
+    sources = parse_face_map(args.face_map) if args.face_map else None
+    if args.source == "-" and not sources:
+        raise UsageError("SOURCE '-' means every source comes from --map; give --map INDEX=PHOTO,...")
+    source = None if sources and args.source == "-" else args.source
     from .pipeline import Fuser
 
     t0 = time.perf_counter()
     fuser = Fuser(settings)
     load_s = time.perf_counter() - t0
-    fused = fuser.fuse_encoded(args.source, args.target, params, fmt, quality)
+    fused = fuser.fuse_encoded(source, args.target, params, fmt, quality, sources=sources)
     write_bytes_atomic(out, fused.data, overwrite=args.overwrite)
     result = fused.result
     for note in result.notes:
         print(f"facefuse: note: {note}", file=sys.stderr)
     if args.report:
         report = result.report() | {"source": str(args.source), "target": str(args.target), "output": str(out)}
+        if sources:
+            report["map"] = {str(k): v for k, v in sources.items()}
         report["timings_s"]["model_load"] = round(load_s, 4)  # before the fusion; not in its total
         write_bytes_atomic(args.report, json.dumps(report, indent=2).encode(), overwrite=args.overwrite)
     w, h = fused.size

@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 
 from .config import FusionParams, Settings, load_config
+from .errors import ConfigError
 
 EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_NOFACE, EXIT_ENGINE = 0, 2, 3, 4, 5
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,3 +103,19 @@ def load_settings(args: argparse.Namespace) -> Settings:
         if getattr(args, key, None):
             overrides.setdefault("inference", {})[key] = getattr(args, key)
     return load_config(getattr(args, "config", None), overrides)
+
+
+def parse_face_map(text: str) -> dict[int, str]:
+    """'0=alice.jpg,2=bob.jpg' -> {0: 'alice.jpg', 2: 'bob.jpg'}: target face (or track)
+    index -> source photo. ConfigError (exit 2) for anything else."""
+    mapping: dict[int, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        index, sep, path = item.partition("=")
+        if not sep or not index.strip().isdigit() or not path.strip():
+            raise ConfigError(f"--map: expected INDEX=PHOTO[,INDEX=PHOTO...], got {item!r}")
+        if int(index) in mapping:
+            raise ConfigError(f"--map: face {int(index)} is mapped twice")
+        mapping[int(index)] = path.strip()
+    if not mapping:
+        raise ConfigError("--map: no face mapped")
+    return mapping

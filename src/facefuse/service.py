@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 from .config import Settings, default_workers
+from .errors import NoFaceError
 
 
 class QueueFull(Exception):
@@ -96,13 +97,24 @@ class FusionPool:
 
 
 # -- jobs run on a pool worker (fn(fuser, ...)) -----------------------------------------
-def fuse_upload(fuser, source: bytes, target: bytes, params, fmt: str = "JPEG", quality: int | None = None,
-                progress: Optional[Callable[[float, str], None]] = None, max_pixels: int | None = None):
+def fuse_upload(fuser, source: bytes | None, target: bytes, params, fmt: str = "JPEG", quality: int | None = None,
+                progress: Optional[Callable[[float, str], None]] = None, max_pixels: int | None = None,
+                sources: dict[int, bytes] | None = None):
     """Fuse two uploaded images into an encoded one (an EncodedFusion); errors name the
     uploads as "source image" and "target image". `max_pixels`: the server's upload limit
-    (default the Fuser's output.max_pixels)."""
+    (default the Fuser's output.max_pixels). `sources`: a face mapping (target face index ->
+    uploaded source photo), decoded here so that errors name the upload ("face_2 image")."""
+    mapped = None
+    if sources:
+        mapped = {}
+        for index, data in sources.items():
+            image = fuser.read(data, "source", name=f"face_{index} image", max_pixels=max_pixels)
+            try:
+                mapped[index] = fuser.prepare_source(image, params.source_face_index, params.threshold)
+            except NoFaceError as exc:
+                raise exc.named(f"face_{index} image") from None
     return fuser.fuse_encoded(source, target, params, fmt, quality, progress, source_name="source image",
-                              target_name="target image", max_pixels=max_pixels)
+                              target_name="target image", max_pixels=max_pixels, sources=mapped)
 
 
 def detect_upload(fuser, image: bytes, threshold: Optional[float], max_pixels: int | None = None,

@@ -12,24 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
-from .commands import EXIT_OK, add_fusion_options, fusion_overrides, load_settings
+from .commands import EXIT_OK, add_fusion_options, fusion_overrides, load_settings, parse_face_map  # noqa: F401 (re-exported)
 from .errors import ConfigError, InputError, OutputExistsError
-
-
-def parse_face_map(text: str) -> dict[int, str]:
-    """'0=alice.jpg,2=bob.jpg' -> {0: 'alice.jpg', 2: 'bob.jpg'}: target face (or track)
-    index -> source photo. ConfigError (exit 2) for anything else."""
-    mapping: dict[int, str] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        index, sep, path = item.partition("=")
-        if not sep or not index.strip().isdigit() or not path.strip():
-            raise ConfigError(f"--map: expected INDEX=PHOTO[,INDEX=PHOTO...], got {item!r}")
-        if int(index) in mapping:
-            raise ConfigError(f"--map: face {int(index)} is mapped twice")
-        mapping[int(index)] = path.strip()
-    if not mapping:
-        raise ConfigError("--map: no face mapped")
-    return mapping
 
 
 def _seconds(text: str) -> float:
@@ -58,7 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--codec", choices=["h264", "vp9"], help="video codec (default: h264; vp9 for .webm)")
     p.add_argument("--detect-every", type=int, help="full face detection every N frames (default 12)")
     p.add_argument("--work-face", type=int, metavar="PX", help="fuse faces larger than PX pixels at that size and "
-                                                               "enlarge only the change (faster on large faces; default off)")
+                   "enlarge only the change (faster on large faces; default 320, 0 = at full size)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT (and the report) if they exist")
     p.add_argument("--report", help="write a JSON report (frames, faces and tracks per frame, timings, fps)")
     p.add_argument("--workers", type=int, help="processes fusing chunks of the clip in parallel (default 1)")
@@ -128,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                    overwrite=args.overwrite, sources=sources, fusion_params=params)
     if args.detect_every:
         options["detect_every"] = args.detect_every
-    if args.work_face:
+    if args.work_face is not None:
         options["work_face_px"] = args.work_face
     bar, update = _progress_bar(info.frames)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C

@@ -37,6 +37,8 @@ def add_parser(sub) -> None:
     p.add_argument("--repeat", type=int, default=5, help="timed runs per resolution, after one discarded warm-up (default 5)")
     p.add_argument("--json", help="write every number to this JSON file")
     p.add_argument("--plot", help="write a PNG plot (stacked stage bars per resolution, floor marked)")
+    p.add_argument("--work-face", type=int, metavar="PX", help="bench video: fuse faces larger than PX at that size "
+                   "(default: facefuse video's, 320; 0 = at full size)")
     p.add_argument("--compare", action="store_true", help="also run a naive OpenCV seamlessClone baseline")
     p.add_argument("--no-cold", action="store_true", help="skip the cold-start (new process) measurement")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
@@ -104,9 +106,15 @@ def run_video_bench(args: argparse.Namespace) -> int:
 
     from ..pipeline import Fuser
     from ..commands import load_settings
-    from .video import bench_clip, markdown as video_markdown, sample_clip
+    from .video import bench_clip, markdown as video_markdown, plot as plot_video, sample_clip
 
-    check_output(args.json, args.overwrite)
+    for out in (args.json, args.plot):
+        check_output(out, args.overwrite)
+    if args.plot and Path(args.plot).suffix.lower() != ".png":
+        raise InputError(f"{args.plot}: the plot is written as PNG; use a .png name")
+    if args.work_face is not None and not (args.work_face == 0 or 64 <= args.work_face <= 4096):
+        raise ConfigError(f"--work-face: must be 0 (off) or 64-4096 pixels, got {args.work_face}")
+    params = {} if args.work_face is None else {"work_face_px": args.work_face}
     try:
         sizes = tuple(None if s == "original" else int(s) for s in args.sizes.replace(" ", "").split(",") if s)
     except ValueError:
@@ -119,11 +127,13 @@ def run_video_bench(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="facefuse-bench-video-") as tmp:
         clips = args.clip or [str(sample_clip(Path(DEFAULT_TARGET).parent / "target.jpg", Path(tmp) / "sample.mp4"))]
         for clip in clips:
-            res = bench_clip(fuser, source, clip, sizes=sizes, workdir=Path(tmp))
+            res = bench_clip(fuser, source, clip, sizes=sizes, workdir=Path(tmp), **params)
             results.append(res)
             print(video_markdown(res))
     if args.json:
         from ..io import write_bytes_atomic
 
         write_bytes_atomic(args.json, json.dumps({"video": results}, indent=1).encode(), overwrite=args.overwrite)
+    if args.plot:
+        plot_video(results, args.plot, overwrite=args.overwrite)
     return 0

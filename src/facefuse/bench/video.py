@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..imaging import resize_frame
+from ..video.fuse import WORK_FACE_PX
 from ..video.io import DEFAULT_QUALITY, VideoReader, VideoWriter, probe
 
 BENCH_SIZES = (None, 720, 1080)  # None: the clip's own size; else the short side
@@ -89,7 +90,8 @@ def bench_clip(fuser, source, clip: str | Path, sizes=BENCH_SIZES, workdir: Path
                 "frames_with_fused_face": report["frames_with_fused_face"],
                 "flicker_ratio": flicker_ratio(path, tmp / f"{name}-fused.mp4"),
             })
-    return {"clip": str(clip), "source": str(source), "results": results}
+    return {"clip": str(clip), "source": str(source), "work_face_px": params.get("work_face_px", WORK_FACE_PX),
+            "results": results}
 
 
 def judge_dev_clips(fuser, source, clips: list[str | Path], out_dir: str | Path, judge_python: str | Path,
@@ -139,8 +141,56 @@ def sample_clip(photo: str | Path, out: Path, seconds: float = 2.0, fps: int = 2
     return out
 
 
+PLOT_STAGES = ("detect", "track", "roi", "engine", "blend", "paste", "decode", "encode")
+PLOT_COLOURS = {"detect": "#4c72b0", "track": "#8172b2", "roi": "#64b5cd", "engine": "#dd8452", "blend": "#55a868",
+                "paste": "#c44e52", "decode": "#999999", "encode": "#cccccc"}
+
+
+def plot(results: list[dict], path: str | Path, overwrite: bool = False, goal: float = 4.0) -> None:
+    """One panel per clip: per size, fusion's ms per frame stacked by stage (the loop's
+    waits for decode and encode included), beside the decode + encode floor's ms per frame;
+    the ratio to the floor written on top, the goal (4x the floor) dashed."""
+    import io as _io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io import write_bytes_atomic
+
+    fig, axes = plt.subplots(1, len(results), figsize=(3.6 * len(results) + 1, 4.2), squeeze=False)
+    for ax, res in zip(axes[0], results):
+        rows = res["results"]
+        x = range(len(rows))
+        bottom = [0.0] * len(rows)
+        for stage in PLOT_STAGES:
+            vals = [r["per_frame_ms"].get(stage, 0.0) for r in rows]
+            ax.bar(x, vals, 0.6, bottom=bottom, color=PLOT_COLOURS[stage], label=stage, edgecolor="white",
+                   linewidth=0.3)
+            bottom = [b + v for b, v in zip(bottom, vals)]
+        for i, r in enumerate(rows):
+            floor_ms = 1000 / r["floor_fps"]
+            total_ms = 1000 / r["fps"]
+            ax.hlines(floor_ms, i - 0.3, i + 0.3, colors="black", linewidth=2, label="floor" if i == 0 else None)
+            ax.hlines(goal * floor_ms, i - 0.3, i + 0.3, colors="red", linestyles="--", linewidth=1.2,
+                      label=f"{goal:g}x floor" if i == 0 else None)
+            ax.text(i, max(bottom[i], total_ms, goal * floor_ms), f"{r['ratio_to_floor']:.1f}x", ha="center",
+                    va="bottom", fontsize=8)
+        ax.set_xticks(list(x), [f"{r['width']}x{r['height']}" for r in rows], fontsize=8)
+        ax.set_title(Path(res["clip"]).stem, fontsize=9)
+        ax.set_ylabel("ms per frame")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue(), overwrite=overwrite)
+
+
 def markdown(res: dict) -> str:
-    L = [f"## Video: {Path(res['clip']).name}", "",
+    L = [f"## Video: {Path(res['clip']).name}", "", f"Work face size: {res.get('work_face_px', WORK_FACE_PX)} px "
+         "(0: faces fused at full size).", "",
          "| size | frames | fps | decode + encode floor fps | total / floor | flicker ratio | ms per frame (stages) |",
          "|---|---|---|---|---|---|---|"]
     for r in res["results"]:

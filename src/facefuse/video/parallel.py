@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from ..errors import ConfigError
-from .fuse import (DETECT_EVERY, STAGES, FrameTracker, expected_frames, finish, frame_record, fused_frames,
-                   prepare_sources, video_output_size, video_report)
+from .fuse import (DETECT_EVERY, STAGES, WORK_FACE_PX, FrameTracker, expected_frames, finish, frame_record,
+                   fused_frames, prepare_sources, video_output_size, video_report)
 from .io import DEFAULT_QUALITY, VideoLimits, VideoReader, VideoWriter, check_output, keyframe_times, probe
 
 OVERLAP_S = 0.5  # seconds fused before each chunk and dropped (12 frames at 25 fps)
@@ -52,7 +52,8 @@ class ChunkWorker:
         self.fuser = Fuser(settings)
 
     def fuse_chunk(self, source, video: str, sources, fusion, size, chunk: tuple[float, float | None],
-                   clip_start: float, detect_every: int, limits: VideoLimits, work_face_px: int = 0) -> dict:
+                   clip_start: float, detect_every: int, limits: VideoLimits,
+                   work_face_px: int = WORK_FACE_PX) -> dict:
         """The fused frames (pts from the output's time 0) of [chunk) (to the clip's end
         when it ends in None) and their report lines."""
         begin, stop = chunk
@@ -137,7 +138,7 @@ def fuse_video_parallel(settings, source, video: str | Path, out: str | Path, wo
                         end: float | None = None, quality: int = DEFAULT_QUALITY, codec: str | None = None,
                         overwrite: bool = False, detect_every: int = DETECT_EVERY,
                         limits: VideoLimits = VideoLimits(), fusion_params=None, min_chunk_s: float = MIN_CHUNK_S,
-                        work_face_px: int = 0, **params: Any) -> dict:
+                        work_face_px: int = WORK_FACE_PX, **params: Any) -> dict:
     """`fuse_video` with the clip's chunks fused by `workers` local processes, or by Ray
     actors (`ray_address`: 'local' or a cluster's address). Same output, same report
     (plus the chunks; track ids become "chunk.track")."""
