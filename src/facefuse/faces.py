@@ -81,6 +81,7 @@ class SourceFace:
     image: np.ndarray  # RGB uint8, the whole source photo
     face: Face
     prepared: dict = field(default_factory=dict)
+    alpha: np.ndarray | None = None  # uint8 opacity of `image` (a PNG's); None: opaque. Transparent is not face
 
     def __repr__(self) -> str:
         h, w = self.image.shape[:2]

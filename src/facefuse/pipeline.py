@@ -24,7 +24,7 @@ from .enhancers import enhancer_for
 from .errors import ConfigError, NoFaceError
 from .faces import Detection, Face, SourceFace
 from .imaging import output_size, resize_frame
-from .io import DecodedImage, ImageSource, decode_image, encode_like
+from .io import NEUTRAL, DecodedImage, ImageSource, decode_image, encode_like
 from .pose import fit_pose, pose_notes
 from .roi import ROI, plan_roi
 
@@ -154,7 +154,7 @@ class Fuser:
     def params(self, **overrides: Any) -> FusionParams:
         return self.settings.fusion_params(**overrides)
 
-    def prepare_source(self, source: Union[ImageSource, SourceFace], face_index: int = 0, threshold: float | None = None) -> SourceFace:
+    def prepare_source(self, source: Union[ImageSource, DecodedImage, SourceFace], face_index: int = 0, threshold: float | None = None) -> SourceFace:
         """Decode + detect + let the engine prepare the source face.
 
         The result is kept (by the content of the image, the face and the threshold) for the
@@ -169,16 +169,30 @@ class Fuser:
             if key in self._sources:
                 self._sources.move_to_end(key)
                 return self._sources[key]
-        image = self.read(source, "source")
+        decoded = self._source_pixels(source)
+        # transparency is flattened onto grey, not white: white over a face is detected and
+        # pasted as skin; an engine that takes the alpha treats transparent pixels as not face
+        image = decoded.flattened(NEUTRAL)
         faces = self.detect(image, thr).faces
         if face_index >= len(faces):
             raise NoFaceError("source", requested=face_index if faces else None, found=len(faces))
-        prepared = self.engine.prepare_source(image, faces[face_index])
+        if decoded.alpha is not None and getattr(self.engine, "accepts_alpha", False):
+            prepared = self.engine.prepare_source(image, faces[face_index], alpha=decoded.alpha)
+        else:
+            prepared = self.engine.prepare_source(image, faces[face_index])
         with self._lock:
             self._sources[key] = prepared
             while len(self._sources) > SOURCE_CACHE:
                 self._sources.popitem(last=False)
         return prepared
+
+    def _source_pixels(self, source: Union[ImageSource, DecodedImage]) -> DecodedImage:
+        """A source as decoded pixels with its alpha (an RGB uint8 array is used as it is)."""
+        if isinstance(source, DecodedImage):
+            return source
+        if isinstance(source, np.ndarray) and source.ndim == 3 and source.shape[2] == 3 and source.dtype == np.uint8:
+            return DecodedImage(rgb=source)
+        return self.decode(source, "source")
 
     def prepare_sources(self, sources: Mapping[int, Any], params: FusionParams) -> dict[int, SourceFace]:
         """A face mapping (target face or track index -> source photo) with each source
@@ -225,7 +239,7 @@ class Fuser:
             decoded = self.decode(target, "target", self.decode_size_for(params), target_name, max_pixels)
             target_img = decoded.flattened()
             if source is not None and not isinstance(source, SourceFace):
-                source = self.read(source, "source", name=source_name, max_pixels=max_pixels)
+                source = self.decode(source, "source", name=source_name, max_pixels=max_pixels)  # alpha kept
         step(0.25, "finding faces and fusing")
         result = self._fuse(source, target_img, params, timer, sources)
         step(0.85, "encoding")
@@ -359,7 +373,12 @@ def _with_change(roi_img: np.ndarray, work: np.ndarray, fused_work: np.ndarray) 
 def _content_key(source: ImageSource) -> str:
     """A digest of the image's content (not its name: a file can change under the same name)."""
     h = hashlib.blake2b(digest_size=16)
-    if isinstance(source, np.ndarray):
+    if isinstance(source, DecodedImage):
+        for arr in (source.rgb, source.alpha if source.alpha is not None else np.zeros(0, np.uint8)):
+            arr = np.ascontiguousarray(arr)
+            h.update(repr((arr.shape, arr.dtype.str)).encode())
+            h.update(memoryview(arr).cast("B"))
+    elif isinstance(source, np.ndarray):
         arr = np.ascontiguousarray(source)
         h.update(repr((arr.shape, arr.dtype.str)).encode())
         h.update(memoryview(arr).cast("B"))

@@ -427,9 +427,12 @@ class ClassicalEngine:
     def __init__(self, settings=None):
         self.settings = settings
 
-    def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
+    accepts_alpha = True  # prepare_source takes the source's opacity: transparent pixels are not face
+
+    def prepare_source(self, image: np.ndarray, face: Face, alpha: np.ndarray | None = None) -> SourceFace:
         """Keep only the face and a margin (what the warp can sample): a prepared source is
-        cached, and a 100-MP photo must not stay in memory for a 1-MP face."""
+        cached, and a 100-MP photo must not stay in memory for a 1-MP face. `alpha` (uint8,
+        the photo's opacity) is cropped alike: see `opaque_weights`."""
         lms = face.landmarks
         margin = 0.6 * max(np.ptp(lms[:, 0]), np.ptp(lms[:, 1]))
         h, w = image.shape[:2]
@@ -439,7 +442,8 @@ class ClassicalEngine:
         b = face.box
         moved = Face(box=(b[0] - x0, b[1] - y0, b[2] - x0, b[3] - y0), score=face.score,
                      landmarks=(lms - np.float32([x0, y0])).astype(np.float32))
-        return SourceFace(image=crop, face=moved)
+        kept = None if alpha is None or alpha.min() == 255 else np.ascontiguousarray(alpha[y0:y1, x0:x1])
+        return SourceFace(image=crop, face=moved, alpha=kept)
 
     accepts_light = True  # fuse() takes the previous frame's LightField and returns this one's
 
@@ -464,7 +468,7 @@ class ClassicalEngine:
 
         # the source is sampled at about the target face's scale: shrink it first if larger
         source_scale = float(np.sqrt(abs(np.linalg.det(align[:, :2]))))  # > 1: source is enlarged
-        src_img, s_pts, to_src = _source_at_scale(source, source_scale, align)
+        src_img, src_alpha, s_pts, to_src = _source_at_scale(source, source_scale, align)
 
         # 3: one dense map per texture, and one remap each, drawn far to near (the target's
         # triangles facing away are never drawn); a source triangle the source photo hides
@@ -478,7 +482,8 @@ class ClassicalEngine:
         t_seen = 1.0 - _turned(t_pose) * (1.0 - target_trust(t_facing))
         drawn = np.stack([np.ones(mesh.N_MESH), t_seen], 1).astype(np.float32)
         sets = [(s_pts, to_src), (t_lms, identity), (drawn, _constant(0.0, 0.0))]
-        completing = bool((direct < 0.98).any())  # a frontal source needs no mirror texture: skip its map
+        # a frontal, opaque source needs no mirror texture: skip its map
+        completing = bool((direct < 0.98).any()) or source.alpha is not None
         if completing:
             weights = np.stack([direct, mirrored], 1).astype(np.float32)
             sets += [(s_pts[mesh.mirror()], to_src), (weights, _constant(1.0, 0.0))]
@@ -489,7 +494,10 @@ class ClassicalEngine:
         if completing:
             (mx, my), (d, m) = maps[3:]
             warped_mirror = cv2.remap(src_img, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
-            warped_src, valid = complete_by_symmetry(warped_src, warped_mirror, np.clip(d, 0, 1), np.clip(m, 0, 1))
+            d, m = np.clip(d, 0, 1), np.clip(m, 0, 1)
+            if src_alpha is not None:
+                d, m = d * opaque_weights(src_alpha, sx, sy, eye), m * opaque_weights(src_alpha, mx, my, eye)
+            warped_src, valid = complete_by_symmetry(warped_src, warped_mirror, d, m)
         base = tgt if ratio == 0 else cv2.remap(tgt, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
         # 4-5: leave hair, hands, glasses where they are, take the target's light, mix the
@@ -670,24 +678,40 @@ def _eyes_mask(lms: np.ndarray, shape: tuple[int, int], eye_dist: float) -> tupl
     return m, box
 
 
-def _source_at_scale(source: SourceFace, scale: float, align: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def opaque_weights(alpha: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, eye_dist: float) -> np.ndarray:
+    """0..1 per ROI pixel: the source's opacity where the map samples it (outside the photo
+    counts as opaque, as its reflected border is sampled there). A semi-transparent band
+    over a source face is then not face: the mirror side or the target's skin fills it,
+    as an occluder's place is filled, instead of the flattened colour being pasted as skin.
+    Full trust needs near-full opacity (half transparent is already mostly background), and
+    the weight is pulled back from the band's edge and softened (the cubic resampling and
+    the light's low frequencies carry the band's flattened colour a few pixels out: bright
+    seams along it, seen)."""
+    a = cv2.remap(alpha, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32) / 255.0
+    k = max(3, int(round(0.1 * eye_dist)) | 1)
+    a = cv2.erode(np.clip((a - 0.5) / 0.45, 0.0, 1.0), np.ones((k, k), np.uint8))
+    return cv2.GaussianBlur(a, (0, 0), max(0.5, 0.04 * eye_dist))
+
+
+def _source_at_scale(source: SourceFace, scale: float, align: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
     """The prepared source crop, shrunk when its face is larger than the target's (`scale`:
     source px -> ROI px), so the warp never samples below the source's own detail.
 
-    Returns the image to sample, the source landmarks in its pixels, and the 2x3 map from
-    ROI pixels to its pixels used outside the mesh.
+    Returns the image to sample, its alpha (None: opaque), the source landmarks in its
+    pixels, and the 2x3 map from ROI pixels to its pixels used outside the mesh.
     """
-    image = source.image
+    image, alpha = source.image, source.alpha
     shrink = min(1.0, scale * 1.1)
     to_image = np.float32([[1, 0, 0], [0, 1, 0]])
     if shrink < 1.0:
         size = (max(1, round(image.shape[1] * shrink)), max(1, round(image.shape[0] * shrink)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        alpha = None if alpha is None else cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
         to_image = np.float32([[size[0] / source.image.shape[1], 0, 0], [0, size[1] / source.image.shape[0], 0]])
     pts = mesh.apply_affine(to_image, source.face.landmarks[: mesh.N_MESH])
     inv_align = cv2.invertAffineTransform(align.astype(np.float32))  # ROI px -> source px
     full = np.vstack([to_image, [0, 0, 1]]) @ np.vstack([inv_align, [0, 0, 1]])
-    return image, pts, full[:2].astype(np.float32)
+    return image, alpha, pts, full[:2].astype(np.float32)
 
 
 register("classical", ClassicalEngine)
