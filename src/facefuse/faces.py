@@ -98,6 +98,7 @@ class FusedFace:
     landmarks: np.ndarray  # (468+, 2) face geometry of the result, ROI pixels
     face_size: float  # pixels, sets feathering and smoothing radii
     light: object = None  # an engine's per-face state for the next video frame (classical: LightField)
+    overlay: np.ndarray | None = None  # float32 0..1: where `base` is laid back over the blended face (a target's glasses frames)
 
     def __repr__(self) -> str:
         h, w = self.mask.shape[:2]

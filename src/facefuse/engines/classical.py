@@ -58,6 +58,10 @@ STRETCH = (2.5, 5.0)  # target / source facing of a surface: the source's textur
 MIRROR_GAIN = 0.3  # trust the mirror side must have above the direct one to be taken in full  # target triangle facing / its frontal facing below which its own skin stays
 EYE_LIDS = 0.5  # half height of the eye region kept for a closed target eye, in eye widths
 EYE_CLOSING = (0.5, 0.8)  # 1 - target / source eye openness: the source's eye below, the target's above
+FRAME_STEP = 35.0  # luma levels a glasses frame is darker than what a closing of FRAME_WIDTH fills it with
+FRAME_WIDTH = 0.12  # eye distances: dark lines thinner than this (rims, the bridge) are frame candidates
+FRAME_SPAN = 0.35  # eye distances: a frame's part spans at least this, across and down (it rings an eye)
+FRAME_EYE_PX = 160.0  # eye distance (px) frames are found at: a rim is still a few pixels wide
 HOLE_COVER = (0.6, 0.9)  # share of an eye's / the lips' skin ring covered: pasted below, kept above
 
 
@@ -517,7 +521,75 @@ class ClassicalEngine:
         lit = match_detail(lit, base, feather(region, face_size) > 0.95)
         fused = base + (ratio * shown)[:, :, None] * (lit - base)
         keep_target_eyes(fused, base, geom, t_lms, s_lms, eye)
-        return FusedFace(image=fused, base=base, mask=region, landmarks=geom, face_size=face_size, light=field)
+        return FusedFace(image=fused, base=base, mask=region, landmarks=geom, face_size=face_size, light=field,
+                         overlay=target_frames(base, geom, eye))
+
+
+def target_frames(img: np.ndarray, lms: np.ndarray, eye_dist: float) -> np.ndarray | None:
+    """0..1 over the ROI where the target wears glasses frames (None: no frames found), to
+    be laid over the blended face (FusedFace.overlay): a frame is thinner than the occluder
+    rule's opening and faded where the face was pasted.
+
+    A ridge filter, not skin colour: a frame is a line darker than a closing FRAME_WIDTH
+    wide fills it with (a black-hat), looked for only in the box around the eyes and
+    brows, inside the face and outside the eye openings and the nose's flanks. Only lines
+    that ring an eye count (in the eye's middle column, above its upper lid and below its
+    lower one): a brow joined to a lid crease hooks round the eye's corner only, and on
+    the 60 dev targets only the three wearing dark frames are found, so a face without
+    glasses keeps the source's eyes and brows. (Brows are not cut out: a top rim runs
+    under them and was lost.) Found at an eye distance of FRAME_EYE_PX; the pixels laid over are the
+    target's own at full resolution, so the frame stays as crisp as the photo."""
+    h, w = img.shape[:2]
+    pts = np.concatenate([lms[mesh.RIGHT_EYE], lms[mesh.LEFT_EYE], lms[mesh.RIGHT_BROW], lms[mesh.LEFT_BROW]])
+    x0, y0 = (pts.min(0) - np.float32([0.35, 0.1]) * eye_dist).astype(int)
+    x1, y1 = (pts.max(0) + np.float32([0.35, 0.3]) * eye_dist).astype(int)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    scale = min(1.0, FRAME_EYE_PX / eye_dist)
+    size = (max(8, round((x1 - x0) * scale)), max(8, round((y1 - y0) * scale)))
+    luma = cv2.resize(np.ascontiguousarray(img[y0:y1, x0:x1]), size, interpolation=cv2.INTER_AREA) @ LUMA
+    e = eye_dist * scale
+    k = max(3, int(round(FRAME_WIDTH * e)) | 1)
+    ridge = cv2.morphologyEx(luma.astype(np.float32), cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    own = np.zeros((size[1], size[0]), np.uint8)  # the eye openings: not frames
+    local = (pts - np.float32([x0, y0])) * scale
+    n = len(mesh.RIGHT_EYE)
+    for part in (local[:n], local[n:2 * n]):
+        cv2.fillConvexPoly(own, np.round(cv2.convexHull(part)).astype(np.int32), 1)
+    own = cv2.dilate(own, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (max(3, int(0.04 * e) | 1),) * 2))
+    # the nose's flanks below the eye line between the eyes (their shadow is a dark line
+    # too), and whatever lies outside the face (hair at the temples, the background)
+    inner = local[[8, n + 8]]  # inner eye corners (133, 362)
+    cv2.rectangle(own, (int(inner[:, 0].min()), int(inner[:, 1].max() + 0.1 * e)),
+                  (int(inner[:, 0].max()), size[1]), 1, -1)
+    face = cv2.resize(face_region_mask(lms, (h, w), cut_mouth=False)[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
+    cand = ((ridge > FRAME_STEP) & (own == 0) & (face > 0.99)).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+    # a rim rings an eye: in the eye's middle column it passes both above the upper lid and
+    # below the lower one (a brow joined to a lid crease only hooks round the corner)
+    ring = (stats[:, cv2.CC_STAT_WIDTH] >= FRAME_SPAN * e) & (stats[:, cv2.CC_STAT_HEIGHT] >= FRAME_SPAN * e)
+    around = np.zeros_like(ring)
+    for eye_pts in (local[:n], local[n:2 * n]):
+        ex, ey0, ey1 = eye_pts[:, 0].mean(), eye_pts[:, 1].min(), eye_pts[:, 1].max()
+        column = labels[:, max(0, int(ex - 0.1 * e)):max(1, int(ex + 0.1 * e) + 1)]
+        above = np.unique(column[:max(0, int(ey0))])
+        below = np.unique(column[min(size[1], int(ey1 + 0.05 * e) + 1):])
+        around[np.intersect1d(above, below)] = True
+    ring &= around
+    ring[0] = False
+    if not ring.any():
+        return None
+    # a brow joined to a top rim is the person's own, not the frame: not laid over
+    brows = np.zeros_like(own)
+    for part in (local[2 * n:2 * n + 10], local[2 * n + 10:]):
+        cv2.fillConvexPoly(brows, np.round(cv2.convexHull(part)).astype(np.int32), 1)
+    # as strong as the line is dark: the rim's core in full, its soft edge partly
+    frames = (ring[labels] & (brows == 0)) * np.clip(ridge / FRAME_STEP - 0.5, 0.0, 1.0)
+    frames = cv2.resize(cv2.GaussianBlur(frames, (0, 0), 0.7), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    out = np.zeros((h, w), np.float32)
+    out[y0:y1, x0:x1] = np.clip(frames, 0.0, 1.0)
+    return out
 
 
 def _constant(a: float, b: float) -> np.ndarray:
