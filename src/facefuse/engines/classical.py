@@ -563,7 +563,7 @@ def target_frames(img: np.ndarray, lms: np.ndarray, eye_dist: float) -> np.ndarr
     inner = local[[8, n + 8]]  # inner eye corners (133, 362)
     cv2.rectangle(own, (int(inner[:, 0].min()), int(inner[:, 1].max() + 0.1 * e)),
                   (int(inner[:, 0].max()), size[1]), 1, -1)
-    face = cv2.resize(face_region_mask(lms, (h, w), cut_mouth=False)[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
+    face = face_region_mask((lms - np.float32([x0, y0])) * scale, (size[1], size[0]), cut_mouth=False)
     cand = ((ridge > FRAME_STEP) & (own == 0) & (face > 0.99)).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
     # a rim rings an eye: in the eye's middle column it passes both above the upper lid and
