@@ -51,8 +51,10 @@ FOREIGN_STEP, FOREIGN_AREA = 25.0, 0.09  # Lab L step from the skin's smooth lig
 OCCLUDER_MIN = 0.25  # eye distances: target occluders thinner than this (glasses frames, stubble) are ignored
 POSE_APART = (25.0, 60.0)  # degrees of yaw difference over which the geometry stops moving to the source's
 TURNED = (18.0, 35.0)  # degrees of yaw over which visibility starts to count
-SOURCE_FACING = (0.2, 0.45)  # source triangle facing / its frontal facing: mirrored below, its own above
-SOURCE_SEEN = (0.2, 0.5)  # share of a source triangle no nearer part hides: mirrored below, its own above
+SOURCE_FACING = (0.08, 0.3)  # source triangle facing / its frontal facing: mirrored below, its own above
+SOURCE_SEEN = (0.08, 0.35)  # share of a source triangle no nearer part hides: mirrored below, its own above
+# (both were 0.2-0.45 / 0.2-0.5: a turned source's own foreshortened far side carries more of
+# its likeness than its mirrored near side; hard pairs 2, 3, 5 closer to the source, none lost)
 TARGET_FACING = (0.05, 0.15)
 STRETCH = (2.5, 5.0)  # target / source facing of a surface: the source's texture above, none beyond
 MIRROR_GAIN = 0.3  # trust the mirror side must have above the direct one to be taken in full  # target triangle facing / its frontal facing below which its own skin stays
