@@ -192,3 +192,22 @@ def test_transparent_band_over_a_source_face_is_not_pasted(fuser, source_path, t
     target = read_image(target_path)
     brighter = (luma(banded.image) - np.maximum(luma(plain), luma(target))).mean(1)  # per row of the face box
     assert brighter.max() < 10.0  # pasted as skin, the band was 30 brighter
+
+
+def test_a_large_face_is_fused_at_working_scale_alike(fuser, source_path, monkeypatch):
+    """A still's face larger than STILL_WORK_FACE is fused at that size and only the change
+    is enlarged back: the face looks the same as fused at full size (within a few levels on
+    average), and it is the working scale that ran (the results are not identical)."""
+    from pathlib import Path
+
+    from facefuse import pipeline
+
+    target = Path(__file__).resolve().parents[1] / "examples" / "large_target.jpg"
+    worked = fuser.fuse_detailed(source_path, target, fuser.params(resolution=4096))
+    assert worked.faces[0].face.size > pipeline.STILL_WORK_FACE
+    monkeypatch.setattr(pipeline, "STILL_WORK_FACE", 0)
+    full = fuser.fuse_detailed(source_path, target, fuser.params(resolution=4096))
+    x0, y0, x1, y1 = (int(v) for v in worked.faces[0].face.box)
+    diff = np.abs(worked.image[y0:y1, x0:x1].astype(np.float32) - full.image[y0:y1, x0:x1])
+    assert 0.0 < float(diff.mean()) < 2.0
+    assert float(np.percentile(diff, 99)) < 20.0

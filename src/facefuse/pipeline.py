@@ -32,6 +32,10 @@ STAGES = ("decode", "detect", "roi", "engine", "enhance", "blend", "paste", "enc
 Progress = Callable[[float, str], None]  # (share done 0-1, what is happening)
 SOURCE_CACHE = 8  # prepared source faces kept per Fuser
 ENLARGE_NOTE_FACTOR = 1.05  # outputs enlarged more than this get a note
+# a still's face larger than this (px) is fused at this size and only the change enlarged
+# back: the engine and blend cost grows with the face's pixels, a 4096 output's face is
+# ~1100 px, and the detail finer than this is the target's own skin grain either way
+STILL_WORK_FACE = 640
 
 
 @dataclass
@@ -281,7 +285,7 @@ class Fuser:
         for index in chosen:
             face = faces[index].scaled(factor)
             face_source = sources_by_face.get(index, src)
-            roi, _ = self._fuse_face_into(output, face, face_source, params, timer)
+            roi, _ = self._fuse_face_into(output, face, face_source, params, timer, work_face_px=STILL_WORK_FACE)
             used.append(FaceUsed(index=index, face=face, roi=roi))
             # a face turned beyond what the engine renders well: say so, with the angle
             turn = pose_notes(fit_pose(face_source.face.landmarks).yaw, fit_pose(face.landmarks).yaw)
