@@ -176,3 +176,22 @@ def test_the_source_eye_colour_survives_the_light_transfer(fuser, target_path, s
     out = fuser.fuse(src, target_path, ratio=1.0)
     shift = np.linalg.norm(_iris_ab(src, fuser.detect(src).faces[0]) - _iris_ab(out, fuser.detect(out).faces[0]))
     assert shift < limit, f"iris colour moved by {shift:.1f} (Lab a*b*)"
+
+
+@pytest.mark.parametrize("mode", ["normal", "blend"])
+def test_target_glasses_frames_stay_dark(fuser, source_path, target_path, mode):
+    """A thin dark ring drawn around each of the target's eyes (a glasses rim) stays dark on
+    the fused face: detected as a frame and laid over the blend, not faded by the paste."""
+    target = read_image(target_path)
+    lms = fuser.detect(target).faces[0].landmarks
+    eye = float(np.linalg.norm(lms[33] - lms[263]))
+    ring = np.zeros(target.shape[:2], np.uint8)
+    for idx in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+        cx, cy = lms[idx].mean(0)
+        cv2.ellipse(ring, (int(cx), int(cy)), (int(0.4 * eye), int(0.27 * eye)), 0, 0, 360, 1, max(2, int(0.04 * eye)))
+    framed = target.copy()
+    framed[ring > 0] = 25
+    result = fuser.fuse(source_path, framed, ratio=1.0, mode=mode)
+    luma = result.astype(np.float32) @ np.float32([0.299, 0.587, 0.114])
+    core = cv2.erode(ring, np.ones((3, 3), np.uint8)) > 0
+    assert float(np.median(luma[core])) < 60.0  # the skin around it is about 180

@@ -164,3 +164,50 @@ def test_output_size_helper():
     assert output_size(1200, 800, "original") == (1200, 800)
     assert output_size(1200, 800, 600) == (600, 400)
     assert output_size(800, 1200, 4096) == (2731, 4096)
+
+
+def test_transparent_band_over_a_source_face_is_not_pasted(fuser, source_path, target_path):
+    """A source PNG whose face is crossed by a half-transparent white band: flattened onto
+    white (as a target is) that band was detected and pasted as skin. No row of the
+    result's face may be brighter than both the fusion of the opaque source and the
+    target there (the band's place takes the target's skin)."""
+    import io as _io
+
+    from PIL import Image
+
+    src = read_image(source_path)
+    lms = fuser.detect(src).faces[0].landmarks
+    y0, y1 = int(lms[159, 1]), int(lms[2, 1])  # upper lid to the nose's base
+    x0, x1 = int(lms[:, 0].min()), int(lms[:, 0].max())
+    rgb, alpha = src.copy(), np.full(src.shape[:2], 255, np.uint8)
+    rgb[y0:y1, x0:x1], alpha[y0:y1, x0:x1] = 255, 110
+    buf = _io.BytesIO()
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(buf, "PNG")
+    params = fuser.params(ratio=1.0)
+    banded = fuser.fuse_encoded(buf.getvalue(), target_path, params, fmt="PNG").result
+    plain = fuser.fuse_detailed(source_path, target_path, params).image
+    face = banded.faces[0].face
+    bx0, by0, bx1, by1 = (int(v) for v in face.box)
+    luma = lambda im: im[by0:by1, bx0:bx1].astype(np.float32) @ np.float32([0.299, 0.587, 0.114])
+    target = read_image(target_path)
+    brighter = (luma(banded.image) - np.maximum(luma(plain), luma(target))).mean(1)  # per row of the face box
+    assert brighter.max() < 10.0  # pasted as skin, the band was 30 brighter
+
+
+def test_a_large_face_is_fused_at_working_scale_alike(fuser, source_path, monkeypatch):
+    """A still's face larger than STILL_WORK_FACE is fused at that size and only the change
+    is enlarged back: the face looks the same as fused at full size (within a few levels on
+    average), and it is the working scale that ran (the results are not identical)."""
+    from pathlib import Path
+
+    from facefuse import pipeline
+
+    target = Path(__file__).resolve().parents[1] / "examples" / "large_target.jpg"
+    worked = fuser.fuse_detailed(source_path, target, fuser.params(resolution=4096))
+    assert worked.faces[0].face.size > pipeline.STILL_WORK_FACE
+    monkeypatch.setattr(pipeline, "STILL_WORK_FACE", 0)
+    full = fuser.fuse_detailed(source_path, target, fuser.params(resolution=4096))
+    x0, y0, x1, y1 = (int(v) for v in worked.faces[0].face.box)
+    diff = np.abs(worked.image[y0:y1, x0:x1].astype(np.float32) - full.image[y0:y1, x0:x1])
+    assert 0.0 < float(diff.mean()) < 2.0
+    assert float(np.percentile(diff, 99)) < 20.0

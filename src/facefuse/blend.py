@@ -133,4 +133,8 @@ def compose(
         out = _alpha_composite(out, fused.base, feather(fused.mask, fused.face_size, 0.02))
     else:
         out = _alpha_composite(face, fused.base, alpha)
+    if fused.overlay is not None:
+        # what lies in front of the target's face (its glasses frames) goes on top last, so
+        # neither the paste, the smoothing nor a blend mode fades it
+        out = _alpha_composite(fused.base, out, fused.overlay)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)

@@ -81,6 +81,7 @@ class SourceFace:
     image: np.ndarray  # RGB uint8, the whole source photo
     face: Face
     prepared: dict = field(default_factory=dict)
+    alpha: np.ndarray | None = None  # uint8 opacity of `image` (a PNG's); None: opaque. Transparent is not face
 
     def __repr__(self) -> str:
         h, w = self.image.shape[:2]
@@ -97,6 +98,7 @@ class FusedFace:
     landmarks: np.ndarray  # (468+, 2) face geometry of the result, ROI pixels
     face_size: float  # pixels, sets feathering and smoothing radii
     light: object = None  # an engine's per-face state for the next video frame (classical: LightField)
+    overlay: np.ndarray | None = None  # float32 0..1: where `base` is laid back over the blended face (a target's glasses frames)
 
     def __repr__(self) -> str:
         h, w = self.mask.shape[:2]

@@ -60,9 +60,10 @@ class DecodedImage:
     name: str = "image"
     meta: dict = field(default_factory=dict)
 
-    def flattened(self) -> np.ndarray:
-        """RGB with any alpha composited onto white (what fusion works on)."""
-        return self.rgb if self.alpha is None else flatten_alpha(self.rgb, self.alpha)
+    def flattened(self, background: float = 255.0) -> np.ndarray:
+        """RGB with any alpha composited onto `background` (white: what a target is fused
+        on; a source takes NEUTRAL, see there)."""
+        return self.rgb if self.alpha is None else flatten_alpha(self.rgb, self.alpha, background)
 
 
 def _describe(source: ImageSource) -> str:
@@ -99,10 +100,14 @@ def _array_to_rgb(array: np.ndarray, name: str) -> np.ndarray:
     raise InputError(f"{name}: expected an H x W x 3 RGB array, got shape {array.shape}")
 
 
-def flatten_alpha(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Composite onto white: transparent areas of portraits are usually meant as paper."""
+NEUTRAL = 128.0  # grey a source's transparency is flattened onto: white over a face read as skin to the detector and the paste
+
+
+def flatten_alpha(rgb: np.ndarray, alpha: np.ndarray, background: float = 255.0) -> np.ndarray:
+    """Composite onto `background` (white by default: transparent areas of portraits are
+    usually meant as paper)."""
     a = alpha.astype(np.float32)[:, :, None] / 255.0
-    out = rgb.astype(np.float32) * a + 255.0 * (1.0 - a)
+    out = rgb.astype(np.float32) * a + background * (1.0 - a)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -51,13 +51,19 @@ FOREIGN_STEP, FOREIGN_AREA = 25.0, 0.09  # Lab L step from the skin's smooth lig
 OCCLUDER_MIN = 0.25  # eye distances: target occluders thinner than this (glasses frames, stubble) are ignored
 POSE_APART = (25.0, 60.0)  # degrees of yaw difference over which the geometry stops moving to the source's
 TURNED = (18.0, 35.0)  # degrees of yaw over which visibility starts to count
-SOURCE_FACING = (0.2, 0.45)  # source triangle facing / its frontal facing: mirrored below, its own above
-SOURCE_SEEN = (0.2, 0.5)  # share of a source triangle no nearer part hides: mirrored below, its own above
+SOURCE_FACING = (0.08, 0.3)  # source triangle facing / its frontal facing: mirrored below, its own above
+SOURCE_SEEN = (0.08, 0.35)  # share of a source triangle no nearer part hides: mirrored below, its own above
+# (both were 0.2-0.45 / 0.2-0.5: a turned source's own foreshortened far side carries more of
+# its likeness than its mirrored near side; hard pairs 2, 3, 5 closer to the source, none lost)
 TARGET_FACING = (0.05, 0.15)
 STRETCH = (2.5, 5.0)  # target / source facing of a surface: the source's texture above, none beyond
 MIRROR_GAIN = 0.3  # trust the mirror side must have above the direct one to be taken in full  # target triangle facing / its frontal facing below which its own skin stays
 EYE_LIDS = 0.5  # half height of the eye region kept for a closed target eye, in eye widths
 EYE_CLOSING = (0.5, 0.8)  # 1 - target / source eye openness: the source's eye below, the target's above
+FRAME_STEP = 35.0  # luma levels a glasses frame is darker than what a closing of FRAME_WIDTH fills it with
+FRAME_WIDTH = 0.12  # eye distances: dark lines thinner than this (rims, the bridge) are frame candidates
+FRAME_SPAN = 0.35  # eye distances: a frame's part spans at least this, across and down (it rings an eye)
+FRAME_EYE_PX = 160.0  # eye distance (px) frames are found at: a rim is still a few pixels wide
 HOLE_COVER = (0.6, 0.9)  # share of an eye's / the lips' skin ring covered: pasted below, kept above
 
 
@@ -427,9 +433,12 @@ class ClassicalEngine:
     def __init__(self, settings=None):
         self.settings = settings
 
-    def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
+    accepts_alpha = True  # prepare_source takes the source's opacity: transparent pixels are not face
+
+    def prepare_source(self, image: np.ndarray, face: Face, alpha: np.ndarray | None = None) -> SourceFace:
         """Keep only the face and a margin (what the warp can sample): a prepared source is
-        cached, and a 100-MP photo must not stay in memory for a 1-MP face."""
+        cached, and a 100-MP photo must not stay in memory for a 1-MP face. `alpha` (uint8,
+        the photo's opacity) is cropped alike: see `opaque_weights`."""
         lms = face.landmarks
         margin = 0.6 * max(np.ptp(lms[:, 0]), np.ptp(lms[:, 1]))
         h, w = image.shape[:2]
@@ -439,7 +448,8 @@ class ClassicalEngine:
         b = face.box
         moved = Face(box=(b[0] - x0, b[1] - y0, b[2] - x0, b[3] - y0), score=face.score,
                      landmarks=(lms - np.float32([x0, y0])).astype(np.float32))
-        return SourceFace(image=crop, face=moved)
+        kept = None if alpha is None or alpha.min() == 255 else np.ascontiguousarray(alpha[y0:y1, x0:x1])
+        return SourceFace(image=crop, face=moved, alpha=kept)
 
     accepts_light = True  # fuse() takes the previous frame's LightField and returns this one's
 
@@ -464,7 +474,7 @@ class ClassicalEngine:
 
         # the source is sampled at about the target face's scale: shrink it first if larger
         source_scale = float(np.sqrt(abs(np.linalg.det(align[:, :2]))))  # > 1: source is enlarged
-        src_img, s_pts, to_src = _source_at_scale(source, source_scale, align)
+        src_img, src_alpha, s_pts, to_src = _source_at_scale(source, source_scale, align)
 
         # 3: one dense map per texture, and one remap each, drawn far to near (the target's
         # triangles facing away are never drawn); a source triangle the source photo hides
@@ -478,7 +488,8 @@ class ClassicalEngine:
         t_seen = 1.0 - _turned(t_pose) * (1.0 - target_trust(t_facing))
         drawn = np.stack([np.ones(mesh.N_MESH), t_seen], 1).astype(np.float32)
         sets = [(s_pts, to_src), (t_lms, identity), (drawn, _constant(0.0, 0.0))]
-        completing = bool((direct < 0.98).any())  # a frontal source needs no mirror texture: skip its map
+        # a frontal, opaque source needs no mirror texture: skip its map
+        completing = bool((direct < 0.98).any()) or source.alpha is not None
         if completing:
             weights = np.stack([direct, mirrored], 1).astype(np.float32)
             sets += [(s_pts[mesh.mirror()], to_src), (weights, _constant(1.0, 0.0))]
@@ -489,7 +500,10 @@ class ClassicalEngine:
         if completing:
             (mx, my), (d, m) = maps[3:]
             warped_mirror = cv2.remap(src_img, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
-            warped_src, valid = complete_by_symmetry(warped_src, warped_mirror, np.clip(d, 0, 1), np.clip(m, 0, 1))
+            d, m = np.clip(d, 0, 1), np.clip(m, 0, 1)
+            if src_alpha is not None:
+                d, m = d * opaque_weights(src_alpha, sx, sy, eye), m * opaque_weights(src_alpha, mx, my, eye)
+            warped_src, valid = complete_by_symmetry(warped_src, warped_mirror, d, m)
         base = tgt if ratio == 0 else cv2.remap(tgt, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
         # 4-5: leave hair, hands, glasses where they are, take the target's light, mix the
@@ -509,7 +523,75 @@ class ClassicalEngine:
         lit = match_detail(lit, base, feather(region, face_size) > 0.95)
         fused = base + (ratio * shown)[:, :, None] * (lit - base)
         keep_target_eyes(fused, base, geom, t_lms, s_lms, eye)
-        return FusedFace(image=fused, base=base, mask=region, landmarks=geom, face_size=face_size, light=field)
+        return FusedFace(image=fused, base=base, mask=region, landmarks=geom, face_size=face_size, light=field,
+                         overlay=target_frames(base, geom, eye))
+
+
+def target_frames(img: np.ndarray, lms: np.ndarray, eye_dist: float) -> np.ndarray | None:
+    """0..1 over the ROI where the target wears glasses frames (None: no frames found), to
+    be laid over the blended face (FusedFace.overlay): a frame is thinner than the occluder
+    rule's opening and faded where the face was pasted.
+
+    A ridge filter, not skin colour: a frame is a line darker than a closing FRAME_WIDTH
+    wide fills it with (a black-hat), looked for only in the box around the eyes and
+    brows, inside the face and outside the eye openings and the nose's flanks. Only lines
+    that ring an eye count (in the eye's middle column, above its upper lid and below its
+    lower one): a brow joined to a lid crease hooks round the eye's corner only, and on
+    the 60 dev targets only the three wearing dark frames are found, so a face without
+    glasses keeps the source's eyes and brows. (Brows are not cut out: a top rim runs
+    under them and was lost.) Found at an eye distance of FRAME_EYE_PX; the pixels laid over are the
+    target's own at full resolution, so the frame stays as crisp as the photo."""
+    h, w = img.shape[:2]
+    pts = np.concatenate([lms[mesh.RIGHT_EYE], lms[mesh.LEFT_EYE], lms[mesh.RIGHT_BROW], lms[mesh.LEFT_BROW]])
+    x0, y0 = (pts.min(0) - np.float32([0.35, 0.1]) * eye_dist).astype(int)
+    x1, y1 = (pts.max(0) + np.float32([0.35, 0.3]) * eye_dist).astype(int)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    scale = min(1.0, FRAME_EYE_PX / eye_dist)
+    size = (max(8, round((x1 - x0) * scale)), max(8, round((y1 - y0) * scale)))
+    luma = cv2.resize(np.ascontiguousarray(img[y0:y1, x0:x1]), size, interpolation=cv2.INTER_AREA) @ LUMA
+    e = eye_dist * scale
+    k = max(3, int(round(FRAME_WIDTH * e)) | 1)
+    ridge = cv2.morphologyEx(luma.astype(np.float32), cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    own = np.zeros((size[1], size[0]), np.uint8)  # the eye openings: not frames
+    local = (pts - np.float32([x0, y0])) * scale
+    n = len(mesh.RIGHT_EYE)
+    for part in (local[:n], local[n:2 * n]):
+        cv2.fillConvexPoly(own, np.round(cv2.convexHull(part)).astype(np.int32), 1)
+    own = cv2.dilate(own, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (max(3, int(0.04 * e) | 1),) * 2))
+    # the nose's flanks below the eye line between the eyes (their shadow is a dark line
+    # too), and whatever lies outside the face (hair at the temples, the background)
+    inner = local[[8, n + 8]]  # inner eye corners (133, 362)
+    cv2.rectangle(own, (int(inner[:, 0].min()), int(inner[:, 1].max() + 0.1 * e)),
+                  (int(inner[:, 0].max()), size[1]), 1, -1)
+    face = face_region_mask((lms - np.float32([x0, y0])) * scale, (size[1], size[0]), cut_mouth=False)
+    cand = ((ridge > FRAME_STEP) & (own == 0) & (face > 0.99)).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+    # a rim rings an eye: in the eye's middle column it passes both above the upper lid and
+    # below the lower one (a brow joined to a lid crease only hooks round the corner)
+    ring = (stats[:, cv2.CC_STAT_WIDTH] >= FRAME_SPAN * e) & (stats[:, cv2.CC_STAT_HEIGHT] >= FRAME_SPAN * e)
+    around = np.zeros_like(ring)
+    for eye_pts in (local[:n], local[n:2 * n]):
+        ex, ey0, ey1 = eye_pts[:, 0].mean(), eye_pts[:, 1].min(), eye_pts[:, 1].max()
+        column = labels[:, max(0, int(ex - 0.1 * e)):max(1, int(ex + 0.1 * e) + 1)]
+        above = np.unique(column[:max(0, int(ey0))])
+        below = np.unique(column[min(size[1], int(ey1 + 0.05 * e) + 1):])
+        around[np.intersect1d(above, below)] = True
+    ring &= around
+    ring[0] = False
+    if not ring.any():
+        return None
+    # a brow joined to a top rim is the person's own, not the frame: not laid over
+    brows = np.zeros_like(own)
+    for part in (local[2 * n:2 * n + 10], local[2 * n + 10:]):
+        cv2.fillConvexPoly(brows, np.round(cv2.convexHull(part)).astype(np.int32), 1)
+    # as strong as the line is dark: the rim's core in full, its soft edge partly
+    frames = (ring[labels] & (brows == 0)) * np.clip(ridge / FRAME_STEP - 0.5, 0.0, 1.0)
+    frames = cv2.resize(cv2.GaussianBlur(frames, (0, 0), 0.7), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    out = np.zeros((h, w), np.float32)
+    out[y0:y1, x0:x1] = np.clip(frames, 0.0, 1.0)
+    return out
 
 
 def _constant(a: float, b: float) -> np.ndarray:
@@ -670,24 +752,40 @@ def _eyes_mask(lms: np.ndarray, shape: tuple[int, int], eye_dist: float) -> tupl
     return m, box
 
 
-def _source_at_scale(source: SourceFace, scale: float, align: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def opaque_weights(alpha: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, eye_dist: float) -> np.ndarray:
+    """0..1 per ROI pixel: the source's opacity where the map samples it (outside the photo
+    counts as opaque, as its reflected border is sampled there). A semi-transparent band
+    over a source face is then not face: the mirror side or the target's skin fills it,
+    as an occluder's place is filled, instead of the flattened colour being pasted as skin.
+    Full trust needs near-full opacity (half transparent is already mostly background), and
+    the weight is pulled back from the band's edge and softened (the cubic resampling and
+    the light's low frequencies carry the band's flattened colour a few pixels out: bright
+    seams along it, seen)."""
+    a = cv2.remap(alpha, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32) / 255.0
+    k = max(3, int(round(0.1 * eye_dist)) | 1)
+    a = cv2.erode(np.clip((a - 0.5) / 0.45, 0.0, 1.0), np.ones((k, k), np.uint8))
+    return cv2.GaussianBlur(a, (0, 0), max(0.5, 0.04 * eye_dist))
+
+
+def _source_at_scale(source: SourceFace, scale: float, align: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
     """The prepared source crop, shrunk when its face is larger than the target's (`scale`:
     source px -> ROI px), so the warp never samples below the source's own detail.
 
-    Returns the image to sample, the source landmarks in its pixels, and the 2x3 map from
-    ROI pixels to its pixels used outside the mesh.
+    Returns the image to sample, its alpha (None: opaque), the source landmarks in its
+    pixels, and the 2x3 map from ROI pixels to its pixels used outside the mesh.
     """
-    image = source.image
+    image, alpha = source.image, source.alpha
     shrink = min(1.0, scale * 1.1)
     to_image = np.float32([[1, 0, 0], [0, 1, 0]])
     if shrink < 1.0:
         size = (max(1, round(image.shape[1] * shrink)), max(1, round(image.shape[0] * shrink)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        alpha = None if alpha is None else cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
         to_image = np.float32([[size[0] / source.image.shape[1], 0, 0], [0, size[1] / source.image.shape[0], 0]])
     pts = mesh.apply_affine(to_image, source.face.landmarks[: mesh.N_MESH])
     inv_align = cv2.invertAffineTransform(align.astype(np.float32))  # ROI px -> source px
     full = np.vstack([to_image, [0, 0, 1]]) @ np.vstack([inv_align, [0, 0, 1]])
-    return image, pts, full[:2].astype(np.float32)
+    return image, alpha, pts, full[:2].astype(np.float32)
 
 
 register("classical", ClassicalEngine)
