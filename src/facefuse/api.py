@@ -36,7 +36,7 @@ from . import __version__
 from .config import FusionParams, Settings, readable_error
 from .errors import ConfigError, EngineError, FaceFuseError, InputError, NoFaceError
 from .io import FORMAT_NAMES, image_format
-from .jobs import JobsBusy, JobStore, UnknownJob, video_work
+from .jobs import JobsBusy, JobStore, UnknownJob, video_limits, video_work
 from .service import FusionPool, QueueFull, detect_upload, fuse_upload
 
 log = logging.getLogger("facefuse.api")
@@ -372,6 +372,8 @@ def _add_routes(app: FastAPI, pool: FusionPool, settings: Settings) -> None:
 
 
 def _add_video_routes(app: FastAPI, jobs: JobStore, settings: Settings) -> None:
+    from .video.io import ENCODERS
+
     """POST /video starts a job (202 + its id); GET /jobs/{id} follows it, GET
     /jobs/{id}/result fetches the clip, DELETE /jobs/{id} cancels it (or removes a finished
     one). The fusion fields are /fuse's."""
@@ -381,10 +383,10 @@ def _add_video_routes(app: FastAPI, jobs: JobStore, settings: Settings) -> None:
                     end: Optional[float], quality: Optional[int], codec: Optional[str], **fields):
         _refuse_unknown_fields(await request.form(), known_fields)
         params = _params_or_400(settings, fields)
-        if quality is not None and not 1 <= quality <= 100:
-            raise ApiError(400, "bad_parameter", f"quality: must be 1-100, got {quality}")
-        if codec is not None and codec not in ("h264", "vp9"):
-            raise ApiError(400, "bad_parameter", f"codec: must be h264 or vp9, got {codec!r}")
+        if quality is not None:
+            _or_400(settings.output_quality, quality)
+        if codec is not None and codec not in ENCODERS:
+            raise ApiError(400, "bad_parameter", f"codec: must be {' or '.join(ENCODERS)}, got {codec!r}")
         suffix = Path(video.filename or "").suffix.lower()
         if suffix not in VIDEO_SUFFIXES:
             raise ApiError(415, "not_a_video", f"video: expected a {', '.join(VIDEO_SUFFIXES)} file, "
@@ -394,7 +396,7 @@ def _add_video_routes(app: FastAPI, jobs: JobStore, settings: Settings) -> None:
             raise ApiError(400, "empty_file", f"{'source' if not src else 'video'}: file is empty")
         out = "fused.webm" if codec == "vp9" or (codec is None and suffix == ".webm") else "fused.mp4"
         options = {k: v for k, v in dict(start=start, end=end, quality=quality, codec=codec).items() if v is not None}
-        options["limits"] = _video_limits(settings)
+        options["limits"] = video_limits(settings)
         try:
             job_id = jobs.create({"source": src, f"input{suffix}": clip},
                                  video_work("source", f"input{suffix}", out, params, options),
@@ -446,10 +448,3 @@ def _add_video_routes(app: FastAPI, jobs: JobStore, settings: Settings) -> None:
     async def job_cancel(job_id: str) -> dict:
         _job(job_id)
         return jobs.cancel(job_id)
-
-
-def _video_limits(settings: Settings):
-    from .video.io import VideoLimits
-
-    return VideoLimits(max_bytes=int(settings.server.max_video_mb * MB),
-                       max_seconds=settings.server.max_video_seconds, max_pixels=settings.output.max_pixels)

@@ -188,6 +188,15 @@ class JobsBusy(Exception):
         self.active = active
 
 
+def video_limits(settings):
+    """What a video input to a server may be: server.max_video_mb / max_video_seconds, and
+    output.max_pixels per frame (the WebUI and the REST API take the same limits)."""
+    from .video.io import VideoLimits
+
+    return VideoLimits(max_bytes=int(settings.server.max_video_mb * 1024 * 1024),
+                       max_seconds=settings.server.max_video_seconds, max_pixels=settings.output.max_pixels)
+
+
 def video_work(source_name: str, video_name: str, out_name: str, params, options: Optional[dict] = None) -> Work:
     """The work of a video job: fuse the source into the clip, both read from the job's folder."""
 

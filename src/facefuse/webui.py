@@ -39,6 +39,7 @@ from .errors import ConfigError, FaceFuseError, NoFaceError, OutputExistsError
 from .imaging import resize_frame, shrink_to_side
 from .io import FORMATS, encode_image, write_bytes_atomic
 from .preview import box_at, draw_boxes, label_corner, zoom_box
+from .jobs import video_limits
 from .service import FusionPool, fuse_upload
 
 log = logging.getLogger("facefuse.webui")
@@ -471,13 +472,6 @@ def _message(exc: Exception) -> str:
 VIDEO_CONTROLS = ("ratio", "mode", "smoothing", "resolution", "face_index")
 
 
-def _video_limits(settings: Settings):
-    from .video.io import VideoLimits
-
-    return VideoLimits(max_bytes=int(settings.server.max_video_mb * 1024 * 1024),
-                       max_seconds=settings.server.max_video_seconds, max_pixels=settings.output.max_pixels)
-
-
 def _clip_job(fuser, path: str, limits):
     from .video.io import probe
 
@@ -497,7 +491,7 @@ def _video_job(fuser, source: str, clip: str, out: Path, params, limits, progres
 def build_video_tab(settings: Settings, pool: FusionPool, store: ResultStore, defaults) -> None:
     """Upload a clip and a source face, scrub to preview one fused frame, fuse the clip with
     a progress bar, play and download it; saved in output.dir with a JSON sidecar."""
-    limits = _video_limits(settings)
+    limits = video_limits(settings)
     with gr.Row(equal_height=False):
         with gr.Column():
             source = _image_input(label="Source face", elem_id="video_source")
