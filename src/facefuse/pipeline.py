@@ -262,15 +262,12 @@ class Fuser:
             src = None if source is None else self.prepare_source(source, params.source_face_index, params.threshold)
             detection = self.detector.detect(target_img, threshold=params.threshold)
         faces = detection.faces
-        wanted = sorted(sources_by_face) if sources_by_face else params.face_indices
-        missing = [i for i in wanted if i >= len(faces)]
-        if sources_by_face and faces and not missing:
-            chosen = list(wanted)
-        elif params.all_faces and faces and not sources_by_face:
-            chosen = list(range(len(faces)))
-        elif faces and not missing:
-            chosen = list(wanted)
+        if sources_by_face:  # a mapping names its faces; all_faces and face_index are not used
+            chosen = sorted(sources_by_face)
         else:
+            chosen = list(range(len(faces))) if params.all_faces else list(params.face_indices)
+        missing = [i for i in chosen if i >= len(faces)]
+        if not faces or missing:
             raise NoFaceError("target", requested=missing[0] if faces else None, found=len(faces))
 
         h, w = target_img.shape[:2]
