@@ -235,7 +235,11 @@ def _fuse_job(fuser, src: bytes, tgt: bytes, params, fmt: str, quality: int, pro
     fused = fuse_upload(fuser, src, tgt, params, fmt, quality, progress, max_pixels)
     w, h = fused.size
     x0, y0, x1, y1 = zoom_box([[f.roi.x0, f.roi.y0, f.roi.x1, f.roi.y1] for f in fused.result.faces], w, h)
-    before = resize_frame(fused.target, (w, h))[y0:y1, x0:x1]
+    # the target's same region, resized alone (not the whole frame to the output's size)
+    sy, sx = fused.target.shape[0] / h, fused.target.shape[1] / w
+    region = fused.target[int(y0 * sy):max(int(y0 * sy) + 1, round(y1 * sy)),
+                          int(x0 * sx):max(int(x0 * sx) + 1, round(x1 * sx))]
+    before = resize_frame(region, (x1 - x0, y1 - y0))
     after = fused.result.image[y0:y1, x0:x1]
     close = (x1 - x0, y1 - y0) != (w, h)
     labels = ("before (close-up)", "after (close-up)") if close else ("before", "after")
