@@ -99,6 +99,7 @@ class FusedFace:
     face_size: float  # pixels, sets feathering and smoothing radii
     light: object = None  # an engine's per-face state for the next video frame (classical: LightField)
     overlay: np.ndarray | None = None  # float32 0..1: where `base` is laid back over the blended face (a target's glasses frames)
+    alpha: np.ndarray | None = None  # masks.feather(mask, face_size), where the engine made it already (None: blend makes it)
 
     def __repr__(self) -> str:
         h, w = self.mask.shape[:2]

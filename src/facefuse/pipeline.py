@@ -26,7 +26,7 @@ from .faces import Detection, Face, SourceFace
 from .imaging import output_size, resize_frame
 from .io import NEUTRAL, DecodedImage, ImageSource, decode_image, encode_like
 from .pose import fit_pose, pose_notes
-from .roi import ROI, plan_roi
+from .roi import MIN_MARGIN, ROI, plan_roi
 
 STAGES = ("decode", "detect", "roi", "engine", "enhance", "blend", "paste", "encode")
 Progress = Callable[[float, str], None]  # (share done 0-1, what is happening)
@@ -292,15 +292,16 @@ class Fuser:
 
     def _fuse_face_into(self, output: np.ndarray, face: Face, src: SourceFace, params: FusionParams,
                         timer: "_Timer", light: Any = None, light_keep: float = 0.0,
-                        work_face_px: int = 0) -> tuple[ROI, Any]:
+                        work_face_px: int = 0, padding: float | None = None) -> tuple[ROI, Any]:
         """Fuse one face of `output` (its landmarks in output pixels) in place; the ROI used
         and the engine's light state for the next frame (engines that keep none: None).
 
         `work_face_px` > 0: a face larger than that is fused on its ROI shrunk to that face
         size, and only the change fusion made is enlarged back onto the full-size ROI, so
-        the target's finest detail stays and the cost stops growing with the face (video)."""
+        the target's finest detail stays and the cost stops growing with the face (video).
+        `padding`: the ROI's margin instead of params.padding."""
         with timer.stage("roi"):
-            roi = plan_roi(face, output.shape[1], output.shape[0], params.padding)
+            roi = plan_roi(face, output.shape[1], output.shape[0], params.padding if padding is None else padding)
             roi_img = output[roi.slices]
             lms = face.landmarks - roi.offset
             work, lms = _work_scale(roi_img, lms, work_face_px / face.size if 0 < work_face_px < face.size else 1.0)
@@ -330,12 +331,23 @@ class Fuser:
         params = params or self.params()
         timer = _Timer()
         output = frame.copy()
-        lights = [self._fuse_face_into(output, face, src, params, timer, light, light_keep, work_face_px)[1]
+        padding = self._frame_padding(params)
+        lights = [self._fuse_face_into(output, face, src, params, timer, light, light_keep, work_face_px, padding)[1]
                   for face, src, light in faces]
         if timings is not None:
             for stage, seconds in timer.times.items():
                 timings[stage] = timings.get(stage, 0.0) + seconds
         return output, lights
+
+    def _frame_padding(self, params: FusionParams) -> float | None:
+        """A video frame's ROI margin: the smallest (roi.MIN_MARGIN) where nothing beyond the
+        face's mask can change, i.e. an engine that says so (`tight_roi`) in the normal mode
+        without an enhancer (blend and overlay reach past the mask, a neural model's aligned
+        crop past the face box); else params.padding (None). On the talking head at 720p the
+        default 0.2 cost 22 % more per frame than 0.1 and changed no pixel beyond resampling
+        (mean 0.14 levels, at the lips' and lashes' edges)."""
+        tight = getattr(self.engine, "tight_roi", False) and params.mode == "normal" and self.enhancer is None
+        return min(params.padding, MIN_MARGIN) if tight else None
 
     def fuse_video(self, source, video, out, progress: Callable[[int, int], None] | None = None,
                    sources: Mapping[int, Any] | None = None, **params: Any) -> dict:

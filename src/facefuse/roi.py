@@ -44,12 +44,15 @@ class ROI:
         return {"x0": self.x0, "y0": self.y0, "x1": self.x1, "y1": self.y1}
 
 
+MIN_MARGIN = 0.1  # share of the face size: room for the feathered mask edge
+
+
 def plan_roi(face: "Face", frame_width: int, frame_height: int, padding: float) -> ROI:
     """The face box grown by `padding` x its size on every side, clipped to the frame.
 
     A minimum margin of 10 % keeps room for the feathered mask edge even at padding 0.
     """
-    pad = max(padding, 0.1) * face.size
+    pad = max(padding, MIN_MARGIN) * face.size
     x0, y0, x1, y1 = face.box
     return ROI(
         x0=max(0, int(np.floor(x0 - pad))),
