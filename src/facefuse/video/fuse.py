@@ -14,6 +14,8 @@ costs and buys.
 from __future__ import annotations
 
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -46,6 +48,11 @@ DETECT_EVERY = 12
 # at 256 and 160; flicker and landmark error unchanged. Small faces (the stage clip, the
 # dancer) are below it and unaffected. 0 turns it off.
 WORK_FACE_PX = 320
+# Frames fused at once, on as many threads, while the next frame is detected: on 2 cores
+# the fusion of one frame keeps 1.3 of them busy (OpenCV's own threads), so a second frame
+# in flight and the detection beside them fill the rest. Each frame's light is then mixed
+# from the frame two before it, not the one before (flicker: see docs/video.md).
+FRAMES_IN_FLIGHT = 2
 SEARCH_EVERY = 4  # full detection while no face is followed: a face appears at most 3 frames late
 STAGES = ("decode", "detect", "track", "roi", "engine", "blend", "paste", "encode")
 
@@ -101,18 +108,24 @@ def _find_faces(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, full: 
     return found
 
 
-def fuse_next_frame(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, source: "SourceFace | None",
+@dataclass
+class FramePlan:
+    """What one frame's fusion needs, decided in order (detection, tracks): the faces to fuse
+    as (track id, face with the smoothed landmarks, its prepared source)."""
+
+    faces_found: int
+    full_detection: bool
+    cut: bool
+    fused: list[tuple[int, Face, "SourceFace"]]
+
+
+def plan_next_frame(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, source: "SourceFace | None",
                     params: "FusionParams", sources: Mapping[int, "SourceFace"] | None = None,
-                    t: float | None = None, detect_every: int = DETECT_EVERY,
-                    work_face_px: int = WORK_FACE_PX) -> FrameOutcome:
-    """Fuse one frame (RGB uint8, at output size) of a sequence; `t` is its time in
-    seconds (default: the frame count at 25 fps). `sources` maps face indices (as chosen
-    at a face's first appearance) to their own prepared sources; with a mapping only the
-    mapped faces are fused. `work_face_px` > 0 (default WORK_FACE_PX) fuses larger faces at
-    that size (only the change is enlarged back: faster on large faces); 0: at full size.
-    The tracker is updated in place."""
+                    t: float | None = None, detect_every: int = DETECT_EVERY) -> FramePlan:
+    """Find or follow the faces of the next frame and update the tracker's tracks (in frame
+    order: each frame's tracking needs the previous one's). The fusion itself
+    (`fuse_planned`) needs only the plan and the tracks' light."""
     t = tracker.frame / 25.0 if t is None else t
-    timings = tracker.timings
     t0 = time.perf_counter()
     thumb = thumbnail(frame)
     cut = is_cut(tracker.thumb, thumb)
@@ -127,26 +140,65 @@ def fuse_next_frame(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, so
     choose = tuple(sorted(sources)) if sources else (params.face_index,)
     tracks = update_tracks(tracker.tracks, faces, tracker.frame, t, cut, choose=choose,
                            all_faces=params.all_faces and not sources)
-    t2 = time.perf_counter()
     fused = []
     for track in tracks.live:
-        key = tracks.chosen_key(track.id)
         if not tracks.is_chosen(track.id) or track.misses:
             continue  # a face not seen in this frame passes through unchanged
-        src = sources.get(key) if sources else source
+        src = sources.get(tracks.chosen_key(track.id)) if sources else source
         lms = track.landmarks
-        fused.append((Face(box=points_box(lms), score=1.0, landmarks=lms), src, track.light))
-    image, lights = fuser.fuse_frame(frame, fused, params, timings, light_keep=LIGHT_KEEP, work_face_px=work_face_px)
-    fused_ids = [t.id for t in tracks.live if tracks.is_chosen(t.id) and not t.misses]
-    for track_id, light in zip(fused_ids, lights):
-        tracks = with_light(tracks, track_id, light)
-    timings["detect"] += t1 - t0
-    timings["track"] += t2 - t1
+        fused.append((track.id, Face(box=points_box(lms), score=1.0, landmarks=lms), src))
+    tracker.timings["detect"] += t1 - t0
+    tracker.timings["track"] += time.perf_counter() - t1
     tracker.tracks, tracker.thumb = tracks, thumb
     tracker.frame += 1
     tracker.cuts += int(cut)
-    return FrameOutcome(image=image, faces_found=len(faces), fused_tracks=fused_ids,
-                        full_detection=full, cut=cut)
+    return FramePlan(faces_found=len(faces), full_detection=full, cut=cut, fused=fused)
+
+
+def fuse_planned(fuser: "Fuser", frame: np.ndarray, plan: FramePlan, lights: Mapping[int, Any],
+                 params: "FusionParams", work_face_px: int = WORK_FACE_PX) -> tuple[np.ndarray, dict[int, Any], dict]:
+    """The fused frame, each fused track's new light state and this call's stage times.
+    `lights`: each track's light state from an earlier frame's fusion (none: start afresh).
+    Touches no shared state, so frames can be fused on several threads."""
+    timings: dict[str, float] = {}
+    faces = [(face, src, lights.get(track_id)) for track_id, face, src in plan.fused]
+    image, new = fuser.fuse_frame(frame, faces, params, timings, light_keep=LIGHT_KEEP, work_face_px=work_face_px)
+    return image, {track_id: light for (track_id, _, _), light in zip(plan.fused, new)}, timings
+
+
+def _track_lights(tracker: FrameTracker) -> dict[int, Any]:
+    return {t.id: t.light for t in tracker.tracks.live if t.light is not None}
+
+
+def _keep_lights(tracker: FrameTracker, lights: Mapping[int, Any], timings: Mapping[str, float]) -> None:
+    """A finished fusion's light states onto the tracks that still live, and its times."""
+    live = {t.id for t in tracker.tracks.live}
+    for track_id, light in lights.items():
+        if track_id in live:
+            tracker.tracks = with_light(tracker.tracks, track_id, light)
+    for stage, seconds in timings.items():
+        tracker.timings[stage] = tracker.timings.get(stage, 0.0) + seconds
+
+
+def _outcome(image: np.ndarray, plan: FramePlan) -> FrameOutcome:
+    return FrameOutcome(image=image, faces_found=plan.faces_found, fused_tracks=[f[0] for f in plan.fused],
+                        full_detection=plan.full_detection, cut=plan.cut)
+
+
+def fuse_next_frame(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, source: "SourceFace | None",
+                    params: "FusionParams", sources: Mapping[int, "SourceFace"] | None = None,
+                    t: float | None = None, detect_every: int = DETECT_EVERY,
+                    work_face_px: int = WORK_FACE_PX) -> FrameOutcome:
+    """Fuse one frame (RGB uint8, at output size) of a sequence; `t` is its time in
+    seconds (default: the frame count at 25 fps). `sources` maps face indices (as chosen
+    at a face's first appearance) to their own prepared sources; with a mapping only the
+    mapped faces are fused. `work_face_px` > 0 (default WORK_FACE_PX) fuses larger faces at
+    that size (only the change is enlarged back: faster on large faces); 0: at full size.
+    The tracker is updated in place; each frame's light follows from the previous frame's."""
+    plan = plan_next_frame(fuser, frame, tracker, source, params, sources, t, detect_every)
+    image, lights, timings = fuse_planned(fuser, frame, plan, _track_lights(tracker), params, work_face_px)
+    _keep_lights(tracker, lights, timings)
+    return _outcome(image, plan)
 
 
 def video_output_size(width: int, height: int, resolution) -> tuple[int, int]:
@@ -167,15 +219,35 @@ def prepare_sources(fuser: "Fuser", source, sources: Mapping[int, Any] | None, p
 
 def fused_frames(fuser: "Fuser", reader: VideoReader, size: tuple[int, int], src, prepared, fusion: "FusionParams",
                  detect_every: int = DETECT_EVERY, tracker: FrameTracker | None = None,
-                 work_face_px: int = WORK_FACE_PX):
-    """(frame, outcome) for every frame of `reader`, resized to `size` and fused in order."""
+                 work_face_px: int = WORK_FACE_PX, in_flight: int = FRAMES_IN_FLIGHT):
+    """(frame, outcome) for every frame of `reader`, resized to `size` and fused in order.
+
+    Detection and tracking run here, frame by frame; the fusion of up to `in_flight` frames
+    runs on as many threads beside them (see FRAMES_IN_FLIGHT), each frame taking its light
+    from the frame `in_flight` before it, so the result does not depend on which thread
+    finishes first. `in_flight` 1: one frame after the other, as fuse_next_frame does."""
     tracker = tracker or FrameTracker()
-    t_decode = time.perf_counter()
-    for frame in reader:
-        tracker.timings["decode"] += time.perf_counter() - t_decode
-        rgb = resize_frame(frame.rgb, size)
-        yield frame, fuse_next_frame(fuser, rgb, tracker, src, fusion, prepared, frame.time, detect_every, work_face_px)
+    pending: deque = deque()
+
+    def finished():
+        frame, plan, future = pending.popleft()
+        image, lights, timings = future.result()
+        _keep_lights(tracker, lights, timings)
+        return frame, _outcome(image, plan)
+
+    with ThreadPoolExecutor(max(1, in_flight), thread_name_prefix="facefuse-fuse") as pool:
         t_decode = time.perf_counter()
+        for frame in reader:
+            tracker.timings["decode"] += time.perf_counter() - t_decode
+            rgb = resize_frame(frame.rgb, size)
+            plan = plan_next_frame(fuser, rgb, tracker, src, fusion, prepared, frame.time, detect_every)
+            while len(pending) >= max(1, in_flight):
+                yield finished()
+            future = pool.submit(fuse_planned, fuser, rgb, plan, _track_lights(tracker), fusion, work_face_px)
+            pending.append((frame, plan, future))
+            t_decode = time.perf_counter()
+        while pending:
+            yield finished()
 
 
 def frame_record(frame, outcome: FrameOutcome) -> dict:
