@@ -428,3 +428,66 @@ def test_cli_work_face_zero_turns_the_work_size_off(face_clip, data_dir, tmp_pat
     for extra in ([], ["--work-face", "0"]):
         main(["video", str(data_dir / "deepface_img2.jpg"), str(face_clip), "-o", str(tmp_path / "o.mp4"), *extra])
     assert [kw.get("work_face_px", WORK_FACE_PX) for kw in seen] == [WORK_FACE_PX, 0]
+
+
+def test_frames_fused_two_at_a_time_do_not_depend_on_the_threads(fuser, face_clip, data_dir):
+    """fused_frames with two frames in flight gives the same frames on every run (each
+    frame's light comes from the frame two before it, whichever thread finishes first), and
+    with one in flight it is the frame-by-frame fuse_next_frame loop exactly."""
+    from facefuse.video.fuse import FrameTracker, fuse_next_frame, fused_frames, prepare_sources
+
+    params = fuser.params()
+    src, prepared = prepare_sources(fuser, data_dir / "deepface_img2.jpg", None, params)
+
+    def run(in_flight):
+        return [o.image for _, o in fused_frames(fuser, VideoReader(face_clip), SIZE, src, prepared, params,
+                                                 in_flight=in_flight)]
+
+    two, again, one = run(2), run(2), run(1)
+    assert len(two) == len(one) == 25
+    assert all(np.array_equal(a, b) for a, b in zip(two, again))
+    tracker = FrameTracker()
+    sequential = [fuse_next_frame(fuser, f.rgb, tracker, src, params, None, f.time).image for f in VideoReader(face_clip)]
+    assert all(np.array_equal(a, b) for a, b in zip(one, sequential))
+    # the light's lag is the only difference: the same face, within a level or two
+    changed = [np.abs(a.astype(int) - f.rgb.astype(int)).max(axis=2) > 20 for a, f in zip(one, VideoReader(face_clip))]
+    diff = np.mean([np.abs(a.astype(int) - b.astype(int))[m].mean() for a, b, m in zip(two, one, changed) if m.any()])
+    assert 0 < diff < 3
+
+
+def test_a_video_frame_is_fused_on_the_tight_roi_with_the_same_result(fuser, target_path, data_dir):
+    """The classical engine in the normal mode changes nothing past the face's mask, so a
+    video frame is fused on the smallest ROI margin: the same face as with the default
+    margin (resampling aside), and the blend modes still get theirs."""
+    from facefuse.io import read_image
+    from facefuse.pipeline import _Timer
+    from facefuse.roi import MIN_MARGIN
+
+    frame = read_image(target_path)
+    face = fuser.detect(frame).faces[0]
+    src = fuser.prepare_source(data_dir / "deepface_img2.jpg")
+    assert fuser._frame_padding(fuser.params()) == MIN_MARGIN < fuser.params().padding
+    assert fuser._frame_padding(fuser.params(mode="blend")) is None
+    tight, _ = fuser.fuse_frame(frame, [(face, src, None)])
+    assert np.array_equal(tight, fuser.fuse_frame(frame, [(face, src, None)], fuser.params(padding=MIN_MARGIN))[0])
+    wide = frame.copy()  # the same face fused on the default margin, as a still is
+    fuser._fuse_face_into(wide, face, src, fuser.params(), _Timer())
+    changed = np.abs(wide.astype(int) - frame.astype(int)).max(axis=2) > 20
+    assert changed.sum() > 1000
+    assert np.abs(tight.astype(int) - wide.astype(int))[changed].mean() < 1.0
+
+
+def test_a_clip_without_a_face_is_searched_less_and_less_often(fuser, noface_path, data_dir):
+    """While no face is followed, a thorough search runs after 4 frames, and each search that
+    finds nothing doubles the wait up to DETECT_EVERY (frames 0, 8, 20, 32 of 40), instead of
+    every 4th frame (10 searches)."""
+    from facefuse.video.fuse import DETECT_EVERY, FrameTracker, fuse_next_frame, prepare_sources
+
+    params = fuser.params()
+    src, _ = prepare_sources(fuser, data_dir / "deepface_img2.jpg", None, params)
+    tracker = FrameTracker()
+    searched = []
+    for i, frame in enumerate(pan_frames(noface_path, 40, SIZE)):
+        if fuse_next_frame(fuser, frame, tracker, src, params, t=i / 25).full_detection:
+            searched.append(i)
+    assert DETECT_EVERY == 12 and searched == [0, 8, 20, 32]

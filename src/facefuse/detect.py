@@ -195,13 +195,13 @@ class FaceDetector:
             out.append((box, float(det.score[0]), kps))
         return out
 
-    def _candidates(self, small: np.ndarray, threshold: float, passes: list[str]) -> list[tuple]:
-        """Whole-copy passes of both models, then its tile levels where faces may be small."""
+    def _candidates(self, small: np.ndarray, threshold: float, passes: list[str], tiles: bool = True) -> list[tuple]:
+        """Whole-copy passes of both models, then (`tiles`) its tile levels where faces may be small."""
         cands = [(b, s, k, 2) for b, s, k in self._run_detector(small) if s >= threshold]
         cands += [(b, s, k, 1) for b, s, k in self._run_detector(small, close_range=True) if s >= threshold]
         passes.append("frame")
         long_side = max(small.shape[:2])
-        if self.use_tiles and _crowd_likely(_nms(cands), long_side):  # a portrait needs no tiles
+        if tiles and self.use_tiles and _crowd_likely(_nms(cands), long_side):  # a portrait needs no tiles
             self._tile_pass(small, _tiles(small.shape[1], small.shape[0]), threshold, cands, passes)
             if long_side >= FINE_TILES_MIN_SIDE and _crowd_likely(_nms(cands), long_side):
                 # a second, finer level (a fifth of the long side): faces of 35-50 px in a
@@ -232,11 +232,12 @@ class FaceDetector:
         finest = _tile_side(small_long_side, FINE_TILES) if small_long_side >= FINE_TILES_MIN_SIDE else small_long_side
         return finest * SMALLEST_INPUT_FACE / DETECTOR_INPUT / scale
 
-    def _full_res_pass(self, image: np.ndarray, scale: float, threshold: float, cands: list, passes: list[str]) -> list[tuple]:
+    def _full_res_pass(self, image: np.ndarray, scale: float, threshold: float, cands: list, passes: list[str],
+                       tiles: bool = True) -> list[tuple]:
         """Tiles of the full-resolution photo where the copy cannot show a face of
         `min_face_px`; boxes come back in the copy's pixels, merged with `cands`."""
         long_copy = round(max(image.shape[:2]) * scale)
-        if not (self.use_tiles and self.min_face_px and scale < 1):
+        if not (tiles and self.use_tiles and self.min_face_px and scale < 1):
             return cands
         if self._copy_reach(long_copy, scale) < 1.25 * self.min_face_px or not _crowd_likely(cands, long_copy):
             return cands
@@ -270,7 +271,8 @@ class FaceDetector:
         if tiles:
             passes.append(f"tiles:{len(tiles)}")
 
-    def _roll_pass(self, small: np.ndarray, threshold: float, cands: list, passes: list[str]) -> list[tuple]:
+    def _roll_pass(self, small: np.ndarray, threshold: float, cands: list, passes: list[str],
+                   tiles: bool = True) -> list[tuple]:
         """When the faces found lean (median roll >= ROLL_PASS_DEG: a tilted camera, heads
         leaning together), search the copy again, turned upright by that roll: the detector
         misses more faces the more they lean. Boxes and key points are mapped back."""
@@ -284,7 +286,7 @@ class FaceDetector:
         h, w = small.shape[:2]
         upright, m = turned(small, roll)
         sub: list[str] = []
-        found = self._candidates(upright, threshold, sub)
+        found = self._candidates(upright, threshold, sub, tiles)
         passes.append(f"roll{roll:+.0f}:" + "+".join(sub))
         inv = cv2.invertAffineTransform(m)
         back = []
@@ -358,8 +360,11 @@ class FaceDetector:
             return None
         return lms
 
-    def detect(self, image: np.ndarray, threshold: float = 0.6) -> Detection:
-        """All faces of an RGB uint8 image at or above `threshold`, in fusion order."""
+    def detect(self, image: np.ndarray, threshold: float = 0.6, tiles: bool = True) -> Detection:
+        """All faces of an RGB uint8 image at or above `threshold`, in fusion order.
+        `tiles` False: without the tile passes (the faces a crowd's small ones are found by,
+        most of a crowd frame's time: 300 ms against 65 at 720p), for a video's routine
+        re-detection of faces it already follows."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InputError("detect expects an RGB uint8 image")
         h, w = image.shape[:2]
@@ -369,11 +374,11 @@ class FaceDetector:
         faces: list[Face] = []
         dropped: list[dict] = []
         with self._lock:
-            cands = self._candidates(small, threshold, passes)
-            cands = self._full_res_pass(image, scale, threshold, cands, passes)
+            cands = self._candidates(small, threshold, passes, tiles)
+            cands = self._full_res_pass(image, scale, threshold, cands, passes, tiles)
             cands = self._border_pass(small, threshold, cands, passes)
             if cands:
-                cands = self._roll_pass(small, threshold, cands, passes)
+                cands = self._roll_pass(small, threshold, cands, passes, tiles)
             else:
                 cands = self._rotated_candidates(small, threshold, passes)
             for box_s, score, kps_s, priority in cands:

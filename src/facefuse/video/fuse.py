@@ -26,7 +26,7 @@ from ..faces import Face
 from ..errors import NoFaceError
 from ..imaging import output_size, resize_frame
 from .io import DEFAULT_QUALITY, BackgroundEncoder, VideoLimits, VideoReader, VideoWriter, check_output, prefetch
-from .track import LIGHT_KEEP, Tracks, is_cut, points_box, thumbnail, update_tracks, with_light
+from .track import LIGHT_KEEP, Tracks, box_iou, is_cut, points_box, thumbnail, update_tracks, with_light
 
 if TYPE_CHECKING:
     from ..config import FusionParams
@@ -53,6 +53,12 @@ WORK_FACE_PX = 320
 # in flight and the detection beside them fill the rest. Each frame's light is then mixed
 # from the frame two before it, not the one before (flicker: see docs/video.md).
 FRAMES_IN_FLIGHT = 2
+# A routine re-detection (every DETECT_EVERY frames while the chosen faces are followed) runs
+# the detector's tile passes every 4th time (every 48 frames, 2 s at 25 fps): on the stage
+# clip at 720p they made full detection 300 ms a frame against 65 without, most of the
+# clip's detection time; the price is that a small face entering a crowd is found up to 2 s
+# late (a large one still within DETECT_EVERY frames, a cut or a lost face at once).
+TILES_EVERY = 4
 SEARCH_EVERY = 4  # full detection while no face is followed: a face appears at most 3 frames late
 STAGES = ("decode", "detect", "track", "roi", "engine", "blend", "paste", "encode")
 
@@ -67,6 +73,8 @@ class FrameTracker:
     frame: int = 0  # frames seen
     since_detection: int | None = None  # frames since the last full detection (None: never)
     detections: int = 0
+    routine_detections: int = 0
+    failed_searches: int = 0  # thorough detections in a row after which no chosen face was followed
     cuts: int = 0
     timings: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
 
@@ -82,30 +90,49 @@ class FrameOutcome:
     cut: bool
 
 
-def _needs_detection(tracker: FrameTracker, cut: bool, detect_every: int) -> bool:
-    """Full detection: on a cut, every `detect_every` frames, when a chosen face was lost;
-    while no face is chosen, every SEARCH_EVERY frames (not on each: a crowd or a profile
-    that yields no face cost 75 ms a frame of full detection at 720p)."""
-    if cut or tracker.since_detection is None or tracker.since_detection + 1 >= detect_every:
-        return True
+def _needs_detection(tracker: FrameTracker, cut: bool, detect_every: int) -> str:
+    """Which search this frame gets: "" (the mesh on the followed faces alone), "routine"
+    (every `detect_every` frames while every chosen face is followed) or "thorough" (on a
+    cut, at the start, the frame after a chosen face was lost, and then while it stays lost
+    or no face is chosen every SEARCH_EVERY frames, not on each: a crowd or a profile that
+    yields no face cost 75-300 ms a frame of full detection at 720p, and each search that
+    finds nothing doubles the wait, up to `detect_every`; in between, the mesh looks for a
+    lost face where it was last)."""
+    if cut or tracker.since_detection is None:
+        return "thorough"
     chosen = [t for t in tracker.tracks.live if tracker.tracks.is_chosen(t.id)]
-    if not chosen:
-        return tracker.since_detection + 1 >= min(SEARCH_EVERY, detect_every)
-    return any(t.misses for t in chosen)
+    # each search that found nothing to follow doubles the wait for the next, up to detect_every
+    searching = tracker.since_detection + 1 >= min(SEARCH_EVERY << min(tracker.failed_searches, 4), detect_every)
+    if not chosen or any(t.misses > 1 for t in chosen):
+        return "thorough" if searching else ""
+    if any(t.misses for t in chosen):
+        return "thorough"
+    return "routine" if tracker.since_detection + 1 >= detect_every else ""
 
 
-def _find_faces(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, full: bool, threshold: float) -> list[np.ndarray]:
+def _find_faces(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, search: str, threshold: float) -> list[np.ndarray]:
     """Landmarks of the faces of this frame: all faces from a full detection, or the chosen
-    tracks' faces followed by the mesh alone."""
-    if full:
-        return [f.landmarks for f in fuser.detector.detect(frame, threshold=threshold).faces]
-    found = []
-    for track in tracker.tracks.live:
-        if tracker.tracks.is_chosen(track.id):
-            lms = fuser.detector.mesh_at(frame, track.raw)
-            if lms is not None:
-                found.append(lms)
-    return found
+    tracks' faces followed by the mesh alone.
+
+    A routine detection runs the tile passes (the ones a crowd's small faces are found by,
+    300 ms of a crowd frame against 65 at 720p) only every TILES_EVERY-th time, and a chosen
+    face it does not find is followed by the mesh as between detections (a small stage face
+    only the tiles find would otherwise be lost for a frame)."""
+    if search:
+        tiles = search == "thorough" or tracker.routine_detections % TILES_EVERY == 0
+        faces = [f.landmarks for f in fuser.detector.detect(frame, threshold=threshold, tiles=tiles).faces]
+        if search == "thorough":
+            return faces
+        tracker.routine_detections += 1
+        followed = [t for t in tracker.tracks.live if tracker.tracks.is_chosen(t.id)
+                    and not any(box_iou(t.box, points_box(f)) > 0.3 for f in faces)]
+    else:
+        faces, followed = [], [t for t in tracker.tracks.live if tracker.tracks.is_chosen(t.id)]
+    for track in followed:
+        lms = fuser.detector.mesh_at(frame, track.raw)
+        if lms is not None:
+            faces.append(lms)
+    return faces
 
 
 @dataclass
@@ -129,8 +156,9 @@ def plan_next_frame(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, so
     t0 = time.perf_counter()
     thumb = thumbnail(frame)
     cut = is_cut(tracker.thumb, thumb)
-    full = _needs_detection(tracker, cut, detect_every)
-    faces = _find_faces(fuser, frame, tracker, full, params.threshold)
+    search = _needs_detection(tracker, cut, detect_every)
+    full = bool(search)
+    faces = _find_faces(fuser, frame, tracker, search, params.threshold)
     t1 = time.perf_counter()
     if full:
         tracker.detections += 1
@@ -149,6 +177,9 @@ def plan_next_frame(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, so
         fused.append((track.id, Face(box=points_box(lms), score=1.0, landmarks=lms), src))
     tracker.timings["detect"] += t1 - t0
     tracker.timings["track"] += time.perf_counter() - t1
+    if search == "thorough":
+        followed = any(tracks.is_chosen(t.id) and not t.misses for t in tracks.live)
+        tracker.failed_searches = 0 if followed else tracker.failed_searches + 1
     tracker.tracks, tracker.thumb = tracks, thumb
     tracker.frame += 1
     tracker.cuts += int(cut)
