@@ -68,7 +68,8 @@ def _error_response(status: int, code: str, message: str, headers: dict | None =
     return JSONResponse({"error": code, "message": message, **extra}, status_code=status, headers=headers)
 
 
-INPUT_STATUS = {"empty": (400, "empty_file"), "not_an_image": (415, "not_an_image")}  # else 422
+INPUT_STATUS = {"empty": (400, "empty_file"), "not_an_image": (415, "not_an_image"), "not_a_video": (415, "not_a_video"),
+                "too_long": (413, "too_long"), "no_video": (415, "no_video")}  # else 422
 
 
 def error_for(exc: FaceFuseError) -> ApiError:
@@ -84,6 +85,22 @@ def error_for(exc: FaceFuseError) -> ApiError:
     if isinstance(exc, EngineError):
         return ApiError(500, "engine_error", msg)
     return ApiError(500, "internal_error", msg)
+
+
+def _probe_upload(data: bytes, suffix: str, limits) -> None:
+    """An uploaded clip's header checked against the limits (duration, pixels per frame)
+    before a job is made: ApiError 413 over a limit, 415 not a video, 422 unusable."""
+    import tempfile
+
+    from .video.io import probe
+
+    with tempfile.NamedTemporaryFile(suffix=suffix) as f:
+        f.write(data)
+        f.flush()
+        try:
+            probe(f.name, limits, name="video")
+        except InputError as exc:
+            raise error_for(exc) from exc
 
 
 def fused_headers(fused) -> dict[str, str]:
@@ -397,6 +414,7 @@ def _add_video_routes(app: FastAPI, jobs: JobStore, settings: Settings) -> None:
         out = "fused.webm" if codec == "vp9" or (codec is None and suffix == ".webm") else "fused.mp4"
         options = {k: v for k, v in dict(start=start, end=end, quality=quality, codec=codec).items() if v is not None}
         options["limits"] = video_limits(settings)
+        _probe_upload(clip, suffix, options["limits"])  # not a video, over the limits: refused now, not in the job
         try:
             job_id = jobs.create({"source": src, f"input{suffix}": clip},
                                  video_work("source", f"input{suffix}", out, params, options),
