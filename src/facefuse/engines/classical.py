@@ -123,7 +123,6 @@ def dense_maps(
         cv2.fillConvexPoly(ids, fixed[tris[i]], int(i) + 1, lineType=cv2.LINE_8, shift=4)
     gx = (np.arange(gw, dtype=np.float32) + 0.5) / cx - 0.5
     gy = (np.arange(gh, dtype=np.float32) + 0.5) / cy - 0.5
-    inside = ids > 0
     out = []
     for src_pts, fallback in src_sets:
         aff, ok = _triangle_affines(dst_pts, src_pts, tris)
@@ -137,7 +136,7 @@ def dense_maps(
         disp = []
         for r in (0, 1):
             a = delta[:, r]  # (T + 1, 3): the grid pixel's triangle's row of the map
-            d = (a[ids, 0] * gx[None, :] + a[ids, 1] * gy[:, None] + a[ids, 2]) if inside.any() else np.zeros((gh, gw), np.float32)
+            d = a[ids, 0] * gx[None, :] + a[ids, 1] * gy[:, None] + a[ids, 2]
             disp.append(d if (gw, gh) == (w, h) else cv2.resize(d, (w, h), interpolation=cv2.INTER_LINEAR))
         fx, fy = _affine_grid(fallback, w, h)
         out.append((cv2.add(fx, disp[0]), cv2.add(fy, disp[1])))
@@ -784,9 +783,7 @@ def _source_at_scale(source: SourceFace, scale: float, align: np.ndarray,
     large source crop cost 8 ms a frame, measured on the talking head at 720p).
     """
     image, alpha = source.image, source.alpha
-    shrink = min(1.0, scale * 1.1)
-    if shrink < 1.0:
-        shrink = max(1, round(shrink * SHRINK_STEP)) / SHRINK_STEP
+    shrink = max(1, round(min(1.0, scale * 1.1) * SHRINK_STEP)) / SHRINK_STEP
     to_image = np.float32([[1, 0, 0], [0, 1, 0]])
     if shrink < 1.0:
         size = (max(1, round(image.shape[1] * shrink)), max(1, round(image.shape[0] * shrink)))

@@ -198,15 +198,14 @@ def fuse_planned(fuser: "Fuser", frame: np.ndarray, plan: FramePlan, lights: Map
 
 
 def _track_lights(tracker: FrameTracker) -> dict[int, Any]:
-    return {t.id: t.light for t in tracker.tracks.live if t.light is not None}
+    return {t.id: t.light for t in tracker.tracks.live}
 
 
 def _keep_lights(tracker: FrameTracker, lights: Mapping[int, Any], timings: Mapping[str, float]) -> None:
-    """A finished fusion's light states onto the tracks that still live, and its times."""
-    live = {t.id for t in tracker.tracks.live}
+    """A finished fusion's light states onto the tracks that still live (with_light leaves
+    an ended track's id alone), and its times."""
     for track_id, light in lights.items():
-        if track_id in live:
-            tracker.tracks = with_light(tracker.tracks, track_id, light)
+        tracker.tracks = with_light(tracker.tracks, track_id, light)
     for stage, seconds in timings.items():
         tracker.timings[stage] = tracker.timings.get(stage, 0.0) + seconds
 
