@@ -87,20 +87,16 @@ def error_for(exc: FaceFuseError) -> ApiError:
     return ApiError(500, "internal_error", msg)
 
 
-def _probe_upload(data: bytes, suffix: str, limits) -> None:
-    """An uploaded clip's header checked against the limits (duration, pixels per frame)
-    before a job is made: ApiError 413 over a limit, 415 not a video, 422 unusable."""
-    import tempfile
-
+def _probe_upload(data: bytes, limits) -> None:
+    """An uploaded clip's header, read from memory, checked against the limits (duration,
+    pixels per frame) before a job is made: ApiError 413 over a limit, 415 not a video, 422
+    unusable."""
     from .video.io import probe
 
-    with tempfile.NamedTemporaryFile(suffix=suffix) as f:
-        f.write(data)
-        f.flush()
-        try:
-            probe(f.name, limits, name="video")
-        except InputError as exc:
-            raise error_for(exc) from exc
+    try:
+        probe(data, limits, name="video")
+    except InputError as exc:
+        raise error_for(exc) from exc
 
 
 def fused_headers(fused) -> dict[str, str]:
@@ -414,7 +410,7 @@ def _add_video_routes(app: FastAPI, jobs: JobStore, settings: Settings) -> None:
         out = "fused.webm" if codec == "vp9" or (codec is None and suffix == ".webm") else "fused.mp4"
         options = {k: v for k, v in dict(start=start, end=end, quality=quality, codec=codec).items() if v is not None}
         options["limits"] = video_limits(settings)
-        _probe_upload(clip, suffix, options["limits"])  # not a video, over the limits: refused now, not in the job
+        _probe_upload(clip, options["limits"])  # not a video, over the limits: refused now, not in the job
         try:
             job_id = jobs.create({"source": src, f"input{suffix}": clip},
                                  video_work("source", f"input{suffix}", out, params, options),

@@ -11,6 +11,7 @@ complete: an interrupted or failed run never leaves a partial OUT.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -86,17 +87,24 @@ def _av():
     return av
 
 
-def _open_input(path: str | os.PathLike, name: str):
+def _open_input(path: str | os.PathLike | bytes, name: str):
+    """An opened container of a file, or of a clip held in memory (bytes: an upload)."""
     av = _av()
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{name}: file not found", "not_found")
-    if not p.is_file():
-        raise InputError(f"{name}: not a file", "not_found")
-    if p.stat().st_size == 0:
-        raise InputError(f"{name}: empty file", "empty")
+    if isinstance(path, (bytes, bytearray)):
+        if not path:
+            raise InputError(f"{name}: empty file", "empty")
+        source = io.BytesIO(path)
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise InputError(f"{name}: file not found", "not_found")
+        if not p.is_file():
+            raise InputError(f"{name}: not a file", "not_found")
+        if p.stat().st_size == 0:
+            raise InputError(f"{name}: empty file", "empty")
+        source = str(p)
     try:
-        return av.open(str(p), "r")
+        return av.open(source, "r")
     except av.error.FFmpegError as exc:
         raise InputError(f"{name}: not a video, or damaged ({_ffmpeg_reason(exc)})", "not_a_video") from exc
 
@@ -116,15 +124,18 @@ def _rotation_of(container, stream) -> int:
     return 0
 
 
-def probe(path: str | os.PathLike, limits: VideoLimits = VideoLimits(), name: str | None = None) -> VideoInfo:
+def probe(path: str | os.PathLike | bytes, limits: VideoLimits = VideoLimits(), name: str | None = None) -> VideoInfo:
     """Read a video's header and check it against `limits`; InputError (one line, with a
-    `reason`) for anything that is not a usable video."""
-    name = name or f"video {path}"
-    p = Path(path)
-    if p.is_file() and p.stat().st_size > limits.max_bytes:
-        raise InputError(f"{name}: {p.stat().st_size / 1e6:.0f} MB is over the limit of {limits.max_bytes / 1e6:.0f} MB",
+    `reason`) for anything that is not a usable video. `path` may also be the clip's bytes
+    (an upload, checked before it is written anywhere)."""
+    in_memory = isinstance(path, (bytes, bytearray))
+    name = name or ("video" if in_memory else f"video {path}")
+    p = None if in_memory else Path(path)
+    size = len(path) if in_memory else p.stat().st_size if p.is_file() else 0
+    if size > limits.max_bytes:
+        raise InputError(f"{name}: {size / 1e6:.0f} MB is over the limit of {limits.max_bytes / 1e6:.0f} MB",
                          "too_large")
-    container = _open_input(p, name)
+    container = _open_input(path if in_memory else p, name)
     try:
         if not container.streams.video:
             what = "audio only" if container.streams.audio else "no video stream"
@@ -145,7 +156,7 @@ def probe(path: str | os.PathLike, limits: VideoLimits = VideoLimits(), name: st
         rotation = _rotation_of(container, vs)
         w, h = (cc.height, cc.width) if rotation in (90, 270) else (cc.width, cc.height)
         return VideoInfo(
-            path=str(p), width=w, height=h, fps=fps, frames=frames, duration=duration,
+            path="" if in_memory else str(p), width=w, height=h, fps=fps, frames=frames, duration=duration,
             time_base=Fraction(vs.time_base), codec=cc.name, pix_fmt=str(cc.format.name if cc.format else cc.pix_fmt),
             rotation=rotation, start_time=(container.start_time or 0) / 1_000_000,
             audio_codec=audio.codec_context.name if audio else None,
