@@ -412,3 +412,16 @@ def test_bench_detect_bad_catalog_is_one_line(tmp_path, capsys, text, fragment):
     assert main(["bench", "detect", "--catalog", str(cat)]) == 3
     err = capsys.readouterr().err.strip()
     assert fragment in err and "\n" not in err
+
+
+def test_detection_without_tiles_skips_them_and_keeps_the_large_faces(fuser, data_dir):
+    """tiles=False (a video's routine re-detection) runs no tile pass: on a crowd photo it
+    finds the large faces that the frame pass finds, and not the small ones that only the
+    tiles find."""
+    img = read_image(data_dir / "insightface_t1.jpg")
+    full, quick = fuser.detector.detect(img), fuser.detector.detect(img, tiles=False)
+    assert any(p.startswith("tiles") for p in full.passes)
+    assert not any(p.startswith("tiles") for p in quick.passes)
+    assert 0 < len(quick.faces) < len(full.faces)
+    for face in quick.faces:  # each one is among the thorough detection's faces
+        assert min(np.abs(np.float32(face.box) - np.float32(f.box)).max() for f in full.faces) < 0.1 * face.width
