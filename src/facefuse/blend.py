@@ -82,12 +82,11 @@ def smooth_skin(img: np.ndarray, skin: np.ndarray, strength: float, face_size: f
     small = shrink_by(img, scale)
     d = max(3, int(round(face_size * scale / 40)) | 1)
     sm = cv2.bilateralFilter(small, d, 12 + 30 * strength, d * 1.5)
-    low = enlarge_to(small, img.shape[:2])
-    smooth_low = enlarge_to(sm, img.shape[:2])
-    detail = img - low
-    candidate = smooth_low + detail * (1.0 - 0.5 * strength)
-    weight = (skin * strength)[:, :, None]
-    return img + weight * (candidate - img)
+    # the smoothed low band plus the damped detail, smooth_low + (1 - s/2) (img - low), minus
+    # img: with enlarging linear, that is one enlarged difference less s/2 img
+    damp = 0.5 * strength
+    change = cv2.subtract(enlarge_to(cv2.addWeighted(sm, 1.0, small, damp - 1.0, 0.0), img.shape[:2]), img * damp)
+    return img + (skin * strength)[:, :, None] * change
 
 
 def adjust(img: np.ndarray, alpha: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:

@@ -73,22 +73,43 @@ def _eye_distance(lms: np.ndarray) -> float:
 
 def _geometry_weights(lms: np.ndarray) -> np.ndarray:
     """0 on the face outline rising to 1 a fifth of the face inside, per mesh vertex."""
-    oval = lms[mesh.FACE_OVAL].astype(np.float32).reshape(-1, 1, 2)
+    oval = lms[mesh.FACE_OVAL].astype(np.float64)
     depth = 0.2 * _eye_distance(lms) * 2.0
-    dist = np.array([cv2.pointPolygonTest(oval, (float(x), float(y)), True) for x, y in lms[: mesh.N_MESH]])
-    return np.clip(dist / depth, 0.0, 1.0).astype(np.float32)
+    return np.clip(_inside_distance(lms[: mesh.N_MESH].astype(np.float64), oval) / depth, 0.0, 1.0).astype(np.float32)
 
 
-def _triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray) -> np.ndarray:
+def _inside_distance(pts: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Distance of each point to the closed polygon's outline, 0 for points outside it
+    (what cv2.pointPolygonTest measures, for all points at once)."""
+    a, b = polygon, np.roll(polygon, -1, axis=0)  # the edges a -> b
+    ab = b - a
+    rel = pts[:, None, :] - a[None]  # (P, E, 2)
+    t = np.clip((rel * ab).sum(2) / np.maximum((ab * ab).sum(1), 1e-12), 0.0, 1.0)
+    dist = np.linalg.norm(rel - t[:, :, None] * ab, axis=2).min(1)
+    # even-odd rule: a ray to the right crosses the outline an odd number of times from inside
+    y = pts[:, 1:2]
+    spans = (a[None, :, 1] > y) != (b[None, :, 1] > y)
+    x_cross = a[:, 0] + (y - a[:, 1]) * ab[:, 0] / np.where(ab[:, 1] == 0, 1e-12, ab[:, 1])
+    inside = (spans & (pts[:, :1] < x_cross)).sum(1) % 2 == 1
+    return np.where(inside, dist, 0.0)
+
+
+def _triangle_inverses(dst: np.ndarray, tris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 3, 3) inverses of each destination triangle's homogeneous corner matrix, and
+    which triangles are not degenerate: a triangle's affine map onto any source triangle
+    is then one matrix product (the destination is shared by every map of a fusion)."""
+    dh = np.concatenate([dst[tris].astype(np.float64), np.ones((len(tris), 3, 1))], axis=2)  # T x 3 x 3
+    ok = np.abs(np.linalg.det(dh)) > 1e-6
+    inv = np.zeros_like(dh)
+    inv[ok] = np.linalg.inv(dh[ok])
+    return inv, ok
+
+
+def _triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray,
+                      inverses: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(T, 2, 3) affine maps taking each destination triangle onto its source triangle."""
-    d = dst[tris].astype(np.float64)  # T x 3 x 2
-    s = src[tris].astype(np.float64)
-    ones = np.ones((len(tris), 3, 1))
-    dh = np.concatenate([d, ones], axis=2)  # T x 3 x 3
-    det = np.linalg.det(dh)
-    ok = np.abs(det) > 1e-6
-    aff = np.zeros((len(tris), 2, 3))
-    aff[ok] = np.transpose(np.linalg.solve(dh[ok], s[ok]), (0, 2, 1))
+    inv, ok = _triangle_inverses(dst, tris) if inverses is None else inverses
+    aff = np.transpose(inv @ src[tris].astype(np.float64), (0, 2, 1))
     return aff.astype(np.float32), ok
 
 
@@ -123,23 +144,29 @@ def dense_maps(
         cv2.fillConvexPoly(ids, fixed[tris[i]], int(i) + 1, lineType=cv2.LINE_8, shift=4)
     gx = (np.arange(gw, dtype=np.float32) + 0.5) / cx - 0.5
     gy = (np.arange(gh, dtype=np.float32) + 0.5) / cy - 0.5
+    inverses = _triangle_inverses(dst_pts, tris)
     out = []
     for src_pts, fallback in src_sets:
-        aff, ok = _triangle_affines(dst_pts, src_pts, tris)
+        aff, ok = _triangle_affines(dst_pts, src_pts, tris, inverses)
         # per triangle, how its map differs from the fallback (0 outside the mesh, id 0, and
         # for degenerate triangles): only this displacement is upsampled; the fallback itself
         # is evaluated exactly at full size, so pixels outside the face map exactly, also at
         # the ROI's border, where bilinear upsampling of the whole map would clamp instead of
         # extrapolating (a 1.4 px shift, seen in a test)
-        delta = np.zeros((len(tris) + 1, 2, 3), np.float32)
-        delta[1:][ok] = aff[ok] - fallback[None].astype(np.float32)
-        disp = []
-        for r in (0, 1):
-            a = delta[:, r]  # (T + 1, 3): the grid pixel's triangle's row of the map
-            d = a[ids, 0] * gx[None, :] + a[ids, 1] * gy[:, None] + a[ids, 2]
-            disp.append(d if (gw, gh) == (w, h) else cv2.resize(d, (w, h), interpolation=cv2.INTER_LINEAR))
-        fx, fy = _affine_grid(fallback, w, h)
-        out.append((cv2.add(fx, disp[0]), cv2.add(fy, disp[1])))
+        delta = np.zeros((6, len(tris) + 1), np.float32)  # per id, the map's six terms (rows of the 2x3)
+        delta[:, 1:][:, ok] = (aff[ok] - fallback[None].astype(np.float32)).reshape(-1, 6).T
+        coords = []
+        for row, fixed_coord in zip((delta[:3], delta[3:]), _affine_grid(fallback, w, h)):
+            # the grid pixel's triangle's row of the map, applied to the pixel's (x, y, 1)
+            d, dy, d0 = (np.take(terms, ids) for terms in row)
+            d *= gx[None, :]
+            dy *= gy[:, None]
+            d += dy
+            d += d0
+            if (gw, gh) != (w, h):
+                d = cv2.resize(d, (w, h), interpolation=cv2.INTER_LINEAR)
+            coords.append(cv2.add(fixed_coord, d))
+        out.append((coords[0], coords[1]))
     return out
 
 
@@ -150,6 +177,36 @@ def _affine_grid(m: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray]
     fx = (m[0, 0] * xs + m[0, 2]) + m[0, 1] * ys
     fy = (m[1, 0] * xs + m[1, 2]) + m[1, 1] * ys
     return np.ascontiguousarray(fx, np.float32), np.ascontiguousarray(fy, np.float32)
+
+
+class WorkScale:
+    """The reduced scale (face about WORK_FACE px) the light transfer and the occlusion
+    tests run at, for one ROI: each image they share is shrunk (and taken to Lab) once
+    per fusion, not once per test."""
+
+    def __init__(self, shape: tuple[int, int], eye_dist: float):
+        h, w = shape
+        self.shape = (h, w)
+        self.scale = min(1.0, WORK_FACE / max(eye_dist * 2.5, 1.0))
+        self.size = (max(8, round(w * self.scale)), max(8, round(h * self.scale)))  # (w, h) for OpenCV
+        self._done: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def _memo(self, kind: str, x: np.ndarray, make) -> np.ndarray:
+        hit = self._done.get((kind, id(x)))
+        if hit is None or hit[0] is not x:  # (the array is held, so its id is not reused meanwhile)
+            hit = self._done[(kind, id(x))] = (x, make(x))
+        return hit[1]
+
+    def small(self, x: np.ndarray) -> np.ndarray:
+        return self._memo("small", x, lambda a: cv2.resize(a, self.size, interpolation=cv2.INTER_AREA))
+
+    def lab(self, rgb: np.ndarray) -> np.ndarray:
+        """The shrunk RGB (0..255) as float Lab."""
+        return self._memo("lab", rgb, lambda a: cv2.cvtColor(np.clip(self.small(a) / 255.0, 0, 1).astype(np.float32),
+                                                             cv2.COLOR_RGB2Lab))
+
+    def up(self, x: np.ndarray) -> np.ndarray:
+        return cv2.resize(x, (self.shape[1], self.shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def _masked_blur(img: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
@@ -203,7 +260,7 @@ def transfer_light(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist:
 def transfer_light_over_time(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, eye_dist: float,
                              eyes: tuple[np.ndarray, tuple[slice, slice]] | None = None,
                              anchor: np.ndarray | None = None, previous: LightField | None = None,
-                             keep: float = 0.0) -> tuple[np.ndarray, LightField | None]:
+                             keep: float = 0.0, work: WorkScale | None = None) -> tuple[np.ndarray, LightField | None]:
     """src with its low frequencies (tone, light, shading) replaced by tgt's, inside mask
     (float32 RGB 0..255), and its colourfulness matched to tgt's (a grey or sepia target
     stays grey or sepia).
@@ -222,13 +279,12 @@ def transfer_light_over_time(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray,
     Over time (a video): `anchor` (the face's mesh.RIGID points, ROI pixels) and the
     `previous` frame's LightField mix `keep` of the previous low frequencies into this
     frame's; the LightField of this frame is returned for the next (None without anchor).
+    `work`: the ROI's WorkScale, if the caller shrank src or tgt already.
     """
     h, w = mask.shape
-    scale = min(1.0, WORK_FACE / max(eye_dist * 2.5, 1.0))
-    sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
-    small = lambda x: cv2.resize(x, (sw, sh), interpolation=cv2.INTER_AREA)
-    up = lambda x: cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR)
-    ms, ss, ts = small(mask), small(src), small(tgt)
+    work = work or WorkScale((h, w), eye_dist)
+    (sw, sh), scale, up = work.size, work.scale, work.up
+    ms, ss, ts = work.small(mask), work.small(src), work.small(tgt)
     sigma = max(1.0, LIGHT_SIGMA * eye_dist * scale)
     low_src, low_tgt = _masked_blur(ss, ms, sigma), _masked_blur(ts, ms, sigma)
     field = None
@@ -277,14 +333,14 @@ def match_detail(img: np.ndarray, ref: np.ndarray, interior: np.ndarray) -> np.n
         return img
     blur_img = cv2.GaussianBlur(img, (0, 0), 1.0)
     detail = cv2.subtract(img, blur_img)
-    ref_detail = cv2.subtract(ref, cv2.GaussianBlur(ref, (0, 0), 1.0))
-    gain = float(np.clip(_luma_rms(ref_detail, m) / max(_luma_rms(detail, m), 1e-3), DETAIL_GAIN[0], DETAIL_GAIN[1]))
+    gain = float(np.clip(_detail_rms(ref, m) / max(_detail_rms(img, m), 1e-3), DETAIL_GAIN[0], DETAIL_GAIN[1]))
     return cv2.scaleAdd(detail, gain, blur_img)
 
 
-def _luma_rms(img: np.ndarray, mask: np.ndarray) -> float:
+def _detail_rms(img: np.ndarray, mask: np.ndarray) -> float:
+    """RMS of the finest detail's luma inside mask (the blur is linear: taken on the luma)."""
     luma = cv2.transform(img, LUMA[None, :])
-    mean, std = cv2.meanStdDev(luma, mask=mask)
+    mean, std = cv2.meanStdDev(cv2.subtract(luma, cv2.GaussianBlur(luma, (0, 0), 1.0)), mask=mask)
     return float(np.hypot(mean[0, 0], std[0, 0]))
 
 
@@ -301,7 +357,8 @@ def _skin_agreement(lab: np.ndarray, reference: np.ndarray, lightness_weight: fl
     return np.clip((OCCLUSION_FAR - dist) / (OCCLUSION_FAR - OCCLUSION_NEAR), 0.0, 1.0).astype(np.float32)
 
 
-def unoccluded(src: np.ndarray, tgt: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dist: float) -> tuple[np.ndarray, np.ndarray]:
+def unoccluded(src: np.ndarray, tgt: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dist: float,
+               work: WorkScale | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(paste, trust): where the source face may be pasted, and which skin pixels of both
     faces are skin to learn light from (weights 0..1).
 
@@ -315,10 +372,9 @@ def unoccluded(src: np.ndarray, tgt: np.ndarray, skin: np.ndarray, lms: np.ndarr
     occluders there. Runs at the work scale.
     """
     h, w = skin.shape
-    scale = min(1.0, WORK_FACE / max(eye_dist * 2.5, 1.0))
-    size = (max(8, round(w * scale)), max(8, round(h * scale)))
-    small = lambda x: cv2.resize(x, size, interpolation=cv2.INTER_AREA)
-    sk = small(skin)
+    work = work or WorkScale((h, w), eye_dist)
+    size, scale = work.size, work.scale
+    sk = work.small(skin)
     # signed distance along the face's own "down" direction, from the eye line
     left, right = lms[mesh.RIGHT_EYE].mean(0), lms[mesh.LEFT_EYE].mean(0)
     across = (right - left) / (np.linalg.norm(right - left) + 1e-6)
@@ -329,17 +385,17 @@ def unoccluded(src: np.ndarray, tgt: np.ndarray, skin: np.ndarray, lms: np.ndarr
     brow_depth = float(((brows - (left + right) / 2) @ down).min())  # top of the brows (< 0)
     reference = sk * (depth > 0.15 * eye_dist)  # cheeks and nose: rarely covered
     forehead = (sk > 0.5) & (depth < brow_depth - 0.05 * eye_dist)
-    lab = lambda x: cv2.cvtColor(np.clip(small(x) / 255.0, 0, 1).astype(np.float32), cv2.COLOR_RGB2Lab)
     # lightness counts fully on the source (hair is darker or lighter than skin), less on
     # the target, whose own light and shadow must not read as an occluder
-    tgt_agree = _skin_agreement(lab(tgt), reference, 0.35)
-    agree = _skin_agreement(lab(src), reference, 1.0) * tgt_agree
+    tgt_agree = _skin_agreement(work.lab(tgt), reference, 0.35)
+    agree = _skin_agreement(work.lab(src), reference, 1.0) * tgt_agree
     below = target_occluders(tgt_agree, sk, eye_dist * scale)
     up = lambda x: np.clip(cv2.resize(cv2.GaussianBlur(x, (0, 0), 1.0), (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
     return up(np.where(forehead, agree, below).astype(np.float32)), up(agree)
 
 
-def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dist: float, turned: float) -> np.ndarray:
+def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dist: float, turned: float,
+                     work: WorkScale | None = None) -> np.ndarray:
     """0..1 where the warped source shows something other than its skin on the face's skin
     (a strand of hair, a hand, the background a profile's silhouette brings in): there the
     target's skin is kept, under the same light, instead of cutting the paste (cutting
@@ -351,11 +407,10 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
     cost the likeness). Below the nose a frontal source's beard and stubble are its own
     and stay; a turned one's mouth and chin border the background. Work scale."""
     h, w = skin.shape
-    scale = min(1.0, WORK_FACE / max(eye_dist * 2.5, 1.0))
-    size = (max(8, round(w * scale)), max(8, round(h * scale)))
-    small = lambda x: cv2.resize(x, size, interpolation=cv2.INTER_AREA)
-    sk = small(skin)
-    lab = cv2.cvtColor(np.clip(small(src) / 255.0, 0, 1).astype(np.float32), cv2.COLOR_RGB2Lab)
+    work = work or WorkScale((h, w), eye_dist)
+    size, scale = work.size, work.scale
+    sk = work.small(skin)
+    lab = work.lab(src)
     gy = (np.arange(size[1], dtype=np.float32)[:, None] + 0.5) / scale
     above_mouth = (gy < lms[2, 1]).astype(np.float32) if turned < 0.5 else np.ones_like(gy)  # above the nose's base (upright faces)
     region = sk * above_mouth
@@ -510,15 +565,16 @@ class ClassicalEngine:
         # textures, keep the target's mouth opening and eye openings
         skin = face_region_mask(geom, (h, w), cut_mouth=True, skin_only=True)
         region = face_region_mask(geom, (h, w), cut_mouth=True)
-        paste, trust = unoccluded(warped_src, base, skin, geom, eye)
+        work = WorkScale((h, w), eye)
+        paste, trust = unoccluded(warped_src, base, skin, geom, eye, work)
         region = region * paste
         # where neither side of the source is trusted, or the target turns edge-on, the
         # target's own texture stays: blended in the image, not cut from the mask (the
         # feather erodes every hole in the mask by 7 % of the face)
-        shown = np.clip(valid * covered * t_trust, 0.0, 1.0) * (1.0 - source_occluders(warped_src, skin, geom, eye, turned))
+        shown = np.clip(valid * covered * t_trust, 0.0, 1.0) * (1.0 - source_occluders(warped_src, skin, geom, eye, turned, work))
         lit, field = transfer_light_over_time(warped_src, base, skin * trust * (shown > 0.5), eye,
                                               _eyes_mask(geom, (h, w), eye), anchor=geom[mesh.RIGID],
-                                              previous=light, keep=light_keep)
+                                              previous=light, keep=light_keep, work=work)
         lit = borrow_fine_skin_texture(lit, base, skin, source_scale)
         alpha = feather(region, face_size)  # the blend's alpha too (FusedFace.alpha)
         lit = match_detail(lit, base, alpha > 0.95)
