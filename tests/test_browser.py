@@ -1,11 +1,14 @@
 """End to end in a real browser: `facefuse serve` in a subprocess, headless Debian chromium
 driven by Playwright. Upload a source and a target, press Fuse, check the result image;
-then a face-less target and a too-large file, and check the page says so.
+then a face-less target and a too-large file, and check the page says so. The Video tab the
+same way: a short clip made from a photo (video_clips.py), one fused frame, the fused clip.
 
 Set FACEFUSE_SCREENSHOT=docs/webui.png to also write the README's screenshot."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import shutil
 import subprocess
@@ -18,6 +21,8 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+
+from video_clips import decoded, pan_frames, streams, write_clip
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -164,6 +169,88 @@ def test_no_face_and_too_large_messages(page, server, noface_path):
     body = page.inner_text("body")
     assert "Traceback" not in body and "Exception" not in body
     assert set(outputs.iterdir()) == before  # nothing saved for failures
+
+
+CLIP_FPS = 10
+
+
+def _open_clip(page, path, facts: str) -> None:
+    """Upload a clip to the Video tab (pressing Clear on one already there, as a person must)
+    and wait for its facts line."""
+    if page.locator("#video_clip video").count():
+        page.click("#video_clip button[aria-label=Clear]")
+        page.wait_for_function("() => document.querySelector('#video_clip_info').innerText.trim() === ''")
+    _upload(page, "video_clip", path)
+    _wait_text(page, "#video_clip_info", facts)
+
+
+def _video_tab(page, source_path) -> None:
+    page.get_by_role("tab", name="Video").click()
+    _upload(page, "video_source", source_path)
+    page.wait_for_selector("#video_source img")  # uploaded
+
+
+def test_video_tab_in_the_browser(page, server, source_path, target_path, tmp_path):
+    _, outputs, _ = server
+    clip = write_clip(tmp_path / "pan.mp4", pan_frames(target_path, 15, (288, 192)), fps=CLIP_FPS)
+    before = set(outputs.iterdir())
+    _video_tab(page, source_path)
+    _open_clip(page, clip, "288x192 · 10 fps · 1.5 s")
+    assert page.get_attribute("#video_preview_at input[type=range]", "max") == "1.4"  # the scrubber spans the clip
+    page.fill("#video_preview_at input[type=number]", "0.5")
+    page.press("#video_preview_at input[type=number]", "Enter")
+    page.click("#video_preview_button")
+    _wait_text(page, "#video_info", "Frame at 0.5 s, fused")
+    shown = Image.open(io.BytesIO(httpx.get(page.get_attribute("#video_preview img", "src")).content))
+    fused = np.asarray(shown.convert("RGB"), dtype=float)
+    frame = decoded(clip)[int(0.5 * CLIP_FPS)]
+    Image.fromarray(frame).save(tmp_path / "frame.png")
+    faces = httpx.post(page.url + "api/v1/detect", files={"image": ("f.png", (tmp_path / "frame.png").read_bytes())})
+    x0, y0, x1, y1 = (round(v) for v in faces.json()["faces"][0]["box"])
+    diff = np.abs(fused - frame).mean(axis=2)
+    face = np.zeros(diff.shape, bool)
+    face[y0:y1, x0:x1] = True
+    assert diff[~face].mean() < 5 and diff[face].mean() > 3 * diff[~face].mean()  # that frame, its face changed
+
+    page.click("#video_fuse")
+    _wait_text(page, "#video_info", "Done: 15 frames")
+    page.wait_for_function("() => { const v = document.querySelector('#video_result video'); "
+                           "return v && v.readyState >= 1 && v.videoWidth === 288; }")  # the browser plays it
+    reply = httpx.get(page.get_attribute("#video_result video", "src"))
+    assert reply.status_code == 200
+    (tmp_path / "result.mp4").write_bytes(reply.content)
+    facts = streams(tmp_path / "result.mp4")
+    assert facts["frames"] == 15 and facts["size"] == (288, 192)
+    new = sorted(p.name for p in set(outputs.iterdir()) - before)
+    assert len(new) == 2 and new[0].endswith(".json") and new[1] == new[0].replace(".json", ".mp4")
+    assert (outputs / new[1]).read_bytes() == reply.content
+    sidecar = json.loads((outputs / new[0]).read_text())
+    assert sidecar["video"] == "pan.mp4" and sidecar["report"]["frames"] == 15
+    with page.expect_download() as dl:
+        page.click("#video_download")
+    assert dl.value.path().read_bytes() == reply.content
+
+
+def test_video_without_a_face(page, server, source_path, noface_path, tmp_path):
+    _, outputs, _ = server
+    clip = write_clip(tmp_path / "cat.mp4", pan_frames(noface_path, 10, (256, 192)), fps=CLIP_FPS)
+    before = set(outputs.iterdir())
+    toasts = set(page.locator(".toast-body").all_inner_texts())  # (an earlier test's may still be up)
+    _video_tab(page, source_path)
+    _open_clip(page, clip, "256x192 · 10 fps · 1.0 s")
+    page.click("#video_preview_button")
+    _wait_text(page, "#video_info", "no face to fuse in the frame at 0 s")
+    assert page.locator("#video_preview img").count() == 0
+    page.click("#video_fuse")
+    _wait_text(page, "#video_info", "no face found in any of the 10 frames")
+    message = page.inner_text("#video_info").strip()
+    assert message.startswith("⚠") and message.endswith("No result.") and "\n" not in message  # one line
+    assert page.locator("#video_result video").count() == 0 and not page.is_visible("#video_download")
+    assert set(page.locator(".toast-body").all_inner_texts()) <= toasts  # no new toast
+    assert page.locator("[id^=video_] .error").count() == 0  # no red error badge on the Video tab's outputs
+    body = page.inner_text("body")
+    assert "Traceback" not in body and "Exception" not in body
+    assert set(outputs.iterdir()) == before  # nothing saved, the claimed name released
 
 
 def _save_small(png, dest) -> None:

@@ -563,6 +563,7 @@ def build_video_tab(settings: Settings, pool: FusionPool, store: ResultStore, de
         return str(path), text, gr.update(value=str(path), visible=True, label=f"Download {path.name}")
 
     clip.upload(on_clip, [clip], [clip_info, at], api_visibility="private")
+    clip.clear(on_clip, [clip], [clip_info, at], api_visibility="private")  # no stale facts after Clear
     preview_btn.click(on_preview, [source, clip, at, *controls.values()], [preview, info], api_visibility="private")
     fuse_btn.click(on_fuse, [source, clip, *controls.values()], [result, info, download],
                    api_visibility="private", scroll_to_output=True)
