@@ -242,7 +242,7 @@ def test_video_without_a_face(page, server, source_path, noface_path, tmp_path):
     _wait_text(page, "#video_info", "no face to fuse in the frame at 0 s")
     assert page.locator("#video_preview img").count() == 0
     page.click("#video_fuse")
-    _wait_text(page, "#video_info", "no face found in any of the 10 frames")
+    _wait_text(page, "#video_info", "The video: no face found in any of the 10 frames")  # names the clip, not an image
     message = page.inner_text("#video_info").strip()
     assert message.startswith("⚠") and message.endswith("No result.") and "\n" not in message  # one line
     assert page.locator("#video_result video").count() == 0 and not page.is_visible("#video_download")

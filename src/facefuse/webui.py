@@ -186,7 +186,7 @@ def page_message(exc: FaceFuseError) -> str:
         if exc.requested is None and exc.custom_detail is None:
             return (f"No face found in the {which} image. Try another photo, "
                     f"or lower the detection threshold under Advanced.")
-        return f"The {which} image: {exc.detail}."
+        return f"The {exc.name if exc.name not in (which, 'image') else which + ' image'}: {exc.detail}."
     text = str(exc)
     if "_" in text.split(":", 1)[0]:  # starts with a parameter's name: keep it as written
         return text
@@ -553,9 +553,12 @@ def build_video_tab(settings: Settings, pool: FusionPool, store: ResultStore, de
             report = pool.call(_video_job, src_path, clip_path, path, params, limits,
                                lambda done, total: progress(done / max(total, 1), desc=f"frame {done} of {total}"))
             store.finish(path, {"report": report})
-        except (FaceFuseError, PageError) as exc:
+        except Exception as exc:  # facefuse's own errors as one line; a bug logged in full, also one line
             if path is not None:
                 store.release(path)
+            if not isinstance(exc, (FaceFuseError, PageError)):
+                log.exception("video fusion failed")
+                exc = PageError(f"Internal error ({type(exc).__name__}); see the server log.")
             return None, f"⚠ {_message(exc)} No result.", gr.update(visible=False)
         frames = report.get("frames", "?")
         seconds = report.get("seconds", 0.0)

@@ -343,7 +343,7 @@ def expected_frames(info, start: float | None, end: float | None) -> int:
 def finish(writer: VideoWriter, per_frame: list[dict], timings: dict[str, float]) -> None:
     """Close the output, or fail without one when no frame had a face to fuse."""
     if not any(f["fused"] for f in per_frame):
-        raise NoFaceError("target", detail=f"no face found in any of the {len(per_frame)} frames")
+        raise NoFaceError("target", name="video", detail=f"no face found in any of the {len(per_frame)} frames")
     t_enc = time.perf_counter()
     writer.close()
     timings["encode"] += time.perf_counter() - t_enc
@@ -376,5 +376,5 @@ def preview_frame(fuser: "Fuser", source, video: str | Path, at: float, sources:
     src, prepared = prepare_sources(fuser, source, sources, fusion)
     outcome = fuse_next_frame(fuser, resize_frame(frame.rgb, size), FrameTracker(), src, fusion, prepared, 0.0)
     if not outcome.fused_tracks:
-        raise NoFaceError("target", detail=f"no face to fuse in the frame at {at:g} s")
+        raise NoFaceError("target", name="video", detail=f"no face to fuse in the frame at {at:g} s")
     return outcome.image
