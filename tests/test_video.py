@@ -110,6 +110,23 @@ def test_truncated_clip_fails_clearly_or_says_what_was_lost(face_clip, tmp_path)
     assert 0 < len(frames) < 25 and reader.lost == f"{len(frames)} of 25 frames decoded (truncated?)"
 
 
+def test_keyframe_times_cut_a_clip_where_a_reader_cuts_it(tmp_path, data_dir):
+    """A clip whose audio starts before its video, off the video's clock (as a real clip's
+    did): time 0 is the audio's start, and a keyframe's time is the time a reader gives that
+    frame, so the frames before it and the frames from it are the clip's frames, none twice
+    (chunks are cut there)."""
+    from facefuse.video.io import keyframe_times
+
+    clip = write_clip(tmp_path / "late.mp4", pan_frames(data_dir / "deepface_img2.jpg", 30, (160, 120)),
+                      pts=list(range(1, 31)), keyframe_every=10, audio=True, audio_start_s=0.008)
+    info, keys = probe(clip), keyframe_times(clip)
+    assert 0.05 < info.start_time / float(info.time_base) % 1 < 0.95  # time 0 is between two ticks of the video
+    times = [f.time for f in VideoReader(clip)]
+    assert len(keys) == 3 and all(min(abs(t - k) for t in times) < 1e-9 for k in keys)
+    for k in keys[1:]:
+        assert len(list(VideoReader(clip, end=k))) + len(list(VideoReader(clip, start=k))) == 30
+
+
 def test_limits_are_checked_before_decoding(face_clip):
     with pytest.raises(InputError) as err:
         probe(face_clip, VideoLimits(max_pixels=10_000))

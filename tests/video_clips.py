@@ -27,8 +27,9 @@ def pan_frames(photo: Path, n: int, size: tuple[int, int]) -> list[np.ndarray]:
 
 def write_clip(path: Path, frames: list[np.ndarray], fps: int = 25, audio: bool = False, rotation: int = 0,
                pts: list[int] | None = None, pix_fmt: str = "yuv420p", codec: str = "libx264",
-               keyframe_every: int | None = None) -> Path:
-    """Encode frames (and a 440 Hz tone as long as them) to path; `pts` in 1/fps units."""
+               keyframe_every: int | None = None, audio_start_s: float = 0.0) -> Path:
+    """Encode frames (and a 440 Hz tone as long as them, its stream from `audio_start_s`) to
+    path; `pts` in 1/fps units."""
     c = av.open(str(path), "w")
     v = c.add_stream(codec, rate=fps)
     v.height, v.width = frames[0].shape[:2]
@@ -46,7 +47,7 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: int = 25, audio: bool 
     for p in v.encode():
         c.mux(p)
     if a is not None:
-        write_tone(c, a, seconds=len(frames) / fps)
+        write_tone(c, a, seconds=len(frames) / fps, start_s=audio_start_s)
     c.close()
     return path
 
@@ -57,13 +58,17 @@ def _tone_stream(container, rate: int = 44100):
     return a
 
 
-def write_tone(container, a, seconds: float) -> None:
+def write_tone(container, a, seconds: float, start_s: float = 0.0) -> None:
+    """The tone, its stream starting at `start_s` seconds: the AAC encoder's priming frame
+    there, the tone's samples from the next frame (1024 samples later)."""
     rate = a.rate
+    first = int(round(start_s * rate)) + 1024
     t = np.arange(int(rate * seconds)) / rate
     samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
     for k in range(0, samples.shape[1], 1024):
         fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, k:k + 1024]), format="fltp", layout="mono")
         fr.sample_rate = rate
+        fr.pts = first + k
         for p in a.encode(fr):
             container.mux(p)
     for p in a.encode():
