@@ -25,6 +25,21 @@ def pan_frames(photo: Path, n: int, size: tuple[int, int]) -> list[np.ndarray]:
     return frames
 
 
+def crossing_frames(left: Image.Image, right: Image.Image, n: int, side: int = 160) -> list[np.ndarray]:
+    """n frames of two faces side by side on grey, each in a side x side half: the left one
+    shrinks from the full half to half of it while the right one grows the other way, so
+    the faces change size order about halfway (`left`, `right`: square crops of a face)."""
+    frames = []
+    for i in range(n):
+        frame = Image.new("RGB", (2 * side, side), (128, 128, 128))
+        grow = i / max(n - 1, 1)
+        for photo, k, x0 in ((left, 1 - grow, 0), (right, grow, side)):
+            s = int(side * (0.5 + 0.5 * k))
+            frame.paste(photo.convert("RGB").resize((s, s), Image.BILINEAR), (x0 + (side - s) // 2, (side - s) // 2))
+        frames.append(np.asarray(frame))
+    return frames
+
+
 def write_clip(path: Path, frames: list[np.ndarray], fps: int = 25, audio: bool = False, rotation: int = 0,
                pts: list[int] | None = None, pix_fmt: str = "yuv420p", codec: str = "libx264",
                keyframe_every: int | None = None, audio_start_s: float = 0.0) -> Path:
