@@ -25,10 +25,26 @@ def pan_frames(photo: Path, n: int, size: tuple[int, int]) -> list[np.ndarray]:
     return frames
 
 
+def crossing_frames(left: Image.Image, right: Image.Image, n: int, side: int = 160) -> list[np.ndarray]:
+    """n frames of two faces side by side on grey, each in a side x side half: the left one
+    shrinks from the full half to half of it while the right one grows the other way, so
+    the faces change size order about halfway (`left`, `right`: square crops of a face)."""
+    frames = []
+    for i in range(n):
+        frame = Image.new("RGB", (2 * side, side), (128, 128, 128))
+        grow = i / max(n - 1, 1)
+        for photo, k, x0 in ((left, 1 - grow, 0), (right, grow, side)):
+            s = int(side * (0.5 + 0.5 * k))
+            frame.paste(photo.convert("RGB").resize((s, s), Image.BILINEAR), (x0 + (side - s) // 2, (side - s) // 2))
+        frames.append(np.asarray(frame))
+    return frames
+
+
 def write_clip(path: Path, frames: list[np.ndarray], fps: int = 25, audio: bool = False, rotation: int = 0,
                pts: list[int] | None = None, pix_fmt: str = "yuv420p", codec: str = "libx264",
-               keyframe_every: int | None = None) -> Path:
-    """Encode frames (and a 440 Hz tone as long as them) to path; `pts` in 1/fps units."""
+               keyframe_every: int | None = None, audio_start_s: float = 0.0) -> Path:
+    """Encode frames (and a 440 Hz tone as long as them, its stream from `audio_start_s`) to
+    path; `pts` in 1/fps units."""
     c = av.open(str(path), "w")
     v = c.add_stream(codec, rate=fps)
     v.height, v.width = frames[0].shape[:2]
@@ -46,7 +62,7 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: int = 25, audio: bool 
     for p in v.encode():
         c.mux(p)
     if a is not None:
-        write_tone(c, a, seconds=len(frames) / fps)
+        write_tone(c, a, seconds=len(frames) / fps, start_s=audio_start_s)
     c.close()
     return path
 
@@ -57,13 +73,17 @@ def _tone_stream(container, rate: int = 44100):
     return a
 
 
-def write_tone(container, a, seconds: float) -> None:
+def write_tone(container, a, seconds: float, start_s: float = 0.0) -> None:
+    """The tone, its stream starting at `start_s` seconds: the AAC encoder's priming frame
+    there, the tone's samples from the next frame (1024 samples later)."""
     rate = a.rate
+    first = int(round(start_s * rate)) + 1024
     t = np.arange(int(rate * seconds)) / rate
     samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
     for k in range(0, samples.shape[1], 1024):
         fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, k:k + 1024]), format="fltp", layout="mono")
         fr.sample_rate = rate
+        fr.pts = first + k
         for p in a.encode(fr):
             container.mux(p)
     for p in a.encode():

@@ -456,8 +456,11 @@ def keyframe_times(path: str | os.PathLike, name: str | None = None) -> list[flo
     container = _open_input(path, name or f"video {path}")
     try:
         vs = container.streams.video[0]
-        origin = (container.start_time or 0) / 1_000_000
-        return sorted(float(p.pts * vs.time_base) - origin for p in container.demux(vs)
+        # time 0 on the video's clock, rounded to its tick as VideoReader rounds it: a
+        # keyframe's time is then exactly the time a reader gives that frame, and chunks cut
+        # there neither share nor drop it
+        origin = int(round((container.start_time or 0) / 1_000_000 / vs.time_base))
+        return sorted(float((p.pts - origin) * vs.time_base) for p in container.demux(vs)
                       if p.is_keyframe and p.pts is not None)
     finally:
         container.close()

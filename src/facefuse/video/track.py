@@ -206,6 +206,17 @@ def update_tracks(state: Tracks, faces: list[np.ndarray], frame: int, t: float, 
     return Tracks(live=tuple(out), next_id=next_id, chosen=tuple(chosen.items()))
 
 
+def same_choice(a: Tracks, b: Tracks, min_iou: float = 0.5) -> bool:
+    """Whether two trackers that saw the same frame hold the same chosen faces: every chosen
+    track of each has one of the other, chosen under the same key, whose last measured box
+    overlaps its own by more than `min_iou` (two faces of one frame do not)."""
+    def chosen(state: Tracks) -> list[tuple[int | None, tuple[float, float, float, float]]]:
+        return [(state.chosen_key(t.id), points_box(t.raw)) for t in state.live if state.is_chosen(t.id)]
+
+    ca, cb = chosen(a), chosen(b)
+    return len(ca) == len(cb) and all(any(k == kb and box_iou(box, bb) > min_iou for kb, bb in cb) for k, box in ca)
+
+
 def with_light(state: Tracks, track_id: int, light: object) -> Tracks:
     """The tracks with one track's light state replaced (the engine hands it back each frame)."""
     return replace(state, live=tuple(replace(t, light=light) if t.id == track_id else t for t in state.live))
