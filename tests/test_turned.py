@@ -179,3 +179,49 @@ def test_the_pose_note_reaches_the_result_and_its_report(fuser, data_dir, monkey
     assert len(res.notes) == 1 and "source face is turned" in res.notes[0]
     assert res.report()["notes"] == res.notes
     assert res.image.shape[:2] == read_image(data_dir / "fr_kit_harington2.jpeg").shape[:2]
+
+
+def test_a_turned_source_far_half_comes_from_its_near_half():
+    """Turned past NEAR_HALF_TURNED, the far half's direct texture gets no weight and the near
+    half's mirror none, with a narrow switch at the midline; a frontal source is untouched."""
+    from facefuse.engines.classical import near_half_first
+
+    lms = _turned_mesh(40.0)
+    facing = pose.triangle_facing(lms, pose.fit_pose(lms))
+    x = mesh.reference()[:, 0]
+    ones = np.ones(mesh.N_MESH)
+    direct, mirrored = near_half_first(ones, ones, facing, 1.0)
+    v = pose.vertex_mean(np.clip(facing, 0.0, None))
+    near = x > 0 if v[x > 0].mean() > v[x < 0].mean() else x < 0
+    far = ~near & (np.abs(x) > 0.05)
+    assert direct[far].max() == 0 and mirrored[near & (np.abs(x) > 0.05)].max() == 0
+    assert direct[near].min() == 1 and mirrored[far].min() == 1
+    assert direct[np.abs(x) < 1e-6].min() == 1  # the midline keeps its own texture
+    assert all(np.array_equal(a, ones) for a in near_half_first(ones, ones, facing, 0.0))
+
+
+def test_a_dark_patch_on_a_turned_source_far_cheek_does_not_come_through(fuser, data_dir, target_path, monkeypatch):
+    """Murakami's three-quarter photo with a dark patch painted on his far cheek: once the far
+    half is taken from the near half (the rule scaled in from 10 degrees here, as the photo
+    is turned 26), the patch does not reach the result's cheek."""
+    import facefuse.engines.classical as classical
+
+    monkeypatch.setattr(classical, "NEAR_HALF_TURNED", (10.0, 20.0))
+    src = read_image(data_dir / "ghost_murakami.jpg")
+    lms = fuser.detect(src).faces[0].landmarks
+    p = pose.fit_pose(lms)
+    v = pose.vertex_mean(np.clip(pose.triangle_facing(lms, p), 0.0, None))
+    x = mesh.reference()[:, 0]
+    far_cheek = 50 if (v[x > 0].mean() > v[x < 0].mean()) == (x[50] < 0) else 280
+    eye = np.linalg.norm(lms[33] - lms[263])
+    r = int(0.18 * eye)
+    patched = src.copy()
+    cx, cy = lms[far_cheek].astype(int)
+    patched[cy - r:cy + r, cx - r:cx + r] = 20
+    t = fuser.detect(read_image(target_path)).faces[0].landmarks
+    tx, ty = t[far_cheek].astype(int)
+    region = (slice(ty - r, ty + r), slice(tx - r, tx + r))
+    luma = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[region].astype(np.float32).mean()
+    assert abs(luma(fuser.fuse(patched, target_path)) - luma(fuser.fuse(src, target_path))) < 3
+    monkeypatch.setattr(classical, "NEAR_HALF_TURNED", (89.0, 90.0))  # the rule off: the patch shows
+    assert luma(fuser.fuse(src, target_path)) - luma(fuser.fuse(patched, target_path)) > 6

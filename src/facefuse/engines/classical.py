@@ -62,6 +62,8 @@ SOURCE_SEEN = (0.08, 0.35)  # share of a source triangle no nearer part hides: m
 # its likeness than its mirrored near side; hard pairs 2, 3, 5 closer to the source, none lost)
 TARGET_FACING = (0.05, 0.15)
 STRETCH = (2.5, 5.0)  # target / source facing of a surface: the source's texture above, none beyond
+NEAR_HALF_TURNED = (25.0, 35.0)  # degrees of source yaw over which its far half comes from its near half
+NEAR_HALF_BAND = 0.1  # reference units (eye-corner distance 1) over which a turned source's near half gives way to its mirror
 MIRROR_GAIN = 0.3  # trust the mirror side must have above the direct one to be taken in full  # target triangle facing / its frontal facing below which its own skin stays
 EYE_LIDS = 0.5  # half height of the eye region kept for a closed target eye, in eye widths
 EYE_CLOSING = (0.5, 0.8)  # 1 - target / source eye openness: the source's eye below, the target's above
@@ -543,7 +545,9 @@ class ClassicalEngine:
         turned = _turned(s_pose)
         own = source_weights(src_img, s_pts, s_pose, turned)
         apart = float(_ramp(np.float64(abs(s_pose.yaw - t_pose.yaw)), TURNED))
-        direct, mirrored = unstretched(own, pose.triangle_facing(s_lms, s_pose), t_facing, apart)
+        s_facing = pose.triangle_facing(s_lms, s_pose)
+        direct, mirrored = near_half_first(*unstretched(own, s_facing, t_facing, apart), s_facing,
+                                           float(_ramp(np.float64(abs(s_pose.yaw)), NEAR_HALF_TURNED)))
         identity = np.float32([[1, 0, 0], [0, 1, 0]])
         t_seen = 1.0 - _turned(t_pose) * (1.0 - target_trust(t_facing))
         drawn = np.stack([np.ones(mesh.N_MESH), t_seen], 1).astype(np.float32)
@@ -702,6 +706,23 @@ def unstretched(own: np.ndarray, s_facing: np.ndarray, t_facing: np.ndarray, apa
     mirror = mesh.mirror()
     keep = lambda s: 1.0 - apart * _ramp(t_v / np.maximum(s, 0.05), STRETCH)
     return own * keep(s_v), own[mirror] * keep(s_v[mirror])
+
+
+def near_half_first(direct: np.ndarray, mirrored: np.ndarray, s_facing: np.ndarray,
+                    turned: float) -> tuple[np.ndarray, np.ndarray]:
+    """(direct, mirrored) with a turned source's far half taken from its near half's mirror
+    and its near half from itself, switching over NEAR_HALF_BAND at the midline (`turned`
+    0..1 scales the rule in). The far half of a turned face is foreshortened, shadowed and
+    bordered by hair or background; sampled where partly trusted, it blended the two
+    halves into doubled eyes, grey half-moons and dark smears (hard pairs 2, 3, 5)."""
+    if turned <= 0:
+        return direct, mirrored
+    x = mesh.reference()[:, 0]
+    facing = pose.vertex_mean(np.clip(s_facing, 0.0, None))
+    near_sign = 1.0 if facing[x > 0].mean() >= facing[x < 0].mean() else -1.0
+    near = np.clip(0.5 + near_sign * x / NEAR_HALF_BAND, 0.0, 1.0)  # 1 on the near half, 0 on the far
+    return (direct * (1.0 - turned * (1.0 - np.clip(2.0 * near, 0.0, 1.0))),
+            mirrored * (1.0 - turned * (1.0 - np.clip(2.0 * (1.0 - near), 0.0, 1.0))))
 
 
 def source_trust(lms: np.ndarray, p: pose.Pose) -> np.ndarray:
