@@ -225,3 +225,16 @@ def test_a_dark_patch_on_a_turned_source_far_cheek_does_not_come_through(fuser, 
     assert abs(luma(fuser.fuse(patched, target_path)) - luma(fuser.fuse(src, target_path))) < 3
     monkeypatch.setattr(classical, "NEAR_HALF_TURNED", (89.0, 90.0))  # the rule off: the patch shows
     assert luma(fuser.fuse(src, target_path)) - luma(fuser.fuse(patched, target_path)) > 6
+
+
+def test_a_profile_source_is_not_stretched_as_far_over_a_frontal_target():
+    """A surface the target shows twice as directly as the source: kept from a three-quarter
+    source, half dropped from a profile one (PROFILE_STRETCH), whose near eye is edge-on."""
+    from facefuse.engines.classical import unstretched
+
+    tris = len(mesh.triangles())
+    s_facing, t_facing = np.full(tris, 0.4), np.full(tris, 0.8)
+    own = np.ones(mesh.N_MESH)
+    assert np.allclose(unstretched(own, s_facing, t_facing, 1.0, profile=0.0)[0], 1.0)
+    assert np.allclose(unstretched(own, s_facing, t_facing, 1.0, profile=1.0)[0], 0.5)
+    assert np.allclose(unstretched(own, s_facing, t_facing, 0.0, profile=1.0)[0], 1.0)  # turned alike: kept

@@ -62,6 +62,8 @@ SOURCE_SEEN = (0.08, 0.35)  # share of a source triangle no nearer part hides: m
 # its likeness than its mirrored near side; hard pairs 2, 3, 5 closer to the source, none lost)
 TARGET_FACING = (0.05, 0.15)
 STRETCH = (2.5, 5.0)  # target / source facing of a surface: the source's texture above, none beyond
+PROFILE_YAW = (45.0, 55.0)  # degrees of source yaw over which STRETCH tightens to PROFILE_STRETCH
+PROFILE_STRETCH = (1.5, 2.5)
 NEAR_HALF_TURNED = (25.0, 35.0)  # degrees of source yaw over which its far half comes from its near half
 NEAR_HALF_BAND = 0.1  # reference units (eye-corner distance 1) over which a turned source's near half gives way to its mirror
 MIRROR_GAIN = 0.3  # trust the mirror side must have above the direct one to be taken in full  # target triangle facing / its frontal facing below which its own skin stays
@@ -546,7 +548,8 @@ class ClassicalEngine:
         own = source_weights(src_img, s_pts, s_pose, turned)
         apart = float(_ramp(np.float64(abs(s_pose.yaw - t_pose.yaw)), TURNED))
         s_facing = pose.triangle_facing(s_lms, s_pose)
-        direct, mirrored = near_half_first(*unstretched(own, s_facing, t_facing, apart), s_facing,
+        profile = float(_ramp(np.float64(abs(s_pose.yaw)), PROFILE_YAW))
+        direct, mirrored = near_half_first(*unstretched(own, s_facing, t_facing, apart, profile), s_facing,
                                            float(_ramp(np.float64(abs(s_pose.yaw)), NEAR_HALF_TURNED)))
         identity = np.float32([[1, 0, 0], [0, 1, 0]])
         t_seen = 1.0 - _turned(t_pose) * (1.0 - target_trust(t_facing))
@@ -693,18 +696,23 @@ def source_weights(image: np.ndarray, lms: np.ndarray, p: pose.Pose, turned: flo
     return trust * (1.0 - turned * (1.0 - source_skin(image, lms, trust, keep_beard=turned < 0.5)))
 
 
-def unstretched(own: np.ndarray, s_facing: np.ndarray, t_facing: np.ndarray, apart: float) -> tuple[np.ndarray, np.ndarray]:
+def unstretched(own: np.ndarray, s_facing: np.ndarray, t_facing: np.ndarray, apart: float,
+                profile: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(direct, mirrored) per-vertex weights: `own` (see `source_weights`) and the mirror
     side's, each lowered where the target shows the surface much more directly than the
     source does (a frontal source's edge-on cheek side spread over a profile target's near
     cheek comes out as smeared bands of hair and edge). Stretch is the ratio of the two
     facings, beyond the faces' overall scale (which the facings do not include). `apart`
     0..1: how differently the two faces are turned (two faces turned alike stretch
-    nothing; their edge-on outlines only make noise)."""
+    nothing; their edge-on outlines only make noise). `profile` 0..1: how near the source
+    is to a profile (PROFILE_YAW): even its near side is foreshortened then, and its eye
+    stretched over a frontal target's came out as dark, doubled sockets (hard pairs 0, 2),
+    so the bounds tighten to PROFILE_STRETCH and the target's own eye region stays."""
     s_v = pose.vertex_mean(np.clip(s_facing, 0.0, None))
     t_v = pose.vertex_mean(np.clip(t_facing, 0.0, None))
     mirror = mesh.mirror()
-    keep = lambda s: 1.0 - apart * _ramp(t_v / np.maximum(s, 0.05), STRETCH)
+    bounds = tuple(a + profile * (b - a) for a, b in zip(STRETCH, PROFILE_STRETCH))
+    keep = lambda s: 1.0 - apart * _ramp(t_v / np.maximum(s, 0.05), bounds)
     return own * keep(s_v), own[mirror] * keep(s_v[mirror])
 
 
