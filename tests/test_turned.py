@@ -238,3 +238,26 @@ def test_a_profile_source_is_not_stretched_as_far_over_a_frontal_target():
     assert np.allclose(unstretched(own, s_facing, t_facing, 1.0, profile=0.0)[0], 1.0)
     assert np.allclose(unstretched(own, s_facing, t_facing, 1.0, profile=1.0)[0], 0.5)
     assert np.allclose(unstretched(own, s_facing, t_facing, 0.0, profile=1.0)[0], 1.0)  # turned alike: kept
+
+
+def test_a_coloured_strand_into_the_source_face_does_not_come_through(fuser, source_path, target_path, monkeypatch):
+    """A strand of orange hair reaching from the source face's edge across its cheek and the
+    eye band (where the lightness test does not look: make-up and frames live there) is
+    found by its colour and left out: the result's cheek keeps the target's hue."""
+    import facefuse.engines.classical as classical
+
+    src = read_image(source_path)
+    lms = fuser.detect(src).faces[0].landmarks
+    eye = np.linalg.norm(lms[33] - lms[263])
+    strand = src.copy()
+    y0, x_edge = int(lms[50, 1] - 0.35 * eye), int(lms[234, 0])  # from the outline at the cheekbone
+    cv2.line(strand, (x_edge - 5, y0), (int(lms[6, 0]), int(lms[6, 1])), (205, 95, 30), max(4, int(0.2 * eye)))
+    t = fuser.detect(read_image(target_path)).faces[0].landmarks
+    r = max(3, int(0.08 * np.linalg.norm(t[33] - t[263])))
+    mid = ((t[234] + t[6]) / 2).astype(int)  # half way along where the strand lands
+    b_star = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2Lab)[mid[1] - r:mid[1] + r, mid[0] - r:mid[0] + r, 2].astype(
+        np.float32).mean()
+    clean = b_star(fuser.fuse(src, target_path, ratio=1.0))
+    assert abs(b_star(fuser.fuse(strand, target_path, ratio=1.0)) - clean) < 4
+    monkeypatch.setattr(classical, "STRAND_CHROMA", 0.0)  # the test off: the strand is pasted
+    assert b_star(fuser.fuse(strand, target_path, ratio=1.0)) - clean > 8

@@ -53,6 +53,7 @@ DETAIL_GAIN = (0.6, 2.5)  # bounds of the fine-detail gain that matches the targ
 OCCLUSION_NEAR, OCCLUSION_FAR = 3.0, 5.0  # skin-colour distance (robust z) kept / dropped
 EYE_BAND = 0.2  # eye distances below the eye line where the eye band (make-up, glasses) ends
 FOREIGN_STEP, FOREIGN_AREA = 25.0, 0.09  # Lab L step from the skin's smooth light, and eye distances^2: an occluder patch
+STRAND_CHROMA, STRAND_WIDTH = 14.0, 0.12  # Lab chroma step from the skin's, and eye distances: hair across a source face
 OCCLUDER_MIN = 0.25  # eye distances: target occluders thinner than this (glasses frames, stubble) are ignored
 POSE_APART = (25.0, 60.0)  # degrees of yaw difference over which the geometry stops moving to the source's
 TURNED = (18.0, 35.0)  # degrees of yaw over which visibility starts to count
@@ -426,9 +427,36 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
     occ = _foreign_patches(lab[:, :, 0], region * (1.0 - _eye_band(lms, size, scale, eye_dist)), eye_dist * scale)
     if turned > 0:
         occ = np.maximum(occ, turned * (1.0 - _skin_agreement(lab, region, 1.0)) * (region > 0.5))
+    if turned < 1 and STRAND_CHROMA > 0:
+        outline = face_region_mask(lms * scale, (size[1], size[0]), cut_mouth=False)
+        occ = np.maximum(occ, (1.0 - turned) * _strands(lab, region, outline * above_mouth, eye_dist * scale))
     # one work pixel wider: a profile's nose ridge brings a line of background thinner than that
     occ = cv2.dilate(occ, np.ones((3, 3), np.uint8))
     return np.clip(cv2.resize(cv2.GaussianBlur(occ, (0, 0), 1.0), (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+
+
+def _strands(lab: np.ndarray, region: np.ndarray, outline: np.ndarray, eye_dist: float) -> np.ndarray:
+    """1 on hair that reaches into a source face from outside it (a strand blown across it):
+    a colour unlike the skin's (a chroma step of STRAND_CHROMA: shading and shadow change the
+    lightness, and dark hair's lightness step is `_foreign_patches`' test),
+    thicker than STRAND_WIDTH eye distances (glasses frames, lashes and brow hairs are
+    thinner), and connected to the face's outline (eye make-up, a mole, lipstick are
+    not). An eye the strand covers goes with it: the target's eye stays there. Work scale."""
+    ref = lab[region > 0.5][:, 1:]
+    if len(ref) < 20:
+        return np.zeros(region.shape, np.float32)
+    # the skin's chroma: the median (hair over a cheek widens any spread measured here)
+    chroma_step = np.sqrt(((lab[:, :, 1:] - np.median(ref, axis=0)) ** 2).sum(2))
+    k = max(3, int(round(STRAND_WIDTH * eye_dist)) | 1)
+    cand = cv2.morphologyEx(((chroma_step > STRAND_CHROMA) & (outline > 0.5)).astype(np.uint8), cv2.MORPH_OPEN,
+                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+    edge = (outline > 0.5) & (cv2.erode((outline > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0)
+    touching = np.zeros(count, bool)
+    touching[np.unique(labels[edge])] = True
+    keep = touching & (stats[:, cv2.CC_STAT_AREA] >= FOREIGN_AREA * eye_dist ** 2)
+    keep[0] = False
+    return keep[labels].astype(np.float32)
 
 
 def _eye_band(lms: np.ndarray, size: tuple[int, int], scale: float, eye_dist: float) -> np.ndarray:
