@@ -410,9 +410,9 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
     (a strand of hair, a hand, the background a profile's silhouette brings in): there the
     target's skin is kept, under the same light, instead of cutting the paste (cutting
     lost identity, see `unoccluded`). Two tests: patches much lighter or darker than the
-    skin around them (`_foreign_patches`), not in the band of the eyes and brows (there
-    they are eye make-up or a glasses frame, and half a frame filled left a ghost of it
-    and lost the likeness: judge 96 % -> 91 %), and, on a turned source (`turned` 0..1), any
+    skin around them (`_foreign_patches`), on a frontal source not in the band of the eyes
+    and brows (there they are eye make-up or a glasses frame, and half a frame filled left a
+    ghost of it and lost the likeness: judge 96 % -> 91 %), and, on a turned source (`turned` 0..1), any
     colour unlike its skin (on a frontal one that took shaded cheeks and make-up too and
     cost the likeness). Below the nose a frontal source's beard and stubble are its own
     and stay; a turned one's mouth and chin border the background. Work scale."""
@@ -424,7 +424,10 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
     gy = (np.arange(size[1], dtype=np.float32)[:, None] + 0.5) / scale
     above_mouth = (gy < lms[2, 1]).astype(np.float32) if turned < 0.5 else np.ones_like(gy)  # above the nose's base (upright faces)
     region = sk * above_mouth
-    occ = _foreign_patches(lab[:, :, 0], region * (1.0 - _eye_band(lms, size, scale, eye_dist)), eye_dist * scale)
+    # the eye band counts on a turned source: its dark patches there are sunglasses or make-up
+    # that, mirrored, reads as bruises (hard pair 8's lenses were pasted into the target's frames)
+    band = (1.0 - turned) * _eye_band(lms, size, scale, eye_dist)
+    occ = _foreign_patches(lab[:, :, 0], region * (1.0 - band), eye_dist * scale)
     if turned > 0:
         occ = np.maximum(occ, turned * (1.0 - _skin_agreement(lab, region, 1.0)) * (region > 0.5))
     if turned < 1 and STRAND_CHROMA > 0:
