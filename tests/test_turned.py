@@ -293,3 +293,24 @@ def test_a_turned_source_sunglasses_are_not_pasted(fuser, data_dir, source_path,
 
     assert darkening(data_dir / "ghost_murakami.jpg") < 35  # turned: the target's eyes stay (pasted lenses: 72)
     assert darkening(source_path) > 40  # frontal: pasted, as its make-up would be
+
+
+def test_a_profile_source_leaves_the_target_its_eyes(fuser, data_dir, target_path, monkeypatch):
+    """A profile's near eye is edge-on and its far eye hidden: mirrored or stretched onto a
+    frontal target they came out as dark, doubled sockets, so a profile source (here
+    Murakami's 26-degree photo, PROFILE_YAW lowered to count it as one) leaves the target's
+    own eyes in place (moved a quarter of the way to his shape, as the whole face is); with
+    PROFILE_EYES 0 his eyes are pasted there."""
+    import facefuse.engines.classical as classical
+
+    monkeypatch.setattr(classical, "PROFILE_YAW", (10.0, 20.0))
+    target = read_image(target_path)
+    t = fuser.detect(target).faces[0].landmarks
+    r = max(3, int(0.1 * np.linalg.norm(t[33] - t[263])))
+    centres = [t[idx].mean(0).astype(int) for idx in (mesh.RIGHT_EYE, mesh.LEFT_EYE)]
+    eyes = lambda im: np.concatenate([im[y - r:y + r, x - r:x + r].reshape(-1, 3) for x, y in centres]).astype(np.float32)
+    change = lambda: float(np.abs(eyes(fuser.fuse(data_dir / "ghost_murakami.jpg", target_path, ratio=1.0)) - eyes(target)).mean())
+    kept = change()
+    monkeypatch.setattr(classical, "PROFILE_EYES", 0.0)
+    pasted = change()
+    assert kept < 0.6 * pasted  # measured 25 against 59 levels: the target's eyes, moved with the geometry

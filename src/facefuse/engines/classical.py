@@ -65,6 +65,7 @@ TARGET_FACING = (0.05, 0.15)
 STRETCH = (2.5, 5.0)  # target / source facing of a surface: the source's texture above, none beyond
 PROFILE_YAW = (45.0, 55.0)  # degrees of source yaw over which STRETCH tightens to PROFILE_STRETCH
 PROFILE_STRETCH = (1.5, 2.5)
+PROFILE_EYES = 1.0  # share of the target's own eye region kept for a profile source (see keep_target_eyes)
 NEAR_HALF_TURNED = (25.0, 35.0)  # degrees of source yaw over which its far half comes from its near half
 NEAR_HALF_BAND = 0.1  # reference units (eye-corner distance 1) over which a turned source's near half gives way to its mirror
 MIRROR_GAIN = 0.3  # trust the mirror side must have above the direct one to be taken in full  # target triangle facing / its frontal facing below which its own skin stays
@@ -622,7 +623,7 @@ class ClassicalEngine:
         alpha = feather(region, face_size)  # the blend's alpha too (FusedFace.alpha)
         lit = match_detail(lit, base, alpha > 0.95)
         fused = base + (ratio * shown)[:, :, None] * (lit - base)
-        keep_target_eyes(fused, base, geom, t_lms, s_lms, eye)
+        keep_target_eyes(fused, base, geom, t_lms, s_lms, eye, at_least=PROFILE_EYES * profile)
         return FusedFace(image=fused, base=base, mask=region, landmarks=geom, face_size=face_size, light=field,
                          overlay=target_frames(base, geom, eye), alpha=alpha)
 
@@ -822,17 +823,18 @@ def complete_by_symmetry(direct: np.ndarray, mirrored: np.ndarray, d: np.ndarray
 
 
 def keep_target_eyes(fused: np.ndarray, base: np.ndarray, lms: np.ndarray, t_lms: np.ndarray, s_lms: np.ndarray,
-                     eye_dist: float) -> None:
+                     eye_dist: float, at_least: float = 0.0) -> None:
     """Put the target's eye back (in place: the opening, the lids and the lashes around it)
     where the target's eye is much more closed than the source's (a closed, sleepy or
     downcast eye): the source's open eye and lids squeezed into it look awake and dark.
     Where both are open the source's eye stays (its colour and look carry much of the
     likeness: keeping the target's open eyes moved identity in 11 % of the hard pairs
     instead of 46 %). `lms`: the result's geometry; the openness compared is the target's
-    own (`t_lms`: the result's eye is partly the source's)."""
+    own (`t_lms`: the result's eye is partly the source's). `at_least`: the share kept in any
+    case (a profile source, whose near eye is edge-on and far eye hidden: PROFILE_EYES)."""
     h, w = fused.shape[:2]
     for lids in (mesh.RIGHT_EYE_LIDS, mesh.LEFT_EYE_LIDS):
-        keep = _closing(t_lms, s_lms, lids)
+        keep = max(_closing(t_lms, s_lms, lids), at_least)
         if keep <= 0:
             continue
         a, b = lms[lids[2]], lms[lids[3]]
