@@ -53,7 +53,7 @@ DETAIL_GAIN = (0.6, 2.5)  # bounds of the fine-detail gain that matches the targ
 OCCLUSION_NEAR, OCCLUSION_FAR = 3.0, 5.0  # skin-colour distance (robust z) kept / dropped
 EYE_BAND = 0.2  # eye distances below the eye line where the eye band (make-up, glasses) ends
 FOREIGN_STEP, FOREIGN_AREA = 25.0, 0.09  # Lab L step from the skin's smooth light, and eye distances^2: an occluder patch
-STRAND_CHROMA, STRAND_WIDTH = 14.0, 0.12  # Lab chroma step from the skin's, and eye distances: hair across a source face
+STRAND_CHROMA, STRAND_WIDTH = 14.0, 0.12  # Lab chroma step from the skin's (0: no strand test), and eye distances: hair across a source face
 OCCLUDER_MIN = 0.25  # eye distances: target occluders thinner than this (glasses frames, stubble) are ignored
 POSE_APART = (25.0, 60.0)  # degrees of yaw difference over which the geometry stops moving to the source's
 TURNED = (18.0, 35.0)  # degrees of yaw over which visibility starts to count
@@ -739,7 +739,7 @@ def unstretched(own: np.ndarray, s_facing: np.ndarray, t_facing: np.ndarray, apa
     nothing; their edge-on outlines only make noise). `profile` 0..1: how near the source
     is to a profile (PROFILE_YAW): even its near side is foreshortened then, and its eye
     stretched over a frontal target's came out as dark, doubled sockets (hard pairs 0, 2),
-    so the bounds tighten to PROFILE_STRETCH and the target's own eye region stays."""
+    so the bounds tighten to PROFILE_STRETCH (and keep_target_eyes keeps the target's eyes)."""
     s_v = pose.vertex_mean(np.clip(s_facing, 0.0, None))
     t_v = pose.vertex_mean(np.clip(t_facing, 0.0, None))
     mirror = mesh.mirror()
