@@ -224,7 +224,7 @@ def test_a_dark_patch_on_a_turned_source_far_cheek_does_not_come_through(fuser, 
     luma = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[region].astype(np.float32).mean()
     assert abs(luma(fuser.fuse(patched, target_path)) - luma(fuser.fuse(src, target_path))) < 3
     monkeypatch.setattr(classical, "NEAR_HALF_TURNED", (89.0, 90.0))  # the rule off: the patch shows
-    assert luma(fuser.fuse(src, target_path)) - luma(fuser.fuse(patched, target_path)) > 6
+    assert luma(fuser.fuse(src, target_path)) - luma(fuser.fuse(patched, target_path)) > 30  # measured 86
 
 
 def test_a_profile_source_is_not_stretched_as_far_over_a_frontal_target():
@@ -258,9 +258,9 @@ def test_a_coloured_strand_into_the_source_face_does_not_come_through(fuser, sou
     b_star = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2Lab)[mid[1] - r:mid[1] + r, mid[0] - r:mid[0] + r, 2].astype(
         np.float32).mean()
     clean = b_star(fuser.fuse(src, target_path, ratio=1.0))
-    assert abs(b_star(fuser.fuse(strand, target_path, ratio=1.0)) - clean) < 4
+    assert abs(b_star(fuser.fuse(strand, target_path, ratio=1.0)) - clean) < 6  # measured 3.2
     monkeypatch.setattr(classical, "STRAND_CHROMA", 0.0)  # the test off: the strand is pasted
-    assert b_star(fuser.fuse(strand, target_path, ratio=1.0)) - clean > 8
+    assert b_star(fuser.fuse(strand, target_path, ratio=1.0)) - clean > 10  # measured 12.8
 
 
 def test_a_turned_source_sunglasses_are_not_pasted(fuser, data_dir, source_path, target_path, monkeypatch):
