@@ -63,7 +63,7 @@ SOURCE_SEEN = (0.08, 0.35)  # share of a source triangle no nearer part hides: m
 # its likeness than its mirrored near side; hard pairs 2, 3, 5 closer to the source, none lost)
 TARGET_FACING = (0.05, 0.15)
 STRETCH = (2.5, 5.0)  # target / source facing of a surface: the source's texture above, none beyond
-PROFILE_YAW = (45.0, 55.0)  # degrees of source yaw over which STRETCH tightens to PROFILE_STRETCH
+PROFILE_YAW = (45.0, 55.0)  # degrees of source or target yaw over which STRETCH tightens to PROFILE_STRETCH
 PROFILE_STRETCH = (1.5, 2.5)
 PROFILE_EYES = 1.0  # share of the target's own eye region kept for a profile source (see keep_target_eyes)
 NEAR_HALF_TURNED = (25.0, 35.0)  # degrees of source yaw over which its far half comes from its near half
@@ -580,8 +580,9 @@ class ClassicalEngine:
         own = source_weights(src_img, s_pts, s_pose, turned)
         apart = float(_ramp(np.float64(abs(s_pose.yaw - t_pose.yaw)), TURNED))
         s_facing = pose.triangle_facing(s_lms, s_pose)
-        profile = float(_ramp(np.float64(abs(s_pose.yaw)), PROFILE_YAW))
-        direct, mirrored = near_half_first(*unstretched(own, s_facing, t_facing, apart, profile), s_facing,
+        profile = float(_ramp(np.float64(abs(s_pose.yaw)), PROFILE_YAW))  # the source's
+        either_profile = max(profile, float(_ramp(np.float64(abs(t_pose.yaw)), PROFILE_YAW)))
+        direct, mirrored = near_half_first(*unstretched(own, s_facing, t_facing, apart, either_profile), s_facing,
                                            float(_ramp(np.float64(abs(s_pose.yaw)), NEAR_HALF_TURNED)))
         identity = np.float32([[1, 0, 0], [0, 1, 0]])
         t_seen = 1.0 - _turned(t_pose) * (1.0 - target_trust(t_facing))
@@ -737,9 +738,11 @@ def unstretched(own: np.ndarray, s_facing: np.ndarray, t_facing: np.ndarray, apa
     facings, beyond the faces' overall scale (which the facings do not include). `apart`
     0..1: how differently the two faces are turned (two faces turned alike stretch
     nothing; their edge-on outlines only make noise). `profile` 0..1: how near the source
-    is to a profile (PROFILE_YAW): even its near side is foreshortened then, and its eye
-    stretched over a frontal target's came out as dark, doubled sockets (hard pairs 0, 2),
-    so the bounds tighten to PROFILE_STRETCH (and keep_target_eyes keeps the target's eyes)."""
+    or the target is to a profile (PROFILE_YAW): the bounds tighten to PROFILE_STRETCH.
+    A profile source's near side is itself foreshortened, and its eye stretched over a
+    frontal target's came out as dark, doubled sockets (hard pairs 0, 2; keep_target_eyes
+    then keeps the target's eyes); a frontal source's cheek stretched over a profile
+    target's near cheek came out as streaks and a glossy band (hard pairs 9, 10)."""
     s_v = pose.vertex_mean(np.clip(s_facing, 0.0, None))
     t_v = pose.vertex_mean(np.clip(t_facing, 0.0, None))
     mirror = mesh.mirror()
