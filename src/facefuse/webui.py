@@ -186,7 +186,8 @@ def page_message(exc: FaceFuseError) -> str:
         if exc.requested is None and exc.custom_detail is None:
             return (f"No face found in the {which} image. Try another photo, "
                     f"or lower the detection threshold under Advanced.")
-        return f"The {exc.name if exc.name not in (which, 'image') else which + ' image'}: {exc.detail}."
+        named = exc.name if exc.name not in (which, "image") else f"{which} image"  # "the video", "the target image"
+        return f"The {named}: {exc.detail}."
     text = str(exc)
     if "_" in text.split(":", 1)[0]:  # starts with a parameter's name: keep it as written
         return text
