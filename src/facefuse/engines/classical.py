@@ -580,10 +580,10 @@ class ClassicalEngine:
         own = source_weights(src_img, s_pts, s_pose, turned)
         apart = float(_ramp(np.float64(abs(s_pose.yaw - t_pose.yaw)), TURNED))
         s_facing = pose.triangle_facing(s_lms, s_pose)
-        profile = float(_ramp(np.float64(abs(s_pose.yaw)), PROFILE_YAW))  # the source's
-        either_profile = max(profile, float(_ramp(np.float64(abs(t_pose.yaw)), PROFILE_YAW)))
+        profile = _turned(s_pose, PROFILE_YAW)  # the source's
+        either_profile = max(profile, _turned(t_pose, PROFILE_YAW))
         direct, mirrored = near_half_first(*unstretched(own, s_facing, t_facing, apart, either_profile), s_facing,
-                                           float(_ramp(np.float64(abs(s_pose.yaw)), NEAR_HALF_TURNED)))
+                                           _turned(s_pose, NEAR_HALF_TURNED))
         identity = np.float32([[1, 0, 0], [0, 1, 0]])
         t_seen = 1.0 - _turned(t_pose) * (1.0 - target_trust(t_facing))
         drawn = np.stack([np.ones(mesh.N_MESH), t_seen], 1).astype(np.float32)
@@ -711,10 +711,10 @@ def _pose_agreement(a: pose.Pose, b: pose.Pose) -> float:
     return float(1.0 - _ramp(np.float64(abs(a.yaw - b.yaw)), POSE_APART))
 
 
-def _turned(p: pose.Pose) -> float:
-    """0 for a face within TURNED[0] degrees of frontal, 1 beyond TURNED[1]: a frontal
-    face's edge-on outline and nostrils are no reason to change how it is sampled."""
-    return float(_ramp(np.float64(abs(p.yaw)), TURNED))
+def _turned(p: pose.Pose, bounds: tuple[float, float] | None = None) -> float:
+    """0 for a face within bounds[0] degrees of frontal, 1 beyond bounds[1] (default TURNED:
+    a frontal face's edge-on outline and nostrils are no reason to change how it is sampled)."""
+    return float(_ramp(np.float64(abs(p.yaw)), TURNED if bounds is None else bounds))
 
 
 def source_weights(image: np.ndarray, lms: np.ndarray, p: pose.Pose, turned: float) -> np.ndarray:
