@@ -146,7 +146,10 @@ def test_what_covers_the_target_face_from_outside_stays(fuser, source_path, targ
     covered, band = _sleeve_over_the_cheek(img, face)
     assert len(fuser.detect(covered).faces) == 1
     out = fuser.fuse(source_path, covered, ratio=1.0).astype(np.float32)
-    diff = np.abs(out - covered.astype(np.float32)).mean(axis=2)
+    # compared smoothed: the geometry moves the band's noise by a pixel or so (that alone
+    # is ~4 levels per pixel); painted over, the band is ~100 levels off
+    smooth = lambda im: cv2.blur(im.astype(np.float32), (7, 7))
+    diff = np.abs(smooth(out) - smooth(covered)).mean(axis=2)
     oval = face_region_mask(face.landmarks, img.shape[:2], cut_mouth=False) > 0.5
     inner = cv2.erode(band.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0  # away from the band's edge
     assert (inner & oval).sum() > 1500

@@ -357,8 +357,10 @@ def test_chunks_fuse_the_face_a_single_pass_chose(fuser, crossing_clip, source_p
         changed = [np.abs(f.astype(int) - c.astype(int)).max(axis=2) > 30 for f, c in zip(frames, clip)]
         return np.array([(m[:, :160].mean(), m[:, 160:].mean()) for m in changed])
 
+    # a fused face changes over 1 % of its half; the left face's own edge reaches a few
+    # pixels past the middle (0.2 %) where the two cross
     for halves in (changed_halves(one), changed_halves(par)):
-        assert halves[:, 0].min() > 0.005 and halves[:, 1].max() < 0.002, halves[last:]
+        assert halves[:, 0].min() > 0.005 and halves[:, 1].max() < 0.004, halves[last:]
     assert max(np.abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(one, par)) < 3.0
 
 
