@@ -344,3 +344,36 @@ def test_a_shape_difference_is_carried_into_the_target_pose():
     naive = mesh.apply_affine(align, s_lms) - t_lms
     assert np.percentile(np.linalg.norm(naive[others], axis=1), 90) > 0.1 * eye_px
 
+
+def _forehead_box(lms: np.ndarray) -> tuple[slice, slice]:
+    """Between the brows' middles, from near the top of the face's mesh to just above the brows."""
+    eye = np.linalg.norm(lms[33] - lms[263])
+    brow_top = float(lms[mesh.RIGHT_BROW + mesh.LEFT_BROW, 1].min())
+    top = float(lms[10, 1]) + 0.1 * eye
+    return slice(int(top), int(brow_top - 0.15 * eye)), slice(int(lms[105, 0]), int(lms[334, 0]))
+
+
+@pytest.mark.parametrize("spread", [None, 1e9])  # 1e9: any lightness spread counts, as before
+def test_dark_bangs_over_the_source_forehead_do_not_come_through(fuser, source_path, target_path, monkeypatch, spread):
+    """Dark bangs over the source's forehead, on a source whose cheeks spread widely in
+    lightness (this one's shaded side): the bangs are hair, not shaded skin, and the
+    target's forehead stays. Before FOREHEAD_SPREAD they came through, and the light
+    transfer turned them into a bright smeared band (regular pair 19)."""
+    import facefuse.engines.classical as classical
+
+    if spread is not None:
+        monkeypatch.setattr(classical, "FOREHEAD_SPREAD", spread)
+    src = read_image(source_path)
+    lms = fuser.detect(src).faces[0].landmarks
+    bangs = src.copy()
+    ys, xs = _forehead_box(lms)
+    down_to = int(lms[mesh.RIGHT_BROW + mesh.LEFT_BROW, 1].min())  # the top of the brows, as pair 19's
+    bangs[:down_to, int(lms[:, 0].min()) - 20: int(lms[:, 0].max()) + 20] = (48, 30, 22)  # dark brown
+    clean, dirty = fuser.fuse(src, target_path), fuser.fuse(bangs, target_path)
+    box = _forehead_box(fuser.detect(read_image(target_path)).faces[0].landmarks)
+    luma = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[box].astype(np.float32)
+    change = float(np.abs(luma(dirty) - luma(clean)).mean())
+    if spread is None:
+        assert change < 6  # measured 2.9
+    else:
+        assert change > 10  # the rule switched off, the fault shows: a flat brown band (measured 15.1)

@@ -57,6 +57,10 @@ LIGHT_SIGMA = 0.22  # Gaussian sigma of the light transfer, in eye distances
 WORK_FACE = 128  # face size (px) at which the light transfer and occlusions are computed
 DETAIL_GAIN = (0.6, 2.5)  # bounds of the fine-detail gain that matches the target's crispness
 OCCLUSION_NEAR, OCCLUSION_FAR = 3.0, 5.0  # skin-colour distance (robust z) kept / dropped
+# Lab L units: the most lightness spread a source's skin may claim above the brows (a
+# cheek in hard light spreads ~30, and dark bangs then passed for shaded skin: a bright
+# smeared band over the forehead, regular pair 19). 8 cost a regular pair's identity
+FOREHEAD_SPREAD = 10.0
 EYE_BAND = 0.2  # eye distances below the eye line where the eye band (make-up, glasses) ends
 FOREIGN_STEP, FOREIGN_AREA = 25.0, 0.09  # Lab L step from the skin's smooth light, and eye distances^2: an occluder patch
 STRAND_CHROMA, STRAND_WIDTH = 14.0, 0.12  # Lab chroma step from the skin's (0: no strand test), and eye distances: hair across a source face
@@ -361,14 +365,18 @@ def _detail_rms(img: np.ndarray, mask: np.ndarray) -> float:
     return float(np.hypot(mean[0, 0], std[0, 0]))
 
 
-def _skin_agreement(lab: np.ndarray, reference: np.ndarray, lightness_weight: float) -> np.ndarray:
+def _skin_agreement(lab: np.ndarray, reference: np.ndarray, lightness_weight: float,
+                    lightness_spread: float | None = None) -> np.ndarray:
     """1 where a pixel's colour is like the reference skin, falling to 0 for colours that
-    are not (hair, a hand, a frame)."""
+    are not (hair, a hand, a frame). `lightness_spread`: at most this spread of L counts
+    (cheeks in hard light spread widely, and dark hair then passed for shaded skin)."""
     ref = lab[reference > 0.5]
     if len(ref) < 20:
         return np.ones(lab.shape[:2], np.float32)
     mu = np.median(ref, axis=0)
     spread = np.maximum(1.4826 * np.median(np.abs(ref - mu), axis=0), np.float32([5.0, 2.5, 2.5]))
+    if lightness_spread is not None:
+        spread[0] = min(spread[0], lightness_spread)
     z = (lab - mu) / spread
     dist = np.sqrt(lightness_weight * z[:, :, 0] ** 2 + z[:, :, 1] ** 2 + z[:, :, 2] ** 2)
     return np.clip((OCCLUSION_FAR - dist) / (OCCLUSION_FAR - OCCLUSION_NEAR), 0.0, 1.0).astype(np.float32)
@@ -406,6 +414,8 @@ def unoccluded(src: np.ndarray, tgt: np.ndarray, skin: np.ndarray, lms: np.ndarr
     # the target, whose own light and shadow must not read as an occluder
     tgt_agree = _skin_agreement(work.lab(tgt), reference, 0.35)
     agree = _skin_agreement(work.lab(src), reference, 1.0) * tgt_agree
+    strict = _skin_agreement(work.lab(src), reference, 1.0, FOREHEAD_SPREAD) * tgt_agree
+    agree = np.where(forehead, strict, agree)  # the source's bangs (see FOREHEAD_SPREAD)
     below = target_occluders(tgt_agree, sk, eye_dist * scale)
     up = lambda x: np.clip(cv2.resize(cv2.GaussianBlur(x, (0, 0), 1.0), (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
     return up(np.where(forehead, agree, below).astype(np.float32)), up(agree)
