@@ -377,3 +377,39 @@ def test_dark_bangs_over_the_source_forehead_do_not_come_through(fuser, source_p
         assert change < 6  # measured 2.9
     else:
         assert change > 10  # the rule switched off, the fault shows: a flat brown band (measured 15.1)
+
+
+@pytest.mark.parametrize("share", [None, 1.0])  # 1.0: no eye is ever covered enough, as before
+def test_an_eye_a_strand_half_covers_is_the_target_eye(fuser, source_path, target_path, monkeypatch, share):
+    """A strand of orange hair from the source face's temple down across the outer half of
+    its image-left eye (hard pair 20): what it leaves of that eye is no eye, so the target's
+    eye stays there. Before, a brown patch with a faint eye in it was pasted."""
+    import facefuse.engines.classical as classical
+
+    if share is not None:
+        monkeypatch.setattr(classical, "STRAND_EYE_SHARE", share)
+    src = read_image(source_path)
+    lms = fuser.detect(src).faces[0].landmarks
+    eye = np.linalg.norm(lms[33] - lms[263])
+    strand = src.copy()
+    corner, inner = lms[33], lms[133]  # the image-left eye's outer and inner corners
+    start = (int(corner[0] - 0.3 * eye), int(corner[1] - 0.6 * eye))  # at the outline, above the eye
+    end = (int((corner[0] + inner[0]) / 2 + 0.1 * eye), int(corner[1] + 0.45 * eye))  # over the eye's middle, down the cheek
+    cv2.line(strand, start, end, (205, 95, 30), max(4, int(0.2 * eye)))
+    # over the eye itself the strand thins out: half its colour (the part the chroma test misses)
+    ex, ey, ew, eh = cv2.boundingRect(np.round(lms[mesh.RIGHT_EYE]).astype(np.int32))
+    over = (slice(ey - eh, ey + 2 * eh), slice(ex - ew // 4, ex + ew + ew // 4))
+    strand[over] = ((src[over].astype(np.uint16) + strand[over]) // 2).astype(np.uint8)
+    target = read_image(target_path)
+    t = fuser.detect(target).faces[0].landmarks
+    box = cv2.boundingRect(np.round(t[mesh.RIGHT_EYE]).astype(np.int32))
+    x, y, w, h = box
+    region = (slice(y, y + h), slice(x, x + w))
+    out = fuser.fuse(strand, target, ratio=1.0)
+    off = float(np.abs(out[region].astype(np.float32) - target[region].astype(np.float32)).mean())
+    # mean level difference from the target's eye; the source's own eye, fused without the
+    # strand, is 45 off
+    if share is None:
+        assert off < 20  # measured 11.0: the target's eye, reshaped
+    else:
+        assert off > 28  # the rule off, the fault shows: the strand's remains over the eye (36.6)
