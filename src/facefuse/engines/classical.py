@@ -746,8 +746,6 @@ def _ramp(x: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
     return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
 
 
-
-
 def shape_difference(s_lms: np.ndarray, t_lms: np.ndarray, s_pose: pose.Pose, t_pose: pose.Pose) -> np.ndarray:
     """(468, 2) px: how the source's face shape differs from the target's, drawn in the
     target's pose. Each face's shape is what its landmarks add to the reference mesh
