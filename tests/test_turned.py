@@ -413,3 +413,27 @@ def test_an_eye_a_strand_half_covers_is_the_target_eye(fuser, source_path, targe
         assert off < 20  # measured 11.0: the target's eye, reshaped
     else:
         assert off > 28  # the rule off, the fault shows: the strand's remains over the eye (36.6)
+
+
+@pytest.mark.parametrize("dark", [None, 0.0])  # 0: no lightness test beside the eyes, as before
+def test_dark_hair_beside_the_source_eye_does_not_come_through(fuser, source_path, target_path, monkeypatch, dark):
+    """The README's own example: the source's dark red-brown hair hangs from her temple past
+    the outer corner of her image-left eye. It has too little colour for the strand test and
+    lies in the eye band, where the dark-patch test does not look (make-up and frames live
+    there). Tall and dark beside the eye, it is hair: the target's skin stays. Before, it
+    came through as a grey smudge at the eye."""
+    import facefuse.engines.classical as classical
+
+    if dark is not None:
+        monkeypatch.setattr(classical, "STRAND_DARK", dark)
+    target = read_image(target_path)
+    t = fuser.detect(target).faces[0].landmarks
+    te = np.linalg.norm(t[33] - t[263])
+    # beside the outer corner of the image-left eye, toward the outline
+    box = (slice(int(t[33, 1] - 0.1 * te), int(t[33, 1] + 0.15 * te)), slice(int(t[33, 0] - 0.25 * te), int(t[33, 0] - 0.05 * te)))
+    luma = lambda im: float(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[box].astype(np.float32).mean())
+    darker = luma(target) - luma(fuser.fuse(source_path, target, ratio=1.0))
+    if dark is None:
+        assert darker < 12  # measured 0.3 levels darker than the target's own skin there
+    else:
+        assert darker > 25  # the rule off, the fault shows: the smudge (measured 33.9)

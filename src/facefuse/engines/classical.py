@@ -449,7 +449,8 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
         occ = np.maximum(occ, turned * (1.0 - _skin_agreement(lab, region, 1.0)) * (region > 0.5))
     if turned < 1 and STRAND_CHROMA > 0:
         outline = face_region_mask(lms * scale, (size[1], size[0]), cut_mouth=False)
-        strands = _with_covered_eyes(_strands(lab, region, outline * above_mouth, eye_dist * scale),
+        beside = _beside_the_eyes(lms * scale, (size[1], size[0])) * region
+        strands = _with_covered_eyes(_strands(lab, region, outline * above_mouth, eye_dist * scale, beside),
                                      lms * scale, eye_dist * scale)
         occ = np.maximum(occ, (1.0 - turned) * strands)
     # one work pixel wider: a profile's nose ridge brings a line of background thinner than that
@@ -457,29 +458,57 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
     return np.clip(cv2.resize(cv2.GaussianBlur(occ, (0, 0), 1.0), (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
 
 
-def _strands(lab: np.ndarray, region: np.ndarray, outline: np.ndarray, eye_dist: float) -> np.ndarray:
+def _beside_the_eyes(lms: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """1 beyond each eye's outer corner, toward the face's outline (along the face's own
+    across direction), between the brows' top and the nose's base; `lms` in the grid's pixels."""
+    left, right = lms[mesh.RIGHT_EYE].mean(0), lms[mesh.LEFT_EYE].mean(0)
+    across = (right - left) / (np.linalg.norm(right - left) + 1e-6)
+    down = np.float32([-across[1], across[0]])
+    mid = (left + right) / 2
+    gx, gy = np.meshgrid(np.arange(shape[1], dtype=np.float32) + 0.5, np.arange(shape[0], dtype=np.float32) + 0.5)
+    a = (gx - mid[0]) * across[0] + (gy - mid[1]) * across[1]
+    d = (gx - mid[0]) * down[0] + (gy - mid[1]) * down[1]
+    outer = max(abs(float((lms[33] - mid) @ across)), abs(float((lms[263] - mid) @ across)))
+    brows = np.concatenate([lms[mesh.RIGHT_BROW], lms[mesh.LEFT_BROW]])
+    top, bottom = float(((brows - mid) @ down).min()), float((lms[2] - mid) @ down)
+    return ((np.abs(a) > outer) & (d > top) & (d < bottom)).astype(np.float32)
+
+
+def _strands(lab: np.ndarray, region: np.ndarray, outline: np.ndarray, eye_dist: float,
+             dark_where: np.ndarray | None = None) -> np.ndarray:
     """1 on hair that reaches into a source face from outside it (a strand blown across it):
     a colour unlike the skin's (a chroma step of STRAND_CHROMA: shading and shadow change the
     lightness, and dark hair's lightness step is `_foreign_patches`' test),
     thicker than STRAND_WIDTH eye distances (glasses frames, lashes and brow hairs are
     thinner), and connected to the face's outline (eye make-up, a mole, lipstick are
-    not). An eye the strand covers goes with it (and one it partly covers: see
-    `_with_covered_eyes`): the target's eye stays there. Work scale."""
+    not). Where `dark_where` (beside the eyes: `_beside_the_eyes`) also hair STRAND_DARK
+    darker than the skin that hangs STRAND_TALL long from the outline. An eye the strand
+    covers goes with it (and one it partly covers: see `_with_covered_eyes`): the target's
+    eye stays there. Work scale."""
     ref = lab[region > 0.5][:, 1:]
     if len(ref) < 20:
         return np.zeros(region.shape, np.float32)
     # the skin's chroma: the median (hair over a cheek widens any spread measured here)
     chroma_step = np.sqrt(((lab[:, :, 1:] - np.median(ref, axis=0)) ** 2).sum(2))
     k = max(3, int(round(STRAND_WIDTH * eye_dist)) | 1)
-    cand = cv2.morphologyEx(((chroma_step > STRAND_CHROMA) & (outline > 0.5)).astype(np.uint8), cv2.MORPH_OPEN,
-                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
     edge = (outline > 0.5) & (cv2.erode((outline > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0)
-    touching = np.zeros(count, bool)
-    touching[np.unique(labels[edge])] = True
-    keep = touching & (stats[:, cv2.CC_STAT_AREA] >= FOREIGN_AREA * eye_dist ** 2)
-    keep[0] = False
-    return keep[labels].astype(np.float32)
+
+    def reaching_in(unlike: np.ndarray, tall: float = 0.0) -> np.ndarray:
+        cand = cv2.morphologyEx((unlike & (outline > 0.5)).astype(np.uint8), cv2.MORPH_OPEN,
+                                cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+        touching = np.zeros(count, bool)
+        touching[np.unique(labels[edge])] = True
+        keep = touching & (stats[:, cv2.CC_STAT_AREA] >= FOREIGN_AREA * eye_dist ** 2)
+        keep &= stats[:, cv2.CC_STAT_HEIGHT] >= tall * eye_dist
+        keep[0] = False
+        return keep[labels]
+
+    found = reaching_in(chroma_step > STRAND_CHROMA)
+    if dark_where is not None and STRAND_DARK > 0:
+        dark = (lab[:, :, 0] < np.median(lab[:, :, 0][region > 0.5]) - STRAND_DARK) & (dark_where > 0.5)
+        found |= reaching_in(dark, STRAND_TALL)
+    return found.astype(np.float32)
 
 
 # an eye and the skin STRAND_EYE_MARGIN eye distances around it go with a strand that
@@ -488,6 +517,15 @@ def _strands(lab: np.ndarray, region: np.ndarray, outline: np.ndarray, eye_dist:
 # Measured: at most 0.13 on the 45 regular pairs, 0.39 on hard pair 11 (its eye cleaner)
 STRAND_EYE_SHARE = 0.3
 STRAND_EYE_MARGIN = 0.15
+# beside the eyes (beyond their outer corners, down to the nose's base) hair darker than
+# the skin's median lightness by STRAND_DARK (Lab L) that hangs at least STRAND_TALL eye
+# distances long from the outline is a strand too: near-black or dark brown hair has no
+# colour for the chroma test, and this is the eye band, where the dark-patch test does not
+# look (regular pair 4, the README's example: a grey smudge at the eye). Eye shadow beyond
+# the corners is shorter (regular pair 2's was taken without STRAND_TALL); a step of 45
+# left most of pair 4's hair
+STRAND_DARK = 30.0
+STRAND_TALL = 0.6
 
 
 def _with_covered_eyes(strands: np.ndarray, lms: np.ndarray, eye_dist: float) -> np.ndarray:
