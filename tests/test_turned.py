@@ -437,3 +437,31 @@ def test_dark_hair_beside_the_source_eye_does_not_come_through(fuser, source_pat
         assert darker < 12  # measured 0.3 levels darker than the target's own skin there
     else:
         assert darker > 25  # the rule off, the fault shows: the smudge (measured 33.9)
+
+
+@pytest.mark.parametrize("followed", [True, False])  # False: below the mouth nothing is looked for, as before
+def test_a_strand_is_followed_below_the_mouth(fuser, source_path, target_path, monkeypatch, followed):
+    """An orange strand from the source's cheek down across the corner of the mouth to the
+    chin (hard pair 20): below the mouth a beard is the person's own and no strand is looked
+    for on its own, but this one continues one found above the mouth, so it goes too."""
+    import facefuse.engines.classical as classical
+
+    monkeypatch.setattr(classical, "STRAND_FOLLOWED_DOWN", followed)
+    src = read_image(source_path)
+    lms = fuser.detect(src).faces[0].landmarks
+    eye = np.linalg.norm(lms[33] - lms[263])
+    strand = src.copy()
+    start = (int(lms[234, 0]) - 5, int(lms[33, 1]))  # the outline at the eyes' height
+    end = (int(lms[61, 0] + 0.1 * eye), int(lms[152, 1] - 0.1 * eye))  # past the mouth's corner, to the chin
+    cv2.line(strand, start, end, (205, 95, 30), max(4, int(0.2 * eye)))
+    t = fuser.detect(read_image(target_path)).faces[0].landmarks
+    te = np.linalg.norm(t[33] - t[263])
+    # on the chin, where the strand's lower end lands: between the mouth's corner and the chin
+    p = ((t[61] + 0.1 * te * np.float32([1, 0]) + np.float32([t[61, 0], t[152, 1] - 0.1 * te])) / 2).astype(int)
+    r = max(3, int(0.05 * te))
+    b_star = lambda im: float(cv2.cvtColor(im, cv2.COLOR_RGB2Lab)[p[1] - r:p[1] + r, p[0] - r:p[0] + r, 2].astype(np.float32).mean())
+    change = b_star(fuser.fuse(strand, target_path, ratio=1.0)) - b_star(fuser.fuse(src, target_path, ratio=1.0))
+    if followed:
+        assert change < 5  # measured -1.1 (Lab b*, against the fusion without the strand)
+    else:
+        assert change > 12  # the rule off, the fault shows: the strand's orange on the chin (24.0)

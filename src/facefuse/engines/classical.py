@@ -452,6 +452,8 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
         beside = _beside_the_eyes(lms * scale, (size[1], size[0])) * region
         strands = _with_covered_eyes(_strands(lab, region, outline * above_mouth, eye_dist * scale, beside),
                                      lms * scale, eye_dist * scale)
+        if STRAND_FOLLOWED_DOWN and strands.any():
+            strands = np.maximum(strands, _followed_down(strands, _strands(lab, region, outline, eye_dist * scale)))
         occ = np.maximum(occ, (1.0 - turned) * strands)
     # one work pixel wider: a profile's nose ridge brings a line of background thinner than that
     occ = cv2.dilate(occ, np.ones((3, 3), np.uint8))
@@ -526,6 +528,19 @@ STRAND_EYE_MARGIN = 0.15
 # left most of pair 4's hair
 STRAND_DARK = 30.0
 STRAND_TALL = 0.6
+# a strand found above the mouth is followed below it, where a beard is the person's own and
+# no strand is looked for on its own: hard pair 20's strand across the chin; regular pair 1's
+# magenta patch of the source's lighting at the jaw
+STRAND_FOLLOWED_DOWN = True
+
+
+def _followed_down(strands: np.ndarray, anywhere: np.ndarray) -> np.ndarray:
+    """The parts of `anywhere` (strands looked for on the whole face, the chin included)
+    connected to `strands` (those found above the mouth)."""
+    whole = anywhere > 0.5
+    _, labels = cv2.connectedComponents(whole.astype(np.uint8), connectivity=8)
+    on = np.unique(labels[whole & (strands > 0.5)])
+    return np.isin(labels, on[on > 0]).astype(np.float32)
 
 
 def _with_covered_eyes(strands: np.ndarray, lms: np.ndarray, eye_dist: float) -> np.ndarray:
