@@ -400,14 +400,7 @@ def unoccluded(src: np.ndarray, tgt: np.ndarray, skin: np.ndarray, lms: np.ndarr
     work = work or WorkScale((h, w), eye_dist)
     size, scale = work.size, work.scale
     sk = work.small(skin)
-    # signed distance along the face's own "down" direction, from the eye line
-    left, right = lms[mesh.RIGHT_EYE].mean(0), lms[mesh.LEFT_EYE].mean(0)
-    across = (right - left) / (np.linalg.norm(right - left) + 1e-6)
-    down = np.float32([-across[1], across[0]])
-    gx, gy = np.meshgrid((np.arange(size[0]) + 0.5) / scale, (np.arange(size[1]) + 0.5) / scale)
-    depth = (gx - (left[0] + right[0]) / 2) * down[0] + (gy - (left[1] + right[1]) / 2) * down[1]
-    brows = np.concatenate([lms[mesh.RIGHT_BROW], lms[mesh.LEFT_BROW]])
-    brow_depth = float(((brows - (left + right) / 2) @ down).min())  # top of the brows (< 0)
+    _, depth, brow_depth = _face_axes(lms, size, scale)
     reference = sk * (depth > 0.15 * eye_dist)  # cheeks and nose: rarely covered
     forehead = (sk > 0.5) & (depth < brow_depth - 0.05 * eye_dist)
     # lightness counts fully on the source (hair is darker or lighter than skin), less on
@@ -449,7 +442,7 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
         occ = np.maximum(occ, turned * (1.0 - _skin_agreement(lab, region, 1.0)) * (region > 0.5))
     if turned < 1 and STRAND_CHROMA > 0:
         outline = face_region_mask(lms * scale, (size[1], size[0]), cut_mouth=False)
-        beside = _beside_the_eyes(lms * scale, (size[1], size[0])) * region
+        beside = _beside_the_eyes(lms, size, scale) * region
         strands = _with_covered_eyes(_strands(lab, region, outline * above_mouth, eye_dist * scale, beside),
                                      lms * scale, eye_dist * scale)
         if STRAND_FOLLOWED_DOWN and strands.any():
@@ -460,19 +453,30 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
     return np.clip(cv2.resize(cv2.GaussianBlur(occ, (0, 0), 1.0), (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
 
 
-def _beside_the_eyes(lms: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """1 beyond each eye's outer corner, toward the face's outline (along the face's own
-    across direction), between the brows' top and the nose's base; `lms` in the grid's pixels."""
+def _face_axes(lms: np.ndarray, size: tuple[int, int], scale: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """(across, depth, brow_top) on the grid of `size` (w, h) at `scale`, in ROI pixels along
+    the face's own axes from the middle of the eyes: each pixel's signed distance across the
+    face and down it, and the depth of the top of the brows (< 0)."""
     left, right = lms[mesh.RIGHT_EYE].mean(0), lms[mesh.LEFT_EYE].mean(0)
     across = (right - left) / (np.linalg.norm(right - left) + 1e-6)
     down = np.float32([-across[1], across[0]])
     mid = (left + right) / 2
-    gx, gy = np.meshgrid(np.arange(shape[1], dtype=np.float32) + 0.5, np.arange(shape[0], dtype=np.float32) + 0.5)
-    a = (gx - mid[0]) * across[0] + (gy - mid[1]) * across[1]
-    d = (gx - mid[0]) * down[0] + (gy - mid[1]) * down[1]
-    outer = max(abs(float((lms[33] - mid) @ across)), abs(float((lms[263] - mid) @ across)))
+    gx, gy = np.meshgrid((np.arange(size[0]) + 0.5) / scale, (np.arange(size[1]) + 0.5) / scale)
     brows = np.concatenate([lms[mesh.RIGHT_BROW], lms[mesh.LEFT_BROW]])
-    top, bottom = float(((brows - mid) @ down).min()), float((lms[2] - mid) @ down)
+    return ((gx - mid[0]) * across[0] + (gy - mid[1]) * across[1],
+            (gx - mid[0]) * down[0] + (gy - mid[1]) * down[1],
+            float(((brows - mid) @ down).min()))
+
+
+def _beside_the_eyes(lms: np.ndarray, size: tuple[int, int], scale: float) -> np.ndarray:
+    """1 beyond each eye's outer corner, toward the face's outline (along the face's own
+    across direction), between the brows' top and the nose's base (grid of `size` at `scale`)."""
+    a, d, top = _face_axes(lms, size, scale)
+    left, right = lms[mesh.RIGHT_EYE].mean(0), lms[mesh.LEFT_EYE].mean(0)
+    across = (right - left) / (np.linalg.norm(right - left) + 1e-6)
+    mid = (left + right) / 2
+    outer = max(abs(float((lms[33] - mid) @ across)), abs(float((lms[263] - mid) @ across)))
+    bottom = float((lms[2] - mid) @ np.float32([-across[1], across[0]]))
     return ((np.abs(a) > outer) & (d > top) & (d < bottom)).astype(np.float32)
 
 
@@ -560,14 +564,7 @@ def _with_covered_eyes(strands: np.ndarray, lms: np.ndarray, eye_dist: float) ->
 def _eye_band(lms: np.ndarray, size: tuple[int, int], scale: float, eye_dist: float) -> np.ndarray:
     """1 on the band across the face from the top of the brows to EYE_BAND eye distances
     below the eye line (grid of `size` at `scale`), measured along the face's own down."""
-    left, right = lms[mesh.RIGHT_EYE].mean(0), lms[mesh.LEFT_EYE].mean(0)
-    across = (right - left) / (np.linalg.norm(right - left) + 1e-6)
-    down = np.float32([-across[1], across[0]])
-    mid = (left + right) / 2
-    gx, gy = np.meshgrid((np.arange(size[0]) + 0.5) / scale, (np.arange(size[1]) + 0.5) / scale)
-    depth = (gx - mid[0]) * down[0] + (gy - mid[1]) * down[1]
-    brows = np.concatenate([lms[mesh.RIGHT_BROW], lms[mesh.LEFT_BROW]])
-    top = float(((brows - mid) @ down).min())
+    _, depth, top = _face_axes(lms, size, scale)
     return ((depth > top - 0.1 * eye_dist) & (depth < EYE_BAND * eye_dist)).astype(np.float32)
 
 
