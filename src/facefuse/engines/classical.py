@@ -453,14 +453,18 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
     return np.clip(cv2.resize(cv2.GaussianBlur(occ, (0, 0), 1.0), (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
 
 
+def _eye_frame(lms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mid, across, down): the middle of the eyes and the face's own unit axes."""
+    left, right = lms[mesh.RIGHT_EYE].mean(0), lms[mesh.LEFT_EYE].mean(0)
+    across = (right - left) / (np.linalg.norm(right - left) + 1e-6)
+    return (left + right) / 2, across, np.float32([-across[1], across[0]])
+
+
 def _face_axes(lms: np.ndarray, size: tuple[int, int], scale: float) -> tuple[np.ndarray, np.ndarray, float]:
     """(across, depth, brow_top) on the grid of `size` (w, h) at `scale`, in ROI pixels along
     the face's own axes from the middle of the eyes: each pixel's signed distance across the
     face and down it, and the depth of the top of the brows (< 0)."""
-    left, right = lms[mesh.RIGHT_EYE].mean(0), lms[mesh.LEFT_EYE].mean(0)
-    across = (right - left) / (np.linalg.norm(right - left) + 1e-6)
-    down = np.float32([-across[1], across[0]])
-    mid = (left + right) / 2
+    mid, across, down = _eye_frame(lms)
     gx, gy = np.meshgrid((np.arange(size[0]) + 0.5) / scale, (np.arange(size[1]) + 0.5) / scale)
     brows = np.concatenate([lms[mesh.RIGHT_BROW], lms[mesh.LEFT_BROW]])
     return ((gx - mid[0]) * across[0] + (gy - mid[1]) * across[1],
@@ -472,11 +476,9 @@ def _beside_the_eyes(lms: np.ndarray, size: tuple[int, int], scale: float) -> np
     """1 beyond each eye's outer corner, toward the face's outline (along the face's own
     across direction), between the brows' top and the nose's base (grid of `size` at `scale`)."""
     a, d, top = _face_axes(lms, size, scale)
-    left, right = lms[mesh.RIGHT_EYE].mean(0), lms[mesh.LEFT_EYE].mean(0)
-    across = (right - left) / (np.linalg.norm(right - left) + 1e-6)
-    mid = (left + right) / 2
+    mid, across, down = _eye_frame(lms)
     outer = max(abs(float((lms[33] - mid) @ across)), abs(float((lms[263] - mid) @ across)))
-    bottom = float((lms[2] - mid) @ np.float32([-across[1], across[0]]))
+    bottom = float((lms[2] - mid) @ down)
     return ((np.abs(a) > outer) & (d > top) & (d < bottom)).astype(np.float32)
 
 
