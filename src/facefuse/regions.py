@@ -46,15 +46,16 @@ class RegionTuning:
     seed_z: float = 3.0  # robust z (MADs) from the seeds' median colour beyond which a seed is dropped
     surely_out: float = 0.15  # eye distances beyond the outline where surely-not-skin starts (jaw and temple wobble)
     grabcut_iterations: int = 2  # iterations: the cut settles in 2 on a 128 px face
+    strand_width: float = 0.015  # eye distances: detail finer than this is strand texture (a fold or a shadow is broader)
     texture_sigma: float = 0.06  # eye distances: the structure tensor's window, a few strands wide
-    strand_z: float = 4.0  # robust z (MADs) of oriented fine texture over the face's own above which a pixel is a strand
+    strand_z: float = 1.5  # robust z (MADs) of oriented fine texture over the face's own above which a pixel is a strand
     strand_coherence: float = 0.6  # 0..1: how one-directional that texture is (pores and stubble are not)
     outline_band: float = 0.12  # eye distances inside the outline a strand must reach (hair grows from outside)
-    frame_width: float = 0.1  # eye distances: ridges thinner than this (rims, the bridge) are frame candidates
+    frame_width: float = 0.16  # eye distances: ridges thinner than this (rims, the bridge) are frame candidates
     frame_z: float = 8.0  # robust z (MADs) of a ridge over the seeds' own ridges
     frame_contrast: float = 0.06  # share of the skin's median luma a ridge must at least reach (noise-free skin)
     frame_reach: float = 0.55  # eye distances from an eye's centre a rim may lie
-    frame_cover: float = 0.55  # share of the directions round an eye one connected ridge must cover
+    frame_cover: float = 0.77  # share of the directions round an eye one connected ridge must cover (glasses 0.79-1.0, none 0.5-0.75)
     soft_edge: float = 0.02  # eye distances: the maps' soft edge (Gaussian sigma)
 
 
@@ -121,7 +122,7 @@ def region_map(rgb: np.ndarray, landmarks: np.ndarray, eye_dist: float, hands: l
         labels[strands] = HAIR
     labels[parts > 0] = OTHER
     if "glasses" not in off:
-        labels[_glasses(lab[:, :, 0], lms, eye_dist, seeds, parts, strands, tuning)] = GLASSES
+        labels[_glasses(lab[:, :, 0], lms, eye_dist, seeds, parts, tuning)] = GLASSES
     if hands and "hand" not in off:
         labels[hand_mask(hands, (h, w)) > 0] = HAND
     return _soft(labels, eye_dist, tuning)
@@ -211,7 +212,7 @@ def _oriented_texture(lightness: np.ndarray, eye_dist: float, t: RegionTuning) -
     the nose's flanks drop out): its oriented energy (lambda1 - lambda2) and coherence
     ((lambda1 - lambda2) / (lambda1 + lambda2)) over a window texture_sigma eye distances wide."""
     luma = lightness.astype(np.float32)
-    fine = luma - cv2.GaussianBlur(luma, (0, 0), max(0.7, 0.5 * t.texture_sigma * eye_dist))
+    fine = luma - cv2.GaussianBlur(luma, (0, 0), max(0.7, t.strand_width * eye_dist))
     gx = cv2.Sobel(fine, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(fine, cv2.CV_32F, 0, 1, ksize=3)
     sigma = max(1.0, t.texture_sigma * eye_dist)
@@ -239,12 +240,11 @@ def _strands(lightness: np.ndarray, inside: np.ndarray, eye_dist: float,
 
 
 def _glasses(lightness: np.ndarray, lms: np.ndarray, eye_dist: float, seeds: np.ndarray, parts: np.ndarray,
-             strands: np.ndarray, t: RegionTuning) -> np.ndarray:
+             t: RegionTuning) -> np.ndarray:
     """bool: glasses frames: ridges thinner than frame_width, darker (black-hat) or brighter
     (top-hat) than around them by frame_z MADs of the seeds' own ridges, in one connected
     piece that covers frame_cover of the directions round an eye within frame_reach of it.
-    A brow, a lid crease or an eye bag covers one side only; strands (hair blown over an eye
-    rings it too) are no frame."""
+    A brow, a lid crease or an eye bag covers one side only."""
     luma = lightness.astype(np.float32)
     k = max(3, int(round(t.frame_width * eye_dist)) | 1)
     element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
@@ -261,7 +261,7 @@ def _glasses(lightness: np.ndarray, lms: np.ndarray, eye_dist: float, seeds: np.
     reach = np.zeros(luma.shape, bool)
     for c in centres:
         reach |= np.hypot(xx - c[0], yy - c[1]) < t.frame_reach * eye_dist
-    cand = ((ridge > limit) & reach & (features == 0) & ~strands).astype(np.uint8)
+    cand = ((ridge > limit) & reach & (features == 0)).astype(np.uint8)
     count, comps = cv2.connectedComponents(cand, connectivity=8)
     ringing = np.zeros(count, bool)
     for c in centres:
