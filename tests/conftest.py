@@ -63,6 +63,8 @@ def tune(fuser):
 
     def set_values(group: str, **values):
         engine.tuning = replace(engine.tuning, **{group: replace(getattr(engine.tuning, group), **values)})
+        fuser._sources.clear()  # sources are prepared (and labelled) with the engine's tuning
 
     yield set_values
     engine.tuning = original
+    fuser._sources.clear()

@@ -85,3 +85,4 @@ def test_the_engine_uses_the_tuning_it_is_given(source_path, target_path, fuser)
     flatter = ClassicalEngine(tuning=replace(DEFAULT_TUNING, geometry=replace(DEFAULT_TUNING.geometry, share=0.0)))
     assert np.array_equal(plain, again)
     assert np.abs(flatter.fuse(src, roi, lms, 1.0).image - plain).max() > 10
+
