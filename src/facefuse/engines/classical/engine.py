@@ -76,13 +76,15 @@ def compose_kept(kept: KeptMasks) -> tuple[np.ndarray, np.ndarray]:
     return region, shown
 
 
-def kept_report(kept: KeptMasks, eyes: np.ndarray, frames: np.ndarray | None) -> dict[str, float]:
-    """Per rule, the share of the face (its outline) where it kept the target's pixels."""
-    face = kept.outline
+def kept_report(kept: KeptMasks, eyes: np.ndarray, frames: np.ndarray | None, step: int = 2) -> dict[str, float]:
+    """Per rule, the share of the face (its outline) where it kept the target's pixels,
+    counted on every `step`-th pixel each way (a report's precision at a quarter the cost)."""
+    grid = (slice(None, None, step), slice(None, None, step))
+    face = kept.outline[grid]
     total = max(float(face.sum()), 1e-6)
 
     def share(keeps_target: np.ndarray) -> float:
-        return round(float((keeps_target * face).sum()) / total, 4)
+        return round(float((keeps_target[grid] * face).sum()) / total, 4)
 
     report = {name: share(1.0 - getattr(kept, name)) for name in
               ("uncovered", "target_drawn", "target_facing", "source_usable", "source_clear")}
