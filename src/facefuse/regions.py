@@ -57,6 +57,10 @@ class RegionTuning:
     frame_contrast: float = 0.06  # share of the skin's median luma a ridge must at least reach (noise-free skin)
     frame_reach: float = 0.55  # eye distances from an eye's centre a rim may lie
     frame_cover: float = 0.77  # share of the directions round an eye one connected ridge must cover (glasses 0.79-1.0, none 0.5-0.75)
+    frame_directions: int = 24  # directions round an eye a rim's cover is counted in (15 degrees each)
+    feature_margin: float = 0.04  # eye distances round the mesh's eyes and brows where no rim is looked for (lashes, brow hairs)
+    lightness_weight: float = 0.5  # weight of Lab L against a and b in grabCut's colours: shading is no change of material
+    finger_width: float = 0.3  # palm widths (index to little-finger knuckle): a finger's width round its joints
     soft_edge: float = 0.02  # eye distances: the maps' soft edge (Gaussian sigma)
 
 
@@ -125,7 +129,7 @@ def region_map(rgb: np.ndarray, landmarks: np.ndarray, eye_dist: float, hands: l
     if "glasses" not in off:
         labels[_glasses(lab[:, :, 0], lms, eye_dist, seeds, parts, tuning)] = GLASSES
     if hands and "hand" not in off:
-        labels[hand_mask(hands, (h, w)) > 0] = HAND
+        labels[hand_mask(hands, (h, w), tuning.finger_width) > 0] = HAND
     return _soft(labels, eye_dist, tuning)
 
 
@@ -195,7 +199,7 @@ def _grabcut_skin(lab: np.ndarray, lms: np.ndarray, eye_dist: float, inside: np.
     mask[parts == 3] = cv2.GC_PR_BGD
     mask[seeds] = cv2.GC_FGD
     colour = lab.copy()
-    colour[:, :, 0] = colour[:, :, 0] // 2 + 64  # lightness at half weight: shading is not a change of material
+    colour[:, :, 0] = np.round(128 + (lab[:, :, 0].astype(np.float32) - 128) * t.lightness_weight).astype(np.uint8)
     colour[unmodelled] = (0, 255, 0)
     box = (slice(y0, y1), slice(x0, x1))
     scale = min(1.0, t.grabcut_eye_px / eye_dist)
@@ -259,7 +263,7 @@ def _glasses(lightness: np.ndarray, lms: np.ndarray, eye_dist: float, seeds: np.
         return np.zeros(luma.shape, bool)
     own = ridge[seeds]
     limit = max(np.median(own) + t.frame_z * (_mad(own) + 1e-3), t.frame_contrast * float(np.median(luma[seeds])))
-    near = max(1, int(round(0.04 * eye_dist))) * 2 + 1
+    near = max(1, int(round(t.feature_margin * eye_dist))) * 2 + 1
     features = cv2.dilate(((parts == 1) | (parts == 2)).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (near, near)))
     centres = [lms[mesh.RIGHT_EYE].mean(0), lms[mesh.LEFT_EYE].mean(0)]
     yy, xx = np.mgrid[:luma.shape[0], :luma.shape[1]].astype(np.float32)
@@ -270,21 +274,18 @@ def _glasses(lightness: np.ndarray, lms: np.ndarray, eye_dist: float, seeds: np.
     count, comps = cv2.connectedComponents(cand, connectivity=8)
     ringing = np.zeros(count, bool)
     for c in centres:
-        ringing |= _directions_covered(comps, count, c, t.frame_reach * eye_dist) >= t.frame_cover
+        ringing |= _directions_covered(comps, count, c, t.frame_reach * eye_dist, t.frame_directions) >= t.frame_cover
     ringing[0] = False
     return ringing[comps]
 
 
-DIRECTIONS = 24  # directions round an eye a rim's cover is counted in
-
-
-def _directions_covered(comps: np.ndarray, count: int, centre: np.ndarray, reach: float) -> np.ndarray:
-    """(count,) the share of DIRECTIONS round `centre` each component has a pixel in, within `reach`."""
+def _directions_covered(comps: np.ndarray, count: int, centre: np.ndarray, reach: float, directions: int) -> np.ndarray:
+    """(count,) the share of `directions` round `centre` each component has a pixel in, within `reach`."""
     ys, xs = np.nonzero(comps)
     dx, dy = xs - centre[0], ys - centre[1]
     near = np.hypot(dx, dy) < reach
-    sector = ((np.arctan2(dy[near], dx[near]) + np.pi) / (2 * np.pi) * DIRECTIONS).astype(int) % DIRECTIONS
-    hit = np.zeros((count, DIRECTIONS), bool)
+    sector = ((np.arctan2(dy[near], dx[near]) + np.pi) / (2 * np.pi) * directions).astype(int) % directions
+    hit = np.zeros((count, directions), bool)
     hit[comps[ys[near], xs[near]], sector] = True
     return hit.mean(1)
 
