@@ -121,10 +121,9 @@ def region_map(rgb: np.ndarray, landmarks: np.ndarray, eye_dist: float, hands: l
     seeds = _skin_seeds(lab, lms, eye_dist, tuning) & inside & (parts == 0)
     skin = _grabcut_skin(lab, lms, eye_dist, inside, parts, seeds, tuning) if "hair" not in off else inside.copy()
     labels[skin] = SKIN
-    strands = _strands(lab[:, :, 0], inside & (parts == 0), eye_dist, tuning)
     if "hair" not in off:
         labels[inside & ~skin] = HAIR
-        labels[strands] = HAIR
+        labels[_strands(lab[:, :, 0], inside & (parts == 0), eye_dist, tuning)] = HAIR
     labels[parts > 0] = OTHER
     if "glasses" not in off:
         labels[_glasses(lab[:, :, 0], lms, eye_dist, seeds, parts, tuning)] = GLASSES
