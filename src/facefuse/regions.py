@@ -9,8 +9,8 @@ dark (black on dark brown) passes any fixed one. Each face teaches its own:
   along the likeliest boundary: everything inside the outline unlike the skin is hair (a
   beard, bangs, a dark or coloured strand; an object in front takes the same policy);
 - the structure tensor finds what colour cannot: strands are oriented fine texture, and
-  their coherent energy far above the seeds' own, reaching in from the outline, is hair
-  even where its colour is the skin's;
+  coherent energy well above the face's own, in pieces reaching in from the outline, is
+  hair even where its colour is the skin's (grabCut alone misses such a strand);
 - glasses are thin ridges (a black-hat for dark rims, a top-hat for bright ones) ringing
   an eye, stronger than the seeds' own fine texture;
 - hands come from mediapipe's hand models (hands.py) as landmarks; their mask wins;
@@ -18,8 +18,10 @@ dark (black on dark brown) passes any fixed one. Each face teaches its own:
   whatever lies outside the face and is not skin (background, hair beyond the outline).
 
 All lengths are in eye distances (outer eye corners, landmarks 33-263), so the map is the
-same at any scale; it is meant to run at work scale (face about 128 px), where it costs a
-few milliseconds.
+same at any scale; it is meant to run at work scale (face about 128 px, eye distance about
+51 px). There it costs about 30 ms of CPU, 26 of them grabCut's (2 iterations on a
+140x144 box; RegionTuning.grabcut_eye_px trades quality for it): video should carry a map
+over from the previous frame of a track while the face has not changed much.
 """
 
 from __future__ import annotations
