@@ -108,7 +108,7 @@ def test_a_hand_over_a_face_is_labelled_hand(fuser, data_dir, target_path):
     mouth is found by mediapipe's hand models and labelled hand, though its colour is skin's."""
     photo = read_image(data_dir / "mediapipe_hand_four.jpg")
     hand = find_hands(photo)[0]
-    cut = hand_mask([hand], photo.shape[:2])
+    cut = hand_mask([hand], photo.shape[:2], TUNING.finger_width)
     crop, lms, eye = _face(fuser, read_image(target_path))
     # scale the hand so its palm is an eye distance wide, its middle at the mouth's corner
     palm = float(np.linalg.norm(hand[5] - hand[17]))

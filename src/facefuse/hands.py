@@ -16,7 +16,6 @@ import cv2
 import numpy as np
 
 HAND_CONFIDENCE = 0.5  # mediapipe palm detection and landmark presence score (0..1) a hand needs
-FINGER_WIDTH = 0.3  # a finger's width, in palm widths (index to little-finger knuckle, landmarks 5-17)
 PALM = [0, 1, 5, 9, 13, 17]  # wrist, thumb base and the four knuckles: the palm's outline
 FINGERS = [[0, 1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19, 20]]
 
@@ -51,13 +50,14 @@ def find_hands(rgb: np.ndarray) -> list[np.ndarray]:
     return _finder().find(rgb)
 
 
-def hand_mask(hands: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+def hand_mask(hands: list[np.ndarray], shape: tuple[int, int], finger_width: float) -> np.ndarray:
     """float32 0/1 mask over an image of `shape` covering each hand: its palm polygon and
-    each finger as a stroke through its joints, FINGER_WIDTH palm widths thick (joints are
-    the finger's centre line, so the stroke's width is what reaches its sides)."""
+    each finger as a stroke through its joints, `finger_width` palm widths (index to little
+    finger knuckle, landmarks 5-17) thick: joints are the finger's centre line, so the
+    stroke's width is what reaches its sides."""
     mask = np.zeros(shape, np.uint8)
     for pts in hands:
-        width = max(1, int(round(FINGER_WIDTH * float(np.linalg.norm(pts[5] - pts[17])))))
+        width = max(1, int(round(finger_width * float(np.linalg.norm(pts[5] - pts[17])))))
         fixed = np.round(pts * 16).astype(np.int32)
         cv2.fillConvexPoly(mask, cv2.convexHull(fixed[PALM]), 1, lineType=cv2.LINE_8, shift=4)
         for finger in FINGERS:

@@ -9,8 +9,8 @@ dark (black on dark brown) passes any fixed one. Each face teaches its own:
   along the likeliest boundary: everything inside the outline unlike the skin is hair (a
   beard, bangs, a dark or coloured strand; an object in front takes the same policy);
 - the structure tensor finds what colour cannot: strands are oriented fine texture, and
-  their coherent energy far above the seeds' own, reaching in from the outline, is hair
-  even where its colour is the skin's;
+  coherent energy well above the face's own, in pieces reaching in from the outline, is
+  hair even where its colour is the skin's (grabCut alone misses such a strand);
 - glasses are thin ridges (a black-hat for dark rims, a top-hat for bright ones) ringing
   an eye, stronger than the seeds' own fine texture;
 - hands come from mediapipe's hand models (hands.py) as landmarks; their mask wins;
@@ -18,8 +18,10 @@ dark (black on dark brown) passes any fixed one. Each face teaches its own:
   whatever lies outside the face and is not skin (background, hair beyond the outline).
 
 All lengths are in eye distances (outer eye corners, landmarks 33-263), so the map is the
-same at any scale; it is meant to run at work scale (face about 128 px), where it costs a
-few milliseconds.
+same at any scale; it is meant to run at work scale (face about 128 px, eye distance about
+51 px). There it costs about 30 ms of CPU, 26 of them grabCut's (2 iterations on a
+140x144 box; RegionTuning.grabcut_eye_px trades quality for it): video should carry a map
+over from the previous frame of a track while the face has not changed much.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class RegionTuning:
     seed_z: float = 3.0  # robust z (MADs) from the seeds' median colour beyond which a seed is dropped
     surely_out: float = 0.15  # eye distances beyond the outline where surely-not-skin starts (jaw and temple wobble)
     grabcut_iterations: int = 2  # iterations: the cut settles in 2 on a 128 px face
+    grabcut_eye_px: float = 51.0  # eye distance (px) grabCut runs at (work scale): 26 px costs 10 ms instead of 27 but loses hair
     strand_width: float = 0.015  # eye distances: detail finer than this is strand texture (a fold or a shadow is broader)
     texture_sigma: float = 0.06  # eye distances: the structure tensor's window, a few strands wide
     strand_z: float = 1.5  # robust z (MADs) of oriented fine texture over the face's own above which a pixel is a strand
@@ -56,6 +59,10 @@ class RegionTuning:
     frame_contrast: float = 0.06  # share of the skin's median luma a ridge must at least reach (noise-free skin)
     frame_reach: float = 0.55  # eye distances from an eye's centre a rim may lie
     frame_cover: float = 0.77  # share of the directions round an eye one connected ridge must cover (glasses 0.79-1.0, none 0.5-0.75)
+    frame_directions: int = 24  # directions round an eye a rim's cover is counted in (15 degrees each)
+    feature_margin: float = 0.04  # eye distances round the mesh's eyes and brows where no rim is looked for (lashes, brow hairs)
+    lightness_weight: float = 0.5  # weight of Lab L against a and b in grabCut's colours: shading is no change of material
+    finger_width: float = 0.3  # palm widths (index to little-finger knuckle): a finger's width round its joints
     soft_edge: float = 0.02  # eye distances: the maps' soft edge (Gaussian sigma)
 
 
@@ -116,15 +123,14 @@ def region_map(rgb: np.ndarray, landmarks: np.ndarray, eye_dist: float, hands: l
     seeds = _skin_seeds(lab, lms, eye_dist, tuning) & inside & (parts == 0)
     skin = _grabcut_skin(lab, lms, eye_dist, inside, parts, seeds, tuning) if "hair" not in off else inside.copy()
     labels[skin] = SKIN
-    strands = _strands(lab[:, :, 0], inside & (parts == 0), eye_dist, tuning)
     if "hair" not in off:
         labels[inside & ~skin] = HAIR
-        labels[strands] = HAIR
+        labels[_strands(lab[:, :, 0], inside & (parts == 0), eye_dist, tuning)] = HAIR
     labels[parts > 0] = OTHER
     if "glasses" not in off:
         labels[_glasses(lab[:, :, 0], lms, eye_dist, seeds, parts, tuning)] = GLASSES
     if hands and "hand" not in off:
-        labels[hand_mask(hands, (h, w)) > 0] = HAND
+        labels[hand_mask(hands, (h, w), tuning.finger_width) > 0] = HAND
     return _soft(labels, eye_dist, tuning)
 
 
@@ -194,16 +200,20 @@ def _grabcut_skin(lab: np.ndarray, lms: np.ndarray, eye_dist: float, inside: np.
     mask[parts == 3] = cv2.GC_PR_BGD
     mask[seeds] = cv2.GC_FGD
     colour = lab.copy()
-    colour[:, :, 0] = colour[:, :, 0] // 2 + 64  # lightness at half weight: shading is not a change of material
+    colour[:, :, 0] = np.round(128 + (lab[:, :, 0].astype(np.float32) - 128) * t.lightness_weight).astype(np.uint8)
     colour[unmodelled] = (0, 255, 0)
     box = (slice(y0, y1), slice(x0, x1))
-    sub = np.ascontiguousarray(mask[box])
+    scale = min(1.0, t.grabcut_eye_px / eye_dist)
+    size = (max(8, round((x1 - x0) * scale)), max(8, round((y1 - y0) * scale)))
+    sub = cv2.resize(mask[box], size, interpolation=cv2.INTER_NEAREST)
     if not (sub == cv2.GC_FGD).any():
         return inside & (parts == 0)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    cv2.grabCut(np.ascontiguousarray(colour[box]), sub, None, bgd, fgd, t.grabcut_iterations, cv2.GC_INIT_WITH_MASK)
+    small = cv2.resize(colour[box], size, interpolation=cv2.INTER_AREA)
+    cv2.grabCut(small, sub, None, bgd, fgd, t.grabcut_iterations, cv2.GC_INIT_WITH_MASK)
+    cut = ((sub == cv2.GC_FGD) | (sub == cv2.GC_PR_FGD)).astype(np.float32)
     skin = np.zeros((h, w), bool)
-    skin[box] = (sub == cv2.GC_FGD) | (sub == cv2.GC_PR_FGD)
+    skin[box] = cv2.resize(cut, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR) > 0.5
     return skin
 
 
@@ -254,7 +264,7 @@ def _glasses(lightness: np.ndarray, lms: np.ndarray, eye_dist: float, seeds: np.
         return np.zeros(luma.shape, bool)
     own = ridge[seeds]
     limit = max(np.median(own) + t.frame_z * (_mad(own) + 1e-3), t.frame_contrast * float(np.median(luma[seeds])))
-    near = max(1, int(round(0.04 * eye_dist))) * 2 + 1
+    near = max(1, int(round(t.feature_margin * eye_dist))) * 2 + 1
     features = cv2.dilate(((parts == 1) | (parts == 2)).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (near, near)))
     centres = [lms[mesh.RIGHT_EYE].mean(0), lms[mesh.LEFT_EYE].mean(0)]
     yy, xx = np.mgrid[:luma.shape[0], :luma.shape[1]].astype(np.float32)
@@ -265,21 +275,18 @@ def _glasses(lightness: np.ndarray, lms: np.ndarray, eye_dist: float, seeds: np.
     count, comps = cv2.connectedComponents(cand, connectivity=8)
     ringing = np.zeros(count, bool)
     for c in centres:
-        ringing |= _directions_covered(comps, count, c, t.frame_reach * eye_dist) >= t.frame_cover
+        ringing |= _directions_covered(comps, count, c, t.frame_reach * eye_dist, t.frame_directions) >= t.frame_cover
     ringing[0] = False
     return ringing[comps]
 
 
-DIRECTIONS = 24  # directions round an eye a rim's cover is counted in
-
-
-def _directions_covered(comps: np.ndarray, count: int, centre: np.ndarray, reach: float) -> np.ndarray:
-    """(count,) the share of DIRECTIONS round `centre` each component has a pixel in, within `reach`."""
+def _directions_covered(comps: np.ndarray, count: int, centre: np.ndarray, reach: float, directions: int) -> np.ndarray:
+    """(count,) the share of `directions` round `centre` each component has a pixel in, within `reach`."""
     ys, xs = np.nonzero(comps)
     dx, dy = xs - centre[0], ys - centre[1]
     near = np.hypot(dx, dy) < reach
-    sector = ((np.arctan2(dy[near], dx[near]) + np.pi) / (2 * np.pi) * DIRECTIONS).astype(int) % DIRECTIONS
-    hit = np.zeros((count, DIRECTIONS), bool)
+    sector = ((np.arctan2(dy[near], dx[near]) + np.pi) / (2 * np.pi) * directions).astype(int) % directions
+    hit = np.zeros((count, directions), bool)
     hit[comps[ys[near], xs[near]], sector] = True
     return hit.mean(1)
 
