@@ -132,3 +132,21 @@ def _face_oval(lms: np.ndarray, shape) -> np.ndarray:
     from facefuse.masks import face_region_mask
 
     return face_region_mask(lms, shape, cut_mouth=False, skin_only=True)
+
+
+def test_a_face_far_above_work_scale_is_mapped_at_work_scale(fuser, target_path):
+    """At full resolution (eye distance ~190 px) smooth skin's tiny pixel spread let pores and
+    brow hairs ring an eye like a frame (glasses share 0.011 on a bare face); the map is
+    made on a copy at work scale and enlarged back."""
+    img = read_image(target_path)
+    lms = fuser.detect(img).faces[0].landmarks
+    eye = float(np.linalg.norm(lms[33] - lms[263]))
+    assert eye > 3 * TUNING.work_eye_px
+    regions = region_map(img, lms, eye)
+    assert regions.shape == img.shape[:2]
+    assert regions.share("glasses") == 0.0
+    face = _face_oval(lms, img.shape[:2])
+    crop, c_lms, c_eye = _work_crop(img, lms)  # the same face cut and shrunk to work scale first
+    at_work_scale = region_map(crop, c_lms, c_eye).share("skin", within=_face_oval(c_lms, crop.shape[:2]))
+    assert abs(regions.share("skin", within=face) - at_work_scale) < 0.05
+    assert regions.share("skin", within=face) > 0.7  # measured 0.76: smile folds and the jaw's edge pass for hair

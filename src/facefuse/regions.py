@@ -48,7 +48,8 @@ class RegionTuning:
     seed_z: float = 3.0  # robust z (MADs) from the seeds' median colour beyond which a seed is dropped
     surely_out: float = 0.15  # eye distances beyond the outline where surely-not-skin starts (jaw and temple wobble)
     grabcut_iterations: int = 2  # iterations: the cut settles in 2 on a 128 px face
-    grabcut_eye_px: float = 51.0  # eye distance (px) grabCut runs at (work scale): 26 px costs 10 ms instead of 27 but loses hair
+    work_eye_px: float = 51.0  # eye distance (px) of work scale (face about 128 px); a face over 1.25 times it is shrunk to it
+    grabcut_eye_px: float = 51.0  # eye distance (px) grabCut runs at: 26 px costs 10 ms instead of 27 but loses hair
     strand_width: float = 0.015  # eye distances: detail finer than this is strand texture (a fold or a shadow is broader)
     texture_sigma: float = 0.06  # eye distances: the structure tensor's window, a few strands wide
     strand_z: float = 1.5  # robust z (MADs) of oriented fine texture over the face's own above which a pixel is a strand
@@ -111,7 +112,21 @@ def region_map(rgb: np.ndarray, landmarks: np.ndarray, eye_dist: float, hands: l
     """The region map of the face at `landmarks` (478 mesh points in `rgb`'s pixels) in uint8
     RGB `rgb`. `hands`: (21, 2) landmarks from hands.find_hands on the same pixels (None: no
     hands looked for). `off` names detectors left out ("hair", "glasses", "hand"): what they
-    would find stays skin, to show what each one is for."""
+    would find stays skin, to show what each one is for.
+
+    A face larger than work scale is mapped on a copy shrunk to it and the map enlarged
+    back: the texture tests compare pixel statistics, and at several times that scale
+    smooth skin's tiny spread let pores and brow hairs ring an eye like a frame."""
+    if eye_dist > tuning.work_eye_px * 1.25:
+        scale = tuning.work_eye_px / eye_dist
+        small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        found = [p * scale for p in hands] if hands else hands
+        return _region_map(small, landmarks * scale, tuning.work_eye_px, found, tuning, off).resized(rgb.shape[:2])
+    return _region_map(rgb, landmarks, eye_dist, hands, tuning, off)
+
+
+def _region_map(rgb: np.ndarray, landmarks: np.ndarray, eye_dist: float, hands: list[np.ndarray] | None,
+                tuning: RegionTuning, off: frozenset[str]) -> RegionMap:
     h, w = rgb.shape[:2]
     lms = landmarks.astype(np.float32)
     labels = np.full((h, w), OTHER, np.uint8)
