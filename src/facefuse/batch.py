@@ -32,7 +32,7 @@ from .commands import (EXIT_ENGINE, EXIT_INPUT, EXIT_NOFACE, EXIT_OK, EXIT_USAGE
                        fusion_overrides, load_settings, parse_face_map)
 from .config import MAX_DEFAULT_WORKERS, default_workers
 from .errors import ConfigError, EngineError, FaceFuseError, InputError, NoFaceError, OutputExistsError
-from .io import FORMAT_NAMES, WRITABLE_SUFFIXES
+from .io import FORMAT_NAMES, WRITABLE_SUFFIXES, remove_stale_temps
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 REPORT_NAME = "report.jsonl"
@@ -451,11 +451,7 @@ def _remove_stale_temps(jobs: list[Job]) -> None:
     for job in jobs:
         by_folder.setdefault(job.output.parent, set()).add(job.output.name)
     for folder, names in by_folder.items():
-        if not folder.is_dir():
-            continue
-        for tmp in folder.glob(".*.tmp"):
-            if tmp.name[1:].rsplit(".", 2)[0] in names:
-                tmp.unlink(missing_ok=True)
+        remove_stale_temps(folder, names)
 
 
 def run_batch(args: argparse.Namespace) -> int:
