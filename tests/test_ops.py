@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -125,7 +126,7 @@ def test_the_webui_cache_is_bounded_by_ui_cache_minutes(tmp_path):
     assert build_ui(settings, NoPool()).delete_cache == (150, 600)  # every 2.5 min, what is older than 10 min
 
 
-def test_results_older_than_keep_days_are_removed_and_nothing_else(tmp_path):
+def test_results_older_than_keep_days_and_stale_temps_are_removed_and_nothing_else(tmp_path):
     pytest.importorskip("gradio")
     from facefuse.webui import ResultStore
 
@@ -140,10 +141,17 @@ def test_results_older_than_keep_days_are_removed_and_nothing_else(tmp_path):
     for p in old + mine:
         os.utime(p, (week_ago, week_ago))
     (out / "jobs").mkdir()
+    (out / f".20260101-000000-001.jpg.{_dead_pid()}.abcd1234.tmp").write_bytes(b"half")  # a save killed with -9
     ResultStore(out, keep_seconds=2 * 86400)
     assert sorted(p.name for p in out.iterdir()) == sorted([p.name for p in mine + new] + ["jobs"])
     ResultStore(out)  # keep_days 0: kept for ever
     assert len(list(out.iterdir())) == 5
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
 
 
 # -- 6: output.dir ---------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from PIL import Image
 from .config import RESOLUTION_CHOICES, FusionParams, Settings
 from .errors import ConfigError, FaceFuseError, NoFaceError, OutputExistsError
 from .imaging import resize_frame, shrink_to_side
-from .io import FORMATS, encode_image, write_bytes_atomic
+from .io import FORMATS, encode_image, remove_stale_temps, write_bytes_atomic
 from .preview import box_at, draw_boxes, label_corner, zoom_box
 from .jobs import video_limits
 from .retention import expire_results
@@ -80,6 +80,7 @@ class ResultStore:
         weakref.finalize(self, shutil.rmtree, self._thumbs, ignore_errors=True)
         self._lock = threading.Lock()
         self.keep_seconds, self._next_expiry = keep_seconds, 0.0
+        remove_stale_temps(self.dir)  # what a save killed with -9 left (each result has a new name)
         self._expire()
         self._items: list[tuple[Path, str]] = self._earlier_results()  # (image, caption), newest first
 
