@@ -10,10 +10,12 @@ Every image operation (decode, detect, fuse, encode) runs in the shared `service
 so the event loop only moves bytes; beyond the pool's queue a request gets 503 with
 Retry-After. The form fields of /fuse are FusionParams' fields (name, type, help).
 
-Errors are JSON `{"error": code, "message": one line}`: 400 bad parameter, 401 missing or
-wrong API key, 413 body over `server.max_upload_mb` (counted while it streams in, before
-FastAPI buffers it), 415 not an image, 422 unreadable / over the pixel limit / no face,
-503 busy. A 500 means a bug, never bad input.
+Errors are JSON `{"error": code, "message": one line}` (ErrorBody, listed per route in the
+OpenAPI document): 400 bad parameter, 401 missing or wrong API key (the docs need it too),
+404 no such endpoint or job, 405 wrong method (with Allow), 409 job not done, 413 body over
+`server.max_upload_mb` (counted while it streams in, before FastAPI buffers it), 415 not an
+image, 422 unreadable / over the pixel limit / no face, 503 busy, 507 the server's disk is
+full. A 500 means a bug, never bad input.
 """
 
 from __future__ import annotations
