@@ -110,6 +110,28 @@ def test_batch_on_a_full_disk_is_exit_3_reports_why_and_the_rerun_completes(how,
         assert main(argv) == 0 and sorted(p.name for p in out_dir.glob("*.jpg")) == ["a.jpg", "b.jpg"]
 
 
+def test_batch_whose_report_cannot_be_written_stops_with_exit_3_and_one_line(tmp_path, source_path, target_path,
+                                                                             monkeypatch, capsys):
+    import facefuse.batch as batch
+
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    (targets / "a.jpg").write_bytes(target_path.read_bytes())
+    out_dir = tmp_path / "out"
+    real = os.write
+
+    def write(fd, data):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("report.jsonl"):
+            raise faults.no_space()
+        return real(fd, data)
+
+    monkeypatch.setattr(batch.os, "write", write)
+    code = main(["batch", "--source", str(source_path), "--targets", str(targets), "-o", str(out_dir),
+                 "--resolution", "512", "--workers", "1"])
+    assert code == 3 and NO_SPACE_LINE.match(one_error_line(capsys.readouterr().err))
+    assert not (out_dir / batch.LOCK_NAME).exists() and faults.temps_in(out_dir) == []
+
+
 # -- the REST API on a full disk -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):

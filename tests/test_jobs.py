@@ -120,3 +120,16 @@ def test_too_many_unfinished_jobs_are_refused(tmp_path, executor):
     with pytest.raises(JobsBusy):
         store.create({}, lambda f, d, p: ("x", []))
     gate.set()
+
+
+def test_folders_without_a_state_file_are_removed_but_not_one_being_created(tmp_path, executor):
+    store = store_in(tmp_path, executor)
+    orphan = tmp_path / ("c" * 32)  # a process killed while it wrote a job's inputs
+    orphan.mkdir()
+    (orphan / "source").write_bytes(b"half a face")
+    gate = threading.Event()
+    job = store.create({}, lambda f, d, p: (gate.wait(5), "x", [])[1:])
+    (tmp_path / job / "job.json").unlink()  # as if its state file were still to come
+    store.clean()
+    assert not orphan.exists() and (tmp_path / job).is_dir()
+    gate.set()
