@@ -328,9 +328,9 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = F
     """Write data to path via a temp file in the same folder + os.replace.
 
     Without overwrite an existing file is refused; the check and the rename are made with
-    os.link, so a file that appears in between is not replaced either. Temp files of this
-    output that a killed writer left are removed first; a full disk is an InputError
-    ("no_space").
+    os.link, so a file that appears in between is not replaced either. A full disk is an
+    InputError ("no_space"). (The commands remove what a killed writer left beforehand, once
+    per run: `remove_stale_temps`; here it would list the folder on every write.)
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
@@ -338,7 +338,6 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = F
         raise InputError(f"{path}: output folder does not exist", "bad_output")
     if path.exists() and not overwrite:
         raise OutputExistsError(path)
-    remove_stale_temps(folder, {path.name})
     try:
         fd, tmp = make_temp(folder / path.name, ".tmp")
     except OSError as exc:
