@@ -85,6 +85,7 @@ class ErrorBody(BaseModel):
     which: Optional[str] = Field(None, description="no_face only: source or target", examples=["target"])
 
 
+NO_SPACE_MESSAGE = "no space left on the server's disk"  # no server path in it
 ERRORS = {  # status -> (what, an example body)
     400: ("a bad or missing field (named), an empty file, a malformed body",
           {"error": "bad_parameter", "message": "ratio: must be between 0 and 1, got 1.5"}),
@@ -103,7 +104,7 @@ ERRORS = {  # status -> (what, an example body)
           {"error": "no_face", "message": "target image: no face found", "which": "target"}),
     503: ("busy: retry after Retry-After seconds", {"error": "busy", "message": "the server is busy (34 requests in "
                                                                                 "progress or waiting); retry in 2 s"}),
-    507: ("no space left on the server's disk", {"error": "no_space", "message": "no space left on the server's disk"}),
+    507: ("no space left on the server's disk", {"error": "no_space", "message": NO_SPACE_MESSAGE}),
 }
 
 
@@ -127,13 +128,10 @@ def error_for(exc: FaceFuseError) -> ApiError:
         return ApiError(400, "bad_parameter", msg)
     if isinstance(exc, InputError):
         status, code = INPUT_STATUS.get(exc.reason, (422, exc.reason or "bad_image"))
-        return ApiError(status, code, NO_SPACE_MESSAGE if code == "no_space" else msg)  # no server path
+        return ApiError(status, code, NO_SPACE_MESSAGE if code == "no_space" else msg)
     if isinstance(exc, EngineError):
         return ApiError(500, "engine_error", msg)
     return ApiError(500, "internal_error", msg)
-
-
-NO_SPACE_MESSAGE = "no space left on the server's disk"
 
 
 def _probe_upload(data: bytes, limits) -> None:
@@ -224,7 +222,6 @@ class ApiGuard:
                 raise
         if tripped and not started:
             await _send_json(send, 413, "too_large", too_large(received))
-
 
     async def _docs(self, scope, receive, send):
         """The OpenAPI page and schema need the key too; a browser asks for it (any user
