@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "facefuse"
 BASE = {"errors", "config", "io", "imaging", "faces", "mesh", "mesh_reference", "pose", "align", "masks", "preview",
         "hands", "regions"}
 CORE = {"registry", "detect", "roi", "blend", "pipeline", "engines", "onnxrt", "enhancers", "video"}
-SHARED_FRONT = {"commands", "service", "jobs"}  # what the front-ends share
+SHARED_FRONT = {"commands", "service", "jobs", "retention"}  # what the front-ends share
 LAYERS = [BASE, CORE, SHARED_FRONT]  # anything else is a front-end (cli, api, webui, server, batch, bench, ...)
 
 
