@@ -24,6 +24,7 @@ from .. import Engine
 from ...masks import face_region_mask, feather
 from .eyes import eyes_mask, keep_target_eyes
 from .glasses import target_frames
+from .labels import label_source, warped_not_skin
 from .light import LightField, borrow_fine_skin_texture, match_detail, transfer_light_over_time
 from .occlusion import source_occluders, unoccluded
 from .shape import result_geometry
@@ -108,7 +109,10 @@ class ClassicalEngine(Engine):
         self._scaled: list = []  # the last shrunk source crops (source.source_at_scale)
 
     def prepare_source(self, image: np.ndarray, face: Face, alpha: np.ndarray | None = None) -> SourceFace:
-        return crop_source(image, face, alpha)
+        source = crop_source(image, face, alpha)
+        if self.tuning.labels.source:
+            label_source(source, self.tuning)
+        return source
 
     def fuse(self, source: SourceFace, target_roi: np.ndarray, target_landmarks: np.ndarray, ratio: float,
              light: LightField | None = None, light_keep: float = 0.0) -> FusedFace:
@@ -159,6 +163,7 @@ class ClassicalEngine(Engine):
         maps = dense_maps((h, w), g.geom, sets, order=pose.drawing_order(t_facing, g.t_pose), grid=t.warp)
         (sx, sy), (tx, ty), (drawn, target_seen) = maps[:3]
         warped = cv2.remap(src_img, sx, sy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+        not_skin = warped_not_skin(source, src_img.shape[:2], sx, sy)
         valid = np.ones((h, w), np.float32)
         if completing:
             (mx, my), (d, m) = maps[3:]
@@ -166,10 +171,14 @@ class ClassicalEngine(Engine):
             d, m = np.clip(d, 0, 1), np.clip(m, 0, 1)
             if src_alpha is not None:
                 d, m = d * opaque_weights(src_alpha, sx, sy, g.eye, t), m * opaque_weights(src_alpha, mx, my, g.eye, t)
+            if not_skin is not None:  # the labels are completed with the texture, from the same side
+                mirrored = warped_not_skin(source, src_img.shape[:2], mx, my)
+                not_skin = complete_by_symmetry(not_skin[:, :, None], mirrored[:, :, None], d, m, vis)[0][:, :, 0]
             warped, valid = complete_by_symmetry(warped, warped_mirror, d, m, vis)
         tgt = target_roi.astype(np.float32)
         base = tgt if ratio == 0 else cv2.remap(tgt, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        return Warped(source=warped, base=base, drawn=drawn, target_seen=target_seen, valid=valid, maps=(sx, sy))
+        return Warped(source=warped, base=base, drawn=drawn, target_seen=target_seen, valid=valid, maps=(sx, sy),
+                      source_not_skin=not_skin)
 
     def what_to_keep(self, w: Warped, g: FaceGeometry, work: WorkScale) -> KeptMasks:
         """Each rule's mask (see KeptMasks): hair, hands and brims stay where they are, and
@@ -178,7 +187,8 @@ class ClassicalEngine(Engine):
         shape = w.base.shape[:2]
         skin = face_region_mask(g.geom, shape, cut_mouth=True, skin_only=True)
         uncovered, light_trust = unoccluded(w.source, w.base, skin, g.geom, g.eye, work, t.occlusion)
-        occluders = source_occluders(w.source, skin, g.geom, g.eye, g.source_turned, work, t, t.light.sigma)
+        occluders = source_occluders(w.source, skin, g.geom, g.eye, g.source_turned, work, t, t.light.sigma,
+                                     w.source_not_skin)
         return KeptMasks(outline=face_region_mask(g.geom, shape, cut_mouth=True), skin=skin, uncovered=uncovered,
                          light_trust=light_trust, target_drawn=w.drawn, target_facing=w.target_seen,
                          source_usable=w.valid, source_clear=1.0 - occluders)

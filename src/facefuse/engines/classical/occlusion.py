@@ -86,7 +86,8 @@ def target_occluders(tgt_agree: np.ndarray, skin: np.ndarray, eye_dist: float, t
 
 
 def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dist: float, turned: float,
-                     work: WorkScale, tuning: ClassicalTuning, light_sigma: float) -> np.ndarray:
+                     work: WorkScale, tuning: ClassicalTuning, light_sigma: float,
+                     not_skin: np.ndarray | None = None) -> np.ndarray:
     """0..1 where the warped source shows something other than its skin on the face's skin
     (a strand of hair, a hand, the background a profile's silhouette brings in): there the
     target's skin is kept, under the same light, instead of cutting the paste (cutting
@@ -96,7 +97,9 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
     ghost of it and lost the likeness: judge 96 % -> 91 %), and, on a turned source (`turned` 0..1), any
     colour unlike its skin (on a frontal one that took shaded cheeks and make-up too and
     cost the likeness). Below the nose a frontal source's beard and stubble are its own
-    and stay; a turned one's mouth and chin border the background."""
+    and stay; a turned one's mouth and chin border the background. `not_skin`: the source's
+    region map's hair, glasses and hands at ROI size (labels.py), what strands are made of
+    (None: the colour tests of strands.strands)."""
     occ_t = tuning.occlusion
     size, scale = work.size, work.scale
     sk = work.small(skin)
@@ -113,11 +116,13 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
     s_t = tuning.strands
     if turned < 1 and s_t.chroma > 0:
         outline = face_region_mask(lms * scale, (size[1], size[0]), cut_mouth=False)
+        hair = None if not_skin is None else work.small(not_skin) > 0.5
         beside = beside_the_eyes(lms, size, scale) * region
-        found = st.with_covered_eyes(st.strands(lab, region, outline * above_mouth, eye_dist * scale, s_t, occ_t, beside),
-                                     lms * scale, eye_dist * scale, s_t)
+        e = eye_dist * scale
+        found = st.with_covered_eyes(st.strands(lab, region, outline * above_mouth, e, s_t, occ_t, beside, hair, lms * scale),
+                                     lms * scale, e, s_t)
         if s_t.followed_down and found.any():
-            found = np.maximum(found, st.followed_down(found, st.strands(lab, region, outline, eye_dist * scale, s_t, occ_t)))
+            found = np.maximum(found, st.followed_down(found, st.strands(lab, region, outline, e, s_t, occ_t, hair=hair, lms=lms * scale)))
         occ = np.maximum(occ, (1.0 - turned) * found)
     # one work pixel wider: a profile's nose ridge brings a line of background thinner than that
     occ = cv2.dilate(occ, np.ones((3, 3), np.uint8))

@@ -128,3 +128,4 @@ class Warped:
     target_seen: np.ndarray  # 0..1: where the target's own surface turns edge-on, less
     valid: np.ndarray  # 0..1: where the source (or its mirror side) is usable
     maps: tuple[np.ndarray, np.ndarray]  # the source's remap tables (x, y)
+    source_not_skin: np.ndarray | None = None  # 0..1: the source's hair, glasses, hands (labels.py), warped
