@@ -201,7 +201,7 @@ def test_bad_parameters_are_400_naming_the_field(live, photos, fields, name):
 def test_missing_field_unknown_path_wrong_method(live, photos):
     r = live.client.post("/api/v1/fuse", files={"source": ("s.jpg", photos.source)})
     assert "target" in _error(r, 400, "missing_field")["message"]
-    _error(live.client.post("/api/v1/fuse", json={"source": "x"}), 400, "missing_field")
+    _error(live.client.post("/api/v1/fuse", json={"source": "x"}), 415, "not_multipart")  # not "target: missing"
     _error(live.client.get("/api/v1/nothing"), 404, "not_found")
     _error(live.client.get("/api/v1/fuse"), 405, "method_not_allowed")
 

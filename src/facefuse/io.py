@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io as _io
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -168,7 +169,7 @@ def decode_image(
     except UnidentifiedImageError as exc:
         raise InputError(f"{name}: not an image (or a format facefuse cannot read)", "not_an_image") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{name}: damaged or truncated image ({exc})", "damaged_image") from exc
+        raise InputError(f"{name}: damaged or truncated image ({_decoder_reason(exc)})", "damaged_image") from exc
     except Image.DecompressionBombError as exc:  # pragma: no cover - we disabled it
         raise InputError(f"{name}: image too large", "too_many_pixels") from exc
     if img.mode == "CMYK" and icc is not None:
@@ -273,6 +274,25 @@ def encode_like(image: np.ndarray, original: DecodedImage, fmt: str = "JPEG", qu
     return encode_image(image, fmt, quality=quality, alpha=alpha, icc_profile=original.icc_profile, exif=original.exif)
 
 
+def _decoder_reason(exc: Exception) -> str:
+    """Pillow's reason without its byte counts ("image file is truncated", not "... (1 bytes
+    not processed)"): the user can act on the first part only."""
+    return re.sub(r"\s*\(\d+ bytes not processed\)", "", str(exc)).strip() or type(exc).__name__
+
+
+def file_mode() -> int:
+    """The mode a new file gets from the user's umask (0o666 & ~umask), as `open` would give:
+    temp files are made 0o600, and outputs must not stay that private. Linux tells the umask
+    in /proc without changing it (os.umask would, for every thread, for a moment)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            mask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> Path:
     """Write data to path via a temp file in the same folder + os.replace.
 
@@ -291,7 +311,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = F
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, file_mode())
         if overwrite:
             os.replace(tmp, path)
         else:
