@@ -9,7 +9,10 @@ Element ids (for tests and scripts): source target fuse result ratio mode smooth
 brightness contrast saturation resolution threshold padding face (the target faces picked),
 plus source_face, source_faces (numbered preview of a group source), format, faces (numbered
 preview of the target's faces: click one to pick it), compare (before/after close-up of the
-fused faces), download, info, gallery.
+fused faces), download, info, gallery; the Video tab's video_source video_clip video_start
+video_end video_faces video_face video_threshold video_fuse video_result video_info
+video_download video_preview. Each tab has two columns: inputs and controls, and the result
+column (RESULT_COLUMN) that stays in view.
 
 Failures are one line in the page (`info` for a fusion, `source_info` / `target_info` for an
 upload), never an error badge on every output nor a stack of toasts.
