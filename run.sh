@@ -2,6 +2,7 @@
 # facefuse launcher: creates .venv on first use, then runs what you ask.
 #   ./run.sh            start the main job (WebUI on http://127.0.0.1:7860 once installed;
 #                       otherwise fuse the bundled sample pair)
+#   ./run.sh --port N   the same on another port (also --host, --config)
 #   ./run.sh setup      install only (idempotent)
 #   ./run.sh test       install test extras and run the test suite
 #   ./run.sh ARGS...    anything else goes to the CLI: ./run.sh fuse a.jpg b.jpg -o out.jpg
@@ -56,9 +57,9 @@ case "$cmd" in
         setup "$EXTRAS,test"
         exec "$PY" -m pytest "$@"
         ;;
-    "")
+    ""|--port*|--host*|--config*)
         setup "$EXTRAS"
-        exec "$VENV/bin/facefuse" start
+        exec "$VENV/bin/facefuse" start "$@"
         ;;
     *)
         setup "$EXTRAS"

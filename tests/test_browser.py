@@ -1,7 +1,9 @@
 """End to end in a real browser: `facefuse serve` in a subprocess, headless Debian chromium
-driven by Playwright. Upload a source and a target, press Fuse, check the result image;
-then a face-less target and a too-large file, and check the page says so. The Video tab the
-same way: a short clip made from a photo (video_clips.py), one fused frame, the fused clip.
+driven by Playwright, at 1366x768 (the most common laptop screen: Fuse, the result and
+Download must be in view without scrolling). Upload a source and a target, press Fuse,
+check the result image; then a face-less target and a too-large file, and check the page
+says so. The Video tab the same way: a short clip made from a photo (video_clips.py), the
+numbered faces at Start, one fused frame, the fused clip (whole, and from Start to End).
 
 Set FACEFUSE_SCREENSHOT=docs/webui.png to also write the README's screenshot."""
 
@@ -67,18 +69,30 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1150})
-        pg.set_default_timeout(60_000)
-        outside: list[str] = []
-        pg.on("request", lambda r: None if r.url.startswith((server[0], "data:", "blob:")) else outside.append(r.url))
-        pg.goto(server[0])
-        pg.wait_for_selector("#fuse")
-        yield pg
-        browser.close()
-        assert not outside, f"the page fetched from outside the server: {outside[:5]}"  # works offline
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _open(browser, server, width: int, height: int):
+    """The WebUI in a new page of `width` x `height`; (page, the addresses it fetched outside the server)."""
+    pg = browser.new_page(viewport={"width": width, "height": height})
+    pg.set_default_timeout(60_000)
+    outside: list[str] = []
+    pg.on("request", lambda r: None if r.url.startswith((server[0], "data:", "blob:")) else outside.append(r.url))
+    pg.goto(server[0])
+    pg.wait_for_selector("#fuse")
+    return pg, outside
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    pg, outside = _open(browser, server, 1366, 768)
+    yield pg
+    pg.close()
+    assert not outside, f"the page fetched from outside the server: {outside[:5]}"  # works offline
 
 
 def _upload(page, elem_id: str, path) -> None:
@@ -91,27 +105,48 @@ def _wait_text(page, selector: str, text: str) -> None:
 
 
 def _in_view(page, selector: str) -> bool:
+    """The whole element is inside the viewport."""
     return page.eval_on_selector(selector, "e => { const r = e.getBoundingClientRect(); "
-                                           "return r.top < window.innerHeight && r.bottom > 0; }")
+                                           "return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight "
+                                           "&& r.left >= 0 && r.right <= window.innerWidth; }")
 
 
 def test_fuse_in_the_browser(page, server, source_path, target_path, tmp_path):
     _, outputs, _ = server
+    assert not page.is_visible("#face")  # no ticked "#0" before a target
+    page.click("#fuse")
+    _wait_text(page, "#info", "⚠ Upload a source image first")
     _upload(page, "source", source_path)
     _upload(page, "target", target_path)
     page.wait_for_selector("#faces img")  # numbered preview of the target's faces
     _wait_text(page, "#target_info", "1200x800 · 1 face(s)")
-    assert _in_view(page, "#target") and not _in_view(page, "#result")  # the result area is further down
+    page.wait_for_function("() => !document.querySelector('#info').innerText.includes('⚠')")  # not stale
+    assert page.is_visible("#face")
+    assert _in_view(page, "#fuse") and _in_view(page, "#target")  # was below the fold, at y=1477
     page.click("#fuse")
     _wait_text(page, "#info", "Done in")
     page.wait_for_function("() => { const i = document.querySelector('#result img'); "
                            "return i && i.complete && i.naturalWidth > 0; }")
     page.wait_for_timeout(500)
-    assert _in_view(page, "#result")  # scrolled to the result after Fuse
+    assert page.evaluate("window.scrollY") == 0  # nobody scrolled
+    for seen in ("#result img", "#info", "#download"):  # the result's top was at y=756 of 768, Download at 1254
+        assert _in_view(page, seen), seen
+    page.mouse.wheel(0, 400)  # the controls scroll; the result column stays
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.scrollY") == 400 and _in_view(page, "#result img") and _in_view(page, "#fuse")
+    page.mouse.wheel(0, -2000)
+    page.wait_for_timeout(300)
     size = page.eval_on_selector("#result img", "i => [i.naturalWidth, i.naturalHeight]")
     assert size == [1200, 800]
     assert "1200 × 800" in page.inner_text("#info") and "fused face #0 (1 of 1 found)" in page.inner_text("#info")
     assert page.locator("#compare img").count() == 2  # before / after
+    box, width, height, nat_w, nat_h = page.eval_on_selector(
+        "#compare", "e => { const i = e.querySelector('img'), r = i.getBoundingClientRect(); "
+                    "return [e.querySelector('.slider-wrap').getBoundingClientRect().width, r.width, r.height, "
+                    "i.naturalWidth, i.naturalHeight]; }")
+    # the handle runs across the pictures only: the box is as wide as they are shown (it was the
+    # column's width, with a portrait close-up in its middle)
+    assert abs(width / height - nat_w / nat_h) < 0.03 and abs(box - width) <= 2, (box, width, height, nat_w, nat_h)
     page.wait_for_selector("#gallery img")
     thumb = page.eval_on_selector("#gallery img", "i => [i.naturalWidth, i.getBoundingClientRect().width]")
     assert thumb[0] == 256 and thumb[1] <= 256 + 1  # a thumbnail is never shown larger than it is
@@ -129,11 +164,26 @@ def test_fuse_in_the_browser(page, server, source_path, target_path, tmp_path):
         _save_small(shot, os.environ["FACEFUSE_SCREENSHOT"])
 
 
+def test_fuse_is_in_view_on_a_full_hd_screen(browser, server, source_path, target_path):
+    page, _ = _open(browser, server, 1920, 1080)
+    try:
+        _upload(page, "source", source_path)
+        _upload(page, "target", target_path)
+        page.wait_for_selector("#faces img")
+        _wait_text(page, "#target_info", "1 face(s)")
+        assert _in_view(page, "#fuse") and _in_view(page, "#result")  # Fuse was below the fold
+    finally:
+        page.close()
+
+
 def test_clicking_a_face_of_a_group_photo_picks_it(page, group_path):
     _upload(page, "target", group_path)
     _wait_text(page, "#target_info", "click the faces")
     page.wait_for_function("() => { const i = document.querySelector('#faces img'); "
                            "return i && i.complete && i.naturalWidth === 710; }")  # the group photo's preview
+    badges = page.eval_on_selector_all("#faces label", "ls => ls.filter(l => l.getBoundingClientRect().width > 4 "
+                                                       "&& getComputedStyle(l).visibility !== 'hidden').length")
+    assert badges == 0  # no title badge over the top row's numbers (faces #2 and #3 showed none)
     checked = "() => [...document.querySelectorAll('#face input[type=checkbox]')].filter(c => c.checked).length"
     page.wait_for_function(f"() => ({checked})() === 1")
     page.locator("#faces img").scroll_into_view_if_needed()
@@ -177,7 +227,7 @@ CLIP_FPS = 10
 def _open_clip(page, path, facts: str) -> None:
     """Upload a clip to the Video tab (pressing Clear on one already there, as a person must)
     and wait for its facts line."""
-    if page.locator("#video_clip video").count():
+    if page.locator("#video_clip button[aria-label=Clear]").count():
         page.click("#video_clip button[aria-label=Clear]")
         page.wait_for_function("() => document.querySelector('#video_clip_info').innerText.trim() === ''")
     _upload(page, "video_clip", path)
@@ -197,6 +247,12 @@ def test_video_tab_in_the_browser(page, server, source_path, target_path, tmp_pa
     _video_tab(page, source_path)
     _open_clip(page, clip, "288x192 · 10 fps · 1.5 s")
     assert page.get_attribute("#video_preview_at input[type=range]", "max") == "1.4"  # the scrubber spans the clip
+    page.wait_for_selector("#video_faces img")  # the faces of the frame at Start, numbered (was a text field)
+    _wait_text(page, "#video_faces_info", "1 face(s) in the frame at 0 s")
+    assert page.is_visible("#video_face") and page.is_visible("#video_start") and page.is_visible("#video_end")
+    page.locator("#video_inputs_column button", has_text="Advanced").click()
+    page.wait_for_selector("#video_threshold", state="visible")  # the threshold the no-face hint speaks of
+    assert _in_view(page, "#video_fuse") and _in_view(page, "#video_result")
     page.fill("#video_preview_at input[type=number]", "0.5")
     page.press("#video_preview_at input[type=number]", "Enter")
     page.click("#video_preview_button")
@@ -229,6 +285,15 @@ def test_video_tab_in_the_browser(page, server, source_path, target_path, tmp_pa
     with page.expect_download() as dl:
         page.click("#video_download")
     assert dl.value.path().read_bytes() == reply.content
+    page.fill("#video_start input", "0.5")
+    page.fill("#video_end input", "1")
+    page.press("#video_end input", "Tab")
+    page.click("#video_fuse")
+    _wait_text(page, "#video_info", "Done: 5 frames")  # from Start to End only (the whole clip was always fused)
+    assert _in_view(page, "#video_download")
+    page.fill("#video_start input", "0")
+    page.fill("#video_end input", "0")
+    page.press("#video_end input", "Tab")
 
 
 def test_video_without_a_face(page, server, source_path, noface_path, tmp_path):
@@ -251,6 +316,19 @@ def test_video_without_a_face(page, server, source_path, noface_path, tmp_path):
     body = page.inner_text("body")
     assert "Traceback" not in body and "Exception" not in body
     assert set(outputs.iterdir()) == before  # nothing saved, the claimed name released
+
+
+def test_a_bad_clip_is_one_line_without_a_toast(page, server, source_path, tmp_path):
+    bad = tmp_path / "notvideo.mp4"
+    bad.write_text("hello")
+    toasts = set(page.locator(".toast-body").all_inner_texts())
+    _video_tab(page, source_path)
+    _open_clip(page, bad, "⚠ Video: not a video")
+    page.wait_for_timeout(1000)  # the time a "Video not playable" toast took to come
+    message = page.inner_text("#video_clip_info").strip()
+    assert "\n" not in message and "/tmp" not in message and "gradio" not in message, message  # no temp path
+    assert set(page.locator(".toast-body").all_inner_texts()) <= toasts  # no red toast
+    assert not page.is_visible("#video_faces")
 
 
 def _save_small(png, dest) -> None:

@@ -55,7 +55,7 @@ def test_parameter_messages_read_as_written_by_a_person(values, words):
 
 def test_face_index_with_all_faces_is_refused(tmp_path, source_path, target_path, capsys):
     rc = main(["fuse", str(source_path), str(target_path), str(tmp_path / "o.jpg"), "--face-index", "3", "--all-faces"])
-    assert rc == 2 and "all_faces" in capsys.readouterr().err and not (tmp_path / "o.jpg").exists()
+    assert rc == 2 and "--all-faces: give one, not both" in capsys.readouterr().err and not (tmp_path / "o.jpg").exists()
 
 
 def test_enlarging_says_so(tmp_path, source_path, target_path):

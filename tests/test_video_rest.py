@@ -72,7 +72,7 @@ def test_cancel_a_running_job(client, source_path, clip):
     client.delete(f"/api/v1/jobs/{job['id']}")
     st = _wait(client, job["id"])
     assert st["state"] == "cancelled"
-    assert client.get(job["result"]).status_code == 409
+    assert client.get(job["result"]).status_code == 410  # gone: no result will come
 
 
 @pytest.mark.parametrize("name", ["notes.txt", "notes.mp4"])

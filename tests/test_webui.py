@@ -229,15 +229,18 @@ def test_video_tab_previews_a_frame_and_fuses_the_clip(pool, tmp_path, source_pa
     clip = vc.write_clip(tmp_path / "pan.mp4", vc.pan_frames(target_path, 12, (240, 160)), fps=12, audio=True)
     out = tmp_path / "o"
     fns = {f.api_name: f.fn for f in build_ui(Settings(output={"dir": str(out)}), pool).fns.values() if f.api_name}
-    text, slider = fns["on_clip"](str(clip))
+    text, slider, faces, face, boxes, base, faces_text = fns["on_clip"](str(clip), None, 0.6, ["0"])
     assert "240x160" in text and "audio" in text and slider["maximum"] > 0.5
-    values = (0.9, "normal", 0.4, "original", "0")  # ratio, mode, smoothing, resolution, face(s)
-    frame, note = fns["on_preview"](str(source_path), str(clip), 0.5, *values)
+    assert faces["visible"] and face["visible"] and len(boxes) == 1 and "1 face(s) in the frame at 0 s" in faces_text
+    values = (0.9, "normal", 0.4, "original", 0.6, 0.2)  # ratio, mode, smoothing, resolution, threshold, padding
+    frame, note = fns["on_preview"](str(source_path), str(clip), 0.5, ["0"], *values)
     assert frame.shape == (160, 240, 3) and "0.5 s" in note
-    path, text, download = fns["on_fuse"](str(source_path), str(clip), *values)
+    path, text, download = fns["on_fuse"](str(source_path), str(clip), None, None, ["0"], *values)
     assert path and "Done" in text and download["visible"] is True
     assert vc.streams(Path(path))["frames"] == 12 and vc.streams(Path(path))["audio_s"]
     sidecar = json.loads(Path(path).with_suffix(".json").read_text())
     assert sidecar["video"] == "pan.mp4" and sidecar["report"]["frames"] == 12
-    _, text, download = fns["on_fuse"](str(source_path), None, *values)
+    path, text, _ = fns["on_fuse"](str(source_path), str(clip), 0.5, 0.75, ["0"], *values)  # Start and End
+    assert "Done:** 3 frames" in text and vc.streams(Path(path))["frames"] == 3
+    _, text, download = fns["on_fuse"](str(source_path), None, None, None, ["0"], *values)
     assert "Upload a source face and a clip first" in text and download["visible"] is False

@@ -50,6 +50,8 @@ API_PREFIX = "/api/v1"
 FACE_FIELD = re.compile(r"face_(0|[1-9][0-9]{0,2})")  # /fuse's face mapping: face_0 .. face_999
 HEALTH_PATH = f"{API_PREFIX}/health"  # open to health probes: no API key, no work done
 VIDEO_PATH = f"{API_PREFIX}/video"
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")  # a JSON body is neither
+FACE_FIELDS_HINT = ", and face_N files (the source photo for target face N, as /detect numbers them)"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 API_KEY_HEADER = "X-API-Key"
 DOCS_PATHS = ("/docs", "/openapi.json")  # behind the key too, when there is one (a browser logs in: Basic)
@@ -116,7 +118,7 @@ def error_responses(*statuses: int) -> dict:
 
 INPUT_STATUS = {"empty": (400, "empty_file"), "not_an_image": (415, "not_an_image"), "not_a_video": (415, "not_a_video"),
                 "too_long": (413, "too_long"), "no_video": (415, "no_video"),
-                "no_space": (507, "no_space")}  # else 422
+                "no_space": (507, "no_space"), "still_image": (415, "not_a_video")}  # else 422
 
 
 def error_for(exc: FaceFuseError) -> ApiError:
@@ -134,16 +136,29 @@ def error_for(exc: FaceFuseError) -> ApiError:
     return ApiError(500, "internal_error", msg)
 
 
-def _probe_upload(data: bytes, limits) -> None:
-    """An uploaded clip's header, read from memory, checked against the limits (duration,
-    pixels per frame) before a job is made: ApiError 413 over a limit, 415 not a video, 422
-    unusable."""
+def _probe_upload(data: bytes, limits):
+    """An uploaded clip's header (VideoInfo), read from memory, checked against the limits
+    (duration, pixels per frame) before a job is made: ApiError 413 over a limit, 415 not a
+    video, 422 unusable."""
     from .video.io import probe
 
     try:
-        probe(data, limits, name="video")
+        return probe(data, limits, name="video")
     except InputError as exc:
         raise error_for(exc) from exc
+
+
+def _check_times(start: float | None, end: float | None, duration: float | None = None) -> None:
+    """`start` and `end` of a video job, in the fields' own names: a 400 at submit, not a job
+    that fails later."""
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and value < 0:
+            raise ApiError(400, "bad_parameter", f"{name}: must be >= 0 seconds, got {value:g}")
+    if start is not None and end is not None and end <= start:
+        raise ApiError(400, "bad_parameter", f"end ({end:g} s) must be after start ({start:g} s)")
+    if start is not None and duration and start >= duration:
+        raise ApiError(400, "bad_parameter", f"start: {start:g} s is past the end of the clip, "
+                                             f"which is {duration:.1f} s long")
 
 
 def fused_headers(fused) -> dict[str, str]:
@@ -312,11 +327,17 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error_response(500, "internal_error", f"internal error ({type(exc).__name__}); see the server log")
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError):
+    async def _validation(request: Request, exc: RequestValidationError):
+        if request.method == "POST" and not request.headers.get("content-type", "").startswith(FORM_TYPES):
+            return _error_response(415, "not_multipart", "multipart/form-data expected: fields and files as a form "
+                                                         "(curl -F ratio=0.8 -F source=@face.jpg ...)")
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "form")]
         name = ".".join(loc) or "request"
+        if "UploadFile" in str(first.get("msg", "")):  # text where a file goes (-F source=x, not =@x)
+            return _error_response(400, "bad_parameter", f"{name}: expected a file, got text "
+                                                         f"(curl -F {name}=@photo.jpg, with the @)")
         code = "missing_field" if first.get("type") == "missing" else "bad_parameter"
         return _error_response(400, code, f"{name}: {readable_error(first) if first.get('type') else 'invalid'}")
 
@@ -342,11 +363,17 @@ def _or_400(check: Callable, *args: Any, **kwargs: Any) -> Any:
         raise ApiError(400, "bad_parameter", str(exc)) from exc
 
 
-def _refuse_unknown_fields(form, known: set[str]) -> None:
-    """A misspelt field (`ratios=0.3`) is an error, as an unknown flag or config key is."""
-    unknown = sorted(set(form.keys()) - known)
+def _refuse_unknown_fields(form, known: set[str], also: str = "") -> None:
+    """A misspelt field (`ratios=0.3`) is an error, as an unknown flag or config key is; so is
+    a field given twice (which value would count?). `also`: fields the list does not name."""
+    names = [name for name, _ in form.multi_items()]
+    unknown = sorted(set(names) - known)
     if unknown:
-        raise ApiError(400, "bad_parameter", f"{unknown[0]}: unknown field; the fields are {', '.join(sorted(known))}")
+        raise ApiError(400, "bad_parameter",
+                       f"{unknown[0]}: unknown field; the fields are {', '.join(sorted(known))}{also}")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ApiError(400, "bad_parameter", f"{twice[0]}: given more than once; give each field once")
 
 
 def _face_map_fields(form) -> dict[str, tuple[int, Any]]:
@@ -408,7 +435,7 @@ def _add_routes(app: FastAPI, pool: FusionPool, settings: Settings) -> None:
                    quality: Optional[int], **fields):
         form = await request.form()
         mapped = _face_map_fields(form)
-        _refuse_unknown_fields(form, known_fields | set(mapped))
+        _refuse_unknown_fields(form, known_fields | set(mapped), FACE_FIELDS_HINT)
         if source is None and not mapped:
             raise ApiError(400, "bad_parameter", "source: a source image is needed, or face_N fields (a face mapping)")
         params = _params_or_400(settings, fields)
@@ -479,6 +506,7 @@ def _add_video_routes(app: FastAPI, jobs: JobStore, settings: Settings) -> None:
                     end: Optional[float], quality: Optional[int], codec: Optional[str], **fields):
         _refuse_unknown_fields(await request.form(), known_fields)
         params = _params_or_400(settings, fields)
+        _check_times(start, end)
         if quality is not None:
             _or_400(settings.output_quality, quality)
         if codec is not None and codec not in ENCODERS:
@@ -493,7 +521,8 @@ def _add_video_routes(app: FastAPI, jobs: JobStore, settings: Settings) -> None:
         out = "fused.webm" if codec == "vp9" or (codec is None and suffix == ".webm") else "fused.mp4"
         options = {k: v for k, v in dict(start=start, end=end, quality=quality, codec=codec).items() if v is not None}
         options["limits"] = video_limits(settings)
-        _probe_upload(clip, options["limits"])  # not a video, over the limits: refused now, not in the job
+        info = _probe_upload(clip, options["limits"])  # not a video, over the limits: refused now, not in the job
+        _check_times(start, end, info.duration)
         try:
             job_id = jobs.create({"source": src, f"input{suffix}": clip},
                                  video_work("source", f"input{suffix}", out, params, options),
@@ -544,6 +573,9 @@ def _add_video_routes(app: FastAPI, jobs: JobStore, settings: Settings) -> None:
     async def job_result(job_id: str):
         state = _job(job_id)
         path = jobs.result(job_id)
+        if path is None and state["state"] in ("failed", "cancelled"):  # no result will come: not a 409
+            why = f": {state['error']}" if state.get("error") else ""
+            raise ApiError(410, f"job_{state['state']}", f"job {job_id} {state['state']}, it has no result{why}")
         if path is None:
             raise ApiError(409, "not_ready", f"job {job_id} is {state['state']}; the result comes when it is done")
         media = "video/webm" if path.suffix == ".webm" else "video/mp4"

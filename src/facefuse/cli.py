@@ -188,6 +188,31 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
+    def parse_args(self, args=None, namespace=None):
+        """Unknown flags are reported by the command they were given to (`facefuse fuse
+        --help`), with the nearest flag it has ("did you mean --ratio?")."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = self._subcommand(getattr(parsed, "command", None))
+            hint = _nearest_flag(extras[0], command) if command else ""
+            (command or self).error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return parsed
+
+    def _subcommand(self, name: str | None) -> argparse.ArgumentParser | None:
+        for action in self._subparsers._group_actions if self._subparsers and name else ():
+            if isinstance(action, argparse._SubParsersAction):
+                return action.choices.get(name)
+        return None
+
+
+def _nearest_flag(word: str, parser: argparse.ArgumentParser) -> str:
+    """"; did you mean --ratio?" for a mistyped flag, or ""."""
+    import difflib
+
+    flags = [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
+    close = difflib.get_close_matches(word.split("=", 1)[0], flags, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="facefuse", description="Local face fusion.")

@@ -93,6 +93,8 @@ def _shown(value) -> str:
 
 def fusion_overrides(args: argparse.Namespace) -> dict:
     """The fusion flags given on the command line, by FusionParams name."""
+    if getattr(args, "all_faces", None) and getattr(args, "face_index", None) is not None:
+        raise ConfigError("--face-index and --all-faces: give one, not both")
     return {k: getattr(args, k) for k in FusionParams.model_fields if getattr(args, k, None) is not None}
 
 

@@ -170,7 +170,7 @@ def decode_image(
     except UnidentifiedImageError as exc:
         raise InputError(f"{name}: not an image (or a format facefuse cannot read)", "not_an_image") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{name}: damaged or truncated image ({exc})", "damaged_image") from exc
+        raise InputError(f"{name}: damaged or truncated image ({_decoder_reason(exc)})", "damaged_image") from exc
     except Image.DecompressionBombError as exc:  # pragma: no cover - we disabled it
         raise InputError(f"{name}: image too large", "too_many_pixels") from exc
     if img.mode == "CMYK" and icc is not None:
@@ -324,6 +324,25 @@ def no_space_error(exc: OSError, path: str | os.PathLike) -> InputError | None:
     return None
 
 
+def _decoder_reason(exc: Exception) -> str:
+    """Pillow's reason without its byte counts ("image file is truncated", not "... (1 bytes
+    not processed)"): the user can act on the first part only."""
+    return re.sub(r"\s*\(\d+ bytes not processed\)", "", str(exc)).strip() or type(exc).__name__
+
+
+def file_mode() -> int:
+    """The mode a new file gets from the user's umask (0o666 & ~umask), as `open` would give:
+    temp files are made 0o600, and outputs must not stay that private. Linux tells the umask
+    in /proc without changing it (os.umask would, for every thread, for a moment)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            mask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> Path:
     """Write data to path via a temp file in the same folder + os.replace.
 
@@ -350,7 +369,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = F
                 os.fsync(fh.fileno())
         except OSError as exc:
             raise no_space_error(exc, path) or exc
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, file_mode())
         if overwrite:
             os.replace(tmp, path)
         else:

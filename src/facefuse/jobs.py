@@ -151,7 +151,7 @@ class JobStore:
         except JobCancelled:
             self._save(job_id, state=CANCELLED, finished=time.time())
         except FaceFuseError as exc:
-            self._save(job_id, state=FAILED, error=str(exc), error_type=type(exc).__name__,
+            self._save(job_id, state=FAILED, error=_without_folder(str(exc), job_id), error_type=type(exc).__name__,
                        which=getattr(exc, "which", None), finished=time.time())
         except Exception as exc:  # a bug: the job fails with one line, the server goes on
             self._save(job_id, state=FAILED, error=f"internal error ({type(exc).__name__})",
@@ -215,6 +215,12 @@ def video_limits(settings):
 
     return VideoLimits(max_bytes=int(settings.server.max_video_mb * 1024 * 1024),
                        max_seconds=settings.server.max_video_seconds, max_pixels=settings.output.max_pixels)
+
+
+def _without_folder(message: str, job_id: str) -> str:
+    """A job's error as its client may read it, without the server's paths of the job's files
+    ("source: not an image", not "source /srv/outputs/jobs/<id>/source: not an image")."""
+    return re.sub(r"\s*[^\s'\"]*" + re.escape(job_id) + r"/[^\s:'\"]*", "", message)
 
 
 def video_work(source_name: str, video_name: str, out_name: str, params, options: Optional[dict] = None) -> Work:

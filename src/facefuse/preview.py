@@ -31,7 +31,8 @@ def draw_boxes(image: np.ndarray, boxes: list[Box], picked: Iterable[int] | None
     """Boxes with their index as a label readable at a glance: the label's height is a
     thirtieth of the image's long side (at least the face's), whatever the face's size."""
     out = np.ascontiguousarray(image).copy()
-    long_side = max(out.shape[:2])
+    height, width = out.shape[:2]
+    long_side = max(height, width)
     thick = max(2, round(long_side / 400))
     chosen = set(range(len(boxes))) if picked is None else set(picked)
     for i, box in enumerate(boxes):
@@ -41,9 +42,11 @@ def draw_boxes(image: np.ndarray, boxes: list[Box], picked: Iterable[int] | None
         label = str(i)
         fs = max(long_side / 30, (x1 - x0) / 4) / 22  # HERSHEY_SIMPLEX: about 22 px tall at scale 1
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, fs, thick)
-        ty = max(th + 6, y0 - 6)
-        cv2.rectangle(out, (x0, ty - th - 6), (x0 + tw + 8, ty + 6), colour, -1)
-        cv2.putText(out, label, (x0 + 4, ty), cv2.FONT_HERSHEY_SIMPLEX, fs, (0, 0, 0), thick, cv2.LINE_AA)
+        # above the box, inside the picture even for a face cut by its edge
+        ty = min(max(th + 6, y0 - 6), height - 7)
+        tx = min(max(0, x0), width - tw - 8)
+        cv2.rectangle(out, (tx, ty - th - 6), (tx + tw + 8, ty + 6), colour, -1)
+        cv2.putText(out, label, (tx + 4, ty), cv2.FONT_HERSHEY_SIMPLEX, fs, (0, 0, 0), thick, cv2.LINE_AA)
     return out
 
 

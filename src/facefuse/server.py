@@ -11,6 +11,7 @@ and asked for by the WebUI. Imported by the CLI on every run, so nothing heavy a
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import os
 import socket
@@ -20,7 +21,14 @@ from .config import Settings
 from .errors import ConfigError
 
 API_KEY_ENV = "FACEFUSE_API_KEY"
-UI_CSS = "#result img, #faces img {object-fit: contain;} footer {display: none !important;}"
+UI_CSS = ("#result img, #faces img {object-fit: contain;} footer {display: none !important;} "
+          # the result column (webui.RESULT_COLUMN) stays in view while the controls scroll; "clip"
+          # still clips but, unlike Gradio's "hidden", does not stop a child from sticking
+          ".gradio-container {overflow: clip !important;} "
+          ".facefuse-result {position: sticky; top: 8px; align-self: flex-start;} "
+          # the before/after box as wide as its pictures, so the handle never leaves them
+          "#compare .slider-wrap {width: fit-content; max-width: 100%; margin: 0 auto;} "
+          "#compare .slider-wrap img {width: auto; max-width: 100%;}")
 
 
 def add_parser(sub) -> None:
@@ -102,10 +110,27 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.bind(addr)
     except OSError as exc:
         sock.close()
+        if exc.errno == errno.EADDRINUSE and port:
+            free = _free_port_after(family, addr, port)
+            instead = f"--port {free}" if free else "--port N"
+            raise ConfigError(f"server.port: port {port} on {host} is in use (another facefuse?); start on a free one: "
+                              f"./run.sh {instead} (or facefuse serve {instead}; --port 0 takes any)") from exc
         raise ConfigError(f"server.port: cannot listen on {host}:{port} ({exc.strerror or exc})") from exc
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def _free_port_after(family, addr: tuple, port: int, tries: int = 50) -> int | None:
+    """The first port after `port` that `addr`'s host can listen on now, to name in the message."""
+    for candidate in range(port + 1, min(port + 1 + tries, 65536)):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((addr[0], candidate, *addr[2:]))
+                return candidate
+            except OSError:
+                continue
+    return None
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None, api_key: str | None = None,

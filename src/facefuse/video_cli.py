@@ -62,6 +62,14 @@ def _check_outputs(args: argparse.Namespace) -> None:
         remove_stale_temps(Path(path).resolve().parent, {Path(path).name})  # what a kill -9 of an earlier run left
 
 
+def _check_times(args: argparse.Namespace, duration: float) -> None:
+    """--start and --preview-at inside the clip, naming its length (exit 2 like any value out
+    of range)."""
+    for flag_name, value in (("--start", args.start), ("--preview-at", args.preview_at)):
+        if value is not None and duration and value >= duration:
+            raise ConfigError(f"{flag_name}: {value:g} s is past the end of the clip, which is {duration:.1f} s long")
+
+
 def _progress_bar(total_hint: int):
     from tqdm import tqdm
 
@@ -88,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--work-face: must be 0 (off) or 64-4096 pixels, got {args.work_face}")
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers: must be >= 1, got {args.workers}")
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        raise ConfigError(f"--quality: must be 1-100, got {args.quality}")
+    if args.start is not None and args.end is not None and args.end <= args.start:
+        raise ConfigError(f"--end ({args.end:g} s) must be after --start ({args.start:g} s)")
     _check_outputs(args)
     if args.preview_at is not None:
         if Path(args.output).suffix.lower() != ".png":
@@ -95,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         check_output(args.output, args.overwrite, args.codec)
     info = probe(args.video)  # not a video: exit 3 before the models load
+    _check_times(args, info.duration)
     parallel = bool(args.ray) or (args.workers or 1) > 1
     if args.ray:  # a missing Ray is reported before any work
         import importlib.util
@@ -111,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
         write_image(args.output, image, overwrite=args.overwrite)
         print(f"{args.output}  frame at {args.preview_at:g} s")
         return EXIT_OK
-    options = dict(start=args.start, end=args.end, quality=args.quality or DEFAULT_QUALITY, codec=args.codec,
-                   overwrite=args.overwrite, sources=sources, fusion_params=params)
+    options = dict(start=args.start, end=args.end, quality=DEFAULT_QUALITY if args.quality is None else args.quality,
+                   codec=args.codec, overwrite=args.overwrite, sources=sources, fusion_params=params)
     if args.detect_every:
         options["detect_every"] = args.detect_every
     if args.work_face is not None:

@@ -9,7 +9,10 @@ Element ids (for tests and scripts): source target fuse result ratio mode smooth
 brightness contrast saturation resolution threshold padding face (the target faces picked),
 plus source_face, source_faces (numbered preview of a group source), format, faces (numbered
 preview of the target's faces: click one to pick it), compare (before/after close-up of the
-fused faces), download, info, gallery.
+fused faces), download, info, gallery; the Video tab's video_source video_clip video_start
+video_end video_faces video_face video_threshold video_fuse video_result video_info
+video_download video_preview. Each tab has two columns: inputs and controls, and the result
+column (RESULT_COLUMN) that stays in view.
 
 Failures are one line in the page (`info` for a fusion, `source_info` / `target_info` for an
 upload), never an error badge on every output nor a stack of toasts.
@@ -37,7 +40,7 @@ from PIL import Image
 from .config import RESOLUTION_CHOICES, FusionParams, Settings
 from .errors import ConfigError, FaceFuseError, NoFaceError, OutputExistsError
 from .imaging import resize_frame, shrink_to_side
-from .io import FORMATS, encode_image, remove_stale_temps, write_bytes_atomic
+from .io import FORMAT_NAMES, FORMATS, encode_image, remove_stale_temps, write_bytes_atomic
 from .preview import box_at, draw_boxes, label_corner, zoom_box
 from .jobs import video_limits
 from .retention import expire_results
@@ -51,16 +54,26 @@ GALLERY_MAX = 60
 FORMAT_CHOICES = [("JPEG", "jpg"), ("PNG", "png"), ("WebP", "webp")]
 BUTTONS = ["download", "fullscreen"]  # no "share": it only works on Hugging Face Spaces
 NO_RESULT = "No result yet: upload a source face and a target image, then press **Fuse**."
+RESULT_COLUMN = "facefuse-result"  # server.UI_CSS keeps it in view (sticky) while the controls scroll
 
 
-def _image_input(**kwargs) -> gr.Image:
+def _image_input(height: int = 240, **kwargs) -> gr.Image:
     """A gr.Image that hands over the uploaded file untouched: facefuse decodes it itself
     (EXIF, pixel limit, one clear message for anything unreadable) instead of Gradio's PIL
     step failing with its own message. (Patched on the instance: a gr.Image subclass would
     make Gradio write a .pyi file next to this module.)"""
-    component = gr.Image(type="filepath", sources=["upload", "clipboard"], height=320, buttons=["fullscreen"],
+    component = gr.Image(type="filepath", sources=["upload", "clipboard"], height=height, buttons=["fullscreen"],
                          **kwargs)
     component.preprocess = lambda payload: None if payload is None else payload.path
+    return component
+
+
+def _as_sent(component: gr.components.Component) -> gr.components.Component:
+    """A face picker or format choice that hands over what a script sent (`face_index=[0]`,
+    `"1"`, `format="PNG"`) instead of Gradio refusing anything outside the choices this
+    session's page last showed: the fusion checks face numbers against the image's faces
+    and the format by name, in the call, with one clear line."""
+    component.preprocess = lambda payload: payload
     return component
 
 
@@ -265,6 +278,41 @@ def _fuse_job(fuser, src: bytes, tgt: bytes, params, fmt: str, quality: int, pro
             label_corner(shrink_to_side(after, PREVIEW_SIDE), labels[1]))
 
 
+def on_pick(picked, boxes, base, evt: gr.SelectData):
+    """A click on a numbered face preview toggles the face under it."""
+    hit = box_at(boxes, *evt.index) if boxes and evt.index is not None else None
+    if hit is None or base is None:
+        return gr.update(), gr.update()
+    chosen = {int(v) for v in (picked or [])} ^ {hit}
+    chosen = chosen or {hit}  # the last picked face stays picked
+    return [str(i) for i in sorted(chosen)], draw_boxes(base, boxes, chosen)
+
+
+def on_ticks(picked, boxes, base):
+    """The preview redrawn after a face number was ticked or unticked."""
+    if base is None:
+        return gr.update()
+    return draw_boxes(base, boxes, [int(v) for v in (picked or [])])
+
+
+def clears_warning(empty: str):
+    """The handler of a new upload for a result line: a warning about the inputs before is
+    stale, `empty` ("No result yet ...") replaces it; a result stays."""
+
+    def without_warning(text: str):
+        return empty if str(text or "").startswith("⚠") else gr.update()
+
+    return without_warning
+
+
+def _format_of(value: Any) -> str:
+    """A file format as the page or a script names it ("jpg", "PNG", "WebP", "jpeg")."""
+    ext = str(value if value is not None else "jpg").strip().lower()
+    if ext not in FORMATS:
+        raise PageError(f"format: must be {', '.join(FORMAT_NAMES)}, got {value!r}")
+    return FORMATS[ext].ext
+
+
 # -- the controls: one per FusionParams field ------------------------------------------------
 PICKED_ELSEWHERE = ("face_index", "all_faces", "source_face_index")  # the face pickers set these
 ADVANCED = ("threshold", "padding")  # under Advanced; every other field is a main control
@@ -333,44 +381,51 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                 target_boxes = gr.State([])  # face boxes in the preview's pixels
                 target_base = gr.State(None)  # the preview without boxes
                 with gr.Row(equal_height=False):
-                    with gr.Column():
-                        source = _image_input(label="Source face", elem_id="source")
-                        source_info = gr.Markdown(elem_id="source_info")
-                        source_faces = gr.Image(label="Faces in the source, numbered", interactive=False, format="jpeg",
-                                                elem_id="source_faces", visible=False, height=260, buttons=["fullscreen"])
-                        source_face = gr.Dropdown(_face_choices(1), value="0", label="Source face", elem_id="source_face",
-                                                  info="which face of the source photo is brought in", visible=False)
-                    with gr.Column():
-                        target = _image_input(label="Target image", elem_id="target")
-                        target_info = gr.Markdown(elem_id="target_info")
-                        faces = gr.Image(label="Faces in the target: click one to pick or unpick it", interactive=False,
-                                         format="jpeg", elem_id="faces", visible=False, height=400, buttons=["fullscreen"])
-                        face = gr.CheckboxGroup(_face_choices(1), value=["0"], label="Target faces to fuse",
-                                                elem_id="face", info="click a face on the preview, or tick its number")
-                controls: dict[str, gr.components.Component] = {}
-                advanced = ADVANCED + (WITH_ENHANCER if settings.inference.enhancer else ())
-                main = [n for n in FusionParams.model_fields if n not in (*ADVANCED, *WITH_ENHANCER, *PICKED_ELSEWHERE)]
-                for row in range(0, len(main), 3):
-                    with gr.Row():
-                        for name in main[row:row + 3]:
-                            controls[name] = control(name, getattr(defaults, name))
-                        if row + 3 >= len(main):
-                            fmt = gr.Radio(FORMAT_CHOICES, value="jpg", label="File format", elem_id="format")
-                with gr.Accordion("Advanced", open=False):
-                    with gr.Row():
-                        for name in advanced:
-                            controls[name] = control(name, getattr(defaults, name))
-                threshold = controls["threshold"]
-                fuse_btn = gr.Button("Fuse", variant="primary", elem_id="fuse")
-                with gr.Row(equal_height=False, elem_id="result_area"):
-                    with gr.Column():
+                    with gr.Column(scale=1, elem_id="inputs_column"):  # inputs and controls
+                        with gr.Row(equal_height=False):
+                            with gr.Column(min_width=220):
+                                source = _image_input(label="Source face", elem_id="source")
+                                source_info = gr.Markdown(elem_id="source_info")
+                                source_faces = gr.Image(label="Faces in the source, numbered", show_label=False,
+                                                        interactive=False, format="jpeg", elem_id="source_faces",
+                                                        visible=False, height=220, buttons=["fullscreen"])
+                                source_face = _as_sent(gr.Dropdown(
+                                    _face_choices(1), value="0", label="Source face", elem_id="source_face",
+                                    info="which face of the source photo is brought in", visible=False))
+                            with gr.Column(min_width=220):
+                                target = _image_input(label="Target image", elem_id="target")
+                                target_info = gr.Markdown(elem_id="target_info")
+                                faces = gr.Image(label="Faces in the target: click one to pick or unpick it",
+                                                 show_label=False, interactive=False, format="jpeg", elem_id="faces",
+                                                 visible=False, height=300, buttons=["fullscreen"])
+                                face = _as_sent(gr.CheckboxGroup(
+                                    _face_choices(1), value=["0"], label="Target faces to fuse", elem_id="face",
+                                    info="click a face on the preview, or tick its number", visible=False))
+                        controls: dict[str, gr.components.Component] = {}
+                        advanced = ADVANCED + (WITH_ENHANCER if settings.inference.enhancer else ())
+                        main = [n for n in FusionParams.model_fields
+                                if n not in (*ADVANCED, *WITH_ENHANCER, *PICKED_ELSEWHERE)]
+                        for row in range(0, len(main), 2):
+                            with gr.Row():
+                                for name in main[row:row + 2]:
+                                    controls[name] = control(name, getattr(defaults, name))
+                                if row + 2 >= len(main):
+                                    fmt = _as_sent(gr.Radio(FORMAT_CHOICES, value="jpg", label="File format",
+                                                            elem_id="format"))
+                        with gr.Accordion("Advanced", open=False):
+                            with gr.Row():
+                                for name in advanced:
+                                    controls[name] = control(name, getattr(defaults, name))
+                        threshold = controls["threshold"]
+                    with gr.Column(scale=1, elem_id="result_column", elem_classes=RESULT_COLUMN):
+                        fuse_btn = gr.Button("Fuse", variant="primary", elem_id="fuse")
                         result = gr.Image(label="Result (full resolution)", interactive=False, type="filepath",
-                                          elem_id="result", height=420, buttons=BUTTONS)
+                                          elem_id="result", height=360, buttons=BUTTONS)
                         info = gr.Markdown(NO_RESULT, elem_id="info")
                         download = gr.DownloadButton("Download full resolution", elem_id="download", visible=False)
-                    with gr.Column():
                         compare = gr.ImageSlider(label="Before / after: drag the line", type="numpy", format="jpeg",
-                                                 elem_id="compare", interactive=False, max_height=420, buttons=["fullscreen"])
+                                                 elem_id="compare", interactive=False, max_height=360,
+                                                 buttons=["fullscreen"])
                 gallery = gr.Gallery(label=f"Results in {out.dir} (newest first)", columns=8,
                                      height="auto", object_fit="scale-down", fit_columns=False, elem_id="gallery", allow_preview=True,
                                      buttons=["download"])
@@ -398,31 +453,19 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                             gr.update(choices=_face_choices(n), value="0", visible=True))
 
                 def on_target(path, thr, current):
+                    """The numbered preview and the face ticks, shown only for a target with faces."""
+                    hidden = gr.update(choices=_face_choices(1), value=["0"], visible=False)
                     if not path:
-                        return gr.update(value=None, visible=False), gr.update(choices=_face_choices(1), value=["0"]), "", [], None
+                        return gr.update(value=None, visible=False), hidden, "", [], None
                     n, base, boxes, text = faces_of(path, "target", thr)
                     choices = _face_choices(n)
-                    keep = [v for v in (current or []) if v in {c[1] for c in choices}] or ["0"]
+                    keep = [str(v) for v in (current or []) if str(v) in {c[1] for c in choices}] or ["0"]
                     if n == 0:
-                        return gr.update(value=None, visible=False), gr.update(choices=choices, value=["0"]), text, [], None
+                        return gr.update(value=None, visible=False), hidden, text, [], None
                     if n > 1:
                         text += " — click the faces to fuse on the preview (green = picked)"
                     return (gr.update(value=draw_boxes(base, boxes, [int(v) for v in keep]), visible=True),
-                            gr.update(choices=choices, value=keep), text, boxes, base)
-
-                def on_pick(picked, boxes, base, evt: gr.SelectData):
-                    """A click on the target preview toggles the face under it."""
-                    hit = box_at(boxes, *evt.index) if boxes and evt.index is not None else None
-                    if hit is None or base is None:
-                        return gr.update(), gr.update()
-                    chosen = {int(v) for v in (picked or [])} ^ {hit}
-                    chosen = chosen or {hit}  # the last picked face stays picked
-                    return [str(i) for i in sorted(chosen)], draw_boxes(base, boxes, chosen)
-
-                def on_ticks(picked, boxes, base):
-                    if base is None:
-                        return gr.update()
-                    return draw_boxes(base, boxes, [int(v) for v in (picked or [])])
+                            gr.update(choices=choices, value=keep, visible=True), text, boxes, base)
 
                 def on_fuse(*args):
                     """(source, target, *controls, face_index, format[, source_face_index][, progress]):
@@ -432,9 +475,10 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                     rest = list(args[n:])
                     progress = rest.pop() if rest and isinstance(rest[-1], gr.Progress) else gr.Progress()
                     source_face_v = rest[0] if rest else "0"
-                    ext = fmt_v if fmt_v in FORMATS else "jpg"
+                    ext = "jpg"
                     t0 = time.perf_counter()
                     try:
+                        ext = _format_of(fmt_v)
                         src, tgt = _read_upload(src_path, "source"), _read_upload(tgt_path, "target")
                         overrides: dict[str, Any] = dict(zip(controls, values), **_face_choice(face_v),
                                                          source_face_index=source_face_v or 0)
@@ -446,6 +490,7 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                             "source": Path(src_path).name, "target": Path(tgt_path).name, "format": ext,
                             "quality": out.quality, "engine": settings.inference.engine})
                     except (FaceFuseError, PageError) as exc:
+                        log.info("fuse refused: %s", _message(exc))  # a bad call is one line in the log
                         return _failed(_message(exc))
                     except Exception as exc:  # a bug: log it in full, show one line
                         log.exception("fusion failed")
@@ -476,6 +521,8 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                 threshold.release(on_target, *target_io, api_visibility="private")
                 faces.select(on_pick, [face, target_boxes, target_base], [face, faces], api_visibility="private")
                 face.input(on_ticks, [face, target_boxes, target_base], [faces], api_visibility="private")
+                for image in (source, target):  # a warning about the images before is stale now
+                    image.upload(clears_warning(NO_RESULT), [info], [info], api_visibility="private")
                 on_fuse.__signature__ = fuse_signature(controls)
                 fuse_btn.click(on_fuse, [source, target, *controls.values(), face, fmt, source_face],
                                [result, compare, download, info, gallery], api_name="fuse", scroll_to_output=True)
@@ -492,7 +539,8 @@ def _message(exc: Exception) -> str:
 
 
 # -- the Video tab ---------------------------------------------------------------------------
-VIDEO_CONTROLS = ("ratio", "mode", "smoothing", "resolution", "face_index")
+VIDEO_CONTROLS = ("ratio", "mode", "smoothing", "resolution")  # the target faces are picked on the preview
+NO_VIDEO_RESULT = "No video result yet: upload a source face and a clip, then press **Fuse video**."
 
 
 def _clip_job(fuser, path: str, limits):
@@ -501,75 +549,179 @@ def _clip_job(fuser, path: str, limits):
     return probe(path, limits, name="video")
 
 
+def _clip_faces_job(fuser, path: str, at: float, threshold: float, limits):
+    """(faces found, preview base image, face boxes in its pixels) of the clip's frame at
+    `at` seconds: the faces numbered as the fusion numbers them from there."""
+    from .video.io import VideoReader
+
+    frames = iter(VideoReader(path, start=at or None, limits=limits, name="video"))
+    try:
+        rgb = next(frames).rgb
+    finally:
+        frames.close()
+    faces = fuser.detect(rgb, threshold).faces
+    base = shrink_to_side(rgb, PREVIEW_SIDE)
+    s = base.shape[1] / rgb.shape[1]
+    return len(faces), base, [[float(v) * s for v in f.box] for f in faces]
+
+
 def _preview_job(fuser, source: str, clip: str, at: float, params, limits):
     from .video.fuse import preview_frame
 
     return preview_frame(fuser, source, clip, at, fusion_params=params, limits=limits)
 
 
-def _video_job(fuser, source: str, clip: str, out: Path, params, limits, progress):
-    return fuser.fuse_video(source, clip, out, progress=progress, fusion_params=params, limits=limits)
+def _video_job(fuser, source: str, clip: str, out: Path, params, limits, start, end, progress):
+    return fuser.fuse_video(source, clip, out, progress=progress, fusion_params=params, limits=limits,
+                            start=start, end=end)
+
+
+def clip_range(start: Any, end: Any, duration: float | None = None) -> tuple[float | None, float | None]:
+    """The Video tab's Start and End (blank or 0: the clip's beginning, its end) as
+    fuse_video's `start` and `end`, checked in the fields' names before any work."""
+    start = None if start in (None, "") else float(start)
+    end = None if end in (None, "", 0) else float(end)
+    for name, value in (("Start", start), ("End", end)):
+        if value is not None and value < 0:
+            raise PageError(f"{name}: seconds from the clip's beginning, 0 or more; got {value:g}.")
+    if end is not None and end <= (start or 0.0):
+        raise PageError(f"End ({end:g} s) must be after Start ({start or 0:g} s).")
+    if start and duration and start >= duration:
+        raise PageError(f"Start ({start:g} s) is past the end of the clip, which is {duration:.1f} s long.")
+    return start or None, end
+
+
+def _clip_message(exc: Exception, *paths: str | None) -> str:
+    """A message about an upload without its path in Gradio's temp folder."""
+    text = _message(exc)
+    for path in filter(None, paths):
+        text = text.replace(f" {path}", "").replace(str(path), Path(path).name)
+    return text
 
 
 def build_video_tab(settings: Settings, pool: FusionPool, store: ResultStore, defaults) -> None:
-    """Upload a clip and a source face, scrub to preview one fused frame, fuse the clip with
-    a progress bar, play and download it; saved in output.dir with a JSON sidecar."""
+    """The Photo tab's layout for a clip: source and clip, Start and End, the numbered faces
+    of the frame at Start (click to pick), the controls and Advanced on the left; Fuse
+    video, the clip (play, download) and one fused frame on the right, in view. Saved in
+    output.dir with a JSON sidecar."""
     limits = video_limits(settings)
+    boxes = gr.State([])  # face boxes in the preview's pixels
+    base = gr.State(None)  # the preview without boxes
     with gr.Row(equal_height=False):
-        with gr.Column():
-            source = _image_input(label="Source face", elem_id="video_source")
-        with gr.Column():
-            clip = gr.Video(label="Target clip", sources=["upload"], elem_id="video_clip", height=320)
-            clip_info = gr.Markdown(elem_id="video_clip_info")
-    with gr.Row():
-        controls = {name: control(name, getattr(defaults, name), prefix="video_")
-                    for name in VIDEO_CONTROLS if name != "face_index"}
-        controls["face_index"] = gr.Textbox(str(defaults.face_index), label="Target face(s)", elem_id="video_face_index",
-                                            info="0 = the largest face at its first appearance; several as 0,2")
-    with gr.Row():
-        at = gr.Slider(0, 1, value=0, step=0.1, label="Preview at (seconds)", elem_id="video_preview_at")
-        preview_btn = gr.Button("Preview this frame", elem_id="video_preview_button")
-    preview = gr.Image(label="Fused frame", interactive=False, elem_id="video_preview", height=320,
-                       buttons=["fullscreen"])
-    fuse_btn = gr.Button("Fuse video", variant="primary", elem_id="video_fuse")
-    result = gr.Video(label="Fused clip", interactive=False, elem_id="video_result", height=360)
-    info = gr.Markdown("No video result yet.", elem_id="video_info")
-    download = gr.DownloadButton("Download the clip", elem_id="video_download", visible=False)
+        with gr.Column(scale=1, elem_id="video_inputs_column"):
+            with gr.Row(equal_height=False):
+                with gr.Column(min_width=220):
+                    source = _image_input(label="Source face", elem_id="video_source")
+                    source_info = gr.Markdown(elem_id="video_source_info")
+                with gr.Column(min_width=220):
+                    # a file field, not gr.Video: the browser does not try to play the upload
+                    # (a red "Video not playable" toast for a bad file or an unusual codec)
+                    clip = gr.File(label="Target clip", elem_id="video_clip", height=120)
+                    clip_info = gr.Markdown(elem_id="video_clip_info")
+            with gr.Row():
+                start = gr.Number(None, label="Start (seconds)", info="0 or blank: the clip's beginning",
+                                  elem_id="video_start")
+                end = gr.Number(None, label="End (seconds)", info="0 or blank: the clip's end",
+                                elem_id="video_end")
+            faces = gr.Image(label="Faces at Start: click one to pick or unpick it", show_label=False,
+                             interactive=False, format="jpeg", elem_id="video_faces", visible=False, height=300,
+                             buttons=["fullscreen"])
+            faces_info = gr.Markdown(elem_id="video_faces_info")
+            face = _as_sent(gr.CheckboxGroup(_face_choices(1), value=["0"], label="Target faces to fuse",
+                                             elem_id="video_face", visible=False,
+                                             info="numbered in the frame at Start; click a face on the preview, "
+                                                  "or tick its number"))
+            controls: dict[str, gr.components.Component] = {}
+            for row in range(0, len(VIDEO_CONTROLS), 2):
+                with gr.Row():
+                    for name in VIDEO_CONTROLS[row:row + 2]:
+                        controls[name] = control(name, getattr(defaults, name), prefix="video_")
+            with gr.Accordion("Advanced", open=False):
+                with gr.Row():
+                    for name in ADVANCED:
+                        controls[name] = control(name, getattr(defaults, name), prefix="video_")
+            threshold = controls["threshold"]
+            with gr.Row(equal_height=True):
+                at = gr.Slider(0, 1, value=0, step=0.1, label="Preview at (seconds)", elem_id="video_preview_at")
+                preview_btn = gr.Button("Preview this frame", elem_id="video_preview_button")
+        with gr.Column(scale=1, elem_id="video_result_column", elem_classes=RESULT_COLUMN):
+            fuse_btn = gr.Button("Fuse video", variant="primary", elem_id="video_fuse")
+            result = gr.Video(label="Fused clip", interactive=False, elem_id="video_result", height=320)
+            info = gr.Markdown(NO_VIDEO_RESULT, elem_id="video_info")
+            download = gr.DownloadButton("Download the clip", elem_id="video_download", visible=False)
+            preview = gr.Image(label="Fused frame", interactive=False, elem_id="video_preview", height=300,
+                               buttons=["fullscreen"])
 
-    def params_of(values) -> Any:
-        return settings.fusion_params(**dict(zip(controls, values)))
+    def params_of(face_v, values) -> Any:
+        return settings.fusion_params(**dict(zip(controls, values)), **_face_choice(face_v))
 
-    def on_clip(path):
+    def on_source(path, thr):
         if not path:
-            return "", gr.update(maximum=1, value=0)
+            return ""
+        try:
+            n, *_, w, h = pool.call(_faces_job, _read_upload(path, "source"), "source", thr,
+                                    settings.output.max_pixels)
+        except (FaceFuseError, PageError) as exc:
+            return f"⚠ {_message(exc)}"
+        if n == 0:
+            return f"⚠ {page_message(NoFaceError('source'))}"
+        return f"{w}x{h} · {n} face(s)" + ("; the largest, #0, is brought in" if n > 1 else "; this face is used")
+
+    def frame_faces(path, begin, thr, current):
+        """The numbered faces of the frame at Start: (preview, ticks, boxes, base, line)."""
+        hidden = (gr.update(value=None, visible=False), gr.update(choices=_face_choices(1), value=["0"],
+                                                                  visible=False), [], None)
+        if not path:
+            return (*hidden, "")
+        try:
+            at_s = clip_range(begin, None)[0] or 0.0
+            n, image, found = pool.call(_clip_faces_job, path, at_s, thr, limits)
+        except (FaceFuseError, PageError) as exc:
+            return (*hidden, f"⚠ {_clip_message(exc, path)}")
+        if n == 0:
+            return (*hidden, f"⚠ No face in the frame at {at_s:g} s: try another Start, or lower the detection "
+                             "threshold under Advanced.")
+        keep = [str(v) for v in (current or []) if str(v).isdigit() and int(v) < n] or ["0"]
+        text = f"{n} face(s) in the frame at {at_s:g} s" + (
+            " — click the faces to fuse on the preview (green = picked)" if n > 1 else "")
+        return (gr.update(value=draw_boxes(image, found, [int(v) for v in keep]), visible=True),
+                gr.update(choices=_face_choices(n), value=keep, visible=True), found, image, text)
+
+    def on_clip(path, begin, thr, current):
+        """The clip's facts, the scrubber's range and the faces at Start; a bad clip is one line."""
+        if not path:
+            return ("", gr.update(maximum=1, value=0), *frame_faces(None, begin, thr, current))
         try:
             meta = pool.call(_clip_job, path, limits)
         except FaceFuseError as exc:
-            return f"⚠ {page_message(exc)}", gr.update()
+            return (f"⚠ {_clip_message(exc, path)}", gr.update(maximum=1, value=0),
+                    *frame_faces(None, begin, thr, current))
         audio = f", audio {meta.audio_codec}" if meta.audio_codec else ", no audio"
         return (f"{meta.width}x{meta.height} · {float(meta.fps):.3g} fps · {meta.duration:.1f} s{audio}",
-                gr.update(maximum=max(0.1, round(meta.duration - 0.05, 1)), value=0))
+                gr.update(maximum=max(0.1, round(meta.duration - 0.05, 1)), value=0),
+                *frame_faces(path, begin, thr, current))
 
-    def on_preview(src_path, clip_path, seconds, *values):
+    def on_preview(src_path, clip_path, seconds, face_v, *values):
         try:
             if not src_path or not clip_path:
                 raise PageError("Upload a source face and a clip first.")
-            image = pool.call(_preview_job, src_path, clip_path, float(seconds), params_of(values), limits)
+            image = pool.call(_preview_job, src_path, clip_path, float(seconds), params_of(face_v, values), limits)
         except (FaceFuseError, PageError) as exc:
-            return None, f"⚠ {_message(exc)}"
+            return None, f"⚠ {_clip_message(exc, src_path, clip_path)}"
         return image, f"Frame at {float(seconds):.1f} s, fused (one frame: no smoothing over time)."
 
-    def on_fuse(src_path, clip_path, *values, progress=gr.Progress()):
+    def on_fuse(src_path, clip_path, begin, stop, face_v, *values, progress=gr.Progress()):
         path = None
         try:
             if not src_path or not clip_path:
                 raise PageError("Upload a source face and a clip first.")
-            params = params_of(values)
+            params = params_of(face_v, values)
+            first, last = clip_range(begin, stop, pool.call(_clip_job, clip_path, limits).duration)
             ext = "webm" if str(clip_path).lower().endswith(".webm") else "mp4"
             path = store.claim(ext, {"source": Path(src_path).name, "video": Path(clip_path).name,
-                                     "engine": settings.inference.engine})
+                                     "engine": settings.inference.engine, "start": first, "end": last})
             progress(0.0, desc="waiting for a worker")
-            report = pool.call(_video_job, src_path, clip_path, path, params, limits,
+            report = pool.call(_video_job, src_path, clip_path, path, params, limits, first, last,
                                lambda done, total: progress(done / max(total, 1), desc=f"frame {done} of {total}"))
             store.finish(path, {"report": report})
         except Exception as exc:  # facefuse's own errors as one line; a bug logged in full, also one line
@@ -578,7 +730,7 @@ def build_video_tab(settings: Settings, pool: FusionPool, store: ResultStore, de
             if not isinstance(exc, (FaceFuseError, PageError)):
                 log.exception("video fusion failed")
                 exc = PageError(f"Internal error ({type(exc).__name__}); see the server log.")
-            return None, f"⚠ {_message(exc)} No result.", gr.update(visible=False)
+            return None, f"⚠ {_clip_message(exc, src_path, clip_path)} No result.", gr.update(visible=False)
         frames = report.get("frames", "?")
         seconds = report.get("seconds", 0.0)
         text = (f"**Done:** {frames} frames in {seconds:.1f} s · saved as `{Path(settings.output.dir) / path.name}`"
@@ -586,8 +738,18 @@ def build_video_tab(settings: Settings, pool: FusionPool, store: ResultStore, de
                    else ""))
         return str(path), text, gr.update(value=str(path), visible=True, label=f"Download {path.name}")
 
-    clip.upload(on_clip, [clip], [clip_info, at], api_visibility="private")
-    clip.clear(on_clip, [clip], [clip_info, at], api_visibility="private")  # no stale facts after Clear
-    preview_btn.click(on_preview, [source, clip, at, *controls.values()], [preview, info], api_visibility="private")
-    fuse_btn.click(on_fuse, [source, clip, *controls.values()], [result, info, download],
-                   api_visibility="private", scroll_to_output=True)
+    source.upload(on_source, [source, threshold], [source_info], api_visibility="private")
+    source.clear(on_source, [source, threshold], [source_info], api_visibility="private")
+    frame_io = ([clip, start, threshold, face], [faces, face, boxes, base, faces_info])
+    clip.upload(on_clip, frame_io[0], [clip_info, at, *frame_io[1]], api_visibility="private")
+    clip.clear(on_clip, frame_io[0], [clip_info, at, *frame_io[1]], api_visibility="private")  # no stale facts
+    for changed in (start.submit, start.blur, threshold.release):
+        changed(frame_faces, *frame_io, api_visibility="private")
+    faces.select(on_pick, [face, boxes, base], [face, faces], api_visibility="private")
+    face.input(on_ticks, [face, boxes, base], [faces], api_visibility="private")
+    for upload in (source, clip):
+        upload.upload(clears_warning(NO_VIDEO_RESULT), [info], [info], api_visibility="private")
+    preview_btn.click(on_preview, [source, clip, at, face, *controls.values()], [preview, info],
+                      api_visibility="private")
+    fuse_btn.click(on_fuse, [source, clip, start, end, face, *controls.values()], [result, info, download],
+                   api_visibility="private")

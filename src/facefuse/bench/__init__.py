@@ -50,7 +50,7 @@ def add_parser(sub) -> None:
     p.add_argument("--config", help="a config.yaml (default ./config.yaml if present)")
     p.add_argument("--engine", help="fusion engine (default classical)")
     p.add_argument("--overwrite", action="store_true", help="replace --json / --plot files that exist")
-    p.add_argument("--quick", action="store_true", help=f"about half a minute: {QUICK_RESOLUTIONS}, "
+    p.add_argument("--quick", action="store_true", help=f"a few seconds: {QUICK_RESOLUTIONS}, "
                    f"{QUICK_REPEAT} runs each, no memory, cold-start or scaling runs")
     p.add_argument("--goals", action="store_true", help="also list the project's speed / detection goals "
                    "(as BENCHMARKS.md does)")

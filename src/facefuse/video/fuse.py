@@ -327,7 +327,7 @@ def fuse_video(fuser: "Fuser", source, video: str | Path, out: str | Path,
         t_enc = time.perf_counter()
         encoder.finish()
         tracker.timings["encode"] += time.perf_counter() - t_enc
-        finish(writer, per_frame, tracker.timings)
+        finish(writer, per_frame, tracker.timings, faces_asked(fusion, sources))
     return video_report(source, video, out, info, size, per_frame, tracker.timings, time.perf_counter() - t_start,
                         fusion, lost=reader.lost, full_detections=tracker.detections, cuts=tracker.cuts,
                         detect_every=detect_every, work_face_px=work_face_px,
@@ -340,9 +340,22 @@ def expected_frames(info, start: float | None, end: float | None) -> int:
     return max(1, int(round(((end or info.duration) - (start or 0.0)) * float(info.fps))))
 
 
-def finish(writer: VideoWriter, per_frame: list[dict], timings: dict[str, float]) -> None:
-    """Close the output, or fail without one when no frame had a face to fuse."""
+def faces_asked(fusion: "FusionParams", sources: Mapping[int, Any] | None = None) -> tuple[int, ...]:
+    """The target face numbers a fusion asks for (the mapped ones with `sources`); () for all."""
+    if sources:
+        return tuple(sorted(sources))
+    return () if fusion.all_faces else fusion.face_indices
+
+
+def finish(writer: VideoWriter, per_frame: list[dict], timings: dict[str, float], asked: tuple[int, ...] = ()) -> None:
+    """Close the output, or fail without one when no frame had a face to fuse: saying which
+    face was asked and how many there were when faces were found but not the one asked."""
     if not any(f["fused"] for f in per_frame):
+        most = max((f["faces"] for f in per_frame), default=0)
+        if most and asked and max(asked) >= most:
+            numbers = ", ".join(map(str, asked))
+            raise NoFaceError("target", requested=max(asked), found=most, name="video",
+                              detail=f"face {numbers} asked; at most {most} face(s) in these {len(per_frame)} frames")
         raise NoFaceError("target", name="video", detail=f"no face found in any of the {len(per_frame)} frames")
     t_enc = time.perf_counter()
     writer.close()

@@ -21,7 +21,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import InputError, OutputExistsError
-from ..io import make_temp, no_space_error, remove_stale_temps
+from ..io import file_mode, make_temp, no_space_error, remove_stale_temps
 
 # output suffix -> (FFmpeg muxer, default video codec)
 CONTAINERS = {".mp4": ("mp4", "h264"), ".mov": ("mov", "h264"), ".mkv": ("matroska", "h264"), ".webm": ("webm", "vp9")}
@@ -140,6 +140,9 @@ def probe(path: str | os.PathLike | bytes, limits: VideoLimits = VideoLimits(), 
         if not container.streams.video:
             what = "audio only" if container.streams.audio else "no video stream"
             raise InputError(f"{name}: {what}, nothing to fuse", "no_video")
+        if _is_still_image(container):
+            raise InputError(f"{name}: a still image, not a video (fuse a photo with `facefuse fuse` "
+                             "or the Photo tab)", "still_image")
         vs = container.streams.video[0]
         cc = vs.codec_context
         if not cc.width or not cc.height:
@@ -165,6 +168,11 @@ def probe(path: str | os.PathLike | bytes, limits: VideoLimits = VideoLimits(), 
         )
     finally:
         container.close()
+
+
+def _is_still_image(container) -> bool:
+    """FFmpeg opens a photo as a one-frame "video" (image2 for JPEG, png_pipe, webp_pipe, ...)."""
+    return container.format.name == "image2" or container.format.name.endswith("_pipe")
 
 
 def _duration(container, stream) -> float:
@@ -433,6 +441,7 @@ class VideoWriter:
         if self.out.exists() and not self.overwrite:  # appeared while we worked
             self._cleanup()
             raise OutputExistsError(self.out)
+        os.chmod(self.tmp, file_mode())  # mkstemp's 0o600 would stay on the output
         os.replace(self.tmp, self.out)
         return self.out
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from ..errors import ConfigError
-from .fuse import (DETECT_EVERY, STAGES, WORK_FACE_PX, FrameTracker, expected_frames, finish, frame_record,
+from .fuse import (DETECT_EVERY, STAGES, WORK_FACE_PX, FrameTracker, expected_frames, faces_asked, finish, frame_record,
                    fused_frames, prepare_sources, video_output_size, video_report)
 from .io import DEFAULT_QUALITY, VideoLimits, VideoReader, VideoWriter, check_output, keyframe_times, probe
 from .track import same_choice
@@ -219,7 +219,7 @@ def fuse_video_parallel(settings, source, video: str | Path, out: str | Path, wo
             cuts += result["cuts"]
             if progress is not None:
                 progress(len(per_frame), max(total, len(per_frame)))
-        finish(writer, per_frame, timings)
+        finish(writer, per_frame, timings, faces_asked(fusion, sources))
     return video_report(source, video, out, info, size, per_frame, timings, time.perf_counter() - t_start, fusion,
                         lost=lost, full_detections=detections, cuts=cuts, detect_every=detect_every,
                         chunks=[[round(a, 3), round(b, 3)] for a, b in chunks], chunks_fused_again=fused_again,
