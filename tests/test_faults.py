@@ -258,7 +258,8 @@ def test_kill_9_of_the_server_mid_job_the_next_start_fails_the_job_and_removes_i
         raise
     folder = out_dir / "jobs" / job_id
     faults.kill_9_when(proc, lambda: any(p.stat().st_size > 0 for p in folder.glob(".fused.mp4.*.part")))
-    assert len(faults.temps_in(folder)) == 1
+    # the output's .part (and, if the kill came while the job saved its progress, job.json's .tmp)
+    assert [p for p in faults.temps_in(folder) if p.name.startswith(".fused.mp4.")], faults.temps_in(folder)
 
     class Pool:  # the next start's store, without loading models
         def submit(self, fn, *args, bounded=True):
