@@ -259,7 +259,7 @@ def test_kill_9_of_the_server_mid_job_the_next_start_fails_the_job_and_removes_i
     folder = out_dir / "jobs" / job_id
     faults.kill_9_when(proc, lambda: any(p.stat().st_size > 0 for p in folder.glob(".fused.mp4.*.part")))
     # the output's .part (and, if the kill came while the job saved its progress, job.json's .tmp)
-    assert [p for p in faults.temps_in(folder) if p.name.startswith(".fused.mp4.")], faults.temps_in(folder)
+    assert [n for n in faults.temps_in(folder) if n.startswith(".fused.mp4.")], faults.temps_in(folder)
 
     class Pool:  # the next start's store, without loading models
         def submit(self, fn, *args, bounded=True):
