@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -132,6 +134,7 @@ def test_stdout_is_the_markdown_report(capsys):
     (["--plot", "x.jpg"], 3, "PNG"),
     (["--json", "/no/such/dir/b.json"], 3, "folder"),
     (["--source", "/no/such.jpg", "--no-cold", "--no-rss"], 3, "not found"),
+    (["--scaling-photos", "/no/small.jpg", "/no/large.jpg"], 3, "--scaling-photos"),
 ])
 def test_bad_input_is_one_line(argv, code, words, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -139,6 +142,16 @@ def test_bad_input_is_one_line(argv, code, words, capsys, tmp_path, monkeypatch)
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("facefuse: error:") and words in err[-1]
     assert "Traceback" not in "\n".join(err)
+
+
+def test_scaling_photos_are_an_argument(data_dir):
+    """--scaling-photos SMALL LARGE: the two given photos at the scaling size, by name."""
+    targets, note = bench.scaling_targets(256, [str(data_dir / "faceapi_bbt4.jpg"), str(data_dir / "deepface_img2.jpg")])
+    assert [(t["name"], t["label"]) for t in targets] == [("faceapi_bbt4.jpg", "small face"), ("deepface_img2.jpg", "large face")]
+    for t in targets:
+        with Image.open(io.BytesIO(t["bytes"])) as im:
+            assert max(im.size) == 256
+    assert "faceapi_bbt4.jpg vs deepface_img2.jpg" in note
 
 
 def test_existing_json_is_refused_before_any_work(tmp_path, capsys):
@@ -166,7 +179,7 @@ def test_bench_detect_dispatches_with_catalog(monkeypatch, tmp_path):
     seen.clear()
     assert main(["bench", "detect"]) == 0
     assert seen["catalog"] == str(bench.DEFAULT_CATALOG)
-    assert seen["catalog"].endswith("examples/catalog.tsv")  # the bundled photos: no ../shared needed
+    assert seen["catalog"].endswith("facefuse/samples/catalog.tsv")  # the bundled photos: no ../shared needed
 
 
 def test_summary_and_resolutions():
@@ -179,7 +192,7 @@ def test_summary_and_resolutions():
 def test_bench_video_reports_fps_floor_ratio_and_flicker(tmp_path, capsys):
     """`bench video` on a clip: per size the fps, the floor measured in the same run, their
     ratio and the flicker ratio (numbers are not checked, only that each was measured)."""
-    sys.path.insert(0, str(EXAMPLES.parent / "tests"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import video_clips as vc
 
     clip = vc.write_clip(tmp_path / "c.mp4", vc.pan_frames(EXAMPLES / "target.jpg", 10, (240, 160)), fps=10)
