@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,19 @@ def fuser():
     from facefuse.config import Settings
 
     return Fuser(Settings())
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """`facefuse ARGS...` in this process (no new interpreter and imports per call),
+    returned as a finished process: exit code, stdout, stderr."""
+    from facefuse.cli import main
+
+    def run(*args) -> subprocess.CompletedProcess:
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's --help and --version
+            code = exc.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+    return run

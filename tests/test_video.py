@@ -247,12 +247,13 @@ def test_face_map_fuses_only_the_mapped_faces_of_a_still(fuser, group_path, data
 
 
 # -- CLI -------------------------------------------------------------------------------
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "facefuse.cli", "video", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+@pytest.fixture
+def _cli(run_cli):
+    """`facefuse video ARGS...` in this process."""
+    return lambda *args: run_cli("video", *args)
 
 
-def test_cli_writes_the_video_and_the_report(face_clip, data_dir, tmp_path):
+def test_cli_writes_the_video_and_the_report(face_clip, data_dir, tmp_path, _cli):
     out, report = tmp_path / "out.mp4", tmp_path / "r.json"
     r = _cli(data_dir / "deepface_img2.jpg", face_clip, "-o", out, "--report", report, "--quality", "60")
     assert r.returncode == 0, r.stderr
@@ -261,7 +262,7 @@ def test_cli_writes_the_video_and_the_report(face_clip, data_dir, tmp_path):
     assert data["frames"] == 25 and len(data["per_frame"]) == 25 and data["fps"] > 0
 
 
-def test_cli_preview_writes_one_png(face_clip, data_dir, tmp_path):
+def test_cli_preview_writes_one_png(face_clip, data_dir, tmp_path, _cli):
     from PIL import Image
 
     out = tmp_path / "p.png"
@@ -270,7 +271,7 @@ def test_cli_preview_writes_one_png(face_clip, data_dir, tmp_path):
     assert Image.open(out).size == SIZE and list(tmp_path.iterdir()) == [out]
 
 
-def test_cli_exit_codes_and_no_partial_output(face_clip, data_dir, noface_path, tmp_path):
+def test_cli_exit_codes_and_no_partial_output(face_clip, data_dir, noface_path, tmp_path, _cli):
     cat_clip = write_clip(tmp_path / "cat.mp4", pan_frames(noface_path, 6, SIZE))
     out = tmp_path / "out.mp4"
     r = _cli(data_dir / "deepface_img2.jpg", cat_clip, "-o", out)
