@@ -40,6 +40,7 @@ def full_run(tmp_path_factory):
     return main(argv), js, png
 
 
+@pytest.mark.slow
 def test_full_run_writes_json_with_every_number(full_run):
     code, js, _ = full_run
     assert code == 0
@@ -89,12 +90,14 @@ def test_full_run_writes_json_with_every_number(full_run):
     assert all(isinstance(g["met"], bool) and g["measured"] >= 0 for g in res["goals"])
 
 
+@pytest.mark.slow
 def test_full_run_writes_plot(full_run):
     _, _, png = full_run
     with Image.open(png) as im:
         assert im.format == "PNG" and im.width > 300 and im.height > 200
 
 
+@pytest.mark.slow
 def test_markdown_has_every_section(full_run):
     _, js, _ = full_run
     text = report.markdown(json.loads(js.read_text()))
@@ -104,6 +107,7 @@ def test_markdown_has_every_section(full_run):
     assert "| 128x85 |" in text
 
 
+@pytest.mark.slow
 def test_markdown_leaves_out_what_was_not_measured(full_run):
     _, js, _ = full_run
     res = json.loads(js.read_text())
