@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,30 @@ def fuser():
     from facefuse.config import Settings
 
     return Fuser(Settings())
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """`facefuse ARGS...` in this process (no new interpreter and imports per call),
+    returned as a finished process: exit code, stdout, stderr."""
+    from facefuse.cli import main
+
+    def run(*args) -> subprocess.CompletedProcess:
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's --help and --version
+            code = exc.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+    return run
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items):
+    """A browser or Ray test is a slow one too, so `-m "not slow"` leaves it out."""
+    for item in items:
+        if item.get_closest_marker("browser") or item.get_closest_marker("ray"):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

@@ -86,6 +86,7 @@ def test_folder_batch_mirrors_tree_reports_and_resumes(folder, tmp_path, source_
     assert [r["status"] for r in report_lines(out)].count("summary") == 2
 
 
+@pytest.mark.slow
 def test_pairs_csv_relative_paths_and_outputs(tmp_path, source_path, target_path, data_dir, noface_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -184,6 +185,7 @@ def _session_processes(sid: int) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_kill_9_loses_only_in_flight_work_and_resume_redoes_nothing(tmp_path, source_path, target_path):
     targets = tmp_path / "many"
     targets.mkdir()
@@ -228,6 +230,7 @@ def test_kill_9_loses_only_in_flight_work_and_resume_redoes_nothing(tmp_path, so
     assert summary["skipped"] == len(done) and summary["ok"] == n - len(done) and summary["failed"] == 0
 
 
+@pytest.mark.ray
 def test_ray_local_runs_the_same_batch(tmp_path, source_path, target_path, data_dir, noface_path):
     pytest.importorskip("ray")
     t = tmp_path / "t"
@@ -293,6 +296,7 @@ def test_batch_map_fuses_the_mapped_faces_of_every_target(tmp_path, group_path, 
         assert not (tmp_path / "out2").exists()
 
 
+@pytest.mark.slow
 def test_batch_map_with_a_process_pool(tmp_path, group_path, data_dir, monkeypatch, capsys):
     t = tmp_path / "t"
     t.mkdir()

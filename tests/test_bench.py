@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -38,6 +40,7 @@ def full_run(tmp_path_factory):
     return main(argv), js, png
 
 
+@pytest.mark.slow
 def test_full_run_writes_json_with_every_number(full_run):
     code, js, _ = full_run
     assert code == 0
@@ -87,12 +90,14 @@ def test_full_run_writes_json_with_every_number(full_run):
     assert all(isinstance(g["met"], bool) and g["measured"] >= 0 for g in res["goals"])
 
 
+@pytest.mark.slow
 def test_full_run_writes_plot(full_run):
     _, _, png = full_run
     with Image.open(png) as im:
         assert im.format == "PNG" and im.width > 300 and im.height > 200
 
 
+@pytest.mark.slow
 def test_markdown_has_every_section(full_run):
     _, js, _ = full_run
     text = report.markdown(json.loads(js.read_text()))
@@ -102,6 +107,7 @@ def test_markdown_has_every_section(full_run):
     assert "| 128x85 |" in text
 
 
+@pytest.mark.slow
 def test_markdown_leaves_out_what_was_not_measured(full_run):
     _, js, _ = full_run
     res = json.loads(js.read_text())
@@ -132,6 +138,7 @@ def test_stdout_is_the_markdown_report(capsys):
     (["--plot", "x.jpg"], 3, "PNG"),
     (["--json", "/no/such/dir/b.json"], 3, "folder"),
     (["--source", "/no/such.jpg", "--no-cold", "--no-rss"], 3, "not found"),
+    (["--scaling-photos", "/no/small.jpg", "/no/large.jpg"], 3, "--scaling-photos"),
 ])
 def test_bad_input_is_one_line(argv, code, words, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -139,6 +146,16 @@ def test_bad_input_is_one_line(argv, code, words, capsys, tmp_path, monkeypatch)
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("facefuse: error:") and words in err[-1]
     assert "Traceback" not in "\n".join(err)
+
+
+def test_scaling_photos_are_an_argument(data_dir):
+    """--scaling-photos SMALL LARGE: the two given photos at the scaling size, by name."""
+    targets, note = bench.scaling_targets(256, [str(data_dir / "faceapi_bbt4.jpg"), str(data_dir / "deepface_img2.jpg")])
+    assert [(t["name"], t["label"]) for t in targets] == [("faceapi_bbt4.jpg", "small face"), ("deepface_img2.jpg", "large face")]
+    for t in targets:
+        with Image.open(io.BytesIO(t["bytes"])) as im:
+            assert max(im.size) == 256
+    assert "faceapi_bbt4.jpg vs deepface_img2.jpg" in note
 
 
 def test_existing_json_is_refused_before_any_work(tmp_path, capsys):
@@ -166,7 +183,7 @@ def test_bench_detect_dispatches_with_catalog(monkeypatch, tmp_path):
     seen.clear()
     assert main(["bench", "detect"]) == 0
     assert seen["catalog"] == str(bench.DEFAULT_CATALOG)
-    assert seen["catalog"].endswith("examples/catalog.tsv")  # the bundled photos: no ../shared needed
+    assert seen["catalog"].endswith("facefuse/samples/catalog.tsv")  # the bundled photos: no ../shared needed
 
 
 def test_summary_and_resolutions():
@@ -179,7 +196,7 @@ def test_summary_and_resolutions():
 def test_bench_video_reports_fps_floor_ratio_and_flicker(tmp_path, capsys):
     """`bench video` on a clip: per size the fps, the floor measured in the same run, their
     ratio and the flicker ratio (numbers are not checked, only that each was measured)."""
-    sys.path.insert(0, str(EXAMPLES.parent / "tests"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import video_clips as vc
 
     clip = vc.write_clip(tmp_path / "c.mp4", vc.pan_frames(EXAMPLES / "target.jpg", 10, (240, 160)), fps=10)

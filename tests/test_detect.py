@@ -236,6 +236,7 @@ def test_4x_upscaled_group_maps_back_to_the_original(fuser, group_path):
         assert g.size / f.size == pytest.approx(4.0, rel=0.04)
 
 
+@pytest.mark.slow
 def test_40_px_face_in_a_36_mpx_photo(fuser, data_dir):
     """A portrait shrunk until its face is 40 px wide, pasted into the dogs photo enlarged to
     7360 x 4912: on the 1280-px copy the face is 7 px, so only the full-resolution tiles can

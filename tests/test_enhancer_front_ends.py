@@ -4,7 +4,6 @@ exit code 5 from the CLI."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,36 +23,31 @@ def dark(tmp_path_factory) -> Path:
     return om.enhancer_affine(tmp_path_factory.mktemp("enh") / "dark.onnx", gain=0.5, shift=-0.5)
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "facefuse", *map(str, args)], capture_output=True, text=True,
-                          timeout=180)
-
-
 def _face_mean(path: Path, box) -> float:
     img = read_image(path).astype(float)
     x0, y0, x1, y1 = (int(v) for v in box)
     return float(img[y0:y1, x0:x1].mean())
 
 
-def test_cli_enhancer_darkens_the_face_by_its_blend(tmp_path, dark, fuser, source_path, target_path):
+def test_cli_enhancer_darkens_the_face_by_its_blend(tmp_path, dark, fuser, source_path, target_path, run_cli):
     box = fuser.detect(target_path).faces[0].box
     means = {}
     for blend in ("0", "1"):
         out = tmp_path / f"b{blend}.png"
-        proc = _cli("fuse", source_path, target_path, out, "--enhancer", dark, "--enhancer-blend", blend,
+        proc = run_cli("fuse", source_path, target_path, out, "--enhancer", dark, "--enhancer-blend", blend,
                     "--smoothing", "0")
         assert proc.returncode == 0, proc.stderr
         means[blend] = _face_mean(out, box)
     plain = tmp_path / "plain.png"
-    assert _cli("fuse", source_path, target_path, plain, "--smoothing", "0").returncode == 0
+    assert run_cli("fuse", source_path, target_path, plain, "--smoothing", "0").returncode == 0
     assert np.array_equal(read_image(plain), read_image(tmp_path / "b0.png"))  # blend 0 changes nothing
     assert means["1"] < means["0"] - 15  # the face is darker where the enhancer was mixed in
 
 
-def test_cli_wrong_enhancer_is_one_line_exit_5(tmp_path, source_path, target_path):
+def test_cli_wrong_enhancer_is_one_line_exit_5(tmp_path, source_path, target_path, run_cli):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
-    proc = _cli("fuse", source_path, target_path, tmp_path / "o.jpg", "--enhancer", bad)
+    proc = run_cli("fuse", source_path, target_path, tmp_path / "o.jpg", "--enhancer", bad)
     assert proc.returncode == 5 and proc.stderr.strip().count("\n") == 0 and "bad.onnx" in proc.stderr
     assert not (tmp_path / "o.jpg").exists()
 

@@ -10,6 +10,7 @@ import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
 uvicorn = pytest.importorskip("uvicorn")
+pytestmark = pytest.mark.slow  # a real server: stopping it alone waits up to 10 s
 
 from facefuse.config import Settings  # noqa: E402
 from facefuse.server import bind_socket, create_app  # noqa: E402

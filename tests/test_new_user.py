@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,11 +15,6 @@ from facefuse.errors import ConfigError, OutputExistsError
 from facefuse.io import read_image, write_image
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "facefuse", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
-
-
 # -- CLI ------------------------------------------------------------------------------------
 def test_output_as_third_positional_argument(tmp_path, source_path, target_path):
     out = tmp_path / "o.jpg"
@@ -29,13 +22,13 @@ def test_output_as_third_positional_argument(tmp_path, source_path, target_path)
     assert max(read_image(out).shape[:2]) == 512
 
 
-def test_missing_output_is_one_line_saying_how(tmp_path, source_path, target_path):
+def test_missing_output_is_one_line_saying_how(tmp_path, source_path, target_path, run_cli):
     proc = run_cli("fuse", source_path, target_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "OUT" in proc.stderr and "usage:" not in proc.stderr
 
 
-def test_unknown_flag_is_one_line(tmp_path, source_path, target_path):
+def test_unknown_flag_is_one_line(tmp_path, source_path, target_path, run_cli):
     proc = run_cli("fuse", source_path, target_path, tmp_path / "o.jpg", "--ratoi", "0.5")
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "--ratoi" in proc.stderr
 
@@ -58,7 +51,7 @@ def test_face_index_with_all_faces_is_refused(tmp_path, source_path, target_path
     assert rc == 2 and "--all-faces: give one, not both" in capsys.readouterr().err and not (tmp_path / "o.jpg").exists()
 
 
-def test_enlarging_says_so(tmp_path, source_path, target_path):
+def test_enlarging_says_so(tmp_path, source_path, target_path, run_cli):
     out, report = tmp_path / "o.jpg", tmp_path / "r.json"
     proc = run_cli("fuse", source_path, target_path, out, "--resolution", "4096", "--report", report)
     assert proc.returncode == 0, proc.stderr
@@ -78,7 +71,7 @@ def test_existing_output_speaks_each_front_end_word(tmp_path, source_path, targe
     assert "--overwrite" in err and "overwrite=True" not in err
 
 
-def test_detect_lists_faces_before_refusing_an_existing_draw_file(tmp_path, target_path):
+def test_detect_lists_faces_before_refusing_an_existing_draw_file(tmp_path, target_path, run_cli):
     drawn = tmp_path / "faces.png"
     drawn.write_bytes(b"mine")
     proc = run_cli("detect", target_path, "--draw", drawn)
@@ -86,7 +79,7 @@ def test_detect_lists_faces_before_refusing_an_existing_draw_file(tmp_path, targ
     assert drawn.read_bytes() == b"mine"
 
 
-def test_help_names_the_inputs_and_the_engines():
+def test_help_names_the_inputs_and_the_engines(run_cli):
     text = re.sub(r"-\s+", "-", " ".join(run_cli("fuse", "--help").stdout.split()))  # argparse wraps at hyphens
     assert "the photo with the face to bring in" in text
     assert "classical, onnx-damo, onnx-swap, onnx-unet" in text

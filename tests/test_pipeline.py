@@ -194,6 +194,7 @@ def test_transparent_band_over_a_source_face_is_not_pasted(fuser, source_path, t
     assert brighter.max() < 10.0  # pasted as skin, the band was 30 brighter
 
 
+@pytest.mark.slow
 def test_a_large_face_is_fused_at_working_scale_alike(fuser, source_path, monkeypatch):
     """A still's face larger than STILL_WORK_FACE is fused at that size and only the change
     is enlarged back: the face looks the same as fused at full size (within a few levels on

@@ -113,6 +113,7 @@ def test_cli_errors_are_one_line(calibration, tmp_path, data_dir, capsys):
     assert not (tmp_path / "u8.onnx").exists() and not (tmp_path / "o.onnx").exists()
 
 
+@pytest.mark.slow
 def test_enhancer_and_damo_models_quantize_and_run_at_int8(calibration, tmp_path, source_path, target_path):
     """`facefuse quantize` builds an enhancer's and an onnx-damo model's calibration inputs
     as they are built at inference, and both run at --precision int8 close to fp32."""

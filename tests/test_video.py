@@ -247,12 +247,13 @@ def test_face_map_fuses_only_the_mapped_faces_of_a_still(fuser, group_path, data
 
 
 # -- CLI -------------------------------------------------------------------------------
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "facefuse.cli", "video", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+@pytest.fixture
+def _cli(run_cli):
+    """`facefuse video ARGS...` in this process."""
+    return lambda *args: run_cli("video", *args)
 
 
-def test_cli_writes_the_video_and_the_report(face_clip, data_dir, tmp_path):
+def test_cli_writes_the_video_and_the_report(face_clip, data_dir, tmp_path, _cli):
     out, report = tmp_path / "out.mp4", tmp_path / "r.json"
     r = _cli(data_dir / "deepface_img2.jpg", face_clip, "-o", out, "--report", report, "--quality", "60")
     assert r.returncode == 0, r.stderr
@@ -261,7 +262,7 @@ def test_cli_writes_the_video_and_the_report(face_clip, data_dir, tmp_path):
     assert data["frames"] == 25 and len(data["per_frame"]) == 25 and data["fps"] > 0
 
 
-def test_cli_preview_writes_one_png(face_clip, data_dir, tmp_path):
+def test_cli_preview_writes_one_png(face_clip, data_dir, tmp_path, _cli):
     from PIL import Image
 
     out = tmp_path / "p.png"
@@ -270,7 +271,7 @@ def test_cli_preview_writes_one_png(face_clip, data_dir, tmp_path):
     assert Image.open(out).size == SIZE and list(tmp_path.iterdir()) == [out]
 
 
-def test_cli_exit_codes_and_no_partial_output(face_clip, data_dir, noface_path, tmp_path):
+def test_cli_exit_codes_and_no_partial_output(face_clip, data_dir, noface_path, tmp_path, _cli):
     cat_clip = write_clip(tmp_path / "cat.mp4", pan_frames(noface_path, 6, SIZE))
     out = tmp_path / "out.mp4"
     r = _cli(data_dir / "deepface_img2.jpg", cat_clip, "-o", out)
@@ -302,7 +303,8 @@ def long_clip(tmp_path_factory, data_dir):
     return write_clip(path, pan_frames(data_dir / "deepface_img2.jpg", 50, (160, 120)), audio=True, keyframe_every=10)
 
 
-@pytest.mark.parametrize("ray", [None, "local"])
+@pytest.mark.slow
+@pytest.mark.parametrize("ray", [None, pytest.param("local", marks=pytest.mark.ray)])
 def test_chunks_join_without_a_seam(fuser, long_clip, data_dir, tmp_path, ray):
     if ray:
         pytest.importorskip("ray")
@@ -339,6 +341,7 @@ def crossing_clip(tmp_path_factory, data_dir):
     return write_clip(path, crossing_frames(left, right, 50), keyframe_every=10)
 
 
+@pytest.mark.slow
 def test_chunks_fuse_the_face_a_single_pass_chose(fuser, crossing_clip, source_path, tmp_path):
     """A single pass chooses face index 0 at the first frame (the left face) and holds its
     track; every chunk fuses that face too, the last one also, though at its first frame
@@ -428,6 +431,7 @@ def test_work_face_fuses_a_large_face_small_and_keeps_the_rest(fuser, target_pat
     assert np.abs(small.astype(int) - frame.astype(int))[changed].mean() > 15
 
 
+@pytest.mark.slow
 def test_cli_killed_during_the_encode_leaves_no_output(data_dir, tmp_path):
     import signal
     import time
@@ -486,6 +490,7 @@ def test_cli_work_face_zero_turns_the_work_size_off(face_clip, data_dir, tmp_pat
     assert [kw.get("work_face_px", WORK_FACE_PX) for kw in seen] == [WORK_FACE_PX, 0]
 
 
+@pytest.mark.slow
 def test_frames_fused_two_at_a_time_do_not_depend_on_the_threads(fuser, face_clip, data_dir):
     """fused_frames with two frames in flight gives the same frames on every run (each
     frame's light comes from the frame two before it, whichever thread finishes first), and

@@ -155,6 +155,7 @@ def test_pixel_limit_message(pool, tmp_path, source_path, target_path):
     assert "over the limit" in text and preview["visible"] is False
 
 
+@pytest.mark.slow
 def test_gallery_shows_earlier_results_after_a_restart(pool, tmp_path, source_path, target_path):
     settings = Settings(output={"dir": str(tmp_path / "o")})
     fns = {f.api_name: f.fn for f in build_ui(settings, pool).fns.values() if f.api_name}

@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from .commands import SAMPLES
 
 
 def _start_server(workers: int, threads: int, queue_size: int, tmp: Path) -> tuple[subprocess.Popen, str]:
@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--workers", default="1,2", help="comma-separated configurations to compare: W (worker "
                     "threads) or WxT (W workers, OpenCV limited to T threads); default 1,2")
-    ap.add_argument("--source", default=str(ROOT / "examples" / "source.jpg"))
-    ap.add_argument("--target", default=str(ROOT / "examples" / "target.jpg"))
+    ap.add_argument("--source", default=str(SAMPLES / "source.jpg"))
+    ap.add_argument("--target", default=str(SAMPLES / "target.jpg"))
     ap.add_argument("--resolution", default="original")
     ap.add_argument("--format", default="jpg")
     ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds (default 4)")

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import argparse
 import typing
+from importlib import resources
 from pathlib import Path
 
 from .config import FusionParams, Settings, load_config
 from .errors import ConfigError
 
 EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_NOFACE, EXIT_ENGINE = 0, 2, 3, 4, 5
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "examples"
+# the bundled sample photos: package data, so an installed wheel has them too (a wheel
+# installs as plain files, so the resource folder is a real path that commands can pass on)
+SAMPLES = Path(str(resources.files("facefuse") / "samples"))
 # flags of the `inference` section (the models a Fuser loads once)
 ENGINE_FLAGS = ("engine", "model", "model_preset", "embedder", "converter", "precision", "pixel_boost",
                 "enhancer", "enhancer_preset")

@@ -28,11 +28,11 @@ def add_parser(sub) -> None:
     p.add_argument("what", nargs="?", choices=["fusion", "detect", "video"], default="fusion",
                    help="fusion (default), detect, or video")
     p.add_argument("--clip", action="append", help="bench video: a clip (repeat for several; default: a 2-s 720p "
-                   "clip made from examples/target.jpg)")
+                   "clip made from the bundled target.jpg)")
     p.add_argument("--sizes", default="original,720,1080", help="bench video: the clip's own size and/or short "
                    "sides to scale it to (default original,720,1080)")
-    p.add_argument("--source", default=str(DEFAULT_SOURCE), help="source photo (default examples/source.jpg)")
-    p.add_argument("--target", default=str(DEFAULT_TARGET), help="target photo (default examples/large_target.jpg, 4352x2903)")
+    p.add_argument("--source", default=str(DEFAULT_SOURCE), help="source photo (default the bundled source.jpg)")
+    p.add_argument("--target", default=str(DEFAULT_TARGET), help="target photo (default the bundled large_target.jpg, 4352x2903)")
     p.add_argument("--resolutions", default=DEFAULT_RESOLUTIONS, help=f"output long sides (default {DEFAULT_RESOLUTIONS})")
     p.add_argument("--repeat", type=int, default=5, help="timed runs per resolution, after one discarded warm-up (default 5)")
     p.add_argument("--json", help="write every number to this JSON file")
@@ -44,6 +44,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
     p.add_argument("--no-scaling", action="store_true", help="skip the small-face vs large-face runs")
     p.add_argument("--scaling-size", type=int, default=2048, help="output long side of the small/large face runs (default 2048)")
+    p.add_argument("--scaling-photos", nargs=2, metavar=("SMALL", "LARGE"), help="two photos of about the same frame, "
+                   "a small face and a large one, for the scaling runs (default: the bundled target.jpg and the "
+                   "same photo shrunk to a third on a canvas of its size)")
     p.add_argument("--long", type=int, default=0, metavar="N", help="N consecutive fusions in one process, RSS sampled")
     p.add_argument("--long-resolution", type=int, default=1024, help="output long side of the --long run (default 1024)")
     p.add_argument("--mode", choices=["normal", "blend", "overlay"], help="fusion mode (default from config)")
@@ -55,7 +58,7 @@ def add_parser(sub) -> None:
     p.add_argument("--goals", action="store_true", help="also list the project's speed / detection goals "
                    "(as BENCHMARKS.md does)")
     p.add_argument("--catalog", default=str(DEFAULT_CATALOG), help="bench detect: catalog.tsv of a labelled face set "
-                   "(default: the bundled sample photos, examples/catalog.tsv)")
+                   "(default: the bundled sample photos' catalog.tsv)")
     p.add_argument("--images-dir", help="bench detect: folder of the images (default: the catalog's folder)")
     p.add_argument("--threshold", type=float, help="bench detect: detection confidence 0-1 (default from config, 0.6)")
     p.add_argument("--no-large", action="store_true", help="bench detect: skip the 12-36 Mpx built scenes (about 7 s)")
@@ -83,6 +86,9 @@ def run_bench(args: argparse.Namespace) -> int:
         check_resolution(getattr(args, name), "--" + name.replace("_", "-"))
     for out in (args.json, args.plot):  # fail before minutes of work, not after
         check_output(out, args.overwrite)
+    for photo in args.scaling_photos or ():
+        if not Path(photo).is_file():
+            raise InputError(f"--scaling-photos: {photo}: file not found")
     if args.plot and Path(args.plot).suffix.lower() != ".png":
         raise InputError(f"{args.plot}: the plot is written as PNG; use a .png name")
 

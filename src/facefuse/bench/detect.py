@@ -1,6 +1,6 @@
 """`facefuse bench detect`: how many faces of a labelled photo set the detector finds.
 
-Over a catalog (default the bundled `examples/catalog.tsv`; BENCHMARKS.md uses `../shared/faces/catalog.tsv`: tab-separated, `#` comment lines
+Over a catalog (default the bundled `facefuse/samples/catalog.tsv`; BENCHMARKS.md uses `../shared/faces/catalog.tsv`: tab-separated, `#` comment lines
 first, then a header with at least `file`, `n_faces`, `notes`), each image is read with
 `facefuse.io.read_image` and searched by one `FaceDetector` with the settings' `max_side`
 and `tiles`, at the settings' threshold (0.6 unless `--threshold` / `--config` says

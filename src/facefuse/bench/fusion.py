@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..commands import ROOT, SAMPLES, load_settings
+from ..commands import SAMPLES, load_settings
 from ..errors import ConfigError, EngineError, InputError, OutputExistsError
 from ..io import read_bytes
 from .machine import machine_info
@@ -36,10 +36,6 @@ DEFAULT_SOURCE = SAMPLES / "source.jpg"
 DEFAULT_TARGET = SAMPLES / "large_target.jpg"  # 4352 x 2903
 DEFAULT_RESOLUTIONS = "512,1024,2048,4096"
 DEFAULT_CATALOG = SAMPLES / "catalog.tsv"  # the bundled photos; BENCHMARKS.md uses ../shared/faces
-SHARED_FACES = ROOT.parent / "shared" / "faces"
-# small face in a wide stage shot (face ~240 px of 2048) vs a close portrait (~640 px of 2048)
-SCALING_SMALL = ("deepface_img57.jpg", "small face, wide shot")
-SCALING_LARGE = ("deepface_img4.jpg", "large face, close portrait")
 STAGES = ("decode", "detect", "roi", "engine", "blend", "paste", "encode")
 FACE_STAGES = ("roi", "engine", "blend")  # work that happens inside the ROI only
 FRAME_STAGES = ("decode", "paste", "encode")  # work on the whole frame (paste = resize + copy)
@@ -326,11 +322,11 @@ def measure_cold_start(args, runs: int) -> dict:
 
 
 # -- scaling: small vs large face at one output size ----------------------------------
-def scaling_targets(size: int) -> tuple[list[dict], str]:
+def scaling_targets(size: int, photos: list[str] | None = None) -> tuple[list[dict], str]:
     """Two targets of (about) the same frame at long side `size`: a small and a large face.
 
-    From the shared face set when present; otherwise built from bundled photos (the
-    portrait shrunk to a third, centred on a border-replicated canvas of the same size)."""
+    `photos` (--scaling-photos SMALL LARGE) when given; otherwise built from the bundled
+    portrait (shrunk to a third, centred on a border-replicated canvas of the same size)."""
     import cv2
     import numpy as np
 
@@ -347,10 +343,10 @@ def scaling_targets(size: int) -> tuple[list[dict], str]:
 
     from ..io import read_image
 
-    small_p, large_p = SHARED_FACES / SCALING_SMALL[0], SHARED_FACES / SCALING_LARGE[0]
-    if small_p.is_file() and large_p.is_file():
-        note = f"shared face set: {SCALING_SMALL[0]} vs {SCALING_LARGE[0]}, each resized to long side {size}"
-        pairs = [(SCALING_SMALL, read_image(small_p)), (SCALING_LARGE, read_image(large_p))]
+    if photos:
+        small_p, large_p = Path(photos[0]), Path(photos[1])
+        note = f"{small_p.name} vs {large_p.name}, each resized to long side {size}"
+        pairs = [((small_p.name, "small face"), read_image(small_p)), ((large_p.name, "large face"), read_image(large_p))]
     else:
         big = at_size(read_image(SAMPLES / "target.jpg"))
         h, w = big.shape[:2]
@@ -358,7 +354,7 @@ def scaling_targets(size: int) -> tuple[list[dict], str]:
         top, left = (h - little.shape[0]) // 2, (w - little.shape[1]) // 2
         canvas = cv2.copyMakeBorder(little, top, h - little.shape[0] - top, left, w - little.shape[1] - left,
                                     cv2.BORDER_REPLICATE)
-        note = (f"bundled photos: examples/target.jpg at long side {size} vs the same photo shrunk "
+        note = (f"bundled photos: target.jpg at long side {size} vs the same photo shrunk "
                 "to a third on a border-replicated canvas of the same size")
         pairs = [(("target.jpg (1/3, padded)", "small face, synthetic canvas"), np.ascontiguousarray(canvas)),
                  (("target.jpg", "large face, portrait"), big)]
@@ -370,7 +366,7 @@ def scaling_targets(size: int) -> tuple[list[dict], str]:
 
 
 def measure_scaling(fuser, args, source_bytes, max_pixels, tick) -> dict:
-    targets, note = scaling_targets(args.scaling_size)
+    targets, note = scaling_targets(args.scaling_size, args.scaling_photos)
     params = _params(fuser, args, args.scaling_size)
     rows = []
     for t in targets:

@@ -6,8 +6,9 @@ import os
 import platform
 import subprocess
 import time
+from pathlib import Path
 
-from ..commands import ROOT
+PACKAGE = Path(__file__).resolve().parents[1]  # the facefuse folder that runs (in a checkout or site-packages)
 
 
 def machine_info() -> dict:
@@ -15,10 +16,12 @@ def machine_info() -> dict:
     import numpy as np
 
     try:
-        git = lambda *a: subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True, timeout=5).stdout
-        commit = git("rev-parse", "--short", "HEAD").strip() or None
+        git = lambda *a: subprocess.run(["git", "-C", str(PACKAGE), *a], capture_output=True, text=True, timeout=5).stdout
+        # a commit only when git tracks this very code (an installed wheel may sit in some other repository's venv)
+        tracked = git("ls-files", "__init__.py").strip() == "__init__.py"
+        commit = (git("rev-parse", "--short", "HEAD").strip() or None) if tracked else None
         # tracked files changed since that commit: the numbers are of this tree, not of the commit
-        modified = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+        modified = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()] if tracked else []
     except (OSError, subprocess.SubprocessError):
         commit, modified = None, []
     try:
