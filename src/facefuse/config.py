@@ -217,6 +217,9 @@ class ServerSettings(_Section):
     max_video_seconds: float = Field(600, gt=0, description="clips longer than this are refused")
     max_video_jobs: int = Field(4, ge=1, le=1000, description="video jobs queued or running at once")
     job_keep_hours: float = Field(24, gt=0, description="finished video jobs and their results are removed after this")
+    live_sessions: int = Field(0, ge=0, le=64, description="live webcam sessions at once, 0 = one per 2 usable cores "
+                                                          "(at least 1); more are refused as busy")
+    live_idle_seconds: float = Field(60, gt=0, description="a live session that sends nothing for this long is closed")
 
 
 class Settings(_Section):
