@@ -246,3 +246,25 @@ def test_live_session_push_fuses_a_scripts_own_frames_in_order(fuser, source_pat
     for f in out:
         diff = np.abs(f.image.astype(np.int16) - camera_frame).mean(axis=2)
         assert f.fused == 1 and diff[inner].mean() > 6 and diff[outer].max() == 0
+
+
+def test_the_routine_search_runs_beside_the_stream_and_a_new_face_brings_one_in_line(fuser, source_path,
+                                                                                   camera_frame):
+    """While the face is followed, the every-`detect_every` search runs on the searcher's own
+    detector, not in the frame's planning; when it finds a face the tracker does not follow
+    (a second one comes into view, without a cut), the next frame searches in line."""
+    from facefuse.video.live import LiveSession
+
+    def planned(live, frame, k):
+        plan = live.plan(frame, k / 25)
+        if live._search is not None:
+            live._search.result()  # let the searcher finish (its timing is not under test)
+        return plan.plan.full_detection
+
+    with LiveSession(fuser, str(source_path), detect_every=3) as live:
+        assert [planned(live, camera_frame, k) for k in range(10)] == [True] + [False] * 9  # only the first in line
+        assert live.searches_beside >= 2 and live.searches_forced == 0
+        two = camera_frame.copy()
+        two[-200:, :320] = np.asarray(Image.open(source_path).convert("RGB").resize((320, 200)))  # bottom left
+        assert any(planned(live, two, k) for k in range(10, 20))
+        assert live.searches_forced >= 1

@@ -61,7 +61,7 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("live")
     cfg = tmp / "config.yaml"
     cfg.write_text("output:\n  dir: outputs\nserver:\n  workers: 1\n  live_sessions: 1\n")
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", GRADIO_TEMP_DIR=str(tmp / "gradio"))
     env.pop("FACEFUSE_API_KEY", None)
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from facefuse.cli import main; sys.exit(main())",
                              "serve", "--port", "0", "--config", str(cfg)],
@@ -103,6 +103,10 @@ def _shown_image(page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(bytes(data))).convert("RGB")).astype(np.int16)
 
 
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
 def _start(page, source: Path) -> None:
     page.locator("#live_source input[type=file]").set_input_files(str(source))
     page.wait_for_selector("#live_source img")
@@ -123,7 +127,9 @@ def test_the_live_tab_fuses_the_camera_and_saves_a_snapshot(server, tmp_path, ta
         try:
             _start(page, source_path)
             page.wait_for_function("() => parseFloat(document.getElementById('live_fps').textContent) > 0")
+            cached = _files(server[2] / "gradio")  # the source photo's upload
             page.wait_for_timeout(1500)  # a few frames on: the tracker has settled
+            assert _files(server[2] / "gradio") == cached  # live frames leave nothing in Gradio's cache
             assert float(page.text_content("#live_fps")) > 0
             assert page.text_content("#live_latency").strip().isdigit()
             shown = _shown_image(page)

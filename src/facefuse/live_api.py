@@ -264,7 +264,7 @@ async def _run(ws, hub: LiveHub) -> None:
     loop = asyncio.get_running_loop()
     planner = ThreadPoolExecutor(1, thread_name_prefix="facefuse-live-plan")
     fusers = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="facefuse-live-fuse")
-    fuser = None
+    fuser = session = None
     try:
         try:
             if source is None:
@@ -289,7 +289,8 @@ async def _run(ws, hub: LiveHub) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        await loop.run_in_executor(None, lambda: (fusers.shutdown(wait=True), planner.shutdown(wait=True)))
+        await loop.run_in_executor(None, lambda: (fusers.shutdown(wait=True), planner.shutdown(wait=True),
+                                                  session is not None and session.close()))
         if fuser is not None:
             hub.give_back(fuser)
 

@@ -18,7 +18,6 @@ import statistics
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 

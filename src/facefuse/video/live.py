@@ -9,7 +9,14 @@ the current parameters) and splits each frame's work as `fused_frames` does for 
                      video's frames and a photo's faces.
 
 A finished frame's light state goes back onto the tracks at the start of the next `plan`,
-on the planning thread, so the tracker is only ever touched by one thread. `t` is the
+on the planning thread, so the tracker is only ever touched by one thread.
+
+The routine re-detection a video runs in line every `detect_every` frames while it follows
+the faces (a full search costs several tracked frames' planning: a visible hitch in a live
+stream) runs here beside the stream, on a detector of its own, on a copy of the frame; only
+when it sees something the tracker does not (a face more or less, or elsewhere) does the
+next frame get a full search in line. Searches while no face is followed, at the start and
+on cuts stay in line, as in a video (frames then pass through, which costs nothing). `t` is the
 frame's own wall-clock time (the landmark smoothing is time-based: a live camera's rate
 varies and is not 25 fps). A script with its own camera uses `push` (see the README).
 """
@@ -28,6 +35,10 @@ import numpy as np
 from ..imaging import output_size, resize_frame
 from .fuse import (DETECT_EVERY, FRAMES_IN_FLIGHT, WORK_FACE_PX, FramePlan, FrameTracker, _keep_lights,
                    _track_lights, fuse_planned, plan_next_frame)
+from .track import box_iou, points_box
+
+IN_LINE_NEVER = 1 << 30  # plan_next_frame's detect_every when the routine search runs beside the stream
+SAME_FACE_IOU = 0.3  # a face found beside the stream is one already followed (fuse.py's rule)
 
 if TYPE_CHECKING:
     from ..config import FusionParams
@@ -72,7 +83,7 @@ class LiveSession:
 
     def __init__(self, fuser: "Fuser", source: Any, params: "FusionParams | None" = None,
                  in_flight: int = FRAMES_IN_FLIGHT, detect_every: int = DETECT_EVERY,
-                 work_face_px: int = WORK_FACE_PX, **overrides: Any):
+                 work_face_px: int = WORK_FACE_PX, search_beside: bool = True, **overrides: Any):
         from ..faces import SourceFace
 
         self.fuser = fuser
@@ -86,7 +97,13 @@ class LiveSession:
         self._frames = 0
         self._pool: ThreadPoolExecutor | None = None
         self._pending: deque[Future] = deque()
-
+        self.search_beside = search_beside
+        self._searcher: ThreadPoolExecutor | None = None
+        self._detector = None  # the searcher's own (created on its thread)
+        self._search: Future | None = None  # faces found beside the stream, and the boxes followed then
+        self._since_search = 0
+        self.searches_beside = 0
+        self.searches_forced = 0  # in-line searches the searcher asked for
     def set_params(self, params: "FusionParams") -> None:
         """Parameters for the frames planned from now on (a slider moved)."""
         self.params = params
@@ -109,10 +126,48 @@ class LiveSession:
         size = self.size_for(frame.shape[1], frame.shape[0])
         if size != (frame.shape[1], frame.shape[0]):
             frame = resize_frame(frame, size)
+        self._take_search()
         plan = plan_next_frame(self.fuser, frame, self.tracker, self.source, params, t=t,
-                               detect_every=self.detect_every)
+                               detect_every=IN_LINE_NEVER if self.search_beside else self.detect_every)
+        if self.search_beside:
+            self._schedule_search(frame, plan, params)
         index, self._frames = self._frames, self._frames + 1
         return LivePlan(index, frame, plan, _track_lights(self.tracker), params, t, time.perf_counter() - t0)
+
+    def _schedule_search(self, frame: np.ndarray, plan: FramePlan, params: "FusionParams") -> None:
+        """Every `detect_every` frames a full search: beside the stream while faces are
+        followed, else (nothing followed: frames pass through) in line on the next frame."""
+        self._since_search = 0 if plan.full_detection else self._since_search + 1
+        if self._since_search < self.detect_every or self._search is not None:
+            return
+        if not plan.fused:
+            self.tracker.since_detection = None  # plan_next_frame then searches in line
+            return
+        if self._searcher is None:
+            self._searcher = ThreadPoolExecutor(1, thread_name_prefix="facefuse-live-search")
+        followed = [face.box for _, face, _ in plan.fused]
+        self._search = self._searcher.submit(self._search_faces, frame, params.threshold, followed)
+        self._since_search = 0
+        self.searches_beside += 1
+
+    def _search_faces(self, frame: np.ndarray, threshold: float, followed: list) -> bool:
+        """On the searcher's thread: whether a full search of `frame` disagrees with the faces
+        followed in it (another count, or a face found where none is followed)."""
+        if self._detector is None:
+            from ..detect import FaceDetector
+
+            self._detector = FaceDetector.from_settings(self.fuser.settings)
+        found = [points_box(f.landmarks) for f in self._detector.detect(frame, threshold=threshold, tiles=False).faces]
+        return len(found) != len(followed) or any(
+            max((box_iou(box, seen) for seen in followed), default=0.0) <= SAME_FACE_IOU for box in found)
+
+    def _take_search(self) -> None:
+        """A finished search beside the stream that disagreed: this frame searches in line."""
+        if self._search is not None and self._search.done():
+            if self._search.result():
+                self.tracker.since_detection = None
+                self.searches_forced += 1
+            self._search = None
 
     def fuse(self, planned: LivePlan) -> LiveFrame:
         """The fused frame of a plan. Any thread; several plans at once."""
@@ -146,9 +201,10 @@ class LiveSession:
 
     def close(self) -> None:
         self.flush()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        for pool in (self._pool, self._searcher):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._pool = self._searcher = None
 
     def __enter__(self) -> "LiveSession":
         return self
