@@ -107,9 +107,11 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
-def _start(page, source: Path) -> None:
+def _start(page, source: Path, before_start=None) -> None:
     page.locator("#live_source input[type=file]").set_input_files(str(source))
     page.wait_for_selector("#live_source img")
+    if before_start is not None:
+        before_start()
     page.click("#live_start")
     page.wait_for_function("() => (document.getElementById('live_output').src || '').startsWith('blob:')")
 
@@ -156,7 +158,8 @@ def test_the_live_tab_fuses_the_camera_and_saves_a_snapshot(server, tmp_path, ta
     assert outside == []  # nothing fetched from anywhere else (no CDN)
 
 
-def test_with_no_face_in_view_the_page_says_so(server, tmp_path, source_path, noface_path):
+def test_with_no_face_in_view_the_page_says_so(server, tmp_path, group_path, noface_path):
+    """Also the source-face picker: a group photo as the source gets its faces numbered."""
     url, _, _ = server
     clip = tmp_path / "cat.y4m"
     frame = camera_frame(noface_path)
@@ -164,7 +167,8 @@ def test_with_no_face_in_view_the_page_says_so(server, tmp_path, source_path, no
     with sync_api.sync_playwright() as p:
         browser, page = _live_page(p, url, clip, [])
         try:
-            _start(page, source_path)
+            _start(page, group_path, before_start=lambda: page.wait_for_selector("#live_source_faces img"))
+            assert page.locator("#live_source_face").is_visible()
             page.wait_for_function("() => document.getElementById('live_message').textContent.includes('No face in view')")
             shown = _shown_image(page)
             assert np.abs(shown - frame).mean() < 6  # unchanged but for the camera's YUV and two JPEGs

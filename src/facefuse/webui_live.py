@@ -8,7 +8,9 @@ Start prepares the source on a pool worker and hands the script a one-time ticke
 WebSocket, so the page never holds the API key. The controls are sent as they move.
 
 Element ids: live_source, live_start (start / stop), live_output (the fused stream),
-live_fps, live_snapshot, plus live_camera, live_latency, live_message and live_<control>.
+live_fps, live_snapshot, plus live_source_faces and live_source_face (the numbered picker
+of a group source, as on the Photo tab), live_camera, live_latency, live_message and
+live_<control>.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from typing import Any, Callable
 import gradio as gr
 
 from .errors import FaceFuseError
+from .imaging import shrink_to_side
 from .live_api import LiveHub
+from .preview import draw_boxes
 from .service import FusionPool
 
 LIVE_CONTROLS = ("ratio", "mode", "smoothing", "brightness", "contrast", "saturation")
+PREVIEW_SIDE = 640
 STREAM_HTML = """
 <div id="live_stage" style="display:flex;gap:12px;flex-wrap:wrap">
   <figure style="margin:0;flex:1;min-width:280px"><video id="live_camera" autoplay muted playsinline
@@ -43,6 +48,15 @@ def page_head() -> str:
     return f"<script>{script}</script>"
 
 
+def _numbered_faces_job(fuser, data: bytes, threshold: float, max_pixels: int):
+    """(faces in the source, a preview with them numbered in fusion order)."""
+    image = fuser.read(data, "source", name="source image", max_pixels=max_pixels)
+    faces = fuser.detect(image, threshold).faces
+    preview = shrink_to_side(image, PREVIEW_SIDE)
+    k = preview.shape[1] / image.shape[1]
+    return len(faces), draw_boxes(preview, [[v * k for v in f.box] for f in faces])
+
+
 def _prepare_job(fuser, data: bytes, source_face_index: int, threshold: float, max_pixels: int):
     image = fuser.read(data, "source", name="source image", max_pixels=max_pixels)
     return fuser.prepare_source(image, source_face_index, threshold)
@@ -56,6 +70,10 @@ def build_live_tab(settings, pool: FusionPool, hub: LiveHub, control: Callable[.
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
             source = image_input(label="Source face", elem_id="live_source")
+            source_faces = gr.Image(label="Faces in the source, numbered", interactive=False, format="jpeg",
+                                    elem_id="live_source_faces", visible=False, height=200)
+            source_face = gr.Dropdown([("#0", "0")], value="0", label="Source face", elem_id="live_source_face",
+                                      info="which face of the source photo is brought in", visible=False)
             start = gr.Button("Start camera", variant="primary", elem_id="live_start")
             snapshot = gr.Button("Snapshot", elem_id="live_snapshot")
             status = gr.Markdown(elem_id="live_status")
@@ -65,12 +83,27 @@ def build_live_tab(settings, pool: FusionPool, hub: LiveHub, control: Callable[.
         controls = {name: control(name, getattr(defaults, name), prefix="live_") for name in LIVE_CONTROLS}
     ticket = gr.Textbox(visible=False)
 
-    def on_start(path, *values):
+    def on_source(path):
+        """A group source gets its faces numbered and a picker, as on the Photo tab."""
+        hidden = gr.update(value=None, visible=False), gr.update(choices=[("#0", "0")], value="0", visible=False)
+        if not path:
+            return (*hidden, "")
+        try:
+            with open(path, "rb") as f:
+                n, preview = pool.call(_numbered_faces_job, f.read(), defaults.threshold, settings.output.max_pixels)
+        except (FaceFuseError, OSError) as exc:
+            return (*hidden, f"⚠ {message(exc)}")
+        if n < 2:
+            return (*hidden, "" if n else "⚠ No face found in the source photo: try another one.")
+        choices = [(f"#{i}" + (" (largest)" if i == 0 else ""), str(i)) for i in range(n)]
+        return gr.update(value=preview, visible=True), gr.update(choices=choices, value="0", visible=True), ""
+
+    def on_start(path, face, *values):
         """A ticket for the page script's WebSocket, with the prepared source; or a message."""
         if not path:
             return "", "⚠ Upload a source face first."
         try:
-            overrides = dict(zip(controls, values))
+            overrides = dict(zip(controls, values), source_face_index=int(face or 0))
             params = settings.fusion_params(**overrides)
             with open(path, "rb") as f:
                 data = f.read()
@@ -82,7 +115,9 @@ def build_live_tab(settings, pool: FusionPool, hub: LiveHub, control: Callable[.
 
     names = ", ".join(controls)
     send_params = f"({names}) => {{ window.facefuseLive && window.facefuseLive.params({{{names}}}); }}"
-    start.click(on_start, [source, *controls.values()], [ticket, status], api_visibility="private").then(
+    source.upload(on_source, [source], [source_faces, source_face, status], api_visibility="private")
+    source.clear(on_source, [source], [source_faces, source_face, status], api_visibility="private")
+    start.click(on_start, [source, source_face, *controls.values()], [ticket, status], api_visibility="private").then(
         None, [ticket], None, js="(t) => { window.facefuseLive.toggle(t); }")
     snapshot.click(None, None, None, js="() => { window.facefuseLive.snapshot(); }")
     for widget in controls.values():
