@@ -268,3 +268,17 @@ def test_the_routine_search_runs_beside_the_stream_and_a_new_face_brings_one_in_
         two[-200:, :320] = np.asarray(Image.open(source_path).convert("RGB").resize((320, 200)))  # bottom left
         assert any(planned(live, two, k) for k in range(10, 20))
         assert live.searches_forced >= 1
+
+
+def test_the_key_and_tickets_are_blanked_in_uvicorns_log_lines(app):
+    """uvicorn logs a WebSocket's path with its query at INFO; the key must not reach a log."""
+    import logging
+
+    logger = logging.getLogger("uvicorn.error")
+    record = logger.makeRecord("uvicorn.error", logging.INFO, __file__, 1, '%s - "WebSocket %s" [accepted]',
+                               ("127.0.0.1:5000", f"/api/v1/live?ratio=0.5&key={KEY}&ticket=abc-_1"), None)
+    for f in logger.filters:
+        f.filter(record)
+    line = record.getMessage()
+    assert KEY not in line and "abc-_1" not in line
+    assert "ratio=0.5&key=***&ticket=***" in line

@@ -33,6 +33,7 @@ import io
 import json
 import logging
 import queue
+import re
 import secrets
 import threading
 import time
@@ -60,6 +61,29 @@ JPEG_QUALITY = 80  # fused frames: 640x480 encodes in ~2 ms at ~40 KB
 TICKET_SECONDS = 60
 CLOSE_BUSY, CLOSE_TOO_BIG, CLOSE_BAD, CLOSE_NOT_IMAGE, CLOSE_NO_FACE, CLOSE_IDLE = 1013, 1009, 4400, 4415, 4422, 4408
 QUERY_NOT_PARAMS = ("key", "ticket")
+SECRET_IN_QUERY = re.compile(r"(?<=[?&])(key|ticket)=[^&\s\"']*")
+
+
+class RedactSecrets(logging.Filter):
+    """Blanks `key=` and `ticket=` in log lines: uvicorn logs a WebSocket's path with its
+    query string (at INFO, `"WebSocket /api/v1/live?key=..." [accepted]`), and a browser
+    can only send the key there. `facefuse serve` logs uvicorn at WARNING anyway."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(SECRET_IN_QUERY.sub(r"\1=***", a) if isinstance(a, str) else a
+                                for a in (record.args if isinstance(record.args, tuple) else (record.args,)))
+        if isinstance(record.msg, str):
+            record.msg = SECRET_IN_QUERY.sub(r"\1=***", record.msg)
+        return True
+
+
+def redact_server_logs() -> None:
+    """Installs RedactSecrets on uvicorn's loggers (once)."""
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())
 
 
 class LiveHub:
@@ -208,6 +232,8 @@ def _params(settings: Settings, overrides: dict) -> FusionParams:
 
 
 def add_live_route(app, hub: LiveHub) -> None:
+    redact_server_logs()
+
     @app.websocket(LIVE_PATH)
     async def live(ws: WebSocket) -> None:
         await ws.accept()
