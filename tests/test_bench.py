@@ -217,6 +217,7 @@ def test_bench_live_streams_a_clip_through_the_websocket_and_writes_json(tmp_pat
         assert e["fps"] > 0 and e["latency_median_ms"] > 0 and e["latency_p95_ms"] >= e["latency_median_ms"]
         assert e["dropped"] >= 0 and len(e["per_client"]) == e["clients"]
         assert e["per_frame"]["frames_fused"] > 0 and e["per_frame"]["engine_ms"] > 0
+        assert e["per_frame"]["frame_cpu_ms"] > 0
     assert "fps delivered" in capsys.readouterr().out
     assert main(["bench", "live", "--clip", str(clip), "--sizes", "320by240"]) == 2
     assert main(["bench", "live", "--clip", str(clip), "--clients", "0"]) == 2
