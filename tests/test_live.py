@@ -282,3 +282,32 @@ def test_the_key_and_tickets_are_blanked_in_uvicorns_log_lines(app):
     line = record.getMessage()
     assert KEY not in line and "abc-_1" not in line
     assert "ratio=0.5&key=***&ticket=***" in line
+
+
+def test_record_writes_the_fused_stream_as_a_video_with_a_sidecar(app, client, source_path, camera_frame):
+    from pathlib import Path
+
+    from facefuse.video.io import VideoReader
+
+    out = Path(app.state.settings.output.dir)
+    sent = _jpeg(camera_frame)
+    with _open(client, None) as ws:
+        _start(ws, source_path.read_bytes())
+        ws.send_text(json.dumps({"type": "record", "on": True}))
+        assert json.loads(ws.receive_text())["type"] == "error"  # nothing fused yet
+        _fused(ws, sent, 2)
+        ws.send_text(json.dumps({"type": "record", "on": True}))
+        recording = json.loads(ws.receive_text())
+        assert recording["type"] == "recording"
+        assert not (out / recording["name"]).exists()  # a temp file beside it until it is finished
+        last = _fused(ws, sent, 4)[-1][1]
+        ws.send_text(json.dumps({"type": "record", "on": False}))
+        saved = json.loads(ws.receive_text())
+    assert saved == {"type": "saved", "name": recording["name"], "dir": str(out), "frames": 4}
+    video = out / saved["name"]
+    frames = [f.rgb for f in VideoReader(video)]
+    assert len(frames) == 4 and frames[0].shape == camera_frame.shape
+    assert np.abs(frames[-1].astype(np.int16) - last).mean() < 4  # the fused frames (H.264 against JPEG)
+    meta = json.loads(video.with_suffix(".json").read_text())
+    assert meta["frames"] == 4 and meta["live"] is True and meta["output_size"] == [640, camera_frame.shape[0]]
+    assert not list(out.glob(".*.part"))

@@ -151,6 +151,14 @@ def test_the_live_tab_fuses_the_camera_and_saves_a_snapshot(server, tmp_path, ta
             meta = json.loads(saved.with_suffix(".json").read_text())
             assert meta["live"] is True and meta["faces_fused"] == 1 and meta["output_size"] == list(CAMERA)
             assert Image.open(saved).size == CAMERA
+            page.click("#live_record")
+            page.wait_for_function("() => document.getElementById('live_record').textContent.includes('Stop')")
+            page.wait_for_timeout(1000)
+            page.click("#live_record")
+            page.wait_for_function("() => document.getElementById('live_message').textContent.includes('Recording saved')")
+            video = outputs / page.text_content("#live_message").split("saved as ", 1)[1].split(" ")[0]
+            assert video.suffix == ".mp4" and video.stat().st_size > 0
+            assert json.loads(video.with_suffix(".json").read_text())["frames"] >= 1
             page.click("#live_start")  # stop
             page.wait_for_function("() => document.getElementById('live_start').textContent.includes('Start')")
         finally:

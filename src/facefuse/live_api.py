@@ -12,7 +12,11 @@ The protocol (the README has it as a table):
               fused frame as binary JPEG, in the order the frames came
     client    text {"type": "params", "ratio": 0.5, ...} any time: the next frame uses them;
               text {"type": "snapshot"}: the last fused frame is saved in output.dir with a
-              JSON sidecar, answered {"type": "saved", "name"}
+              JSON sidecar, answered {"type": "saved", "name"};
+              text {"type": "record", "on": true | false}: the fused frames from now on are
+              written as an MP4 (H.264) into output.dir as `facefuse video` writes (a temp
+              file renamed into place when recording stops or the session ends), answered
+              {"type": "recording", "name"} and then {"type": "saved", "name", "frames"}
 
 Closes with a code and a one-line reason: 1013 busy (server.live_sessions sessions already
 run), 1009 a frame over the size limit, 4400 a bad parameter or message, 4415 not an image,
@@ -224,6 +228,67 @@ def save_snapshot(out_dir: str | Path, jpeg: bytes, meta: dict) -> Path:
     raise OutputExistsError(folder, "could not find a free file name")  # pragma: no cover
 
 
+def _timestamped(folder: Path, suffix: str) -> Path:
+    """A free `YYYYMMDD-HHMMSS-mmm<suffix>` in `folder` (its sidecar's name free too)."""
+    now = datetime.now()
+    stem = now.strftime("%Y%m%d-%H%M%S-") + f"{now.microsecond // 1000:03d}"
+    for attempt in range(100):
+        path = folder / f"{stem if attempt == 0 else f'{stem}-{attempt}'}{suffix}"
+        if not path.exists() and not path.with_suffix(".json").exists():
+            return path
+    raise OutputExistsError(folder, "could not find a free file name")  # pragma: no cover
+
+
+class Recording:
+    """The fused stream as an H.264 MP4 in output.dir: frames stamped with their own times
+    (a live stream's rate varies), encoded on a background thread, written to a temp file
+    beside the output and renamed into place by `finish` (video/io.py's VideoWriter, as
+    `facefuse video` writes); the JSON sidecar is written last."""
+
+    def __init__(self, out_dir: str | Path, size: tuple[int, int], meta: dict):
+        from fractions import Fraction
+
+        from .video.io import BackgroundEncoder, VideoInfo, VideoWriter
+
+        folder = Path(out_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = _timestamped(folder, ".mp4")
+        self.size, self.meta = size, meta
+        info = VideoInfo(path="live", width=size[0], height=size[1], fps=Fraction(25), frames=0, duration=0.0,
+                         time_base=Fraction(1, 1000), codec="h264", pix_fmt="yuv420p", rotation=0)
+        self.writer = VideoWriter(self.path, info, size=size, audio=False)
+        self.encoder = BackgroundEncoder(self.writer, depth=8)
+        self.t0: float | None = None
+        self.last_pts = -1
+        self.frames = 0
+
+    def add(self, image: np.ndarray, t: float) -> None:
+        """One fused frame taken at `t` (seconds, monotonic); resized if the stream's size changed."""
+        from .imaging import resize_frame
+
+        if self.t0 is None:
+            self.t0 = t
+        if image.shape[1::-1] != self.size:
+            image = resize_frame(image, self.size)
+        self.last_pts = max(self.last_pts + 1, int(round((t - self.t0) * 1000)))
+        self.encoder.write(image, self.last_pts)
+        self.frames += 1
+
+    def finish(self) -> Path:
+        self.encoder.finish()
+        self.writer.close()
+        seconds = (self.last_pts + 1) / 1000
+        write_bytes_atomic(self.path.with_suffix(".json"), json.dumps(
+            {"created": datetime.now().isoformat(timespec="milliseconds"), "image": self.path.name,
+             "output_size": list(self.size), "frames": self.frames, "seconds": round(seconds, 3), **self.meta},
+            indent=2, default=str).encode())
+        return self.path
+
+    def abandon(self) -> None:
+        self.encoder.stop()
+        self.writer._cleanup()
+
+
 def _params(settings: Settings, overrides: dict) -> FusionParams:
     try:
         return settings.fusion_params(**overrides)
@@ -311,7 +376,10 @@ async def _run(ws, hub: LiveHub) -> None:
                                        "max_frame_pixels": MAX_FRAME_PIXELS, "max_frame_bytes": MAX_FRAME_BYTES,
                                        "idle_seconds": hub.idle_seconds}))
         stream = _Stream(ws, session, settings, overrides, planner, fusers)
-        await stream.run(hub.idle_seconds)
+        try:
+            await stream.run(hub.idle_seconds)
+        finally:
+            await stream.stop_recording()
     except WebSocketDisconnect:
         pass
     finally:
@@ -335,6 +403,7 @@ class _Stream:
         self.dropped = 0
         self.frames = 0
         self.last: tuple[Any, bytes] | None = None  # the last fused frame sent and its JPEG
+        self.recording: Recording | None = None
 
     async def run(self, idle: float) -> None:
         workers = [asyncio.create_task(self._plan_loop()), asyncio.create_task(self._send_loop())]
@@ -379,16 +448,51 @@ class _Stream:
             self.session.set_params(params)
         elif kind == "snapshot":
             await self.ws.send_text(json.dumps(await self._snapshot()))
+        elif kind == "record":
+            await self.ws.send_text(json.dumps(await (self._start_recording() if message.get("on")
+                                                      else self.stop_recording())))
         else:
-            raise LiveClosed(CLOSE_BAD, f"unknown message type {kind!r} (params, snapshot)")
+            raise LiveClosed(CLOSE_BAD, f"unknown message type {kind!r} (params, snapshot, record)")
+
+    def _meta(self) -> dict:
+        return {"live": True, "params": self.session.params.model_dump(), "engine": self.settings.inference.engine}
+
+    async def _start_recording(self) -> dict:
+        if self.recording is not None:
+            return {"type": "recording", "name": self.recording.path.name}
+        if self.last is None:
+            return {"type": "error", "message": "no fused frame yet: record once the stream shows"}
+        size = (int(self.last[0].image.shape[1]), int(self.last[0].image.shape[0]))
+        try:
+            self.recording = await asyncio.get_running_loop().run_in_executor(
+                None, Recording, self.settings.output.dir, size, self._meta())
+        except (OSError, FaceFuseError) as exc:
+            return {"type": "error", "message": f"cannot record: {exc}"}
+        return {"type": "recording", "name": self.recording.path.name}
+
+    async def stop_recording(self) -> dict:
+        """Finish the recording (one with no frame is dropped); what to tell the client."""
+        recording, self.recording = self.recording, None
+        if recording is None:
+            return {"type": "error", "message": "not recording"}
+        loop = asyncio.get_running_loop()
+        if recording.frames == 0:
+            await loop.run_in_executor(None, recording.abandon)
+            return {"type": "error", "message": "nothing was recorded"}
+        try:
+            path = await loop.run_in_executor(None, recording.finish)
+        except Exception as exc:  # noqa: BLE001 - the encoder's error, told to the client in one line
+            await loop.run_in_executor(None, recording.abandon)
+            return {"type": "error", "message": f"recording not saved: {exc}"}
+        return {"type": "saved", "name": path.name, "dir": str(self.settings.output.dir),
+                "frames": recording.frames}
 
     async def _snapshot(self) -> dict:
         if self.last is None:
             return {"type": "error", "message": "no fused frame yet"}
         frame, jpeg = self.last
-        meta = {"live": True, "output_size": [int(frame.image.shape[1]), int(frame.image.shape[0])],
-                "faces_found": frame.faces_found, "faces_fused": frame.fused,
-                "params": self.session.params.model_dump(), "engine": self.settings.inference.engine}
+        meta = {"output_size": [int(frame.image.shape[1]), int(frame.image.shape[0])],
+                "faces_found": frame.faces_found, "faces_fused": frame.fused, **self._meta()}
         try:
             path = await asyncio.get_running_loop().run_in_executor(
                 None, save_snapshot, self.settings.output.dir, jpeg, meta)
@@ -426,4 +530,6 @@ class _Stream:
                 "server_ms": round((time.monotonic() - frame.t) * 1000, 1),
                 "plan_ms": round(frame.plan_s * 1000, 1), "fuse_ms": round(frame.fuse_s * 1000, 1)}))
             await self.ws.send_bytes(jpeg)
+            if self.recording is not None:
+                self.recording.add(frame.image, frame.t)
             self.slots.release()

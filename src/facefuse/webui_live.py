@@ -8,7 +8,7 @@ Start prepares the source on a pool worker and hands the script a one-time ticke
 WebSocket, so the page never holds the API key. The controls are sent as they move.
 
 Element ids: live_source, live_start (start / stop), live_output (the fused stream),
-live_fps, live_snapshot, plus live_source_faces and live_source_face (the numbered picker
+live_fps, live_snapshot, plus live_record (start / stop recording), live_source_faces and live_source_face (the numbered picker
 of a group source, as on the Photo tab), live_camera, live_latency, live_message and
 live_<control>.
 """
@@ -75,7 +75,9 @@ def build_live_tab(settings, pool: FusionPool, hub: LiveHub, control: Callable[.
             source_face = gr.Dropdown([("#0", "0")], value="0", label="Source face", elem_id="live_source_face",
                                       info="which face of the source photo is brought in", visible=False)
             start = gr.Button("Start camera", variant="primary", elem_id="live_start")
-            snapshot = gr.Button("Snapshot", elem_id="live_snapshot")
+            with gr.Row():
+                snapshot = gr.Button("Snapshot", elem_id="live_snapshot")
+                record = gr.Button("Record", elem_id="live_record")
             status = gr.Markdown(elem_id="live_status")
         with gr.Column(scale=2):
             gr.HTML(STREAM_HTML)
@@ -120,6 +122,7 @@ def build_live_tab(settings, pool: FusionPool, hub: LiveHub, control: Callable[.
     start.click(on_start, [source, source_face, *controls.values()], [ticket, status], api_visibility="private").then(
         None, [ticket], None, js="(t) => { window.facefuseLive.toggle(t); }")
     snapshot.click(None, None, None, js="() => { window.facefuseLive.snapshot(); }")
+    record.click(None, None, None, js="() => { window.facefuseLive.record(); }")
     for widget in controls.values():
         widget.change(None, list(controls.values()), None, js=send_params)
 

@@ -6,6 +6,7 @@
   const JPEG_QUALITY = 0.8;
   const el = (id) => document.getElementById(id);
   let ws = null, stream = null, timer = null, sentAt = [], shown = [], lastUrl = null, noFace = false;
+  let recording = false;
 
   function say(text) {
     const box = el("live_message");
@@ -17,6 +18,12 @@
     if (button) button.textContent = running ? "Stop" : "Start camera";
   }
 
+  function setRecording(on) {
+    recording = on;
+    const button = el("live_record");
+    if (button) button.textContent = on ? "Stop recording" : "Record";
+  }
+
   function stop(message) {
     if (timer) clearInterval(timer);
     timer = null;
@@ -26,6 +33,7 @@
     stream = null;
     sentAt = []; shown = [];
     setButton(false);
+    if (recording) { setRecording(false); message = (message || "") + " The recording was saved in the results folder."; }
     if (message !== undefined) say(message);
   }
 
@@ -57,7 +65,11 @@
           noFace = msg.faces === 0;
           say(noFace ? "No face in view: the frames pass through unchanged." : "Live: your face on the camera's picture.");
         }
+      } else if (msg.type === "saved" && msg.frames !== undefined) {
+        setRecording(false);
+        say(`Recording saved as ${msg.name} (${msg.frames} frames) in ${msg.dir}.`);
       } else if (msg.type === "saved") say(`Snapshot saved as ${msg.name} in ${msg.dir}.`);
+      else if (msg.type === "recording") { setRecording(true); say(`Recording to ${msg.name}…`); }
       else if (msg.type === "error") say(msg.message);
       return;
     }
@@ -113,6 +125,10 @@
     },
     snapshot() {
       if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({type: "snapshot"}));
+      else say("Start the camera first.");
+    },
+    record() {
+      if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({type: "record", on: !recording}));
       else say("Start the camera first.");
     },
   };
