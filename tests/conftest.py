@@ -49,3 +49,22 @@ def fuser():
     from facefuse.config import Settings
 
     return Fuser(Settings())
+
+
+@pytest.fixture
+def tune(fuser):
+    """Change one group of the classical engine's tuning for one test, the way a caller
+    would (`dataclasses.replace`): `tune("strands", chroma=0.0)` switches the strand test
+    off. The session's engine gets its tuning back afterwards."""
+    from dataclasses import replace
+
+    engine = fuser.engine
+    original = engine.tuning
+
+    def set_values(group: str, **values):
+        engine.tuning = replace(engine.tuning, **{group: replace(getattr(engine.tuning, group), **values)})
+        fuser._sources.clear()  # sources are prepared (and labelled) with the engine's tuning
+
+    yield set_values
+    engine.tuning = original
+    fuser._sources.clear()

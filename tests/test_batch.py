@@ -216,7 +216,8 @@ def test_kill_9_loses_only_in_flight_work_and_resume_redoes_nothing(tmp_path, so
         time.sleep(0.1)
     assert not _session_processes(proc.pid)
 
-    (out / f".t{n - 1:02d}.jpg.k1ll3d.tmp").write_bytes(b"half an image")  # as a kill mid-write leaves
+    # as a kill mid-write leaves: named after the output and the dead writer's pid
+    (out / f".t{n - 1:02d}.jpg.{proc.pid}.k1ll3d00.tmp").write_bytes(b"half an image")
     (out / ".notes.tmp").write_text("not ours")
     assert main(argv) == 0
     assert sorted(p.name for p in out.glob("*.jpg")) == [f"t{i:02d}.jpg" for i in range(n)]

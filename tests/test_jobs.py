@@ -42,7 +42,7 @@ def test_a_job_runs_reports_progress_and_keeps_its_result(tmp_path, executor):
         for i in range(1, 11):
             progress(i / 10)
         (folder / "out.mp4").write_bytes(b"fused")
-        return "out.mp4"
+        return "out.mp4", []
 
     job = store.create({"clip.mp4": b"input"}, work, meta={"video": "clip.mp4"})
     st = wait_for(store, job, (DONE,))
@@ -60,7 +60,7 @@ def test_cancel_stops_a_running_job_and_removes_a_finished_one(tmp_path, executo
         for i in range(1000):
             progress(i / 1000)
             time.sleep(0.01)
-        return "never.mp4"
+        return "never.mp4", []
 
     job = store.create({}, slow)
     started.wait(5)
@@ -90,7 +90,7 @@ def test_errors_are_one_line_and_a_bug_does_not_stop_the_store(tmp_path, executo
 
 def test_a_restart_marks_unfinished_jobs_failed_and_removes_old_ones(tmp_path, executor):
     store = store_in(tmp_path, executor, keep_seconds=3600)
-    done = store.create({}, lambda f, d, p: (d / "o.mp4").write_bytes(b"1") and "o.mp4")
+    done = store.create({}, lambda f, d, p: ((d / "o.mp4").write_bytes(b"1"), "o.mp4")[1:] + ([],))
     wait_for(store, done, (DONE,))
     # a job that was running when the process died, and a result from long ago
     (tmp_path / ("a" * 32)).mkdir()
@@ -116,7 +116,20 @@ def test_ids_from_requests_name_no_path(tmp_path, executor, bad):
 def test_too_many_unfinished_jobs_are_refused(tmp_path, executor):
     store = store_in(tmp_path, executor, max_active=1)
     gate = threading.Event()
-    store.create({}, lambda f, d, p: gate.wait(5) and "x")
+    store.create({}, lambda f, d, p: (gate.wait(5), "x", [])[1:])
     with pytest.raises(JobsBusy):
-        store.create({}, lambda f, d, p: "x")
+        store.create({}, lambda f, d, p: ("x", []))
+    gate.set()
+
+
+def test_folders_without_a_state_file_are_removed_but_not_one_being_created(tmp_path, executor):
+    store = store_in(tmp_path, executor)
+    orphan = tmp_path / ("c" * 32)  # a process killed while it wrote a job's inputs
+    orphan.mkdir()
+    (orphan / "source").write_bytes(b"half a face")
+    gate = threading.Event()
+    job = store.create({}, lambda f, d, p: (gate.wait(5), "x", [])[1:])
+    (tmp_path / job / "job.json").unlink()  # as if its state file were still to come
+    store.clean()
+    assert not orphan.exists() and (tmp_path / job).is_dir()
     gate.set()

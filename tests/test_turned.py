@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from facefuse import mesh, pose
-from facefuse.engines.classical import _constant, dense_maps
+from facefuse.engines.classical.tuning import DEFAULT_TUNING
+from facefuse.engines.classical.warp import constant, dense_maps
 from facefuse.io import read_image
 
 
@@ -83,7 +84,7 @@ def test_depth_order_keeps_far_side_texture_off_the_near_cheek():
     lms = _turned_mesh(75.0)
     p = pose.fit_pose(lms)
     side = np.stack([np.sign(mesh.reference()[:, 0]), np.zeros(mesh.N_MESH)], 1).astype(np.float32)
-    outside = _constant(0.0, 0.0)
+    outside = constant(0.0, 0.0)
     (ordered, _), = dense_maps((600, 600), lms, [(side, outside)], order=pose.drawing_order(pose.triangle_facing(lms, p), p))
     (unordered, _), = dense_maps((600, 600), lms, [(side, outside)])
     near = np.zeros((600, 600), np.uint8)  # the near cheek and the nose's near flank
@@ -184,29 +185,27 @@ def test_the_pose_note_reaches_the_result_and_its_report(fuser, data_dir, monkey
 def test_a_turned_source_far_half_comes_from_its_near_half():
     """Turned past NEAR_HALF_TURNED, the far half's direct texture gets no weight and the near
     half's mirror none, with a narrow switch at the midline; a frontal source is untouched."""
-    from facefuse.engines.classical import near_half_first
+    from facefuse.engines.classical.visibility import near_half_first
 
     lms = _turned_mesh(40.0)
     facing = pose.triangle_facing(lms, pose.fit_pose(lms))
     x = mesh.reference()[:, 0]
     ones = np.ones(mesh.N_MESH)
-    direct, mirrored = near_half_first(ones, ones, facing, 1.0)
+    direct, mirrored = near_half_first(ones, ones, facing, 1.0, DEFAULT_TUNING.visibility)
     v = pose.vertex_mean(np.clip(facing, 0.0, None))
     near = x > 0 if v[x > 0].mean() > v[x < 0].mean() else x < 0
     far = ~near & (np.abs(x) > 0.05)
     assert direct[far].max() == 0 and mirrored[near & (np.abs(x) > 0.05)].max() == 0
     assert direct[near].min() == 1 and mirrored[far].min() == 1
     assert direct[np.abs(x) < 1e-6].min() == 1  # the midline keeps its own texture
-    assert all(np.array_equal(a, ones) for a in near_half_first(ones, ones, facing, 0.0))
+    assert all(np.array_equal(a, ones) for a in near_half_first(ones, ones, facing, 0.0, DEFAULT_TUNING.visibility))
 
 
-def test_a_dark_patch_on_a_turned_source_far_cheek_does_not_come_through(fuser, data_dir, target_path, monkeypatch):
+def test_a_dark_patch_on_a_turned_source_far_cheek_does_not_come_through(fuser, data_dir, target_path, tune):
     """Murakami's three-quarter photo with a dark patch painted on his far cheek: once the far
     half is taken from the near half (the rule scaled in from 10 degrees here, as the photo
     is turned 26), the patch does not reach the result's cheek."""
-    import facefuse.engines.classical as classical
-
-    monkeypatch.setattr(classical, "NEAR_HALF_TURNED", (10.0, 20.0))
+    tune("visibility", near_half_turned=(10.0, 20.0))
     src = read_image(data_dir / "ghost_murakami.jpg")
     lms = fuser.detect(src).faces[0].landmarks
     p = pose.fit_pose(lms)
@@ -223,29 +222,27 @@ def test_a_dark_patch_on_a_turned_source_far_cheek_does_not_come_through(fuser, 
     region = (slice(ty - r, ty + r), slice(tx - r, tx + r))
     luma = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[region].astype(np.float32).mean()
     assert abs(luma(fuser.fuse(patched, target_path)) - luma(fuser.fuse(src, target_path))) < 3
-    monkeypatch.setattr(classical, "NEAR_HALF_TURNED", (89.0, 90.0))  # the rule off: the patch shows
+    tune("visibility", near_half_turned=(89.0, 90.0))  # the rule off: the patch shows
     assert luma(fuser.fuse(src, target_path)) - luma(fuser.fuse(patched, target_path)) > 30  # measured 86
 
 
 def test_a_profile_source_is_not_stretched_as_far_over_a_frontal_target():
     """A surface the target shows twice as directly as the source: kept from a three-quarter
     source, half dropped from a profile one (PROFILE_STRETCH), whose near eye is edge-on."""
-    from facefuse.engines.classical import unstretched
+    from facefuse.engines.classical.visibility import unstretched
 
     tris = len(mesh.triangles())
     s_facing, t_facing = np.full(tris, 0.4), np.full(tris, 0.8)
     own = np.ones(mesh.N_MESH)
-    assert np.allclose(unstretched(own, s_facing, t_facing, 1.0, profile=0.0)[0], 1.0)
-    assert np.allclose(unstretched(own, s_facing, t_facing, 1.0, profile=1.0)[0], 0.5)
-    assert np.allclose(unstretched(own, s_facing, t_facing, 0.0, profile=1.0)[0], 1.0)  # turned alike: kept
+    assert np.allclose(unstretched(own, s_facing, t_facing, 1.0, DEFAULT_TUNING.visibility, profile=0.0)[0], 1.0)
+    assert np.allclose(unstretched(own, s_facing, t_facing, 1.0, DEFAULT_TUNING.visibility, profile=1.0)[0], 0.5)
+    assert np.allclose(unstretched(own, s_facing, t_facing, 0.0, DEFAULT_TUNING.visibility, profile=1.0)[0], 1.0)  # turned alike: kept
 
 
-def test_a_coloured_strand_into_the_source_face_does_not_come_through(fuser, source_path, target_path, monkeypatch):
+def test_a_coloured_strand_into_the_source_face_does_not_come_through(fuser, source_path, target_path, tune):
     """A strand of orange hair reaching from the source face's edge across its cheek and the
     eye band (where the lightness test does not look: make-up and frames live there) is
     found by its colour and left out: the result's cheek keeps the target's hue."""
-    import facefuse.engines.classical as classical
-
     src = read_image(source_path)
     lms = fuser.detect(src).faces[0].landmarks
     eye = np.linalg.norm(lms[33] - lms[263])
@@ -259,18 +256,16 @@ def test_a_coloured_strand_into_the_source_face_does_not_come_through(fuser, sou
         np.float32).mean()
     clean = b_star(fuser.fuse(src, target_path, ratio=1.0))
     assert abs(b_star(fuser.fuse(strand, target_path, ratio=1.0)) - clean) < 6  # measured 3.2
-    monkeypatch.setattr(classical, "STRAND_CHROMA", 0.0)  # the test off: the strand is pasted
+    tune("strands", chroma=0.0)  # the test off: the strand is pasted
     assert b_star(fuser.fuse(strand, target_path, ratio=1.0)) - clean > 10  # measured 12.8
 
 
-def test_a_turned_source_sunglasses_are_not_pasted(fuser, data_dir, source_path, target_path, monkeypatch):
+def test_a_turned_source_sunglasses_are_not_pasted(fuser, data_dir, source_path, target_path, tune):
     """Dark lenses painted over a turned source's eyes stay out of the result's eye band
     (there a turned source's dark patches count as occluders); on a frontal source the band
     is left alone (make-up and frames are the person's look), so the same lenses come in.
     (Murakami's photo is turned 26 degrees; TURNED is lowered so that counts as turned.)"""
-    import facefuse.engines.classical as classical
-
-    monkeypatch.setattr(classical, "TURNED", (10.0, 20.0))
+    tune("visibility", turned=(10.0, 20.0))
     def lensed(path):
         img = read_image(path)
         lms = fuser.detect(img).faces[0].landmarks
@@ -295,15 +290,13 @@ def test_a_turned_source_sunglasses_are_not_pasted(fuser, data_dir, source_path,
     assert darkening(source_path) > 40  # frontal: pasted, as its make-up would be
 
 
-def test_a_profile_source_leaves_the_target_its_eyes(fuser, data_dir, target_path, monkeypatch):
+def test_a_profile_source_leaves_the_target_its_eyes(fuser, data_dir, target_path, tune):
     """A profile's near eye is edge-on and its far eye hidden: mirrored or stretched onto a
     frontal target they came out as dark, doubled sockets, so a profile source (here
     Murakami's 26-degree photo, PROFILE_YAW lowered to count it as one) leaves the target's
     own eyes in place (moved a quarter of the way to his shape, as the whole face is); with
     PROFILE_EYES 0 his eyes are pasted there."""
-    import facefuse.engines.classical as classical
-
-    monkeypatch.setattr(classical, "PROFILE_YAW", (10.0, 20.0))
+    tune("visibility", profile_yaw=(10.0, 20.0))
     target = read_image(target_path)
     t = fuser.detect(target).faces[0].landmarks
     r = max(3, int(0.1 * np.linalg.norm(t[33] - t[263])))
@@ -311,7 +304,7 @@ def test_a_profile_source_leaves_the_target_its_eyes(fuser, data_dir, target_pat
     eyes = lambda im: np.concatenate([im[y - r:y + r, x - r:x + r].reshape(-1, 3) for x, y in centres]).astype(np.float32)
     change = lambda: float(np.abs(eyes(fuser.fuse(data_dir / "ghost_murakami.jpg", target_path, ratio=1.0)) - eyes(target)).mean())
     kept = change()
-    monkeypatch.setattr(classical, "PROFILE_EYES", 0.0)
+    tune("eyes", profile_keep=0.0)
     pasted = change()
     assert kept < 0.6 * pasted  # measured 25 against 59 levels: the target's eyes, moved with the geometry
 
@@ -321,7 +314,7 @@ def test_a_shape_difference_is_carried_into_the_target_pose():
     plain reference turned 40 degrees: the shape difference is the wider eyes, foreshortened
     by the target's turn. The older 2-D alignment also took the pose difference itself for
     a shape difference (the far cheek pulled across the face)."""
-    from facefuse.engines.classical import shape_difference
+    from facefuse.engines.classical.shape import shape_difference
 
     wider = mesh.reference().copy()
     eyes = mesh.RIGHT_EYE + mesh.LEFT_EYE
@@ -354,20 +347,18 @@ def _forehead_box(lms: np.ndarray) -> tuple[slice, slice]:
 
 
 @pytest.mark.parametrize("spread", [None, 1e9])  # 1e9: any lightness spread counts, as before
-def test_dark_bangs_over_the_source_forehead_do_not_come_through(fuser, source_path, target_path, monkeypatch, spread):
+def test_dark_bangs_over_the_source_forehead_do_not_come_through(fuser, source_path, target_path, tune, spread):
     """Dark bangs over the source's forehead, on a source whose cheeks spread widely in
     lightness (this one's shaded side): the bangs are hair, not shaded skin, and the
     target's forehead stays. Before FOREHEAD_SPREAD they came through, and the light
-    transfer turned them into a bright smeared band (regular pair 19)."""
-    import facefuse.engines.classical as classical
-
+    transfer turned them into a bright smeared band (docs/cases.md O1)."""
     if spread is not None:
-        monkeypatch.setattr(classical, "FOREHEAD_SPREAD", spread)
+        tune("occlusion", forehead_spread=spread)
     src = read_image(source_path)
     lms = fuser.detect(src).faces[0].landmarks
     bangs = src.copy()
     ys, xs = _forehead_box(lms)
-    down_to = int(lms[mesh.RIGHT_BROW + mesh.LEFT_BROW, 1].min())  # the top of the brows, as pair 19's
+    down_to = int(lms[mesh.RIGHT_BROW + mesh.LEFT_BROW, 1].min())  # the top of the brows, as in case O1
     bangs[:down_to, int(lms[:, 0].min()) - 20: int(lms[:, 0].max()) + 20] = (48, 30, 22)  # dark brown
     clean, dirty = fuser.fuse(src, target_path), fuser.fuse(bangs, target_path)
     box = _forehead_box(fuser.detect(read_image(target_path)).faces[0].landmarks)
@@ -380,14 +371,12 @@ def test_dark_bangs_over_the_source_forehead_do_not_come_through(fuser, source_p
 
 
 @pytest.mark.parametrize("share", [None, 1.0])  # 1.0: no eye is ever covered enough, as before
-def test_an_eye_a_strand_half_covers_is_the_target_eye(fuser, source_path, target_path, monkeypatch, share):
+def test_an_eye_a_strand_half_covers_is_the_target_eye(fuser, source_path, target_path, tune, share):
     """A strand of orange hair from the source face's temple down across the outer half of
-    its image-left eye (hard pair 20): what it leaves of that eye is no eye, so the target's
+    its image-left eye (docs/cases.md S4): what it leaves of that eye is no eye, so the target's
     eye stays there. Before, a brown patch with a faint eye in it was pasted."""
-    import facefuse.engines.classical as classical
-
     if share is not None:
-        monkeypatch.setattr(classical, "STRAND_EYE_SHARE", share)
+        tune("strands", eye_share=share)
     src = read_image(source_path)
     lms = fuser.detect(src).faces[0].landmarks
     eye = np.linalg.norm(lms[33] - lms[263])
@@ -416,16 +405,14 @@ def test_an_eye_a_strand_half_covers_is_the_target_eye(fuser, source_path, targe
 
 
 @pytest.mark.parametrize("dark", [None, 0.0])  # 0: no lightness test beside the eyes, as before
-def test_dark_hair_beside_the_source_eye_does_not_come_through(fuser, source_path, target_path, monkeypatch, dark):
+def test_dark_hair_beside_the_source_eye_does_not_come_through(fuser, source_path, target_path, tune, dark):
     """The README's own example: the source's dark red-brown hair hangs from her temple past
     the outer corner of her image-left eye. It has too little colour for the strand test and
     lies in the eye band, where the dark-patch test does not look (make-up and frames live
     there). Tall and dark beside the eye, it is hair: the target's skin stays. Before, it
     came through as a grey smudge at the eye."""
-    import facefuse.engines.classical as classical
-
     if dark is not None:
-        monkeypatch.setattr(classical, "STRAND_DARK", dark)
+        tune("strands", dark=dark)
     target = read_image(target_path)
     t = fuser.detect(target).faces[0].landmarks
     te = np.linalg.norm(t[33] - t[263])
@@ -440,13 +427,11 @@ def test_dark_hair_beside_the_source_eye_does_not_come_through(fuser, source_pat
 
 
 @pytest.mark.parametrize("followed", [True, False])  # False: below the mouth nothing is looked for, as before
-def test_a_strand_is_followed_below_the_mouth(fuser, source_path, target_path, monkeypatch, followed):
+def test_a_strand_is_followed_below_the_mouth(fuser, source_path, target_path, tune, followed):
     """An orange strand from the source's cheek down across the corner of the mouth to the
-    chin (hard pair 20): below the mouth a beard is the person's own and no strand is looked
+    chin (docs/cases.md S3): below the mouth a beard is the person's own and no strand is looked
     for on its own, but this one continues one found above the mouth, so it goes too."""
-    import facefuse.engines.classical as classical
-
-    monkeypatch.setattr(classical, "STRAND_FOLLOWED_DOWN", followed)
+    tune("strands", followed_down=followed)
     src = read_image(source_path)
     lms = fuser.detect(src).faces[0].landmarks
     eye = np.linalg.norm(lms[33] - lms[263])

@@ -369,7 +369,7 @@ def test_light_of_the_previous_frame_is_carried_onto_the_moved_face(fuser, targe
     """A flash in one frame: with the previous frame's light field kept at 0.6, the face
     takes a share of the change only, also when the face moved between the frames."""
     from facefuse.blend import face_region_mask
-    from facefuse.engines.classical import transfer_light_over_time
+    from facefuse.engines.classical.light import transfer_light_over_time
     from facefuse.io import read_image
     from facefuse import mesh
 

@@ -17,9 +17,7 @@ import numpy as np
 
 from . import mesh
 
-# Mesh indices of the 5 key points, image-left first: iris centres, nose tip, mouth
-# corners (the same points as detect.Face.keypoints; a test keeps the two in step).
-KEYPOINT_INDICES = (468, 473, 1, 61, 291)
+KEYPOINT_INDICES = mesh.KEYPOINTS  # the 5 key points' mesh indices (Face.keypoints uses the same)
 
 # insightface's ArcFace template for a 112 x 112 crop (pixels), the reference of most
 # swap and recognition models.

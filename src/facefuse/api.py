@@ -11,14 +11,18 @@ Every image operation (decode, detect, fuse, encode) runs in the shared `service
 so the event loop only moves bytes; beyond the pool's queue a request gets 503 with
 Retry-After. The form fields of /fuse are FusionParams' fields (name, type, help).
 
-Errors are JSON `{"error": code, "message": one line}`: 400 bad parameter, 401 missing or
-wrong API key, 413 body over `server.max_upload_mb` (counted while it streams in, before
-FastAPI buffers it), 415 not an image, 422 unreadable / over the pixel limit / no face,
-503 busy. A 500 means a bug, never bad input.
+Errors are JSON `{"error": code, "message": one line}` (ErrorBody, listed per route in the
+OpenAPI document): 400 bad parameter, 401 missing or wrong API key (the docs need it too),
+404 no such endpoint or job, 405 wrong method (with Allow), 409 job not done, 413 body over
+`server.max_upload_mb` (counted while it streams in, before FastAPI buffers it), 415 not an
+image, 422 unreadable / over the pixel limit / no face, 503 busy, 507 the server's disk is
+full. A 500 means a bug, never bad input.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import re
 import inspect
@@ -32,12 +36,13 @@ from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .config import FusionParams, Settings, readable_error
 from .errors import ConfigError, EngineError, FaceFuseError, InputError, NoFaceError
-from .io import FORMAT_NAMES, image_format
+from .io import FORMAT_NAMES, NO_SPACE, image_format
 from .jobs import JobsBusy, JobStore, UnknownJob, video_limits, video_work
 from .live_api import LiveHub, add_live_route
 from .service import FusionPool, QueueFull, detect_upload, fuse_upload
@@ -50,6 +55,10 @@ HEALTH_PATH = f"{API_PREFIX}/health"  # open to health probes: no API key, no wo
 VIDEO_PATH = f"{API_PREFIX}/video"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 API_KEY_HEADER = "X-API-Key"
+DOCS_PATHS = ("/docs", "/openapi.json")  # behind the key too, when there is one (a browser logs in: Basic)
+# the API's own paths (after /api/v1/) and their methods: anything else on them is a 405 with Allow
+METHODS = {r"fuse|detect|video": "POST", r"health": "GET", r"jobs/(?!\.\.?/)[^/]+": "GET, DELETE",
+           r"jobs/(?!\.\.?/)[^/]+/result": "GET"}
 MB = 1024 * 1024  # server.max_upload_mb counts these, as Gradio's upload limit does
 
 
@@ -71,8 +80,46 @@ def _error_response(status: int, code: str, message: str, headers: dict | None =
     return JSONResponse({"error": code, "message": message, **extra}, status_code=status, headers=headers)
 
 
+class ErrorBody(BaseModel):
+    """Every error's JSON body."""
+
+    error: str = Field(description="a code for programs", examples=["bad_parameter"])
+    message: str = Field(description="one line for people", examples=["ratio: must be between 0 and 1, got 1.5"])
+    which: Optional[str] = Field(None, description="no_face only: source or target", examples=["target"])
+
+
+NO_SPACE_MESSAGE = "no space left on the server's disk"  # no server path in it
+ERRORS = {  # status -> (what, an example body)
+    400: ("a bad or missing field (named), an empty file, a malformed body",
+          {"error": "bad_parameter", "message": "ratio: must be between 0 and 1, got 1.5"}),
+    401: ("the API key is missing or wrong", {"error": "unauthorized", "message": "missing or wrong API key "
+                                                                                   "(send it in the X-API-Key header)"}),
+    404: ("no such job (finished jobs are removed after server.job_keep_hours)",
+          {"error": "not_found", "message": "no job '0123456789abcdef0123456789abcdef'"}),
+    409: ("the job is not done yet", {"error": "not_ready", "message": "job 0123456789abcdef0123456789abcdef is "
+                                                                       "running; the result comes when it is done"}),
+    413: ("the body is over the upload limit (the setting is named)",
+          {"error": "too_large", "message": "request body of 30.0 MB is over the upload limit of 25 MB "
+                                            "(server.max_upload_mb)"}),
+    415: ("not an image (or not a video) facefuse can read",
+          {"error": "not_an_image", "message": "target image: not an image facefuse can read"}),
+    422: ("damaged, over the pixel limit, or no face (`which` says where)",
+          {"error": "no_face", "message": "target image: no face found", "which": "target"}),
+    503: ("busy: retry after Retry-After seconds", {"error": "busy", "message": "the server is busy (34 requests in "
+                                                                                "progress or waiting); retry in 2 s"}),
+    507: ("no space left on the server's disk", {"error": "no_space", "message": NO_SPACE_MESSAGE}),
+}
+
+
+def error_responses(*statuses: int) -> dict:
+    """OpenAPI entries for these error statuses: the JSON error body, with an example."""
+    return {status: {"model": ErrorBody, "description": ERRORS[status][0],
+                     "content": {"application/json": {"example": ERRORS[status][1]}}} for status in statuses}
+
+
 INPUT_STATUS = {"empty": (400, "empty_file"), "not_an_image": (415, "not_an_image"), "not_a_video": (415, "not_a_video"),
-                "too_long": (413, "too_long"), "no_video": (415, "no_video")}  # else 422
+                "too_long": (413, "too_long"), "no_video": (415, "no_video"),
+                "no_space": (507, "no_space")}  # else 422
 
 
 def error_for(exc: FaceFuseError) -> ApiError:
@@ -84,7 +131,7 @@ def error_for(exc: FaceFuseError) -> ApiError:
         return ApiError(400, "bad_parameter", msg)
     if isinstance(exc, InputError):
         status, code = INPUT_STATUS.get(exc.reason, (422, exc.reason or "bad_image"))
-        return ApiError(status, code, msg)
+        return ApiError(status, code, NO_SPACE_MESSAGE if code == "no_space" else msg)
     if isinstance(exc, EngineError):
         return ApiError(500, "engine_error", msg)
     return ApiError(500, "internal_error", msg)
@@ -137,6 +184,8 @@ class ApiGuard:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "websocket" and self.api_key and not self._websocket_allowed(scope):
             return await _refuse_websocket(receive, send)
+        if scope["type"] == "http" and self.api_key and scope["path"].startswith(DOCS_PATHS):
+            return await self._docs(scope, receive, send)
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -183,6 +232,15 @@ class ApiGuard:
         if tripped and not started:
             await _send_json(send, 413, "too_large", too_large(received))
 
+    async def _docs(self, scope, receive, send):
+        """The OpenAPI page and schema need the key too; a browser asks for it (any user
+        name, the key as password, as the WebUI does)."""
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if key_matches(self.api_key, headers):
+            return await self.app(scope, receive, send)
+        return await _send_json(send, 401, "unauthorized", "the API docs need the API key (any user name, the key as "
+                                "password; or the X-API-Key header)", {"WWW-Authenticate": 'Basic realm="facefuse"'})
+
     def _websocket_allowed(self, scope) -> bool:
         """Browsers cannot set headers on a WebSocket: the key may also come as the query
         parameter `key`, or a one-time `ticket` (the WebUI's, got behind its login)."""
@@ -216,7 +274,16 @@ def key_matches(expected: str, headers: dict[str, str]) -> bool:
         auth = headers.get("authorization", "")
         if auth[:7].lower() == "bearer ":
             given = auth[7:].strip()
+        elif auth[:6].lower() == "basic ":  # a browser's login: any user name, the key as password
+            given = _basic_password(auth[6:].strip())
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _basic_password(token: str) -> str | None:
+    try:
+        return base64.b64decode(token, validate=True).decode("utf-8").partition(":")[2]
+    except (binascii.Error, UnicodeDecodeError):
+        return None
 
 
 # -- the app ------------------------------------------------------------------------------
@@ -234,8 +301,7 @@ def create_rest_app(settings: Settings, pool: FusionPool, api_key: str | None = 
     )
     app.state.pool = pool
     app.state.settings = settings
-    jobs = jobs or JobStore(Path(settings.output.dir) / "jobs", lambda fn, *a: pool.submit(fn, *a, bounded=False),
-                            settings.server.job_keep_hours * 3600, settings.server.max_video_jobs)
+    jobs = jobs or _job_store(settings, pool)
     app.state.jobs = jobs
     app.state.live = LiveHub(settings)
     video_limit = (int(settings.server.max_video_mb * MB), "server.max_video_mb")
@@ -248,6 +314,17 @@ def create_rest_app(settings: Settings, pool: FusionPool, api_key: str | None = 
     return app
 
 
+def _job_store(settings: Settings, pool: FusionPool) -> JobStore:
+    """The video jobs under output.dir/jobs; an unusable output.dir (a file, /dev/null, a
+    read-only place) stops the server at start-up with one line naming the key."""
+    folder = Path(settings.output.dir) / "jobs"
+    try:
+        return JobStore(folder, lambda fn, *a: pool.submit(fn, *a, bounded=False),
+                        settings.server.job_keep_hours * 3600, settings.server.max_video_jobs)
+    except OSError as exc:
+        raise ConfigError(f"output.dir: cannot keep video jobs in {folder} ({exc.strerror or exc})") from None
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
@@ -255,6 +332,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception):  # a bug, never bad input: log it whole, answer one line
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:  # e.g. an upload spooled to a full disk
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
+            return _error_response(507, "no_space", NO_SPACE_MESSAGE)
         log.exception("%s %s failed", request.method, request.url.path)
         return _error_response(500, "internal_error", f"internal error ({type(exc).__name__}); see the server log")
 
@@ -269,6 +349,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException):
+        cause = exc.__cause__
+        if isinstance(cause, OSError) and cause.errno in NO_SPACE:  # FastAPI's 400 for an upload it could not spool
+            return _error_response(507, "no_space", NO_SPACE_MESSAGE)
         codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
         return _error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail),
                                getattr(exc, "headers", None))
@@ -343,10 +426,7 @@ def _add_routes(app: FastAPI, pool: FusionPool, settings: Settings) -> None:
         200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}},
               "description": "the fused image; headers X-Facefuse-Seconds, X-Facefuse-Faces-Used, "
                              "X-Facefuse-Faces-Found, X-Facefuse-Output-Size, Server-Timing"},
-        400: {"description": "bad parameter"}, 401: {"description": "API key missing or wrong"},
-        413: {"description": "body over server.max_upload_mb"}, 415: {"description": "not an image"},
-        422: {"description": "unreadable image, over the pixel limit, or no face (`which` says where)"},
-        503: {"description": "queue full; see Retry-After"},
+        **error_responses(400, 401, 413, 415, 422, 503, 507),
     }
 
     known_fields = {"source", "target", "format", "quality", *FusionParams.model_fields}
@@ -378,16 +458,17 @@ def _add_routes(app: FastAPI, pool: FusionPool, settings: Settings) -> None:
         _form("source", Optional[UploadFile], File(None, description="image with the face to use (optional when "
                                                                       "face_N files map target faces to sources)")),
         _form("target", UploadFile, File(..., description="image whose face is replaced")),
-        *(_form(name, Optional[_form_type(info.annotation)], Form(None, description=info.description))
+        *(_form(name, Optional[_form_type(info.annotation)], Form(None, description=info.description,
+                                                                   examples=[info.default]))
           for name, info in FusionParams.model_fields.items()),
-        _form("format", str, Form("jpg", description=" | ".join(FORMAT_NAMES))),
-        _form("quality", Optional[int], Form(None, description="JPEG/WebP quality 1-100")),
+        _form("format", str, Form("jpg", description=" | ".join(FORMAT_NAMES), examples=["jpg"])),
+        _form("quality", Optional[int], Form(None, description="JPEG/WebP quality 1-100", examples=[95])),
     ])
     app.post(f"{API_PREFIX}/fuse", tags=["fusion"], dependencies=deps, responses=image_responses,
              response_class=Response, summary="Fuse the source's face into the target")(fuse)
 
     @app.post(f"{API_PREFIX}/detect", tags=["fusion"], dependencies=deps,
-              summary="The faces of an image, in fusion order (index 0 = largest)")
+              responses=error_responses(400, 401, 413, 415, 422, 503, 507), summary="The faces of an image, in fusion order (index 0 = largest)")
     async def detect(
         request: Request,
         image: UploadFile = File(..., description="the image to search"),
@@ -403,11 +484,13 @@ def _add_routes(app: FastAPI, pool: FusionPool, settings: Settings) -> None:
         return {"status": "ok", "version": __version__, "engine": settings.inference.engine,
                 "max_upload_mb": settings.server.max_upload_mb, **pool.status()}
 
-    @app.api_route(API_PREFIX + "/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
-                   include_in_schema=False)
+    @app.api_route(API_PREFIX + "/{rest:path}", methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
+                                                         "TRACE"], include_in_schema=False)
     async def not_found(request: Request, rest: str):
-        if rest.strip("/") in ("fuse", "detect", "health", "video") or rest.startswith("jobs/"):
-            raise ApiError(405, "method_not_allowed", f"{request.method} {API_PREFIX}/{rest}: method not allowed (see /docs)")
+        allowed = next((methods for shape, methods in METHODS.items() if re.fullmatch(shape, rest.rstrip("/"))), None)
+        if allowed:
+            raise ApiError(405, "method_not_allowed", f"{request.method} {API_PREFIX}/{rest}: method not allowed; "
+                           f"allowed: {allowed} (see /docs)", {"Allow": allowed})
         raise ApiError(404, "not_found", f"{API_PREFIX}/{rest}: no such endpoint (see /docs)")
 
 
@@ -442,6 +525,8 @@ def _add_video_routes(app: FastAPI, jobs: JobStore, settings: Settings) -> None:
             job_id = jobs.create({"source": src, f"input{suffix}": clip},
                                  video_work("source", f"input{suffix}", out, params, options),
                                  meta={"source": source.filename, "video": video.filename})
+        except InputError as exc:  # a full disk: the job is not made, its slot stays free
+            raise error_for(exc) from exc
         except JobsBusy as exc:
             raise ApiError(503, "busy", f"{exc.active} video jobs are queued or running (server.max_video_jobs); "
                            "retry later", {"Retry-After": "30"}) from exc
@@ -452,17 +537,21 @@ def _add_video_routes(app: FastAPI, jobs: JobStore, settings: Settings) -> None:
         inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
         _form("source", UploadFile, File(..., description="image with the face to use")),
         _form("video", UploadFile, File(..., description=f"the clip ({' '.join(VIDEO_SUFFIXES)})")),
-        _form("start", Optional[float], Form(None, description="first second to fuse")),
-        _form("end", Optional[float], Form(None, description="last second to fuse")),
-        _form("quality", Optional[int], Form(None, description="1-100, mapped to the encoder's CRF")),
-        _form("codec", Optional[str], Form(None, description="h264 (default; .mp4) or vp9 (.webm)")),
-        *(_form(name, Optional[_form_type(info.annotation)], Form(None, description=info.description))
+        _form("start", Optional[float], Form(None, description="first second to fuse", examples=[0.0])),
+        _form("end", Optional[float], Form(None, description="last second to fuse", examples=[1.0])),
+        _form("quality", Optional[int], Form(None, description="1-100, mapped to the encoder's CRF", examples=[75])),
+        _form("codec", Optional[str], Form(None, description="h264 (default; .mp4) or vp9 (.webm)", examples=["h264"])),
+        *(_form(name, Optional[_form_type(info.annotation)], Form(None, description=info.description,
+                                                                   examples=[info.default]))
           for name, info in FusionParams.model_fields.items()),
     ])
     app.post(VIDEO_PATH, tags=["video"], status_code=202, summary="Start fusing the source's face into a clip",
-             responses={202: {"description": "the job's id and where to follow it"},
-                        413: {"description": "body over server.max_video_mb"},
-                        503: {"description": "server.max_video_jobs jobs are not finished"}})(video)
+             responses={202: {"description": "the job's id and where to follow it",
+                              "content": {"application/json": {"example": {
+                                  "id": "0123456789abcdef0123456789abcdef", "state": "queued",
+                                  "status": f"{API_PREFIX}/jobs/0123456789abcdef0123456789abcdef",
+                                  "result": f"{API_PREFIX}/jobs/0123456789abcdef0123456789abcdef/result"}}}},
+                        **error_responses(400, 401, 413, 415, 422, 503, 507)})(video)
 
     def _job(job_id: str) -> dict:
         try:
@@ -471,12 +560,14 @@ def _add_video_routes(app: FastAPI, jobs: JobStore, settings: Settings) -> None:
             raise ApiError(404, "not_found", f"no job {job_id!r} (finished jobs are removed after "
                            f"{settings.server.job_keep_hours:g} h)") from None
 
-    @app.get(API_PREFIX + "/jobs/{job_id}", tags=["video"], summary="A job's state, progress and error")
+    @app.get(API_PREFIX + "/jobs/{job_id}", tags=["video"], responses=error_responses(401, 404),
+             summary="A job's state, progress, error and warnings (e.g. a truncated clip, fused as far as it goes)")
     async def job_status(job_id: str) -> dict:
         return _job(job_id)
 
     @app.get(API_PREFIX + "/jobs/{job_id}/result", tags=["video"], response_class=FileResponse,
-             summary="The fused clip of a finished job")
+             responses={200: {"content": {"video/mp4": {}, "video/webm": {}}, "description": "the fused clip"},
+                        **error_responses(401, 404, 409)}, summary="The fused clip of a finished job")
     async def job_result(job_id: str):
         state = _job(job_id)
         path = jobs.result(job_id)
@@ -485,7 +576,8 @@ def _add_video_routes(app: FastAPI, jobs: JobStore, settings: Settings) -> None:
         media = "video/webm" if path.suffix == ".webm" else "video/mp4"
         return FileResponse(path, media_type=media, filename=path.name)
 
-    @app.delete(API_PREFIX + "/jobs/{job_id}", tags=["video"], summary="Cancel a job, or remove a finished one")
+    @app.delete(API_PREFIX + "/jobs/{job_id}", tags=["video"], responses=error_responses(401, 404),
+                summary="Cancel a job, or remove a finished one")
     async def job_cancel(job_id: str) -> dict:
         _job(job_id)
         return jobs.cancel(job_id)

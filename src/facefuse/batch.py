@@ -32,7 +32,7 @@ from .commands import (EXIT_ENGINE, EXIT_INPUT, EXIT_NOFACE, EXIT_OK, EXIT_USAGE
                        fusion_overrides, load_settings, parse_face_map)
 from .config import MAX_DEFAULT_WORKERS, default_workers
 from .errors import ConfigError, EngineError, FaceFuseError, InputError, NoFaceError, OutputExistsError
-from .io import FORMAT_NAMES, WRITABLE_SUFFIXES
+from .io import FORMAT_NAMES, WRITABLE_SUFFIXES, no_space_error, remove_stale_temps
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 REPORT_NAME = "report.jsonl"
@@ -424,7 +424,10 @@ class Report:
                     os.write(self.fd, b"\n")
 
     def add(self, record: dict) -> None:
-        os.write(self.fd, (json.dumps(record) + "\n").encode())
+        try:
+            os.write(self.fd, (json.dumps(record) + "\n").encode())
+        except OSError as exc:  # a full disk stops the run with its one line (exit 3), not an internal error
+            raise no_space_error(exc, self.path) or exc
 
     def close(self) -> None:
         os.close(self.fd)
@@ -451,11 +454,7 @@ def _remove_stale_temps(jobs: list[Job]) -> None:
     for job in jobs:
         by_folder.setdefault(job.output.parent, set()).add(job.output.name)
     for folder, names in by_folder.items():
-        if not folder.is_dir():
-            continue
-        for tmp in folder.glob(".*.tmp"):
-            if tmp.name[1:].rsplit(".", 2)[0] in names:
-                tmp.unlink(missing_ok=True)
+        remove_stale_temps(folder, names)
 
 
 def run_batch(args: argparse.Namespace) -> int:

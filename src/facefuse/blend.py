@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from .imaging import enlarge_to, shrink_by
+from .imaging import LUMA, enlarge_to, scale_for, shrink_by
 from .masks import face_region_mask, feather
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def smooth_skin(img: np.ndarray, skin: np.ndarray, strength: float, face_size: f
     out tone, and fine texture is damped, never removed, so the face does not look waxy."""
     if strength <= 0:
         return img
-    scale = min(1.0, SMOOTH_FACE / max(face_size, 1.0))
+    scale = scale_for(face_size, SMOOTH_FACE)
     small = shrink_by(img, scale)
     d = max(3, int(round(face_size * scale / 40)) | 1)
     sm = cv2.bilateralFilter(small, d, 12 + 30 * strength, d * 1.5)
@@ -102,7 +102,7 @@ def adjust(img: np.ndarray, alpha: np.ndarray, brightness: float, contrast: floa
     if brightness:
         out = out + brightness * 64.0
     if saturation:
-        grey = (out @ np.float32([0.299, 0.587, 0.114]))[:, :, None]
+        grey = (out @ LUMA)[:, :, None]
         out = grey + (out - grey) * (1.0 + saturation)
     return out
 

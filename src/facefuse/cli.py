@@ -41,7 +41,7 @@ def add_fuse_parser(sub) -> None:
 
 
 def run_fuse(args: argparse.Namespace) -> int:
-    from .io import output_format, write_bytes_atomic
+    from .io import output_format, remove_stale_temps, write_bytes_atomic
 
     out = _output_path(args)
     fmt = output_format(out)  # fail on a bad extension or folder before any work
@@ -50,6 +50,8 @@ def run_fuse(args: argparse.Namespace) -> int:
             raise InputError(f"{path}: output folder does not exist", "bad_output")
         if path is not None and path.exists() and not args.overwrite:
             raise OutputExistsError(path)
+        if path is not None:
+            remove_stale_temps(path.resolve().parent, {path.name})  # what a kill -9 of an earlier run left
     settings = load_settings(args)
     params = settings.fusion_params(**fusion_overrides(args))  # bad values fail here, before any work
     quality = settings.output_quality(args.quality)

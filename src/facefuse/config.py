@@ -185,9 +185,18 @@ FusionSettings = create_model(
 
 class OutputSettings(_Section):
     default_resolution: Resolution = param_field("resolution")
-    dir: str = "outputs"
+    dir: str = Field("outputs", description="where the servers keep results and video jobs")
     quality: int = Field(95, ge=1, le=100, description="JPEG/WebP quality 1-100")
     max_pixels: int = Field(100_000_000, ge=1_000_000, le=1_000_000_000, description="input pixel limit")
+    keep_days: float = Field(0, ge=0, description="results the WebUI saved in dir are removed after this many days "
+                                                  "(0 = kept for ever)")
+
+    @field_validator("dir")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must name a folder (\"\" would put results in the working folder)")
+        return v
 
 
 class InferenceSettings(_Section):
@@ -217,6 +226,8 @@ class ServerSettings(_Section):
     max_video_seconds: float = Field(600, gt=0, description="clips longer than this are refused")
     max_video_jobs: int = Field(4, ge=1, le=1000, description="video jobs queued or running at once")
     job_keep_hours: float = Field(24, gt=0, description="finished video jobs and their results are removed after this")
+    ui_cache_minutes: float = Field(60, gt=0, description="the WebUI's uploads and result copies (Gradio's cache) "
+                                                          "are removed after this many minutes, all at shutdown")
     live_sessions: int = Field(0, ge=0, le=64, description="live webcam sessions at once, 0 = one per 2 usable cores "
                                                           "(at least 1); more are refused as busy")
     live_idle_seconds: float = Field(60, gt=0, description="a live session that sends nothing for this long is closed")

@@ -43,7 +43,8 @@ import numpy as np
 
 from .config import usable_cores
 from .errors import InputError
-from .faces import LEFT_IRIS, RIGHT_IRIS, Detection, Face
+from .faces import Detection, Face
+from .mesh import LEFT_IRIS, RIGHT_IRIS
 from .imaging import resize_frame
 
 MESH_CROP = 384  # pixels of the upright crop the mesh runs on

@@ -7,11 +7,11 @@ share these without importing the detector or an engine.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-# mediapipe 478-point indices used to build the 5 key points (image-left first).
-RIGHT_IRIS, LEFT_IRIS, NOSE_TIP, MOUTH_R, MOUTH_L = 468, 473, 1, 61, 291
+from .mesh import KEYPOINTS
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Face:
     @property
     def keypoints(self) -> np.ndarray:
         """5 points: image-left eye, image-right eye, nose tip, image-left / right mouth corner."""
-        return self.landmarks[[RIGHT_IRIS, LEFT_IRIS, NOSE_TIP, MOUTH_R, MOUTH_L]]
+        return self.landmarks[list(KEYPOINTS)]
 
     @property
     def width(self) -> float:
@@ -97,9 +97,13 @@ class FusedFace:
     mask: np.ndarray  # float32 0..1, hard region where `image` may be used
     landmarks: np.ndarray  # (468+, 2) face geometry of the result, ROI pixels
     face_size: float  # pixels, sets feathering and smoothing radii
-    light: object = None  # an engine's per-face state for the next video frame (classical: LightField)
+    # an engine's per-face state for the next video frame, opaque to everyone else: the
+    # pipeline hands it back to the same engine with the next frame (classical: LightField)
+    light: Any = None
     overlay: np.ndarray | None = None  # float32 0..1: where `base` is laid back over the blended face (a target's glasses frames)
     alpha: np.ndarray | None = None  # masks.feather(mask, face_size), where the engine made it already (None: blend makes it)
+    # per rule that kept the target's pixels, the share of the face it kept (--report's "kept")
+    kept: dict[str, float] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         h, w = self.mask.shape[:2]

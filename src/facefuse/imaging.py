@@ -8,6 +8,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+LUMA = np.float32([0.299, 0.587, 0.114])  # RGB -> luma weights (ITU-R BT.601)
+
+
+def scale_for(size: float, work_size: float) -> float:
+    """The factor (at most 1) that brings something `size` px large to `work_size` px: the
+    reduced "work" scale a step runs at, so its cost does not grow with the resolution."""
+    return min(1.0, work_size / max(size, 1.0))
+
 
 def output_size(width: int, height: int, resolution) -> tuple[int, int]:
     """(width, height) of the output: the original, or scaled so the long side is `resolution`."""

@@ -7,8 +7,10 @@ the destination folder and renamed into place, so a reader never sees a partial 
 
 from __future__ import annotations
 
+import errno
 import io as _io
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -273,11 +275,62 @@ def encode_like(image: np.ndarray, original: DecodedImage, fmt: str = "JPEG", qu
     return encode_image(image, fmt, quality=quality, alpha=alpha, icc_profile=original.icc_profile, exif=original.exif)
 
 
+# temp files of an output being written: ".<output name>.<writer's pid>.<random>.tmp|.part"
+TEMP_NAME = re.compile(r"^\.(?P<output>.+)\.(?P<pid>[0-9]+)\.[a-z0-9_]{8}\.(?:tmp|part)$")
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def make_temp(path: Path, suffix: str) -> tuple[int, str]:
+    """A temp file beside `path` named after it and this process (see TEMP_NAME), so a later
+    run can tell a temp file a killed writer left from one still being written."""
+    return tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike, outputs: set[str] | None = None) -> list[Path]:
+    """Remove the temp files in `folder` (only those of the output names `outputs`, when
+    given) whose writer is gone: what a `kill -9` mid-write leaves (Ctrl-C and SIGTERM clean
+    up themselves). Returns the files removed."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = TEMP_NAME.match(entry.name)
+        if not match or (outputs is not None and match["output"] not in outputs):
+            continue
+        pid = int(match["pid"])
+        if pid != os.getpid() and not _pid_alive(pid) and entry.is_file():
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def no_space_error(exc: OSError, path: str | os.PathLike) -> InputError | None:
+    """A full disk (or quota) while writing `path`, as the user's error to fix (exit 3),
+    or None for any other OSError."""
+    if getattr(exc, "errno", None) in NO_SPACE:
+        return InputError(f"{path}: no space left on the output's disk", "no_space")
+    return None
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> Path:
     """Write data to path via a temp file in the same folder + os.replace.
 
     Without overwrite an existing file is refused; the check and the rename are made with
-    os.link, so a file that appears in between is not replaced either.
+    os.link, so a file that appears in between is not replaced either. A full disk is an
+    InputError ("no_space"). (The commands remove what a killed writer left beforehand, once
+    per run: `remove_stale_temps`; here it would list the folder on every write.)
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
@@ -285,12 +338,18 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = F
         raise InputError(f"{path}: output folder does not exist", "bad_output")
     if path.exists() and not overwrite:
         raise OutputExistsError(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        fd, tmp = make_temp(folder / path.name, ".tmp")
+    except OSError as exc:
+        raise no_space_error(exc, path) or exc
+    try:
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise no_space_error(exc, path) or exc
         os.chmod(tmp, 0o644)
         if overwrite:
             os.replace(tmp, path)

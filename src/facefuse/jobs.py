@@ -24,15 +24,16 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .errors import FaceFuseError
-from .io import write_bytes_atomic
+from .io import no_space_error, remove_stale_temps, write_bytes_atomic
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 STATE_FILE = "job.json"
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
 
-# work(fuser, job folder, progress(share 0-1)) -> result file name inside the job folder
-Work = Callable[[Any, Path, Callable[[float], None]], str]
+# work(fuser, job folder, progress(share 0-1)) -> (result file name inside the job folder,
+# warnings: what the client should know about a result that is done, e.g. a truncated clip)
+Work = Callable[[Any, Path, Callable[[float], None]], tuple[str, list[str]]]
 
 
 class JobCancelled(Exception):
@@ -69,11 +70,20 @@ class JobStore:
             job_id = uuid.uuid4().hex
             self._cancel[job_id] = threading.Event()
         folder = self.folder / job_id
-        folder.mkdir()
-        for name, data in inputs.items():
-            (folder / Path(name).name).write_bytes(data)
-        self._save(job_id, state=QUEUED, progress=0.0, error=None, created=time.time(), result=None, **(meta or {}))
-        self._submit(self._run, job_id, work)
+        try:
+            folder.mkdir()
+            for name, data in inputs.items():
+                (folder / Path(name).name).write_bytes(data)
+            self._save(job_id, state=QUEUED, progress=0.0, error=None, warnings=[], created=time.time(),
+                       result=None, **(meta or {}))
+            self._submit(self._run, job_id, work)
+        except BaseException as exc:  # a full disk, a refused submit: the slot and the folder go
+            with self._lock:
+                self._cancel.pop(job_id, None)
+            shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(exc, OSError) and no_space_error(exc, self.folder):
+                raise no_space_error(exc, self.folder) from None
+            raise
         return job_id
 
     def status(self, job_id: str) -> dict:
@@ -101,13 +111,20 @@ class JobStore:
         return {**state, "state": "removed"}
 
     def clean(self) -> None:
-        """Remove finished jobs older than keep_seconds."""
+        """Remove finished jobs older than keep_seconds, and the folders of jobs that never
+        got a state file (a process killed while it wrote the inputs)."""
         now = time.time()
         for folder in self.folder.iterdir():
             if not JOB_ID.match(folder.name):
                 continue
             try:
                 state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                with self._lock:
+                    ours = folder.name in self._cancel  # being created right now
+                if not ours:
+                    shutil.rmtree(folder, ignore_errors=True)
+                continue
             except (OSError, ValueError):
                 continue
             if state.get("state") in FINISHED and now - state.get("finished", now) > self.keep_seconds:
@@ -129,8 +146,8 @@ class JobStore:
                     last[0] = share
                     self._save(job_id, progress=round(min(share, 1.0), 3))
 
-            result = work(fuser, self.folder / job_id, progress)
-            self._save(job_id, state=DONE, progress=1.0, result=result, finished=time.time())
+            result, warnings = work(fuser, self.folder / job_id, progress)
+            self._save(job_id, state=DONE, progress=1.0, result=result, warnings=warnings, finished=time.time())
         except JobCancelled:
             self._save(job_id, state=CANCELLED, finished=time.time())
         except FaceFuseError as exc:
@@ -169,8 +186,11 @@ class JobStore:
                 write_bytes_atomic(path, json.dumps(state, indent=1).encode(), overwrite=True)
 
     def _recover(self) -> None:
-        """After a restart: jobs that were queued or running will never finish."""
+        """After a restart: jobs that were queued or running will never finish, and the temp
+        files their writers left (a `kill -9`) are removed."""
         for folder in self.folder.iterdir():
+            if JOB_ID.match(folder.name) and folder.is_dir():
+                remove_stale_temps(folder)
             if JOB_ID.match(folder.name) and (folder / STATE_FILE).is_file():
                 try:
                     state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
@@ -200,10 +220,10 @@ def video_limits(settings):
 def video_work(source_name: str, video_name: str, out_name: str, params, options: Optional[dict] = None) -> Work:
     """The work of a video job: fuse the source into the clip, both read from the job's folder."""
 
-    def work(fuser, folder: Path, progress: Callable[[float], None]) -> str:
-        fuser.fuse_video(folder / source_name, folder / video_name, folder / out_name,
-                         progress=lambda done, total: progress(done / max(total, 1)),
-                         fusion_params=params, **(options or {}))
-        return out_name
+    def work(fuser, folder: Path, progress: Callable[[float], None]) -> tuple[str, list[str]]:
+        report = fuser.fuse_video(folder / source_name, folder / video_name, folder / out_name,
+                                  progress=lambda done, total: progress(done / max(total, 1)),
+                                  fusion_params=params, **(options or {}))
+        return out_name, [report["lost"]] if report.get("lost") else []
 
     return work

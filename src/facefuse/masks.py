@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from . import mesh
-from .imaging import enlarge_to, shrink_by
+from .imaging import enlarge_to, scale_for, shrink_by
 
 WORK_FACE = 192  # face size (px) at which masks are feathered and skin is smoothed
 FEATHER = 0.07  # feather width, share of the face size
@@ -45,7 +45,7 @@ def face_region_mask(lms: np.ndarray, shape: tuple[int, int], cut_mouth: bool = 
 
 
 def work_scale(face_size: float) -> float:
-    return min(1.0, WORK_FACE / max(face_size, 1.0))
+    return scale_for(face_size, WORK_FACE)
 
 
 def feather(mask: np.ndarray, face_size: float, width: float = FEATHER) -> np.ndarray:

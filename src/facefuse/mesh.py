@@ -25,6 +25,18 @@ RIGID = [10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 33, 133, 263, 362, 234, 454, 
          116, 345, 117, 346, 50, 280, 67, 297, 109, 338, 103, 332]
 N_MESH = 468  # the iris points 468-477 are not part of the tessellation
 
+# single points, named (image-left is the person's right)
+RIGHT_EYE_OUTER, RIGHT_EYE_INNER, LEFT_EYE_OUTER, LEFT_EYE_INNER = 33, 133, 263, 362
+NOSE_TIP, NOSE_BASE, MOUTH_R, MOUTH_L = 1, 2, 61, 291
+RIGHT_IRIS, LEFT_IRIS = 468, 473  # iris centres (478-point meshes only)
+# the 5 key points alignment templates use, image-left first: iris centres, nose tip, mouth corners
+KEYPOINTS = (RIGHT_IRIS, LEFT_IRIS, NOSE_TIP, MOUTH_R, MOUTH_L)
+
+
+def eye_distance(lms: np.ndarray) -> float:
+    """Distance between the outer eye corners (px, never 0): the unit of every length on a face."""
+    return float(np.linalg.norm(lms[RIGHT_EYE_OUTER] - lms[LEFT_EYE_OUTER])) + 1e-3
+
 
 @lru_cache(maxsize=1)
 def mirror() -> np.ndarray:

@@ -43,9 +43,12 @@ class FaceUsed:
     index: int
     face: Face  # in output pixels
     roi: ROI
+    # per rule of the engine that kept the target's pixels, the share of the face it kept
+    # (FusedFace.kept: why a result looks like the target somewhere)
+    kept: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"index": self.index, **self.face.to_dict(), "roi": self.roi.to_dict()}
+        return {"index": self.index, **self.face.to_dict(), "roi": self.roi.to_dict(), "kept": dict(self.kept)}
 
 
 @dataclass
@@ -180,10 +183,7 @@ class Fuser:
         faces = self.detect(image, thr).faces
         if face_index >= len(faces):
             raise NoFaceError("source", requested=face_index if faces else None, found=len(faces))
-        if decoded.alpha is not None and getattr(self.engine, "accepts_alpha", False):
-            prepared = self.engine.prepare_source(image, faces[face_index], alpha=decoded.alpha)
-        else:
-            prepared = self.engine.prepare_source(image, faces[face_index])
+        prepared = self.engine.prepare_source(image, faces[face_index], alpha=decoded.alpha)
         with self._lock:
             self._sources[key] = prepared
             while len(self._sources) > SOURCE_CACHE:
@@ -282,8 +282,8 @@ class Fuser:
         for index in chosen:
             face = faces[index].scaled(factor)
             face_source = sources_by_face.get(index, src)
-            roi, _ = self._fuse_face_into(output, face, face_source, params, timer, work_face_px=STILL_WORK_FACE)
-            used.append(FaceUsed(index=index, face=face, roi=roi))
+            roi, _, kept = self._fuse_face_into(output, face, face_source, params, timer, work_face_px=STILL_WORK_FACE)
+            used.append(FaceUsed(index=index, face=face, roi=roi, kept=kept))
             # a face turned beyond what the engine renders well: say so, with the angle
             turn = pose_notes(fit_pose(face_source.face.landmarks).yaw, fit_pose(face.landmarks).yaw)
             notes += [n for n in turn if n not in notes]
@@ -292,9 +292,10 @@ class Fuser:
 
     def _fuse_face_into(self, output: np.ndarray, face: Face, src: SourceFace, params: FusionParams,
                         timer: "_Timer", light: Any = None, light_keep: float = 0.0,
-                        work_face_px: int = 0, padding: float | None = None) -> tuple[ROI, Any]:
-        """Fuse one face of `output` (its landmarks in output pixels) in place; the ROI used
-        and the engine's light state for the next frame (engines that keep none: None).
+                        work_face_px: int = 0, padding: float | None = None) -> tuple[ROI, Any, dict[str, float]]:
+        """Fuse one face of `output` (its landmarks in output pixels) in place; the ROI used,
+        the engine's light state for the next frame (engines that keep none: None) and the
+        share of the face each of its rules kept the target's (FusedFace.kept).
 
         `work_face_px` > 0: a face larger than that is fused on its ROI shrunk to that face
         size, and only the change fusion made is enlarged back onto the full-size ROI, so
@@ -306,8 +307,7 @@ class Fuser:
             lms = face.landmarks - roi.offset
             work, lms = _work_scale(roi_img, lms, work_face_px / face.size if 0 < work_face_px < face.size else 1.0)
         with timer.stage("engine"):
-            over_time = {"light": light, "light_keep": light_keep} if getattr(self.engine, "accepts_light", False) else {}
-            fused = self.engine.fuse(src, work, lms, params.ratio, **over_time)
+            fused = self.engine.fuse(src, work, lms, params.ratio, light=light, light_keep=light_keep)
         if self.enhancer is not None:
             with timer.stage("enhance"):
                 fused = self.enhancer.enhance(fused, params.enhancer_blend, params.enhancer_weight)
@@ -316,7 +316,7 @@ class Fuser:
                                 params.contrast, params.saturation)
         with timer.stage("paste"):
             output[roi.slices] = fused_roi if work is roi_img else _with_change(roi_img, work, fused_roi)
-        return roi, fused.light
+        return roi, fused.light, fused.kept
 
     def fuse_frame(self, frame: np.ndarray, faces: Sequence[tuple[Face, SourceFace, Any]],
                    params: FusionParams | None = None, timings: dict[str, float] | None = None,
@@ -346,7 +346,7 @@ class Fuser:
         crop past the face box); else params.padding (None). On the talking head at 720p the
         default 0.2 cost 22 % more per frame than 0.1 and changed no pixel beyond resampling
         (mean 0.14 levels, at the lips' and lashes' edges)."""
-        tight = getattr(self.engine, "tight_roi", False) and params.mode == "normal" and self.enhancer is None
+        tight = self.engine.tight_roi and params.mode == "normal" and self.enhancer is None
         return min(params.padding, MIN_MARGIN) if tight else None
 
     def fuse_video(self, source, video, out, progress: Callable[[int, int], None] | None = None,

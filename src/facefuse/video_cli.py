@@ -52,11 +52,14 @@ def add_parser(sub) -> None:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
+    from .io import remove_stale_temps
+
     for path in filter(None, (args.output, args.report)):
         if not Path(path).resolve().parent.is_dir():
             raise InputError(f"{path}: output folder does not exist", "bad_output")
         if Path(path).exists() and not args.overwrite:
             raise OutputExistsError(path)
+        remove_stale_temps(Path(path).resolve().parent, {Path(path).name})  # what a kill -9 of an earlier run left
 
 
 def _progress_bar(total_hint: int):

@@ -37,9 +37,10 @@ from PIL import Image
 from .config import RESOLUTION_CHOICES, FusionParams, Settings
 from .errors import ConfigError, FaceFuseError, NoFaceError, OutputExistsError
 from .imaging import resize_frame, shrink_to_side
-from .io import FORMATS, encode_image, write_bytes_atomic
+from .io import FORMATS, encode_image, remove_stale_temps, write_bytes_atomic
 from .preview import box_at, draw_boxes, label_corner, zoom_box
 from .jobs import video_limits
+from .retention import expire_results
 from .service import FusionPool, fuse_upload
 
 log = logging.getLogger("facefuse.webui")
@@ -65,9 +66,10 @@ def _image_input(**kwargs) -> gr.Image:
 
 class ResultStore:
     """Results in `out_dir`: full-size files with JSON sidecars (what this server made, and
-    what earlier runs left there: the gallery survives a restart), thumbnails in a temp dir."""
+    what earlier runs left there: the gallery survives a restart), thumbnails in a temp dir.
+    Results older than `keep_seconds` (output.keep_days; 0 = never) are removed."""
 
-    def __init__(self, out_dir: str | os.PathLike):
+    def __init__(self, out_dir: str | os.PathLike, keep_seconds: float = 0):
         self.dir = Path(out_dir).resolve()
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -77,6 +79,9 @@ class ResultStore:
         # removed when the store goes away or the process exits (Gradio serves copies from its cache)
         weakref.finalize(self, shutil.rmtree, self._thumbs, ignore_errors=True)
         self._lock = threading.Lock()
+        self.keep_seconds, self._next_expiry = keep_seconds, 0.0
+        remove_stale_temps(self.dir)  # what a save killed with -9 left (each result has a new name)
+        self._expire()
         self._items: list[tuple[Path, str]] = self._earlier_results()  # (image, caption), newest first
 
     def _earlier_results(self) -> list[tuple[Path, str]]:
@@ -122,8 +127,20 @@ class ResultStore:
         w, h = fused.size
         with self._lock:
             self._items.insert(0, (path, f"{path.name} · {w}x{h}"))
+            dropped = self._items[GALLERY_MAX:]
             del self._items[GALLERY_MAX:]
+        for image, _caption in dropped:  # thumbnails stay as many as the gallery shows
+            self._thumb(image).unlink(missing_ok=True)
+        self._expire()
         return path
+
+    def _expire(self) -> None:
+        """Remove results older than keep_seconds: at start, then at most once a minute."""
+        now = time.monotonic()
+        if self.keep_seconds and now >= self._next_expiry:
+            self._next_expiry = now + 60
+            for path in expire_results(self.dir, self.keep_seconds):
+                self._thumb(path).unlink(missing_ok=True)
 
     def claim(self, ext: str, meta: dict) -> Path:
         """A new timestamped result name, taken by writing its sidecar (`meta`) first; the
@@ -300,12 +317,13 @@ def _named(fn, *names: str):
 # -- the page -------------------------------------------------------------------------------
 def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = None, live=None) -> gr.Blocks:
     """`live`: the server's live_api.LiveHub; with one, a Live tab (its script: webui_live.page_head)."""
-    store = store or ResultStore(settings.output.dir)
+    store = store or ResultStore(settings.output.dir, settings.output.keep_days * 86400)
     out = settings.output
     defaults = settings.fusion_params()  # config.yaml's values
     max_mb = settings.server.max_upload_mb
 
-    with gr.Blocks(title="facefuse", analytics_enabled=False) as demo:
+    cache_s = int(settings.server.ui_cache_minutes * 60)  # uploads hold faces: kept no longer than this
+    with gr.Blocks(title="facefuse", analytics_enabled=False, delete_cache=(max(60, cache_s // 4), cache_s)) as demo:
         gr.Markdown(
             "## facefuse\nPut the face of the **source** photo into the **target** photo or video. "
             f"Everything runs on this machine. Photos up to {max_mb:g} MB and "
@@ -569,7 +587,9 @@ def build_video_tab(settings: Settings, pool: FusionPool, store: ResultStore, de
             return None, f"⚠ {_message(exc)} No result.", gr.update(visible=False)
         frames = report.get("frames", "?")
         seconds = report.get("seconds", 0.0)
-        text = (f"**Done:** {frames} frames in {seconds:.1f} s · saved as `{Path(settings.output.dir) / path.name}`")
+        text = (f"**Done:** {frames} frames in {seconds:.1f} s · saved as `{Path(settings.output.dir) / path.name}`"
+                + (f"\n\n⚠ **Warning:** {report['lost']}: only the frames decoded were fused." if report.get("lost")
+                   else ""))
         return str(path), text, gr.update(value=str(path), visible=True, label=f"Download {path.name}")
 
     clip.upload(on_clip, [clip], [clip_info, at], api_visibility="private")

@@ -5,12 +5,14 @@ ratio) into a `FusedFace`: the fused ROI, the region where it is valid, the pict
 blended onto, and the face geometry the mask and skin smoothing follow. Masks, blend modes,
 smoothing and adjustments are shared (blend.py), so every engine gets them.
 
-Adding an engine is adding one module that calls `register("name", factory)`.
+Adding an engine is one module with a subclass of `Engine` that calls
+`register("name", factory)` when imported, plus one line naming that module in the
+registry's table below (so it is imported only when asked for).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any
 
 import numpy as np
 
@@ -18,15 +20,34 @@ from ..faces import Face, FusedFace, SourceFace  # the contract's data (re-expor
 from ..registry import Registry
 
 
-class Engine(Protocol):
-    name: str
+class Engine:
+    """The contract every engine fulfils (subclass it and override the two methods).
 
-    def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace: ...
+    Capabilities the pipeline reads, all off by default:
+    - `tight_roi`: the result changes nothing outside `FusedFace.mask` in the normal mode, so
+      a video may fuse it on the smallest ROI (pipeline.Fuser._frame_padding).
+    An engine that cannot use the source's opacity ignores `alpha`; one that keeps no state
+    from frame to frame ignores `light` and returns `FusedFace.light` None.
+    """
 
-    def fuse(self, source: SourceFace, target_roi: np.ndarray, target_landmarks: np.ndarray, ratio: float) -> FusedFace: ...
+    name: str = ""
+    tight_roi: bool = False
+
+    def prepare_source(self, image: np.ndarray, face: Face, alpha: np.ndarray | None = None) -> SourceFace:
+        """What the engine needs of a source once (cached and reused for every target):
+        `image` RGB uint8, `face` its chosen face, `alpha` its uint8 opacity (None: opaque;
+        transparent pixels are not face)."""
+        raise NotImplementedError
+
+    def fuse(self, source: SourceFace, target_roi: np.ndarray, target_landmarks: np.ndarray, ratio: float,
+             light: Any = None, light_keep: float = 0.0) -> FusedFace:
+        """The fused face on `target_roi` (RGB uint8; its landmarks in ROI pixels) at `ratio`.
+        `light`: this face's state from the previous video frame (the `FusedFace.light` this
+        engine returned then; None at first), of which `light_keep` is carried over."""
+        raise NotImplementedError
 
 
-# engines living in modules that are imported only when asked for (heavy dependencies)
+# each engine's module, imported when its name is asked for (heavy dependencies stay unloaded)
 _REGISTRY: Registry[Engine] = Registry("engine", "inference.engine", __name__, {
     "classical": ".classical", "onnx-swap": ".onnx", "onnx-unet": ".onnx", "onnx-damo": ".damo"})
 register = _REGISTRY.register

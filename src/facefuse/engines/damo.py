@@ -110,7 +110,7 @@ class OnnxDamoEngine(_OnnxEngine):
         small = cv2.resize(crop, (self.embedder.size, self.embedder.size), interpolation=cv2.INTER_AREA)
         return l2_normalised(self.embedder(small)).astype(np.float32)
 
-    def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
+    def prepare_source(self, image: np.ndarray, face: Face, alpha: np.ndarray | None = None) -> SourceFace:
         """The source's identity and its contour in its own aligned crop, once per source."""
         crop, m = self.aligned_crop(image, face.landmarks)
         return SourceFace(image=image, face=face, prepared={

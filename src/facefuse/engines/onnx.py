@@ -51,7 +51,8 @@ from ..errors import ConfigError, EngineError
 from ..masks import face_region_mask
 from ..onnxrt import (FLOAT_TYPES, ModelCard, Runner, card_path, create_session, describe, image_side,  # noqa: F401
                       load_card, load_model, preset_card, static)
-from . import FusedFace, SourceFace, register
+from . import Engine, FusedFace, SourceFace, register
+
 
 def _square_init(model: onnx.ModelProto, dim: int) -> Optional[np.ndarray]:
     """The model's last initializer when it is a dim x dim float matrix (inswapper's emap)."""
@@ -68,7 +69,7 @@ def _face_size(lms: np.ndarray) -> float:
     return float(np.sqrt(np.prod(pts.max(0) - pts.min(0))))
 
 
-class _OnnxEngine:
+class _OnnxEngine(Engine):
     """What the neural engines share: one session, alignment, inference, paste-back."""
 
     name = ""
@@ -143,7 +144,9 @@ class _OnnxEngine:
         """The model's output crop, float32 SxSx3 0..255."""
         return self.card.denormalise(self.runner(feeds)[0])
 
-    def fuse(self, source: SourceFace, target_roi: np.ndarray, target_landmarks: np.ndarray, ratio: float) -> FusedFace:
+    def fuse(self, source: SourceFace, target_roi: np.ndarray, target_landmarks: np.ndarray, ratio: float,
+             light=None, light_keep: float = 0.0) -> FusedFace:
+        """A still model: no state from frame to frame (`light` is not used)."""
         h, w = target_roi.shape[:2]
         crop, m = self.aligned_crop(target_roi, target_landmarks)
         outs = [self.run(f) for f in self.crop_feeds(source, crop, m, target_landmarks, ratio)]
@@ -297,7 +300,7 @@ class OnnxSwapEngine(_OnnxEngine):
                 latent = latent @ self.emap
         return l2_normalised(latent) if self.card.normalise_latent else latent
 
-    def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
+    def prepare_source(self, image: np.ndarray, face: Face, alpha: np.ndarray | None = None) -> SourceFace:
         """Embed the source once: the latent is all the swap model needs of it."""
         return SourceFace(image=image, face=face, prepared={"latent": self.latent(image, face).astype(np.float32)})
 
@@ -329,7 +332,7 @@ class OnnxUnetEngine(_OnnxEngine):
         s = self.size
         return {self.input: (1, 6, s, s), self.session.get_outputs()[0].name: (1, 3, s, s)}
 
-    def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
+    def prepare_source(self, image: np.ndarray, face: Face, alpha: np.ndarray | None = None) -> SourceFace:
         """Align and normalise the source crop once; every target reuses it."""
         crop, _ = self.aligned_crop(image, face.landmarks)
         return SourceFace(image=image, face=face, prepared={"crop": self.card.normalise(crop)})

@@ -8,12 +8,15 @@ inside the face's region (`FusedFace.mask`), so the masks, modes and everything 
 face stay what the engine made them. GFPGAN, GPEN, CodeFormer and RestoreFormer are such
 models; FaceFusion, Deep-Live-Cam and roop run one after their swap.
 
-Adding an enhancer is adding one module that calls `register("name", factory)`.
+Adding an enhancer is one module whose factory is registered with `register("name", factory)`
+when imported, plus one line naming that module in the registry's table below. The enhancer
+used is the one registered for the model file's format (its suffix: `.onnx` -> "onnx").
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Optional, Protocol
 
 import numpy as np
@@ -47,5 +50,7 @@ def create_enhancer(name: str, settings=None) -> Enhancer:
 
 
 def enhancer_for(settings) -> Optional[Enhancer]:
-    """The enhancer the inference settings ask for (an ONNX model file), or None."""
-    return create_enhancer("onnx", settings) if settings.enhancer else None
+    """The enhancer for the model file the inference settings name (by its format), or None."""
+    if not settings.enhancer:
+        return None
+    return create_enhancer(Path(str(settings.enhancer)).suffix.lower().lstrip(".") or "onnx", settings)

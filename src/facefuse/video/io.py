@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import InputError, OutputExistsError
+from ..io import make_temp, no_space_error, remove_stale_temps
 
 # output suffix -> (FFmpeg muxer, default video codec)
 CONTAINERS = {".mp4": ("mp4", "h264"), ".mov": ("mov", "h264"), ".mkv": ("matroska", "h264"), ".webm": ("webm", "vp9")}
@@ -354,7 +354,11 @@ class VideoWriter:
         self.format = container_for(out)
         self.codec = codec or CONTAINERS[self.out.suffix.lower()][1]
         self.size = size or (info.width, info.height)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.out.name}.", suffix=".part", dir=self.out.resolve().parent)
+        remove_stale_temps(self.out.resolve().parent, {self.out.name})
+        try:
+            fd, tmp = make_temp(self.out.resolve(), ".part")
+        except OSError as exc:
+            raise no_space_error(exc, self.out) or exc
         os.close(fd)
         self.tmp = Path(tmp)
         self._audio_in = None
@@ -448,6 +452,8 @@ class VideoWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self._cleanup()
+            if isinstance(exc, OSError) and no_space_error(exc, self.out):
+                raise no_space_error(exc, self.out) from None
 
 
 def keyframe_times(path: str | os.PathLike, name: str | None = None) -> list[float]:

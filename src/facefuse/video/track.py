@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..mesh import eye_distance
+
 MAX_MISSES = 8  # frames a track survives without a match
 MATCH_MIN_IOU = 0.2  # box overlap below which two faces are not the same (unless close)
 MATCH_MAX_SHIFT = 0.6  # ... or mean landmark distance, in eye distances, above which they are not
@@ -66,11 +68,6 @@ def one_euro(state: EuroState | None, x: np.ndarray, t: float, scale: float = 1.
     magnitude = np.linalg.norm(speed, axis=-1, keepdims=True) / max(scale, 1e-6)
     a = _alpha(min_cutoff + beta * magnitude, dt)
     return EuroState(value=state.value + a * (x - state.value), speed=speed, time=t)
-
-
-def eye_distance(landmarks: np.ndarray) -> float:
-    """Outer eye corners of the 478-point mesh (33, 263): the face's own length unit."""
-    return float(np.linalg.norm(landmarks[33] - landmarks[263])) + 1e-3
 
 
 def thumbnail(rgb: np.ndarray) -> np.ndarray:

@@ -1,0 +1,220 @@
+"""ClassicalEngine: `fuse()` as a short list of named stages.
+
+1. geometry: both meshes get a pose (pose.py); the result's geometry is the target's with
+   its inner points moved toward the source's shape (shape.py);
+2. warp: one dense map per texture (warp.py), the target's triangles drawn far to near, a
+   turned source's hidden side completed from its mirrored visible side (visibility.py);
+3. what to keep: each rule that keeps the target's pixels returns a named mask, and
+   `compose_kept` combines them in one place (occlusion.py, strands.py, visibility.py);
+4. light and detail: the target's light and crispness on the source's face (light.py);
+5. finish: the textures mixed by `ratio`, a closed target eye kept (eyes.py), the target's
+   glasses frames laid back on top (glasses.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ... import mesh, pose
+from ...faces import Face, FusedFace, SourceFace
+from .. import Engine
+from ...masks import face_region_mask, feather
+from .eyes import eyes_mask, keep_target_eyes
+from .glasses import target_frames
+from .labels import label_source, warped_not_skin
+from .light import LightField, borrow_fine_skin_texture, match_detail, transfer_light_over_time
+from .occlusion import source_occluders, unoccluded
+from .shape import result_geometry
+from .source import crop_source, source_at_scale
+from .tuning import DEFAULT_TUNING, ClassicalTuning, ramp
+from .visibility import (complete_by_symmetry, near_half_first, opaque_weights, source_weights, target_trust, turned,
+                         unstretched)
+from .warp import IDENTITY, Warped, dense_maps, vertex_fields
+from .workscale import WorkScale
+
+
+@dataclass
+class FaceGeometry:
+    """Stage 1: the two faces' landmarks and poses, and the result's geometry (ROI px)."""
+
+    t_lms: np.ndarray
+    s_lms: np.ndarray
+    s_pose: pose.Pose
+    t_pose: pose.Pose
+    geom: np.ndarray  # the result's landmarks
+    eye: float  # the target's eye distance, px: the unit of every length on the face
+    face_size: float
+    align: np.ndarray  # 2x3 source px -> ROI px (a similarity on the rigid points)
+    source_scale: float  # > 1: the source is enlarged
+    source_turned: float  # 0..1 (Visibility.turned)
+    source_profile: float  # 0..1 (Visibility.profile_yaw)
+
+
+@dataclass
+class KeptMasks:
+    """Stage 3: the named rules. Each is 0..1 over the ROI, 1 where the source may show.
+    `compose_kept` is the one place they are combined."""
+
+    outline: np.ndarray  # the face region (the inner mouth cut: the target's teeth stay)
+    skin: np.ndarray  # the face's skin (no eyes, brows, lips): where light is learned
+    uncovered: np.ndarray  # not hair over the forehead, not a hand / brim / lock over the target (occlusion.unoccluded)
+    light_trust: np.ndarray  # skin of both faces that is skin to learn light from
+    target_drawn: np.ndarray  # the target's triangles facing away are not drawn
+    target_facing: np.ndarray  # the target's edge-on surfaces keep its own skin
+    source_usable: np.ndarray  # the source (or its mirror side) shows the surface well
+    source_clear: np.ndarray  # no strand, patch or background on the source's skin (occlusion.source_occluders)
+
+
+def compose_kept(kept: KeptMasks) -> tuple[np.ndarray, np.ndarray]:
+    """(region, shown): where the fused face is blended in at all (a hard cut, feathered by
+    the blend), and how much of the source's texture shows inside it (the rest is the
+    target's own, under the same light: holes there are not eroded by the feather)."""
+    region = kept.outline * kept.uncovered
+    shown = np.clip(kept.source_usable * kept.target_drawn * kept.target_facing, 0.0, 1.0) * kept.source_clear
+    return region, shown
+
+
+def kept_report(kept: KeptMasks, eyes: np.ndarray, frames: np.ndarray | None, step: int = 2) -> dict[str, float]:
+    """Per rule, the share of the face (its outline) where it kept the target's pixels,
+    counted on every `step`-th pixel each way (a report's precision at a quarter the cost)."""
+    grid = (slice(None, None, step), slice(None, None, step))
+    face = kept.outline[grid]
+    total = max(float(face.sum()), 1e-6)
+
+    def share(keeps_target: np.ndarray) -> float:
+        return round(float((keeps_target[grid] * face).sum()) / total, 4)
+
+    report = {name: share(1.0 - getattr(kept, name)) for name in
+              ("uncovered", "target_drawn", "target_facing", "source_usable", "source_clear")}
+    report["target_eyes"] = share(eyes)
+    report["target_frames"] = 0.0 if frames is None else share(frames)
+    return report
+
+
+class ClassicalEngine(Engine):
+    """The default engine: a dense landmark warp of the source face onto the target's
+    geometry, with the target's light, occluders and eyes kept. CPU only, no model file."""
+
+    name = "classical"
+    # the result changes nothing outside the face's mask (normal mode), so a video may fuse
+    # it on the smallest ROI (pipeline.Fuser.fuse_frame's tight_roi)
+    tight_roi = True
+
+    def __init__(self, settings=None, tuning: ClassicalTuning = DEFAULT_TUNING):
+        self.settings = settings
+        self.tuning = tuning
+        self._scaled: list = []  # the last shrunk source crops (source.source_at_scale)
+
+    def prepare_source(self, image: np.ndarray, face: Face, alpha: np.ndarray | None = None) -> SourceFace:
+        source = crop_source(image, face, alpha)
+        if self.tuning.labels.source:
+            label_source(source, self.tuning)
+        return source
+
+    def fuse(self, source: SourceFace, target_roi: np.ndarray, target_landmarks: np.ndarray, ratio: float,
+             light: LightField | None = None, light_keep: float = 0.0) -> FusedFace:
+        """`light`, `light_keep`: a video's previous frame's light and the share of it kept
+        (see light.transfer_light_over_time); the result's `light` is this frame's."""
+        g = self.geometry(source, target_landmarks, ratio)
+        w = self.warp(source, target_roi, g, ratio)
+        work = WorkScale(target_roi.shape[:2], g.eye, self.tuning.work)
+        kept = self.what_to_keep(w, g, work)
+        region, shown = compose_kept(kept)
+        lit, field, alpha = self.light_and_detail(w, g, kept, shown, region, work, light, light_keep)
+        return self.finish(w, g, kept, region, shown, lit, field, alpha, ratio)
+
+    def geometry(self, source: SourceFace, target_landmarks: np.ndarray, ratio: float) -> FaceGeometry:
+        t_lms = target_landmarks[: mesh.N_MESH].astype(np.float32)
+        s_lms = source.face.landmarks[: mesh.N_MESH].astype(np.float32)
+        s_pose, t_pose = pose.fit_pose(s_lms), pose.fit_pose(t_lms)
+        align = mesh.similarity(s_lms[mesh.RIGID], t_lms[mesh.RIGID])
+        vis = self.tuning.visibility
+        return FaceGeometry(
+            t_lms=t_lms, s_lms=s_lms, s_pose=s_pose, t_pose=t_pose,
+            geom=result_geometry(s_lms, t_lms, s_pose, t_pose, ratio, self.tuning.geometry),
+            eye=mesh.eye_distance(t_lms), face_size=float(np.sqrt(np.prod(t_lms.max(0) - t_lms.min(0)))),
+            align=align, source_scale=float(np.sqrt(abs(np.linalg.det(align[:, :2])))),
+            source_turned=turned(s_pose, vis.turned), source_profile=turned(s_pose, vis.profile_yaw))
+
+    def warp(self, source: SourceFace, target_roi: np.ndarray, g: FaceGeometry, ratio: float) -> Warped:
+        """One dense map per texture and one remap each, drawn far to near; a source
+        triangle the source photo hides takes its mirror triangle's texture; per-vertex
+        weights ride along as vertex fields."""
+        t, vis = self.tuning, self.tuning.visibility
+        h, w = target_roi.shape[:2]
+        src_img, src_alpha, s_pts, to_src = source_at_scale(source, g.source_scale, g.align, t.warp, self._scaled)
+        t_facing = pose.triangle_facing(g.t_lms, g.t_pose)
+        own = source_weights(src_img, s_pts, g.s_pose, g.source_turned, t)
+        apart = float(ramp(np.float64(abs(g.s_pose.yaw - g.t_pose.yaw)), vis.turned))
+        s_facing = pose.triangle_facing(g.s_lms, g.s_pose)
+        either_profile = max(g.source_profile, turned(g.t_pose, vis.profile_yaw))
+        direct, mirrored = near_half_first(*unstretched(own, s_facing, t_facing, apart, vis, either_profile), s_facing,
+                                           turned(g.s_pose, vis.near_half_turned), vis)
+        t_seen = 1.0 - turned(g.t_pose, vis.turned) * (1.0 - target_trust(t_facing, vis))
+        sets = [(s_pts, to_src), (g.t_lms, IDENTITY),
+                vertex_fields(np.stack([np.ones(mesh.N_MESH), t_seen], 1), (0.0, 0.0))]
+        # a frontal, opaque source needs no mirror texture: skip its map
+        completing = bool((direct < 0.98).any()) or source.alpha is not None
+        if completing:
+            sets += [(s_pts[mesh.mirror()], to_src), vertex_fields(np.stack([direct, mirrored], 1), (1.0, 0.0))]
+        maps = dense_maps((h, w), g.geom, sets, order=pose.drawing_order(t_facing, g.t_pose), grid=t.warp)
+        (sx, sy), (tx, ty), (drawn, target_seen) = maps[:3]
+        warped = cv2.remap(src_img, sx, sy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+        not_skin = warped_not_skin(source, src_img.shape[:2], sx, sy)
+        valid = np.ones((h, w), np.float32)
+        if completing:
+            (mx, my), (d, m) = maps[3:]
+            warped_mirror = cv2.remap(src_img, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+            d, m = np.clip(d, 0, 1), np.clip(m, 0, 1)
+            if src_alpha is not None:
+                d, m = d * opaque_weights(src_alpha, sx, sy, g.eye, t), m * opaque_weights(src_alpha, mx, my, g.eye, t)
+            if not_skin is not None:  # the labels are completed with the texture, from the same side
+                mirrored = warped_not_skin(source, src_img.shape[:2], mx, my)
+                not_skin = complete_by_symmetry(not_skin[:, :, None], mirrored[:, :, None], d, m, vis)[0][:, :, 0]
+            warped, valid = complete_by_symmetry(warped, warped_mirror, d, m, vis)
+        tgt = target_roi.astype(np.float32)
+        base = tgt if ratio == 0 else cv2.remap(tgt, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        return Warped(source=warped, base=base, drawn=drawn, target_seen=target_seen, valid=valid, maps=(sx, sy),
+                      source_not_skin=not_skin)
+
+    def what_to_keep(self, w: Warped, g: FaceGeometry, work: WorkScale) -> KeptMasks:
+        """Each rule's mask (see KeptMasks): hair, hands and brims stay where they are, and
+        a source's strands, patches and unusable sides give way to the target's skin."""
+        t = self.tuning
+        shape = w.base.shape[:2]
+        skin = face_region_mask(g.geom, shape, cut_mouth=True, skin_only=True)
+        uncovered, light_trust = unoccluded(w.source, w.base, skin, g.geom, g.eye, work, t.occlusion)
+        occluders = source_occluders(w.source, skin, g.geom, g.eye, g.source_turned, work, t, t.light.sigma,
+                                     w.source_not_skin)
+        return KeptMasks(outline=face_region_mask(g.geom, shape, cut_mouth=True), skin=skin, uncovered=uncovered,
+                         light_trust=light_trust, target_drawn=w.drawn, target_facing=w.target_seen,
+                         source_usable=w.valid, source_clear=1.0 - occluders)
+
+    def light_and_detail(self, w: Warped, g: FaceGeometry, kept: KeptMasks, shown: np.ndarray, region: np.ndarray,
+                         work: WorkScale, light: LightField | None,
+                         light_keep: float) -> tuple[np.ndarray, LightField | None, np.ndarray]:
+        """(lit source, this frame's light, the blend's alpha): the target's light on the
+        source's texture, learned on skin both faces show, and the target's crispness."""
+        t = self.tuning
+        lit, field = transfer_light_over_time(w.source, w.base, kept.skin * kept.light_trust * (shown > 0.5), g.eye,
+                                              eyes_mask(g.geom, w.base.shape[:2], g.eye, t.eyes),
+                                              anchor=g.geom[mesh.RIGID], previous=light, keep=light_keep, work=work,
+                                              tuning=t.light)
+        lit = borrow_fine_skin_texture(lit, w.base, kept.skin, g.source_scale, t.light)
+        alpha = feather(region, g.face_size)  # the blend's alpha too (FusedFace.alpha)
+        return match_detail(lit, w.base, alpha > 0.95, t.light), field, alpha
+
+    def finish(self, w: Warped, g: FaceGeometry, kept: KeptMasks, region: np.ndarray, shown: np.ndarray,
+               lit: np.ndarray, field: LightField | None, alpha: np.ndarray, ratio: float) -> FusedFace:
+        """The textures mixed by `ratio` where the source shows; a target eye much more
+        closed than the source's stays the target's; the target's frames go on top."""
+        t = self.tuning
+        fused = w.base + (ratio * shown)[:, :, None] * (lit - w.base)
+        eyes = keep_target_eyes(fused, w.base, g.geom, g.t_lms, g.s_lms, g.eye, t.eyes,
+                                at_least=t.eyes.profile_keep * g.source_profile)
+        frames = target_frames(w.base, g.geom, g.eye, t.frames)
+        return FusedFace(image=fused, base=w.base, mask=region, landmarks=g.geom, face_size=g.face_size, light=field,
+                         overlay=frames, alpha=alpha, kept=kept_report(kept, eyes, frames))

@@ -1,0 +1,87 @@
+"""Hair that reaches into a source face from outside it (a strand blown across it): found
+by colour against the skin's own, by thickness and by touching the face's outline, so eye
+make-up, a mole or lipstick (inside the face) and frames or lashes (thin) are not taken."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ... import mesh
+from .tuning import Occlusion, Strands
+
+
+def strands(lab: np.ndarray, region: np.ndarray, outline: np.ndarray, eye_dist: float, tuning: Strands,
+            occlusion: Occlusion, dark_where: np.ndarray | None = None, hair: np.ndarray | None = None,
+            lms: np.ndarray | None = None) -> np.ndarray:
+    """1 on strands (work scale): a colour unlike the skin's (a chroma step of `chroma`:
+    shading and shadow change the lightness, and dark hair's lightness step is
+    `occlusion.foreign_patches`' test), thicker than `width` eye distances, and connected to
+    the face's outline. Where `dark_where` (beside the eyes) also hair `dark` darker than the
+    skin that hangs `tall` eye distances long from the outline. `hair` (bool, the source's
+    region map, learned on this face, with `lms` the landmarks on this grid): strands of
+    any colour, found by the map, with the same reach-in test."""
+    ref = lab[region > 0.5][:, 1:]
+    if len(ref) < 20:
+        return np.zeros(region.shape, np.float32)
+    # the skin's chroma: the median (hair over a cheek widens any spread measured here)
+    chroma_step = np.sqrt(((lab[:, :, 1:] - np.median(ref, axis=0)) ** 2).sum(2))
+    k = max(3, int(round(tuning.width * eye_dist)) | 1)
+    edge = (outline > 0.5) & (cv2.erode((outline > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0)
+
+    def reaching_in(unlike: np.ndarray, tall: float = 0.0, thin: bool = False) -> np.ndarray:
+        cand = (unlike & (outline > 0.5)).astype(np.uint8)
+        # a colour test's finds are opened to the strand's width (frames, lashes are thinner);
+        # a learned label's are a strand's shape already, closed over one-pixel gaps
+        shape, size = (cv2.MORPH_CLOSE, 3) if thin else (cv2.MORPH_OPEN, k)
+        cand = cv2.morphologyEx(cand, shape, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+        touching = np.zeros(count, bool)
+        touching[np.unique(labels[edge])] = True
+        keep = touching & (stats[:, cv2.CC_STAT_AREA] >= occlusion.foreign_area * eye_dist ** 2)
+        keep &= stats[:, cv2.CC_STAT_HEIGHT] >= tall * eye_dist
+        keep[0] = False
+        return keep[labels]
+
+    found = reaching_in(chroma_step > tuning.chroma)
+    if dark_where is not None and tuning.dark > 0:
+        dark = (lab[:, :, 0] < np.median(lab[:, :, 0][region > 0.5]) - tuning.dark) & (dark_where > 0.5)
+        found |= reaching_in(dark, tuning.tall)
+    if hair is not None:  # the learned label is a strand's shape already: no opening
+        # a strand may run through the lashes and lids round an eye, but they stay the eye's
+        found |= reaching_in(hair, thin=True) & ~around_the_eyes(lms, outline.shape[::-1], eye_dist, tuning)
+    return found.astype(np.float32)
+
+
+def followed_down(found: np.ndarray, anywhere: np.ndarray) -> np.ndarray:
+    """The parts of `anywhere` (strands looked for on the whole face, the chin included)
+    connected to `found` (those found above the mouth, where a beard is not looked at)."""
+    whole = anywhere > 0.5
+    _, labels = cv2.connectedComponents(whole.astype(np.uint8), connectivity=8)
+    on = np.unique(labels[whole & (found > 0.5)])
+    return np.isin(labels, on[on > 0]).astype(np.float32)
+
+
+def around_the_eyes(lms: np.ndarray, size: tuple[int, int], eye_dist: float, tuning: Strands) -> np.ndarray:
+    """bool on the grid of `size` (w, h): each eye and `eye_margin` eye distances around it,
+    where lashes and lids are the eye's own, however dark (`lms` in that grid's pixels)."""
+    m = np.zeros((size[1], size[0]), np.uint8)
+    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+        cv2.fillConvexPoly(m, np.round(cv2.convexHull(lms[ring])).astype(np.int32), 1)
+    k = max(3, int(2 * tuning.eye_margin * eye_dist) | 1)
+    return cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
+
+
+def with_covered_eyes(found: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Strands) -> np.ndarray:
+    """`found` (0..1, work scale) with each eye the strands partly cover (more than
+    `eye_share` of it and `eye_margin` around it) added whole: the target's eye then stays
+    there. `lms` in work-scale pixels."""
+    out = found.copy()
+    k = max(3, int(2 * tuning.eye_margin * eye_dist) | 1)
+    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+        m = np.zeros(found.shape, np.uint8)
+        cv2.fillConvexPoly(m, np.round(cv2.convexHull(lms[ring])).astype(np.int32), 1)
+        around = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
+        if found[around].mean() > tuning.eye_share:
+            out[around] = 1.0
+    return out

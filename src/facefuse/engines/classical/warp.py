@@ -1,0 +1,131 @@
+"""Dense warp maps from the mesh: every triangle of one mesh onto the other, as one remap.
+
+The map is piecewise affine, so it is evaluated on a coarse grid and upsampled, which is
+exact inside each triangle up to the grid's bilinear error and costs little at any size.
+Per-vertex weights ride on the same machinery (`vertex_fields`): a field of values at the
+mesh's vertices is rasterised with the same triangles, drawn in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ... import mesh
+from .tuning import DEFAULT_TUNING, Warp
+
+IDENTITY = np.float32([[1, 0, 0], [0, 1, 0]])
+
+
+def constant(a: float, b: float) -> np.ndarray:
+    """The 2x3 'affine map' whose value is (a, b) everywhere: the outside of a vertex field."""
+    return np.float32([[0, 0, a], [0, 0, b]])
+
+
+def _triangle_inverses(dst: np.ndarray, tris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 3, 3) inverses of each destination triangle's homogeneous corner matrix, and
+    which triangles are not degenerate: a triangle's affine map onto any source triangle
+    is then one matrix product (the destination is shared by every map of a fusion)."""
+    dh = np.concatenate([dst[tris].astype(np.float64), np.ones((len(tris), 3, 1))], axis=2)  # T x 3 x 3
+    ok = np.abs(np.linalg.det(dh)) > 1e-6
+    inv = np.zeros_like(dh)
+    inv[ok] = np.linalg.inv(dh[ok])
+    return inv, ok
+
+
+def _triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray,
+                      inverses: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 2, 3) affine maps taking each destination triangle onto its source triangle."""
+    inv, ok = _triangle_inverses(dst, tris) if inverses is None else inverses
+    aff = np.transpose(inv @ src[tris].astype(np.float64), (0, 2, 1))
+    return aff.astype(np.float32), ok
+
+
+def _affine_grid(m: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 2x3 affine map m evaluated at every pixel of a w x h image (float32)."""
+    xs = np.arange(w, dtype=np.float32)
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    fx = (m[0, 0] * xs + m[0, 2]) + m[0, 1] * ys
+    fy = (m[1, 0] * xs + m[1, 2]) + m[1, 1] * ys
+    return np.ascontiguousarray(fx, np.float32), np.ascontiguousarray(fy, np.float32)
+
+
+def dense_maps(
+    shape: tuple[int, int],
+    dst_pts: np.ndarray,
+    src_sets: list[tuple[np.ndarray, np.ndarray]],
+    order: np.ndarray | None = None,
+    grid: Warp = DEFAULT_TUNING.warp,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Dense remap tables for an image of `shape` (h, w) whose mesh is at `dst_pts`.
+
+    For each (src_pts, fallback 2x3) pair, returns (map_x, map_y) such that
+    cv2.remap(source, map_x, map_y) moves every mesh triangle of src_pts onto dst_pts;
+    pixels outside the mesh follow the fallback affine transform. The mesh's displacement
+    is evaluated on a grid of at most `grid.grid` pixels a side and upsampled.
+
+    `order`: the triangles to draw, far to near (pose.drawing_order): where a turned face's
+    mesh overlaps itself the near triangle wins, and triangles facing away are not drawn.
+    Default: all, in index order.
+    """
+    h, w = shape
+    c = min(grid.grid_share, grid.grid / max(h, w))
+    gw, gh = max(2, round(w * c)), max(2, round(h * c))
+    cx, cy = gw / w, gh / h
+    tris = mesh.triangles()
+    # triangle ids on the coarse grid (cv2 grid pixel j <-> full-res x = (j + .5) / c - .5)
+    grid_pts = (dst_pts + 0.5) * np.float32([cx, cy]) - 0.5
+    ids = np.zeros((gh, gw), np.int32)
+    fixed = np.round(grid_pts * 16).astype(np.int32)
+    for i in range(len(tris)) if order is None else order:
+        cv2.fillConvexPoly(ids, fixed[tris[i]], int(i) + 1, lineType=cv2.LINE_8, shift=4)
+    gx = (np.arange(gw, dtype=np.float32) + 0.5) / cx - 0.5
+    gy = (np.arange(gh, dtype=np.float32) + 0.5) / cy - 0.5
+    inverses = _triangle_inverses(dst_pts, tris)
+    out = []
+    for src_pts, fallback in src_sets:
+        aff, ok = _triangle_affines(dst_pts, src_pts, tris, inverses)
+        # per triangle, how its map differs from the fallback (0 outside the mesh, id 0, and
+        # for degenerate triangles): only this displacement is upsampled; the fallback itself
+        # is evaluated exactly at full size, so pixels outside the face map exactly, also at
+        # the ROI's border, where bilinear upsampling of the whole map would clamp instead of
+        # extrapolating (a 1.4 px shift, seen in a test)
+        delta = np.zeros((6, len(tris) + 1), np.float32)  # per id, the map's six terms (rows of the 2x3)
+        delta[:, 1:][:, ok] = (aff[ok] - fallback[None].astype(np.float32)).reshape(-1, 6).T
+        coords = []
+        for row, fixed_coord in zip((delta[:3], delta[3:]), _affine_grid(fallback, w, h)):
+            # the grid pixel's triangle's row of the map, applied to the pixel's (x, y, 1)
+            d, dy, d0 = (np.take(terms, ids) for terms in row)
+            d *= gx[None, :]
+            dy *= gy[:, None]
+            d += dy
+            d += d0
+            if (gw, gh) != (w, h):
+                d = cv2.resize(d, (w, h), interpolation=cv2.INTER_LINEAR)
+            coords.append(cv2.add(fixed_coord, d))
+        out.append((coords[0], coords[1]))
+    return out
+
+
+def vertex_fields(pair: np.ndarray, outside: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """A (src_pts, fallback) entry of `dense_maps` that rasterises two per-vertex values
+    instead of a mapping: `pair` (468, 2) holds the two values at each vertex, `outside`
+    their value beyond the mesh. The two "coordinates" that come back are the two fields,
+    interpolated across each triangle exactly as the texture maps are."""
+    return pair.astype(np.float32), constant(*outside)
+
+
+@dataclass
+class Warped:
+    """The stage's output: the source, its mirror side and the target, each in the
+    result's geometry, and the per-pixel weights the vertex fields gave."""
+
+    source: np.ndarray  # float32 RGB, the source face warped onto the result's geometry
+    base: np.ndarray  # float32 RGB, the target re-shaped to the same geometry
+    drawn: np.ndarray  # 1 where a target triangle was drawn (those facing away are not)
+    target_seen: np.ndarray  # 0..1: where the target's own surface turns edge-on, less
+    valid: np.ndarray  # 0..1: where the source (or its mirror side) is usable
+    maps: tuple[np.ndarray, np.ndarray]  # the source's remap tables (x, y)
+    source_not_skin: np.ndarray | None = None  # 0..1: the source's hair, glasses, hands (labels.py), warped
