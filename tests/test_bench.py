@@ -214,3 +214,27 @@ def test_bench_video_reports_fps_floor_ratio_and_flicker(tmp_path, capsys):
     assert "total / floor" in capsys.readouterr().out
     assert main(["bench", "video", "--clip", str(clip), "--plot", str(tmp_path / "v.jpg")]) == 3  # a PNG only
     assert main(["bench", "video", "--clip", str(clip), "--work-face", "10"]) == 2
+
+
+def test_bench_live_streams_a_clip_through_the_websocket_and_writes_json(tmp_path, capsys, monkeypatch):
+    """`bench live` on a short clip as a camera: one entry per size and client count with the
+    fields BENCHMARKS.md reads (numbers are not checked, only that frames came back)."""
+    sys.path.insert(0, str(EXAMPLES.parent / "tests"))
+    import video_clips as vc
+    from facefuse.bench import live as bench_live
+
+    monkeypatch.setattr(bench_live, "WARMUP_S", 0.5)
+    clip = vc.write_clip(tmp_path / "c.mp4", vc.pan_frames(EXAMPLES / "target.jpg", 10, (320, 240)), fps=10)
+    js = tmp_path / "live.json"
+    assert main(["bench", "live", "--clip", str(clip), "--sizes", "320x240", "--clients", "1,2", "--seconds", "2",
+                 "--json", str(js)]) == 0
+    entries = json.loads(js.read_text())["live"]
+    assert [(e["size"], e["clients"]) for e in entries] == [("320x240", 1), ("320x240", 2)]
+    for e in entries:
+        assert e["fps"] > 0 and e["latency_median_ms"] > 0 and e["latency_p95_ms"] >= e["latency_median_ms"]
+        assert e["dropped"] >= 0 and len(e["per_client"]) == e["clients"]
+        assert e["per_frame"]["frames_fused"] > 0 and e["per_frame"]["engine_ms"] > 0
+        assert e["per_frame"]["frame_cpu_ms"] > 0
+    assert "fps delivered" in capsys.readouterr().out
+    assert main(["bench", "live", "--clip", str(clip), "--sizes", "320by240"]) == 2
+    assert main(["bench", "live", "--clip", str(clip), "--clients", "0"]) == 2

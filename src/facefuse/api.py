@@ -4,6 +4,7 @@
                           face_N files map target face N to its own source (the CLI's --map)
     POST /api/v1/detect   multipart: image (file) [+ threshold] -> faces as JSON
     GET  /api/v1/health
+    WS   /api/v1/live     camera frames in, fused frames out (live_api.py)
     /docs                 OpenAPI
 
 Every image operation (decode, detect, fuse, encode) runs in the shared `service.FusionPool`,
@@ -28,6 +29,7 @@ import inspect
 import logging
 import time
 from pathlib import Path
+from urllib.parse import parse_qs
 from typing import Any, Callable, Optional
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
@@ -42,6 +44,7 @@ from .config import FusionParams, Settings, readable_error
 from .errors import ConfigError, EngineError, FaceFuseError, InputError, NoFaceError
 from .io import FORMAT_NAMES, NO_SPACE, image_format
 from .jobs import JobsBusy, JobStore, UnknownJob, video_limits, video_work
+from .live_api import LiveHub, add_live_route
 from .service import FusionPool, QueueFull, detect_upload, fuse_upload
 
 log = logging.getLogger("facefuse.api")
@@ -182,14 +185,20 @@ class _BodyTooLarge(Exception):
 
 class ApiGuard:
     """ASGI middleware for REST paths: checks the API key, then refuses a body over the limit
-    from its Content-Length, or, without one, as soon as the bytes received pass it."""
+    from its Content-Length, or, without one, as soon as the bytes received pass it. A
+    WebSocket, on any path, needs the key too (see _refuse_websocket)."""
 
-    def __init__(self, app, prefix: str, max_body: int, api_key: str | None, bigger: dict[str, tuple[int, str]] = {}):
-        """`bigger`: paths with a limit of their own (bytes, the setting that sets it)."""
+    def __init__(self, app, prefix: str, max_body: int, api_key: str | None, bigger: dict[str, tuple[int, str]] = {},
+                 ticket_ok: Callable[[str], bool] | None = None):
+        """`bigger`: paths with a limit of their own (bytes, the setting that sets it).
+        `ticket_ok`: whether a WebSocket's `ticket` query parameter is a valid one-time ticket."""
         self.app, self.prefix, self.default_body, self.api_key = app, prefix, max_body, api_key
         self.bigger = bigger
+        self.ticket_ok = ticket_ok
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" and self.api_key and not self._websocket_allowed(scope):
+            return await _refuse_websocket(receive, send)
         if scope["type"] == "http" and self.api_key and scope["path"].startswith(DOCS_PATHS):
             return await self._docs(scope, receive, send)
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
@@ -247,6 +256,22 @@ class ApiGuard:
         return await _send_json(send, 401, "unauthorized", "the API docs need the API key (any user name, the key as "
                                 "password; or the X-API-Key header)", {"WWW-Authenticate": 'Basic realm="facefuse"'})
 
+    def _websocket_allowed(self, scope) -> bool:
+        """Browsers cannot set headers on a WebSocket: the key may also come as the query
+        parameter `key`, or a one-time `ticket` (the WebUI's, got behind its login)."""
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if key_matches(self.api_key, headers) or any(
+                hmac.compare_digest(given.encode(), self.api_key.encode()) for given in query.get("key", [])):
+            return True
+        return self.ticket_ok is not None and any(self.ticket_ok(t) for t in query.get("ticket", []))
+
+
+async def _refuse_websocket(receive, send) -> None:
+    """Closed before it is accepted (the client sees the handshake refused with 403)."""
+    await receive()  # websocket.connect
+    await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized: missing or wrong API key"})
+
 
 async def _send_json(send, status: int, code: str, message: str, headers: dict | None = None) -> None:
     response = _error_response(status, code, message, headers)
@@ -293,10 +318,12 @@ def create_rest_app(settings: Settings, pool: FusionPool, api_key: str | None = 
     app.state.settings = settings
     jobs = jobs or _job_store(settings, pool)
     app.state.jobs = jobs
+    app.state.live = LiveHub(settings)
     video_limit = (int(settings.server.max_video_mb * MB), "server.max_video_mb")
     app.add_middleware(ApiGuard, prefix=API_PREFIX, max_body=int(settings.server.max_upload_mb * MB), api_key=api_key,
-                       bigger={VIDEO_PATH: video_limit})
+                       bigger={VIDEO_PATH: video_limit}, ticket_ok=app.state.live.has_ticket)
     _add_error_handlers(app)
+    add_live_route(app, app.state.live)
     _add_video_routes(app, jobs, settings)  # before _add_routes' catch-all for unknown paths
     _add_routes(app, pool, settings)
     return app

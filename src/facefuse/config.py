@@ -228,6 +228,9 @@ class ServerSettings(_Section):
     job_keep_hours: float = Field(24, gt=0, description="finished video jobs and their results are removed after this")
     ui_cache_minutes: float = Field(60, gt=0, description="the WebUI's uploads and result copies (Gradio's cache) "
                                                           "are removed after this many minutes, all at shutdown")
+    live_sessions: int = Field(0, ge=0, le=64, description="live webcam sessions at once, 0 = one per 2 usable cores "
+                                                          "(at least 1); more are refused as busy")
+    live_idle_seconds: float = Field(60, gt=0, description="a live session that sends nothing for this long is closed")
 
 
 class Settings(_Section):

@@ -187,13 +187,14 @@ def create_app(settings: Settings, pool=None, api_key: str | None = None, webui:
     import gradio as gr
 
     from .webui import build_ui
+    from .webui_live import page_head
 
     auth = None if not api_key else (
         lambda _user, password: hmac.compare_digest(str(password).encode(), api_key.encode()))
     return gr.mount_gradio_app(
-        app, build_ui(settings, pool), path="/", max_file_size=int(settings.server.max_upload_mb * MB),
+        app, build_ui(settings, pool, live=app.state.live), path="/", max_file_size=int(settings.server.max_upload_mb * MB),
         allowed_paths=[os.path.abspath(settings.output.dir)], show_error=True, footer_links=["api"], auth=auth,
         blocked_paths=[str(app.state.jobs.folder.resolve())],  # REST jobs' uploads and results: theirs, not the UI's
         auth_message="This server needs its API key: any user name, the key as password." if api_key else None,
-        theme=gr.themes.Soft(), css=UI_CSS,
+        theme=gr.themes.Soft(), css=UI_CSS, head=page_head(),
     )

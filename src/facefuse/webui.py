@@ -363,7 +363,8 @@ def _named(fn, *names: str):
 
 
 # -- the page -------------------------------------------------------------------------------
-def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = None) -> gr.Blocks:
+def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = None, live=None) -> gr.Blocks:
+    """`live`: the server's live_api.LiveHub; with one, a Live tab (its script: webui_live.page_head)."""
     store = store or ResultStore(settings.output.dir, settings.output.keep_days * 86400)
     out = settings.output
     defaults = settings.fusion_params()  # config.yaml's values
@@ -529,6 +530,11 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                 demo.load(store.gallery, None, [gallery], api_name="gallery")
             with gr.Tab("Video", id="video"):
                 build_video_tab(settings, pool, store, defaults)
+            if live is not None:
+                from .webui_live import build_live_tab
+
+                with gr.Tab("Live", id="live"):
+                    build_live_tab(settings, pool, live, control, _image_input, _message)
 
     demo.queue(max_size=settings.server.queue_size, default_concurrency_limit=pool.workers)
     return demo

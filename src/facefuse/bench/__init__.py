@@ -25,12 +25,15 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="measure speed and memory (or `bench detect`: detection quality)",
                        description="Fusion benchmark: per-stage times, codec floor, peak RSS, cold start, "
                                    "scaling. `facefuse bench detect` runs the detection benchmark.")
-    p.add_argument("what", nargs="?", choices=["fusion", "detect", "video"], default="fusion",
-                   help="fusion (default), detect, or video")
+    p.add_argument("what", nargs="?", choices=["fusion", "detect", "video", "live"], default="fusion",
+                   help="fusion (default), detect, video, or live (a clip as a camera through /api/v1/live)")
     p.add_argument("--clip", action="append", help="bench video: a clip (repeat for several; default: a 2-s 720p "
                    "clip made from the bundled target.jpg)")
-    p.add_argument("--sizes", default="original,720,1080", help="bench video: the clip's own size and/or short "
-                   "sides to scale it to (default original,720,1080)")
+    p.add_argument("--sizes", help="bench video: the clip's own size and/or short sides to scale it to (default "
+                   "original,720,1080); bench live: camera sizes (default 640x480,1280x720)")
+    p.add_argument("--clients", default="1,2", help="bench live: cameras at once, one run each (default 1,2)")
+    p.add_argument("--seconds", type=float, default=20, help="bench live: measured seconds per run, after a 3-s "
+                   "warm-up (default 20)")
     p.add_argument("--source", default=str(DEFAULT_SOURCE), help="source photo (default the bundled source.jpg)")
     p.add_argument("--target", default=str(DEFAULT_TARGET), help="target photo (default the bundled large_target.jpg, 4352x2903)")
     p.add_argument("--resolutions", default=DEFAULT_RESOLUTIONS, help=f"output long sides (default {DEFAULT_RESOLUTIONS})")
@@ -74,6 +77,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
     if args.what == "video":
         return run_video_bench(args)
+    if args.what == "live":
+        return run_live_bench(args)
     if args.quick:
         args.resolutions, args.repeat = QUICK_RESOLUTIONS, QUICK_REPEAT
         args.no_cold = args.no_rss = args.no_scaling = True
@@ -122,7 +127,8 @@ def run_video_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--work-face: must be 0 (off) or 64-4096 pixels, got {args.work_face}")
     params = {} if args.work_face is None else {"work_face_px": args.work_face}
     try:
-        sizes = tuple(None if s == "original" else int(s) for s in args.sizes.replace(" ", "").split(",") if s)
+        sizes = tuple(None if s == "original" else int(s)
+                      for s in (args.sizes or "original,720,1080").replace(" ", "").split(",") if s)
     except ValueError:
         raise ConfigError(f"--sizes: expected original and/or short sides like 720,1080, got {args.sizes!r}") from None
     if args.quick:
@@ -142,4 +148,33 @@ def run_video_bench(args: argparse.Namespace) -> int:
         write_bytes_atomic(args.json, json.dumps({"video": results}, indent=1).encode(), overwrite=args.overwrite)
     if args.plot:
         plot_video(results, args.plot, overwrite=args.overwrite)
+    return 0
+
+
+def run_live_bench(args: argparse.Namespace) -> int:
+    """fps delivered, latency, dropped frames and CPU per camera size and client count."""
+    import tempfile
+
+    from .live import DEFAULT_SIZES, markdown as live_markdown, parse_sizes, run_live_bench as run_live
+    from .video import sample_clip
+
+    check_output(args.json, args.overwrite)
+    sizes = parse_sizes(args.sizes or DEFAULT_SIZES)
+    try:
+        clients = [int(c) for c in args.clients.replace(" ", "").split(",") if c]
+    except ValueError:
+        raise ConfigError(f"--clients: expected counts like 1,2, got {args.clients!r}") from None
+    if not clients or not all(1 <= c <= 16 for c in clients):
+        raise ConfigError(f"--clients: each count must be 1-16, got {args.clients!r}")
+    if not 1 <= args.seconds <= 3600:
+        raise ConfigError(f"--seconds: must be 1-3600, got {args.seconds:g}")
+    with tempfile.TemporaryDirectory(prefix="facefuse-bench-live-") as tmp:
+        clip = (args.clip or [None])[0] or str(sample_clip(Path(DEFAULT_TARGET).parent / "target.jpg",
+                                                           Path(tmp) / "sample.mp4"))
+        results = run_live(sizes, clients, clip, args.source, args.seconds)
+    print(live_markdown(results))
+    if args.json:
+        from ..io import write_bytes_atomic
+
+        write_bytes_atomic(args.json, json.dumps({"live": results}, indent=1).encode(), overwrite=args.overwrite)
     return 0

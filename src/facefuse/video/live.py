@@ -1,0 +1,213 @@
+"""A live camera stream, fused frame by frame: the video path's frame loop, fed one frame at a time.
+
+`LiveSession` holds what one camera's frames share (a `FrameTracker`, the prepared source,
+the current parameters) and splits each frame's work as `fused_frames` does for a file:
+
+    plan(frame, t)   on one thread, in frame order: resize to `resolution`, find or follow
+                     the faces (FrameTracker / plan_next_frame), smooth the landmarks;
+    fuse(planned)    on any thread, two frames at once: `fuse_planned`, the same code as a
+                     video's frames and a photo's faces.
+
+A finished frame's light state goes back onto the tracks at the start of the next `plan`,
+on the planning thread, so the tracker is only ever touched by one thread.
+
+The routine re-detection a video runs in line every `detect_every` frames while it follows
+the faces (a full search costs several tracked frames' planning: a visible hitch in a live
+stream) runs here beside the stream, on a detector of its own, on a copy of the frame; only
+when it sees something the tracker does not (a face more or less, or elsewhere) does the
+next frame get a full search in line. Searches while no face is followed, at the start and
+on cuts stay in line, as in a video (frames then pass through, which costs nothing). `t` is the
+frame's own wall-clock time (the landmark smoothing is time-based: a live camera's rate
+varies and is not 25 fps). A script with its own camera uses `push` (see the README).
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..imaging import output_size, resize_frame
+from .fuse import (DETECT_EVERY, FRAMES_IN_FLIGHT, WORK_FACE_PX, FramePlan, FrameTracker, _keep_lights,
+                   _track_lights, fuse_planned, plan_next_frame)
+from .track import box_iou, points_box
+
+IN_LINE_NEVER = 1 << 30  # plan_next_frame's detect_every when the routine search runs beside the stream
+SAME_FACE_IOU = 0.3  # a face found beside the stream is one already followed (fuse.py's rule)
+
+if TYPE_CHECKING:
+    from ..config import FusionParams
+    from ..faces import SourceFace
+    from ..pipeline import Fuser
+
+
+@dataclass
+class LivePlan:
+    """One planned frame: the frame at output size, its plan, the lights and parameters it
+    is fused with, and when it was planned."""
+
+    index: int
+    frame: np.ndarray
+    plan: FramePlan
+    lights: dict[int, Any]
+    params: "FusionParams"
+    t: float
+    planned_s: float
+
+
+@dataclass
+class LiveFrame:
+    """A fused frame and what happened in it."""
+
+    index: int
+    image: np.ndarray
+    faces_found: int
+    fused: int  # faces fused in this frame (0: the frame passed through unchanged)
+    full_detection: bool
+    t: float
+    plan_s: float  # finding / following the faces
+    fuse_s: float  # the fusion itself
+
+
+class LiveSession:
+    """Fuses a camera's frames with one prepared source, at the camera's pace.
+
+    `fuser` is this session's own: its face detector is used by `plan` alone (mediapipe's
+    graphs must not run on two threads at once); `fuse` only uses the stateless engine.
+    `source` is a photo (path, bytes, RGB array) or an already prepared `SourceFace`."""
+
+    def __init__(self, fuser: "Fuser", source: Any, params: "FusionParams | None" = None,
+                 in_flight: int = FRAMES_IN_FLIGHT, detect_every: int = DETECT_EVERY,
+                 work_face_px: int = WORK_FACE_PX, search_beside: bool = True, **overrides: Any):
+        from ..faces import SourceFace
+
+        self.fuser = fuser
+        self.params = params or fuser.params(**overrides)
+        self.source = source if isinstance(source, SourceFace) else fuser.prepare_source(
+            source, self.params.source_face_index, self.params.threshold)
+        self.tracker = FrameTracker()
+        self.in_flight = max(1, in_flight)
+        self.detect_every, self.work_face_px = detect_every, work_face_px
+        self._finished: queue.SimpleQueue = queue.SimpleQueue()  # (lights, timings) of fused frames
+        self._frames = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: deque[Future] = deque()
+        self.search_beside = search_beside
+        self._searcher: ThreadPoolExecutor | None = None
+        self._detector = None  # the searcher's own (created on its thread)
+        self._search: Future | None = None  # faces found beside the stream, and the boxes followed then
+        self._since_search = 0
+        self.searches_beside = 0
+        self.searches_forced = 0  # in-line searches the searcher asked for
+    def set_params(self, params: "FusionParams") -> None:
+        """Parameters for the frames planned from now on (a slider moved)."""
+        self.params = params
+
+    def size_for(self, width: int, height: int) -> tuple[int, int]:
+        """The fused frame's size: the camera's, or its long side at `resolution`."""
+        return output_size(width, height, self.params.resolution)
+
+    def plan(self, frame: np.ndarray, t: float | None = None) -> LivePlan:
+        """Find or follow the faces of the next frame (RGB uint8). One thread, frame order."""
+        t0 = time.perf_counter()
+        t = time.monotonic() if t is None else t
+        while True:  # light states of frames fused since the last plan, in the order they finished
+            try:
+                lights, timings = self._finished.get_nowait()
+            except queue.Empty:
+                break
+            _keep_lights(self.tracker, lights, timings)
+        params = self.params
+        size = self.size_for(frame.shape[1], frame.shape[0])
+        if size != (frame.shape[1], frame.shape[0]):
+            frame = resize_frame(frame, size)
+        self._take_search()
+        plan = plan_next_frame(self.fuser, frame, self.tracker, self.source, params, t=t,
+                               detect_every=IN_LINE_NEVER if self.search_beside else self.detect_every)
+        if self.search_beside:
+            self._schedule_search(frame, plan, params)
+        index, self._frames = self._frames, self._frames + 1
+        return LivePlan(index, frame, plan, _track_lights(self.tracker), params, t, time.perf_counter() - t0)
+
+    def _schedule_search(self, frame: np.ndarray, plan: FramePlan, params: "FusionParams") -> None:
+        """Every `detect_every` frames a full search: beside the stream while faces are
+        followed, else (nothing followed: frames pass through) in line on the next frame."""
+        self._since_search = 0 if plan.full_detection else self._since_search + 1
+        if self._since_search < self.detect_every or self._search is not None:
+            return
+        if not plan.fused:
+            self.tracker.since_detection = None  # plan_next_frame then searches in line
+            return
+        if self._searcher is None:
+            self._searcher = ThreadPoolExecutor(1, thread_name_prefix="facefuse-live-search")
+        followed = [face.box for _, face, _ in plan.fused]
+        self._search = self._searcher.submit(self._search_faces, frame, params.threshold, followed)
+        self._since_search = 0
+        self.searches_beside += 1
+
+    def _search_faces(self, frame: np.ndarray, threshold: float, followed: list) -> bool:
+        """On the searcher's thread: whether a full search of `frame` disagrees with the faces
+        followed in it (another count, or a face found where none is followed)."""
+        if self._detector is None:
+            from ..detect import FaceDetector
+
+            self._detector = FaceDetector.from_settings(self.fuser.settings)
+        found = [points_box(f.landmarks) for f in self._detector.detect(frame, threshold=threshold, tiles=False).faces]
+        return len(found) != len(followed) or any(
+            max((box_iou(box, seen) for seen in followed), default=0.0) <= SAME_FACE_IOU for box in found)
+
+    def _take_search(self) -> None:
+        """A finished search beside the stream that disagreed: this frame searches in line."""
+        if self._search is not None and self._search.done():
+            if self._search.result():
+                self.tracker.since_detection = None
+                self.searches_forced += 1
+            self._search = None
+
+    def fuse(self, planned: LivePlan) -> LiveFrame:
+        """The fused frame of a plan. Any thread; several plans at once."""
+        t0 = time.perf_counter()
+        if planned.plan.fused:
+            image, lights, timings = fuse_planned(self.fuser, planned.frame, planned.plan, planned.lights,
+                                                  planned.params, self.work_face_px)
+            self._finished.put((lights, timings))
+        else:
+            image = planned.frame  # no face to fuse: the frame as it came (resized)
+        return LiveFrame(planned.index, image, planned.plan.faces_found, len(planned.plan.fused),
+                         planned.plan.full_detection, planned.t, planned.planned_s, time.perf_counter() - t0)
+
+    # -- for a script with its own camera loop ------------------------------------------
+    def push(self, frame: np.ndarray, t: float | None = None) -> LiveFrame | None:
+        """Plan `frame` here and fuse it on a worker beside the next one; returns the oldest
+        fused frame once `in_flight` frames are on their way (None before that)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix="facefuse-live")
+        planned = self.plan(frame, t)
+        self._pending.append(self._pool.submit(self.fuse, planned))
+        if len(self._pending) >= self.in_flight:
+            return self._pending.popleft().result()
+        return None
+
+    def flush(self) -> list[LiveFrame]:
+        """The frames still on their way, in order."""
+        done = [f.result() for f in self._pending]
+        self._pending.clear()
+        return done
+
+    def close(self) -> None:
+        self.flush()
+        for pool in (self._pool, self._searcher):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._pool = self._searcher = None
+
+    def __enter__(self) -> "LiveSession":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
