@@ -181,11 +181,20 @@ def estimate_blur(image: np.ndarray, target: np.ndarray, base: np.ndarray, inter
     # a line blurs across itself too (texture is not aligned), and a Gaussian along: the
     # pair is found by turns, the line first (a pure motion then needs no sigma), sigma for
     # what is left across, the line again for what that sigma took along
+    # and never below the frame's detail in all (the sum of both directions, the judge's
+    # Laplacian): a fused face is softer than a sharp frame to begin with (resampling), so
+    # matching the motion's direction alone left it softer than the frame overall
+    total = goal[motion] + goal[across]
+
+    def too_sharp(direction: float, blur: Blur) -> bool:
+        energy = {a: spectra[a].energy(blur) for a in (motion, across)}
+        return energy[direction] > goal[direction] and energy[motion] + energy[across] > total
+
     sigma = length = 0.0
     for _ in range(TURNS):
-        length = _least(lambda v: spectra[motion].energy(Blur(sigma, v, motion)) > goal[motion], MAX_LENGTH * face_size)
-        sigma = _least(lambda v: spectra[across].energy(Blur(v, length, motion)) > goal[across], MAX_SIGMA * face_size)
-    length = _least(lambda v: spectra[motion].energy(Blur(sigma, v, motion)) > goal[motion], MAX_LENGTH * face_size)
+        length = _least(lambda v: too_sharp(motion, Blur(sigma, v, motion)), MAX_LENGTH * face_size)
+        sigma = _least(lambda v: too_sharp(across, Blur(v, length, motion)), MAX_SIGMA * face_size)
+    length = _least(lambda v: too_sharp(motion, Blur(sigma, v, motion)), MAX_LENGTH * face_size)
     return Blur(sigma, length, motion)
 
 
