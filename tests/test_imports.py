@@ -13,7 +13,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "facefuse"
 
 # Layers, lowest first. A module may import modules of its own layer or a lower one.
-BASE = {"errors", "config", "io", "imaging", "faces", "mesh", "mesh_reference", "pose", "align", "masks", "preview", "sharpness"}
+BASE = {"errors", "config", "io", "imaging", "faces", "mesh", "mesh_reference", "pose", "align", "masks", "preview", "sharpness", "change"}
 CORE = {"registry", "detect", "roi", "blend", "pipeline", "engines", "onnxrt", "enhancers", "video"}
 SHARED_FRONT = {"commands", "service", "jobs"}  # what the front-ends share
 LAYERS = [BASE, CORE, SHARED_FRONT]  # anything else is a front-end (cli, api, webui, server, batch, bench, ...)
