@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facefuse import pipeline, sharpness
+from facefuse import blend, sharpness
 from facefuse.io import read_image
 from facefuse.sharpness import Blur, apply_blur, blurred, estimate_blur
 
@@ -49,7 +49,9 @@ def face_crop(data_dir):
 
 
 def _estimate(crop, interior, frame):
-    return estimate_blur(crop, frame.astype(np.float32), frame.astype(np.float32), interior, face_size=300.0)
+    frame = frame.astype(np.float32)
+    return estimate_blur(crop, frame, frame, interior.astype(np.float32), face_size=300.0)
+
 
 
 @pytest.mark.parametrize("blur", [Blur(sigma=GAUSS_SIGMA), Blur(length=MOTION_PX, angle=0.0),
@@ -84,22 +86,23 @@ def test_a_frame_as_sharp_as_the_face_changes_nothing(face_crop):
     assert apply_blur(crop, crop, np.ones(interior.shape, np.float32), found) is crop
 
 
-# -- the whole path: every engine's face goes through it in the pipeline's finish stage
+# -- the whole path: every engine's face goes through it in the finish stage (blend.compose)
 
 def _fuse(fuser, source, target, monkeypatch, step: bool):
     if not step:
-        monkeypatch.setattr(pipeline, "take_frame_blur", lambda fused, frame: fused)
+        monkeypatch.setattr(blend, "take_frame_blur", lambda face, fused, frame: face)
     try:
         return fuser.fuse(source, target)
     finally:
         monkeypatch.undo()
 
 
-@pytest.mark.parametrize("blur", [Blur(sigma=GAUSS_SIGMA), Blur(length=MOTION_PX, angle=0.0),
-                                  Blur(length=MOTION_PX, angle=np.pi / 2)])
-def test_a_blurred_target_gives_a_blurred_face(fuser, data_dir, monkeypatch, blur):
+@pytest.mark.parametrize("photo, blur", [("deepface_img25.jpg", Blur(sigma=GAUSS_SIGMA)),
+                                         ("fr_alex_lacamoire.png", Blur(length=MOTION_PX, angle=0.0)),
+                                         ("fr_alex_lacamoire.png", Blur(length=MOTION_PX, angle=np.pi / 2))])
+def test_a_blurred_target_gives_a_blurred_face(fuser, data_dir, monkeypatch, photo, blur):
     source = read_image(data_dir / "deepface_img2.jpg")
-    target = _degraded(read_image(data_dir / "fr_alex_lacamoire.png"), blur)
+    target = _degraded(read_image(data_dir / photo), blur)
     face = fuser.detect(target).faces[0]
     inner = _inner(target.shape, face.landmarks, face.size)
     ratio = lambda img: _laplacian_var(img, inner) / _laplacian_var(target, inner)
@@ -113,7 +116,7 @@ def test_a_sharp_target_is_unchanged_by_the_step(fuser, data_dir, monkeypatch):
     source, target = read_image(data_dir / "deepface_img2.jpg"), read_image(data_dir / "deepface_img25.jpg")
     calls = []
     step = sharpness.take_frame_blur
-    monkeypatch.setattr(pipeline, "take_frame_blur", lambda fused, frame: calls.append(1) or step(fused, frame))
+    monkeypatch.setattr(blend, "take_frame_blur", lambda face, fused, frame: calls.append(1) or step(face, fused, frame))
     with_step = fuser.fuse(source, target)
     monkeypatch.undo()
     without = _fuse(fuser, source, target, monkeypatch, step=False)

@@ -28,7 +28,6 @@ from .imaging import output_size, resize_frame
 from .io import NEUTRAL, DecodedImage, ImageSource, decode_image, encode_like
 from .pose import fit_pose, pose_notes
 from .roi import MIN_MARGIN, ROI, plan_roi
-from .sharpness import take_frame_blur
 
 STAGES = ("decode", "detect", "roi", "engine", "enhance", "blend", "paste", "encode")
 Progress = Callable[[float, str], None]  # (share done 0-1, what is happening)
@@ -318,9 +317,8 @@ class Fuser:
             with timer.stage("enhance"):
                 fused = self.enhancer.enhance(fused, params.enhancer_blend, params.enhancer_weight)
         with timer.stage("blend"):
-            fused = take_frame_blur(fused, work)  # the frame's own focus and motion blur
             fused_roi = compose(fused, params.mode, params.smoothing, params.brightness,
-                                params.contrast, params.saturation)
+                                params.contrast, params.saturation, frame=work)
         with timer.stage("paste"):
             output[roi.slices] = fused_roi if work is roi_img else _with_change(roi_img, work, fused_roi)
         return roi, fused.light
