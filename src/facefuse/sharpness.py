@@ -197,10 +197,11 @@ def estimate_blur(image: np.ndarray, target: np.ndarray, base: np.ndarray, alpha
     spectra = {a: _Spectrum(along(h_base, a), along(h_change, a), region, margin) for a in (motion, across)}
     spectra[LAPLACIAN] = _Spectrum(h_base[0] + h_base[1], h_change[0] + h_change[1], region, margin)
     want_lap = float(want[0] + want[1] + 2 * want[3])  # mean (xx + yy)^2
-    # no blur takes the result below the base's own energy (the target warped, its finest
-    # detail softened by the resampling): a goal under it would lengthen the kernel to its bound
-    # and the result is rounded to whole levels, which adds that much again (a frame blurred
-    # as much as sigma 2.5 has little more detail than its own rounding)
+    # the result will be rounded to whole levels, which adds rounding_energy to it: that is
+    # taken off the goal (a frame blurred by a sigma of 2.5 px has little more detail than
+    # its own rounding). And no blur takes the result below the base's own energy (the
+    # target warped, its finest detail softened by the resampling): a goal under it would
+    # lengthen the kernel to its bound
     goal = {a: max(float(directional_energy(want, a)) - rounding_energy(along(HESSIAN_KERNELS, a)), REACHABLE * spectra[a].bb)
             for a in (motion, across)}
     goal[LAPLACIAN] = max(want_lap - rounding_energy(D_XX + D_YY), REACHABLE * spectra[LAPLACIAN].bb)
