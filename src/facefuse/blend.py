@@ -14,6 +14,7 @@ import numpy as np
 
 from .imaging import LUMA, enlarge_to, scale_for, shrink_by
 from .masks import face_region_mask, feather
+from .sharpness import take_frame_blur
 
 if TYPE_CHECKING:
     from .faces import FusedFace
@@ -114,8 +115,11 @@ def compose(
     brightness: float = 0.0,
     contrast: float = 0.0,
     saturation: float = 0.0,
+    frame: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Finish an engine's fused face and blend it onto its base; returns uint8 RGB ROI."""
+    """Finish an engine's fused face and blend it onto its base; returns uint8 RGB ROI.
+    `frame`: the target ROI as the engine got it, whose focus and motion blur the finished
+    face takes (sharpness.take_frame_blur; None: the face stays as crisp as it is)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
     alpha = feather(fused.mask, fused.face_size) if fused.alpha is None else fused.alpha
@@ -124,6 +128,8 @@ def compose(
         skin = feather(face_region_mask(fused.landmarks, fused.mask.shape, skin_only=True), fused.face_size, 0.03)
         face = smooth_skin(face, skin, smoothing, fused.face_size)
     face = adjust(face, alpha, brightness, contrast, saturation)
+    if frame is not None:  # last, so that it sees the face as it is blended (smoothed, adjusted)
+        face = take_frame_blur(face, fused, frame)
     if mode == "blend":
         # solve inside the feathered core: its edge lies on skin in both faces, not on the
         # hairline or background at the outline, whose colours must not flow into the face

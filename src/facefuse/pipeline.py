@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence, Union
 import numpy as np
 
 from .blend import compose
+from .change import changed_share, face_patch, little_change_note
 from .config import FusionParams, Settings, load_config
 from .detect import FaceDetector
 from .engines import create_engine
@@ -282,11 +283,15 @@ class Fuser:
         for index in chosen:
             face = faces[index].scaled(factor)
             face_source = sources_by_face.get(index, src)
+            before = face_patch(output, face.landmarks)
             roi, _, kept = self._fuse_face_into(output, face, face_source, params, timer, work_face_px=STILL_WORK_FACE)
             used.append(FaceUsed(index=index, face=face, roi=roi, kept=kept))
             # a face turned beyond what the engine renders well: say so, with the angle
             turn = pose_notes(fit_pose(face_source.face.landmarks).yaw, fit_pose(face.landmarks).yaw)
             notes += [n for n in turn if n not in notes]
+            # and whatever the cause, a face that fusion left nearly as it was
+            notes += little_change_note(changed_share(before, output, face.landmarks), params.ratio,
+                                        index if len(chosen) > 1 else None)
         return FusionResult(image=output, faces=used, target_faces_found=len(faces), params=params,
                             timings=timer.summary(), notes=notes)
 
@@ -313,7 +318,7 @@ class Fuser:
                 fused = self.enhancer.enhance(fused, params.enhancer_blend, params.enhancer_weight)
         with timer.stage("blend"):
             fused_roi = compose(fused, params.mode, params.smoothing, params.brightness,
-                                params.contrast, params.saturation)
+                                params.contrast, params.saturation, frame=work)
         with timer.stage("paste"):
             output[roi.slices] = fused_roi if work is roi_img else _with_change(roi_img, work, fused_roi)
         return roi, fused.light, fused.kept
