@@ -19,6 +19,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 MAX_MISSES = 8  # frames a track survives without a match
+# Frames a chosen face missed by detection is still fused where its motion puts it, when the
+# frames after the gap are not known (a webcam); a file's frames fill the gap by
+# interpolation instead (video.fuse.fused_frames). Two frames (80 ms at 25 fps): a blink of
+# the detector is bridged, a face that left is not painted for longer than that.
+HOLD_MISSES = 2
 MATCH_MIN_IOU = 0.2  # box overlap below which two faces are not the same (unless close)
 MATCH_MAX_SHIFT = 0.6  # ... or mean landmark distance, in eye distances, above which they are not
 CUT_THRESHOLD = 0.35  # mean absolute difference of 32x32 grey thumbnails (0..1) that is a cut
@@ -66,6 +71,19 @@ def one_euro(state: EuroState | None, x: np.ndarray, t: float, scale: float = 1.
     magnitude = np.linalg.norm(speed, axis=-1, keepdims=True) / max(scale, 1e-6)
     a = _alpha(min_cutoff + beta * magnitude, dt)
     return EuroState(value=state.value + a * (x - state.value), speed=speed, time=t)
+
+
+def extrapolate(state: EuroState, t: float) -> np.ndarray:
+    """The filtered landmarks carried to time `t` at the filter's speed: where a face that
+    was missed at `t` most likely is, knowing only the frames before."""
+    return state.value + state.speed * max(0.0, t - state.time)
+
+
+def interpolate(before: np.ndarray, t_before: float, after: np.ndarray, t_after: float, t: float) -> np.ndarray:
+    """Landmarks at `t` on the straight line between two frames of a track: what a frame
+    inside a gap gets when the frames on both sides are known."""
+    k = 0.0 if t_after <= t_before else min(1.0, max(0.0, (t - t_before) / (t_after - t_before)))
+    return ((1.0 - k) * np.asarray(before, np.float64) + k * np.asarray(after, np.float64)).astype(np.float32)
 
 
 def eye_distance(landmarks: np.ndarray) -> float:
