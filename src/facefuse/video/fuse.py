@@ -182,7 +182,7 @@ def plan_next_frame(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, so
             if track.misses > hold:
                 continue  # a face not seen for longer passes through unchanged
         src = sources.get(tracks.chosen_key(track.id)) if sources else source
-        lms = extrapolate(track.euro, t).astype(np.float32) if track.misses else track.landmarks
+        lms = extrapolate(track.smoothing, t).astype(np.float32) if track.misses else track.landmarks
         fused.append((track.id, Face(box=points_box(lms), score=1.0, landmarks=lms), src))
     tracker.timings["detect"] += t1 - t0
     tracker.timings["track"] += time.perf_counter() - t1
