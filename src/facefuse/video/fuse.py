@@ -140,7 +140,8 @@ def _find_faces(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, search
 class FramePlan:
     """What one frame's fusion needs, decided in order (detection, tracks): the faces to fuse
     as (track id, face with the smoothed landmarks, its prepared source), and the chosen
-    tracks that live on but were not seen in this frame (`missing`; fused only when held)."""
+    tracks that live on but were not seen in this frame (`missing`: fused when held, or in a
+    file when the gap is filled)."""
 
     faces_found: int
     full_detection: bool
@@ -287,12 +288,14 @@ def fused_frames(fuser: "Fuser", reader: VideoReader, size: tuple[int, int], src
     Detection and tracking run here, frame by frame; the fusion of up to `in_flight` frames
     runs on as many threads beside them (see FRAMES_IN_FLIGHT), each frame taking its light
     from the frame `in_flight` before it, so the result does not depend on which thread
-    finishes first. `in_flight` 1: one frame after the other, as fuse_next_frame does.
+    finishes first. `in_flight` 1: one frame after the other, as fuse_next_frame does (but
+    for missed faces, which fuse_next_frame, not knowing the frames after, holds instead).
 
     A chosen face that detection misses for a few frames inside its track is fused in those
     frames on landmarks interpolated between the frames around the gap: a frame with a
     missing face waits (at most the MAX_MISSES frames a track lives unseen) until the face
-    is seen again or its track ends; in the latter case it passes through unchanged."""
+    is seen again or its track ends; in the latter case it passes through unchanged. (Up to
+    MAX_MISSES + 1 decoded frames are then held in memory.)"""
     tracker = tracker or FrameTracker()
     pending: deque = deque()
     waiting: deque = deque()  # (frame, rgb, plan): planned, not yet fused
