@@ -131,3 +131,34 @@ def faststart(src: Path, dst: Path) -> Path:
     o.close()
     i.close()
     return dst
+
+
+def moving_frames(photo: Path, n: int, size: tuple[int, int], fps: float = 25.0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """n frames of a camera moving over a photo, as a moving head looks: a pan across a
+    tenth of the photo and back, a zoom from 0.8 to 0.65 of its width, a turn from -8 to +8
+    degrees, each frame rendered with motion blur (the average of 4 renderings over half the
+    frame time). Also each frame's 2 x 3 matrix from photo to frame pixels at the frame's
+    time (where a point of the photo truly is)."""
+    import cv2
+
+    img = np.asarray(Image.open(photo).convert("RGB"))
+    h, w = img.shape[:2]
+
+    def matrix(t: float) -> np.ndarray:
+        s = n / fps  # the clip's length in seconds
+        u = t / s
+        centre = (w * (0.5 + 0.05 * np.sin(2 * np.pi * u)), h * (0.5 + 0.03 * np.sin(4 * np.pi * u)))
+        m = cv2.getRotationMatrix2D(centre, -8.0 + 16.0 * u, size[0] / (w * (0.8 - 0.15 * u)))
+        m[:, 2] += (size[0] / 2 - centre[0], size[1] / 2 - centre[1])
+        return m
+
+    frames, matrices = [], []
+    for i in range(n):
+        t = i / fps
+        acc = np.zeros((size[1], size[0], 3), np.float32)
+        for k in range(4):
+            acc += cv2.warpAffine(img, matrix(t + (k / 3 - 0.5) * 0.5 / fps), size, flags=cv2.INTER_AREA,
+                                  borderMode=cv2.BORDER_REFLECT_101)
+        frames.append(np.clip(acc / 4 + 0.5, 0, 255).astype(np.uint8))
+        matrices.append(matrix(t))
+    return frames, matrices

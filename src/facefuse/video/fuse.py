@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -26,7 +26,8 @@ from ..faces import Face
 from ..errors import NoFaceError
 from ..imaging import output_size, resize_frame
 from .io import DEFAULT_QUALITY, BackgroundEncoder, VideoLimits, VideoReader, VideoWriter, check_output, prefetch
-from .track import LIGHT_KEEP, Tracks, box_iou, is_cut, points_box, thumbnail, update_tracks, with_light
+from .track import (HOLD_MISSES, LIGHT_KEEP, Tracks, box_iou, extrapolate, interpolate, is_cut, points_box, thumbnail,
+                    update_tracks, with_light)
 
 if TYPE_CHECKING:
     from ..config import FusionParams
@@ -138,20 +139,25 @@ def _find_faces(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, search
 @dataclass
 class FramePlan:
     """What one frame's fusion needs, decided in order (detection, tracks): the faces to fuse
-    as (track id, face with the smoothed landmarks, its prepared source)."""
+    as (track id, face with the smoothed landmarks, its prepared source), and the chosen
+    tracks that live on but were not seen in this frame (`missing`: fused when held, or in a
+    file when the gap is filled)."""
 
     faces_found: int
     full_detection: bool
     cut: bool
     fused: list[tuple[int, Face, "SourceFace"]]
+    missing: tuple[int, ...] = ()
 
 
 def plan_next_frame(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, source: "SourceFace | None",
                     params: "FusionParams", sources: Mapping[int, "SourceFace"] | None = None,
-                    t: float | None = None, detect_every: int = DETECT_EVERY) -> FramePlan:
+                    t: float | None = None, detect_every: int = DETECT_EVERY, hold: int = HOLD_MISSES) -> FramePlan:
     """Find or follow the faces of the next frame and update the tracker's tracks (in frame
     order: each frame's tracking needs the previous one's). The fusion itself
-    (`fuse_planned`) needs only the plan and the tracks' light."""
+    (`fuse_planned`) needs only the plan and the tracks' light. A chosen face missed for up
+    to `hold` frames is fused where its motion carries it (`extrapolate`), so a detector's
+    blink does not show the original face for a frame; 0: missed faces pass through."""
     t = tracker.frame / 25.0 if t is None else t
     t0 = time.perf_counter()
     thumb = thumbnail(frame)
@@ -168,12 +174,16 @@ def plan_next_frame(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, so
     choose = tuple(sorted(sources)) if sources else (params.face_index,)
     tracks = update_tracks(tracker.tracks, faces, tracker.frame, t, cut, choose=choose,
                            all_faces=params.all_faces and not sources)
-    fused = []
+    fused, missing = [], []
     for track in tracks.live:
-        if not tracks.is_chosen(track.id) or track.misses:
-            continue  # a face not seen in this frame passes through unchanged
+        if not tracks.is_chosen(track.id):
+            continue
+        if track.misses:
+            missing.append(track.id)
+            if track.misses > hold:
+                continue  # a face not seen for longer passes through unchanged
         src = sources.get(tracks.chosen_key(track.id)) if sources else source
-        lms = track.landmarks
+        lms = extrapolate(track.smoothing, t).astype(np.float32) if track.misses else track.landmarks
         fused.append((track.id, Face(box=points_box(lms), score=1.0, landmarks=lms), src))
     tracker.timings["detect"] += t1 - t0
     tracker.timings["track"] += time.perf_counter() - t1
@@ -183,7 +193,7 @@ def plan_next_frame(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, so
     tracker.tracks, tracker.thumb = tracks, thumb
     tracker.frame += 1
     tracker.cuts += int(cut)
-    return FramePlan(faces_found=len(faces), full_detection=full, cut=cut, fused=fused)
+    return FramePlan(faces_found=len(faces), full_detection=full, cut=cut, fused=fused, missing=tuple(missing))
 
 
 def fuse_planned(fuser: "Fuser", frame: np.ndarray, plan: FramePlan, lights: Mapping[int, Any],
@@ -247,6 +257,29 @@ def prepare_sources(fuser: "Fuser", source, sources: Mapping[int, Any] | None, p
     return src, prepared
 
 
+def _fill_gaps(waiting: deque, plan: FramePlan, t: float, last_fused: Mapping[int, tuple[float, Face]]) -> None:
+    """Fuse the waiting frames in which a track of `plan` (seen again at `t`) was missing, on
+    landmarks interpolated between its last fused frame and this one."""
+    for i, (frame, rgb, planned) in enumerate(waiting):
+        filled = [(tid, face, src) for tid, face, src in plan.fused if tid in planned.missing and tid in last_fused]
+        if not filled:
+            continue
+        fused = list(planned.fused)
+        for tid, face, src in filled:
+            t0, before = last_fused[tid]
+            lms = interpolate(before.landmarks, t0, face.landmarks, t, frame.time)
+            fused.append((tid, Face(box=points_box(lms), score=1.0, landmarks=lms), src))
+        missing = tuple(tid for tid in planned.missing if tid not in {f[0] for f in filled})
+        waiting[i] = (frame, rgb, replace(planned, fused=fused, missing=missing))
+
+
+def _gap_may_close(plan: FramePlan, tracks: Tracks, last_fused: Mapping[int, tuple[float, Face]]) -> bool:
+    """Whether a frame must wait: a chosen track missing in it still lives (so it may be seen
+    again, within MAX_MISSES frames) and was fused before (so there is a side to start from)."""
+    alive = {t.id for t in tracks.live if tracks.is_chosen(t.id)}
+    return any(tid in alive and tid in last_fused for tid in plan.missing)
+
+
 def fused_frames(fuser: "Fuser", reader: VideoReader, size: tuple[int, int], src, prepared, fusion: "FusionParams",
                  detect_every: int = DETECT_EVERY, tracker: FrameTracker | None = None,
                  work_face_px: int = WORK_FACE_PX, in_flight: int = FRAMES_IN_FLIGHT):
@@ -255,9 +288,18 @@ def fused_frames(fuser: "Fuser", reader: VideoReader, size: tuple[int, int], src
     Detection and tracking run here, frame by frame; the fusion of up to `in_flight` frames
     runs on as many threads beside them (see FRAMES_IN_FLIGHT), each frame taking its light
     from the frame `in_flight` before it, so the result does not depend on which thread
-    finishes first. `in_flight` 1: one frame after the other, as fuse_next_frame does."""
+    finishes first. `in_flight` 1: one frame after the other, as fuse_next_frame does (but
+    for missed faces, which fuse_next_frame, not knowing the frames after, holds instead).
+
+    A chosen face that detection misses for a few frames inside its track is fused in those
+    frames on landmarks interpolated between the frames around the gap: a frame with a
+    missing face waits (at most the MAX_MISSES frames a track lives unseen) until the face
+    is seen again or its track ends; in the latter case it passes through unchanged. (Up to
+    MAX_MISSES + 1 decoded frames are then held in memory.)"""
     tracker = tracker or FrameTracker()
     pending: deque = deque()
+    waiting: deque = deque()  # (frame, rgb, plan): planned, not yet fused
+    last_fused: dict[int, tuple[float, Face]] = {}  # track id -> (time, face) of its latest fused frame
 
     def finished():
         frame, plan, future = pending.popleft()
@@ -266,16 +308,28 @@ def fused_frames(fuser: "Fuser", reader: VideoReader, size: tuple[int, int], src
         return frame, _outcome(image, plan)
 
     with ThreadPoolExecutor(max(1, in_flight), thread_name_prefix="facefuse-fuse") as pool:
+        def release(everything: bool):
+            """Start the fusion of the waiting frames, in order, up to the first whose gap
+            may still close (`everything`: all of them)."""
+            while waiting and (everything or not _gap_may_close(waiting[0][2], tracker.tracks, last_fused)):
+                while len(pending) >= max(1, in_flight):
+                    yield finished()
+                frame, rgb, plan = waiting.popleft()
+                future = pool.submit(fuse_planned, fuser, rgb, plan, _track_lights(tracker), fusion, work_face_px)
+                pending.append((frame, plan, future))
+
         t_decode = time.perf_counter()
         for frame in reader:
             tracker.timings["decode"] += time.perf_counter() - t_decode
             rgb = resize_frame(frame.rgb, size)
-            plan = plan_next_frame(fuser, rgb, tracker, src, fusion, prepared, frame.time, detect_every)
-            while len(pending) >= max(1, in_flight):
-                yield finished()
-            future = pool.submit(fuse_planned, fuser, rgb, plan, _track_lights(tracker), fusion, work_face_px)
-            pending.append((frame, plan, future))
+            plan = plan_next_frame(fuser, rgb, tracker, src, fusion, prepared, frame.time, detect_every, hold=0)
+            _fill_gaps(waiting, plan, frame.time, last_fused)
+            waiting.append((frame, rgb, plan))
+            last_fused.update({tid: (frame.time, face) for tid, face, _ in plan.fused})
+            last_fused = {tid: seen for tid, seen in last_fused.items() if any(t.id == tid for t in tracker.tracks.live)}
+            yield from release(everything=False)
             t_decode = time.perf_counter()
+        yield from release(everything=True)  # the clip's end: gaps still open pass through
         while pending:
             yield finished()
 
