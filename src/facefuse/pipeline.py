@@ -308,6 +308,8 @@ class Fuser:
         `padding`: the ROI's margin instead of params.padding."""
         with timer.stage("roi"):
             roi = plan_roi(face, output.shape[1], output.shape[0], params.padding if padding is None else padding)
+            if roi.width < 2 or roi.height < 2:  # a followed face gone past the frame's edge: nothing to fuse
+                return roi, light, {}
             roi_img = output[roi.slices]
             lms = face.landmarks - roi.offset
             work, lms = _work_scale(roi_img, lms, work_face_px / face.size if 0 < work_face_px < face.size else 1.0)

@@ -91,6 +91,7 @@ class LiveSession:
         self.source = source if isinstance(source, SourceFace) else fuser.prepare_source(
             source, self.params.source_face_index, self.params.threshold)
         self.tracker = FrameTracker()
+        self._size: tuple[int, int] | None = None  # the last planned frame's size
         self.in_flight = max(1, in_flight)
         self.detect_every, self.work_face_px = detect_every, work_face_px
         self._finished: queue.SimpleQueue = queue.SimpleQueue()  # (lights, timings) of fused frames
@@ -126,6 +127,9 @@ class LiveSession:
         size = self.size_for(frame.shape[1], frame.shape[0])
         if size != (frame.shape[1], frame.shape[0]):
             frame = resize_frame(frame, size)
+        if self.tracker.thumb is not None and size != self._size:
+            self.tracker = FrameTracker()  # a new size (resolution, camera): the tracks' pixels no longer apply
+        self._size = size
         self._take_search()
         plan = plan_next_frame(self.fuser, frame, self.tracker, self.source, params, t=t,
                                detect_every=IN_LINE_NEVER if self.search_beside else self.detect_every)
