@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import onnx_models as om  # noqa: E402
-
 from facefuse.config import Settings  # noqa: E402
 from facefuse.io import read_image  # noqa: E402
 from facefuse.pipeline import Fuser  # noqa: E402

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facefuse.bench.detect import small_face_scene
 from facefuse.cli import main
 from facefuse.detect import turned
-from facefuse.bench.detect import small_face_scene
 from facefuse.io import read_image
 
 # file -> faces in the photo (catalog.tsv)

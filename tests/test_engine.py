@@ -6,12 +6,12 @@ import pytest
 
 from facefuse import mesh
 from facefuse.blend import _pyramid_blend, poisson_correction
-from facefuse.masks import face_region_mask, feather
 from facefuse.engines import create_engine
 from facefuse.engines.classical.light import transfer_light
 from facefuse.engines.classical.warp import dense_maps
 from facefuse.errors import ConfigError
 from facefuse.io import read_image
+from facefuse.masks import face_region_mask, feather
 
 
 @pytest.fixture(scope="module")

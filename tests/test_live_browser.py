@@ -6,6 +6,7 @@ Set FACEFUSE_SCREENSHOT_LIVE=docs/live.png to also write the README's screenshot
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -14,8 +15,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-import importlib.util
 
 import httpx
 import numpy as np

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from facefuse.masks import face_region_mask
 from facefuse.errors import NoFaceError
-from facefuse.io import read_image
 from facefuse.imaging import output_size, resize_frame
+from facefuse.io import read_image
+from facefuse.masks import face_region_mask
 
 
 def _outside_roi_equal(result, expected, rois):

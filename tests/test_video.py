@@ -12,11 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from video_clips import audio_only, crossing_frames, decoded, faststart, pan_frames, streams, write_clip
-
 from facefuse.errors import InputError, NoFaceError, OutputExistsError
 from facefuse.video import track
 from facefuse.video.io import VideoLimits, VideoReader, VideoWriter, probe
+from video_clips import audio_only, crossing_frames, decoded, faststart, pan_frames, streams, write_clip
 
 SIZE = (256, 192)
 
@@ -371,10 +370,10 @@ def test_chunks_fuse_the_face_a_single_pass_chose(fuser, crossing_clip, source_p
 def test_light_of_the_previous_frame_is_carried_onto_the_moved_face(fuser, target_path):
     """A flash in one frame: with the previous frame's light field kept at 0.6, the face
     takes a share of the change only, also when the face moved between the frames."""
+    from facefuse import mesh
     from facefuse.blend import face_region_mask
     from facefuse.engines.classical.light import transfer_light_over_time
     from facefuse.io import read_image
-    from facefuse import mesh
 
     img = read_image(target_path)
     face = fuser.detect(img).faces[0]

@@ -15,9 +15,9 @@ from PIL import Image
 
 gr = pytest.importorskip("gradio")
 
-from facefuse.service import FusionPool  # noqa: E402
 from facefuse.config import Settings  # noqa: E402
 from facefuse.errors import NoFaceError  # noqa: E402
+from facefuse.service import FusionPool  # noqa: E402
 from facefuse.webui import ResultStore, build_ui, page_message  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")  # gr.Warning outside a page

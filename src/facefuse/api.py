@@ -24,13 +24,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import re
 import inspect
 import logging
+import re
 import time
 from pathlib import Path
-from urllib.parse import parse_qs
 from typing import Any, Callable, Optional
+from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError

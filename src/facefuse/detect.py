@@ -44,8 +44,8 @@ import numpy as np
 from .config import usable_cores
 from .errors import InputError
 from .faces import Detection, Face
-from .mesh import LEFT_IRIS, RIGHT_IRIS
 from .imaging import resize_frame
+from .mesh import LEFT_IRIS, RIGHT_IRIS
 
 MESH_CROP = 384  # pixels of the upright crop the mesh runs on
 MESH_CONTEXTS = (2.2, 1.7)  # crop side / face box side; the tighter crop when the mesh fails on the first

@@ -41,8 +41,8 @@ from .config import RESOLUTION_CHOICES, FusionParams, Settings
 from .errors import ConfigError, FaceFuseError, NoFaceError, OutputExistsError
 from .imaging import resize_frame, shrink_to_side
 from .io import FORMAT_NAMES, FORMATS, encode_image, remove_stale_temps, write_bytes_atomic
-from .preview import box_at, draw_boxes, label_corner, zoom_box
 from .jobs import video_limits
+from .preview import box_at, draw_boxes, label_corner, zoom_box
 from .retention import expire_results
 from .service import FusionPool, fuse_upload
 

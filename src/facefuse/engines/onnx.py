@@ -46,11 +46,22 @@ from onnx import numpy_helper
 
 from .. import align
 from ..config import InferenceSettings
-from ..faces import Face
 from ..errors import ConfigError, EngineError
+from ..faces import Face
 from ..masks import face_region_mask
-from ..onnxrt import (FLOAT_TYPES, ModelCard, Runner, card_path, create_session, describe, image_side,  # noqa: F401
-                      load_card, load_model, preset_card, static)
+from ..onnxrt import (  # noqa: F401
+    FLOAT_TYPES,
+    ModelCard,
+    Runner,
+    card_path,
+    create_session,
+    describe,
+    image_side,
+    load_card,
+    load_model,
+    preset_card,
+    static,
+)
 from . import Engine, FusedFace, SourceFace, register
 
 

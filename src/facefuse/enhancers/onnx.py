@@ -17,10 +17,20 @@ import numpy as np
 
 from .. import align
 from ..config import InferenceSettings
-from ..faces import FusedFace
 from ..errors import ConfigError, EngineError
-from ..onnxrt import (INPUT_TYPES, ModelCard, Runner, card_path, create_session, describe, image_side,
-                      load_card, load_model, preset_card)
+from ..faces import FusedFace
+from ..onnxrt import (
+    INPUT_TYPES,
+    ModelCard,
+    Runner,
+    card_path,
+    create_session,
+    describe,
+    image_side,
+    load_card,
+    load_model,
+    preset_card,
+)
 from . import mix_into_face, register
 
 

@@ -33,8 +33,20 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from ..errors import ConfigError
-from .fuse import (DETECT_EVERY, STAGES, WORK_FACE_PX, FrameTracker, expected_frames, faces_asked, finish, frame_record,
-                   fused_frames, prepare_sources, video_output_size, video_report)
+from .fuse import (
+    DETECT_EVERY,
+    STAGES,
+    WORK_FACE_PX,
+    FrameTracker,
+    expected_frames,
+    faces_asked,
+    finish,
+    frame_record,
+    fused_frames,
+    prepare_sources,
+    video_output_size,
+    video_report,
+)
 from .io import DEFAULT_QUALITY, VideoLimits, VideoReader, VideoWriter, check_output, keyframe_times, probe
 from .track import same_choice
 
