@@ -137,7 +137,7 @@ def print_enhancer_table(providers: list[str], threads: int, resolution: int, re
     print(f"face enhancer on the classical engine, {threads} thread(s), output {resolution}")
     print("| enhancer model | side | precision | enhance stage ms per face |")
     print("|---|---|---|---|")
-    for (model, side, precision), cost in zip(configs, costs):
+    for (model, side, precision), cost in zip(configs, costs, strict=True):
         print(f"| {model} | {side} | {precision} | {1000 * cost:.1f} |")
 
 
@@ -158,7 +158,7 @@ def main() -> None:
         names = [("classical", "-")] + [(n, p) for n, by_p in configs.items() for p in by_p]
         inference = [{"engine": "classical"}] + [c for by_p in configs.values() for c in by_p.values()]
         results = measure(inference, providers, args.threads, args.resolution, args.repeat)
-        rows = [(*name, *r) for name, r in zip(names, results)]
+        rows = [(*name, *r) for name, r in zip(names, results, strict=True)]
     print(f"{args.threads} thread(s), providers {args.providers}")
     print(f"| engine | precision | fusions/s at {args.resolution} | ms per fusion | engine stage ms | model call ms |")
     print("|---|---|---|---|---|---|")

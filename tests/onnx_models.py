@@ -92,7 +92,7 @@ def pattern(size: int, template: str = "arcface") -> np.ndarray:
     """1x3xSxS: mid grey with a coloured square (side S/10) on each template key point."""
     img = np.full((3, size, size), 0.5, np.float32)
     r = max(2, size // 20)
-    for (x, y), colour in zip(np.round(align.template(template, size)).astype(int), PATTERN_COLOURS):
+    for (x, y), colour in zip(np.round(align.template(template, size)).astype(int), PATTERN_COLOURS, strict=True):
         img[:, y - r:y + r + 1, x - r:x + r + 1] = colour[:, None, None]
     return img[None]
 

@@ -481,7 +481,7 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                     try:
                         ext = _format_of(fmt_v)
                         src, tgt = _read_upload(src_path, "source"), _read_upload(tgt_path, "target")
-                        overrides: dict[str, Any] = dict(zip(controls, values), **_face_choice(face_v),
+                        overrides: dict[str, Any] = dict(zip(controls, values, strict=True), **_face_choice(face_v),
                                                          source_face_index=source_face_v or 0)
                         params = settings.fusion_params(**overrides)
                         progress(0.0, desc="waiting for a worker")
@@ -659,7 +659,7 @@ def build_video_tab(settings: Settings, pool: FusionPool, store: ResultStore, de
                                buttons=["fullscreen"])
 
     def params_of(face_v, values) -> Any:
-        return settings.fusion_params(**dict(zip(controls, values)), **_face_choice(face_v))
+        return settings.fusion_params(**dict(zip(controls, values, strict=True)), **_face_choice(face_v))
 
     def on_source(path, thr):
         if not path:

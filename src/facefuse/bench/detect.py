@@ -70,7 +70,7 @@ def read_catalog(path: str | Path) -> list[dict]:
     rows = []
     for lineno, ln in enumerate(lines[1:], start=2):
         cells = ln.split("\t")
-        row = dict(zip(header, cells + [""] * (len(header) - len(cells))))
+        row = dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=False))
         try:
             n = int(row["n_faces"])
         except ValueError:

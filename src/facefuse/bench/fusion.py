@@ -174,7 +174,7 @@ def measure_resolution(fuser, params, source_bytes, target_bytes, repeat, max_pi
     face = result.faces[0]
     stages = {s: summary([r[s] for r in runs]) for s in (*STAGES, "total")}
     floor = {k: summary([f[k] for f in floors]) for k in ("decode", "resize", "encode", "total")}
-    ratios = [r["total"] / f["total"] for r, f in zip(runs, floors)]
+    ratios = [r["total"] / f["total"] for r, f in zip(runs, floors, strict=True)]
     return {
         "output_size": [w, h],
         "frame_mpx": w * h / 1e6,

@@ -136,7 +136,7 @@ def plot(res: dict, path: str, overwrite: bool = False) -> None:
         vals = [r["stages"][s]["median"] for r in rows]
         ax.bar([i - (width / 2 if "compare" in res else 0) for i in x], vals, width, bottom=bottom,
                color=STAGE_COLOURS[s], label=s, edgecolor="white", linewidth=0.3)
-        bottom = [b + v for b, v in zip(bottom, vals)]
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     xs = [i - (width / 2 if "compare" in res else 0) for i in x]
     for i, r in enumerate(rows):
         fl = r["floor"]["total"]["median"]
@@ -167,7 +167,7 @@ def plot(res: dict, path: str, overwrite: bool = False) -> None:
         for s in STAGES:
             vals = [t["stages"][s]["median"] for t in sc]
             ax2.bar(range(len(sc)), vals, 0.6, bottom=bottom, color=STAGE_COLOURS[s], edgecolor="white", linewidth=0.3)
-            bottom = [b + v for b, v in zip(bottom, vals)]
+            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
         for i, t in enumerate(sc):
             ax2.hlines(t["floor"]["total"]["median"], i - 0.3, i + 0.3, colors="black", linewidth=2)
         ax2.set_xticks(range(len(sc)), labels, fontsize=7)
@@ -175,7 +175,7 @@ def plot(res: dict, path: str, overwrite: bool = False) -> None:
     if "long_run" in res:
         ax3 = axes[k]
         lr = res["long_run"]
-        n, r = zip(*lr["curve"])
+        n, r = zip(*lr["curve"], strict=True)
         ax3.plot(n, r, color="#1f78b4", linewidth=1.2)
         ax3.set_xlabel("fusions")
         ax3.set_ylabel("RSS (MB)")
