@@ -51,7 +51,8 @@ def build(folder: Path) -> dict[str, dict]:
     emb = om.embedder(folder / "emb.onnx")
     swap = om.swap_conv(folder / "swap.onnx", size=128, width=32)
     unet = om.unet_conv(folder / "unet.onnx", size=256, width=32)
-    quiet = lambda line: print("  quantize:", line, file=sys.stderr)
+    def quiet(line):
+        print("  quantize:", line, file=sys.stderr)
     quantize_model(swap, cal, folder / "swap.int8.onnx", embedder=emb, log=quiet)
     quantize_model(unet, cal, folder / "unet.int8.onnx", log=quiet)
     return {
@@ -89,7 +90,8 @@ def measure(configs: list[dict], providers: list[str], threads: int, resolution:
                 t0 = time.perf_counter()
                 fuser.engine.run(feeds)
                 times["model"].append(time.perf_counter() - t0)
-    med = lambda xs: statistics.median(xs) if xs else float("nan")
+    def med(xs):
+        return statistics.median(xs) if xs else float("nan")
     return [(med(t["total"]), med(t["engine"]), med(t["model"])) for *_, t in runs]
 
 
@@ -100,7 +102,8 @@ def build_enhancers(folder: Path) -> dict[tuple[str, int, str], dict]:
         cal.mkdir()
         for rel in CALIBRATION:
             shutil.copy(ROOT / rel, cal / Path(rel).name)
-    quiet = lambda line: print("  quantize:", line, file=sys.stderr)
+    def quiet(line):
+        print("  quantize:", line, file=sys.stderr)
     configs = {}
     for side in (256, 512):
         ident = om.enhancer_affine(folder / f"enh_identity_{side}.onnx", size=side)

@@ -128,7 +128,8 @@ def test_parameters_changed_mid_stream_take_effect_and_bad_ones_are_answered(cli
         assert error["type"] == "error" and "ratio" in error["message"]
         ws.send_text(json.dumps({"type": "params", "resolution": 320}))
         small = _fused(ws, sent, 2)[-1][1]  # resolution applies to live frames too
-    moved = lambda image: np.abs(image - base).mean(axis=2)[inner].mean()
+    def moved(image):
+        return np.abs(image - base).mean(axis=2)[inner].mean()
     assert moved(weak) < moved(strong) / 2, (moved(weak), moved(strong))
     assert max(small.shape[:2]) == 320
 

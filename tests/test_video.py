@@ -321,7 +321,8 @@ def test_chunks_join_without_a_seam(fuser, long_clip, data_dir, tmp_path, ray):
     # and the step from one chunk into the next is the single pass's step there (a seam
     # would add to it)
     assert max(np.abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(one, par, strict=True)) < 3.0
-    step = lambda frames, i: np.abs(frames[i].astype(int) - frames[i - 1].astype(int)).mean()
+    def step(frames, i):
+        return np.abs(frames[i].astype(int) - frames[i - 1].astype(int)).mean()
     joins = [round(start * 25) for start, _ in report["chunks"][1:]]
     gaps = [abs(step(par, j) - step(one, j)) for j in joins]
     assert all(g < 0.5 for g in gaps), gaps  # 0.01-0.10 seen; it varies a little run to run

@@ -209,8 +209,9 @@ class ApiGuard:
                                     f"missing or wrong API key (send it in the {API_KEY_HEADER} header)",
                                     {"WWW-Authenticate": "Bearer"})
         max_body, setting = self.bigger.get(scope["path"], (self.default_body, "server.max_upload_mb"))
-        too_large = lambda size: (f"request body of {size / MB:.1f} MB is over the upload limit of "
-                                  f"{max_body / MB:g} MB ({setting})")
+        def too_large(size):
+            return (f"request body of {size / MB:.1f} MB is over the upload limit of "
+                    f"{max_body / MB:g} MB ({setting})")
         length = headers.get("content-length")
         if length is not None:
             if not length.strip().isdigit():

@@ -38,7 +38,8 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Mean structural similarity of two HxWx3 float images in 0..255 (Gaussian window, sigma 1.5)."""
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     a, b = a.astype(np.float64), b.astype(np.float64)
-    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5)
+    def blur(x):
+        return cv2.GaussianBlur(x, (11, 11), 1.5)
     mu_a, mu_b = blur(a), blur(b)
     var_a = blur(a * a) - mu_a ** 2
     var_b = blur(b * b) - mu_b ** 2
@@ -266,7 +267,8 @@ def quantize_model(
         os.replace(tmp_out, out)
     report["out"] = str(out)
     report["speedup"] = report["ms_fp32"] / report["ms_int8"]
-    mb = lambda b: f"{b / 1e6:.2f} MB"
+    def mb(b):
+        return f"{b / 1e6:.2f} MB"
     log(f"{out}: {mb(report['bytes_int8'])} (fp32 {mb(report['bytes_fp32'])}), "
         f"{'per-channel' if per_channel else 'per-tensor'} {fmt.upper()}, calibrated on {len(calib)} face crops")
     log(f"agreement with fp32 on {len(test)} held-out crops: SSIM {report['ssim_mean']:.4f} (min {report['ssim_min']:.4f}), "

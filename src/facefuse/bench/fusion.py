@@ -307,7 +307,8 @@ def measure_cold_start(args, runs: int) -> dict:
                 # interpreter start, imports, argument parsing, settings: everything else before the file
                 "startup_and_imports_s": max(0.0, to_file - work - t.get("model_load", 0.0)),
             })
-    med = lambda k: statistics.median(r[k] for r in records)
+    def med(k):
+        return statistics.median(r[k] for r in records)
     return {
         "resolution": COLD_RESOLUTION,
         "runs": records,
@@ -478,7 +479,8 @@ def run_all(args, resolutions: list[int]) -> dict:
                    + (len(resolutions) * args.repeat if args.compare else 0)
                    + (0 if args.no_rss else len(resolutions)) + (0 if args.no_cold else 1) + args.long)
     progress = tqdm(total=total_steps, desc="bench", unit="step", file=sys.stderr, mininterval=0.5)
-    tick = lambda: progress.update(1)
+    def tick():
+        progress.update(1)
 
     info = machine_info()
     t0 = time.perf_counter()
