@@ -149,7 +149,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--resolution", type=int, default=1024)
     ap.add_argument("--providers", default="CPUExecutionProvider", help="comma-separated ONNX Runtime providers")
-    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime / OpenCV threads (default 1: steadier on a shared machine)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="ONNX Runtime / OpenCV threads (default 1: steadier on a shared machine)")
     ap.add_argument("--enhancer-only", action="store_true", help="only the face enhancer's cost per face")
     args = ap.parse_args()
     providers = args.providers.split(",")

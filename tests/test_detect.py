@@ -385,7 +385,8 @@ def test_bench_detect_counts_and_json(tmp_path, data_dir, capsys):
     assert "## Detection" in md and "| goal |" in md and "missing.jpg" in md
     rep = json.loads(out_json.read_text())
     rows = {r["file"]: r for r in rep["images"]}
-    assert set(rows) == {"faceapi_bbt4.jpg", "faceapi_bbt3.jpg", "skimage_chelsea.png", "fr_obama_partial_face.jpg", "missing.jpg"}
+    assert set(rows) == {"faceapi_bbt4.jpg", "faceapi_bbt3.jpg", "skimage_chelsea.png", "fr_obama_partial_face.jpg",
+                         "missing.jpg"}
     for r in rows.values():
         assert {"file", "n_faces", "found", "dropped", "passes", "seconds"} <= set(r)
     assert "error" in rows["missing.jpg"] and rows["missing.jpg"]["found"] == 0

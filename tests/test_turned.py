@@ -239,7 +239,8 @@ def test_a_profile_source_is_not_stretched_as_far_over_a_frontal_target():
     own = np.ones(mesh.N_MESH)
     assert np.allclose(unstretched(own, s_facing, t_facing, 1.0, DEFAULT_TUNING.visibility, profile=0.0)[0], 1.0)
     assert np.allclose(unstretched(own, s_facing, t_facing, 1.0, DEFAULT_TUNING.visibility, profile=1.0)[0], 0.5)
-    assert np.allclose(unstretched(own, s_facing, t_facing, 0.0, DEFAULT_TUNING.visibility, profile=1.0)[0], 1.0)  # turned alike: kept
+    # turned alike: kept
+    assert np.allclose(unstretched(own, s_facing, t_facing, 0.0, DEFAULT_TUNING.visibility, profile=1.0)[0], 1.0)
 
 
 def test_a_coloured_strand_into_the_source_face_does_not_come_through(fuser, source_path, target_path, tune):
@@ -424,7 +425,8 @@ def test_dark_hair_beside_the_source_eye_does_not_come_through(fuser, source_pat
     t = fuser.detect(target).faces[0].landmarks
     te = np.linalg.norm(t[33] - t[263])
     # beside the outer corner of the image-left eye, toward the outline
-    box = (slice(int(t[33, 1] - 0.1 * te), int(t[33, 1] + 0.15 * te)), slice(int(t[33, 0] - 0.25 * te), int(t[33, 0] - 0.05 * te)))
+    box = (slice(int(t[33, 1] - 0.1 * te), int(t[33, 1] + 0.15 * te)),
+           slice(int(t[33, 0] - 0.25 * te), int(t[33, 0] - 0.05 * te)))
     def luma(im):
         return float(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[box].astype(np.float32).mean())
     darker = luma(target) - luma(fuser.fuse(source_path, target, ratio=1.0))

@@ -496,7 +496,8 @@ def _add_routes(app: FastAPI, pool: FusionPool, settings: Settings) -> None:
              response_class=Response, summary="Fuse the source's face into the target")(fuse)
 
     @app.post(f"{API_PREFIX}/detect", tags=["fusion"], dependencies=deps,
-              responses=error_responses(400, 401, 413, 415, 422, 503, 507), summary="The faces of an image, in fusion order (index 0 = largest)")
+              responses=error_responses(400, 401, 413, 415, 422, 503, 507),
+              summary="The faces of an image, in fusion order (index 0 = largest)")
     async def detect(
         request: Request,
         image: UploadFile = File(..., description="the image to search"),

@@ -219,7 +219,8 @@ class InferenceSettings(_Section):
     threads: int = Field(0, ge=0, le=256, description="OpenCV/ONNX threads, 0 = library default")
     model_preset: Optional[str] = Field(None, description="a shipped model card for --model (facefuse/presets)")
     converter: Optional[str] = Field(None, description="embedding converter ONNX model, for presets that need one")
-    pixel_boost: Optional[Literal[256, 512]] = Field(None, description="align at this side and run the swap model on its sub-images")
+    pixel_boost: Optional[Literal[256, 512]] = Field(
+        None, description="align at this side and run the swap model on its sub-images")
     enhancer: Optional[str] = Field(None, description="face-enhancer ONNX model run on every fused face")
     enhancer_preset: Optional[str] = Field(None, description="a shipped model card for --enhancer")
 

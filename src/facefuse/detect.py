@@ -303,7 +303,8 @@ class FaceDetector:
     def _rotated_candidates(self, small: np.ndarray, threshold: float, passes: list[str]) -> list[tuple]:
         """Try the frame turned by 90, 270, 180 degrees; map boxes back to the upright copy."""
         h, w = small.shape[:2]
-        for code, name in ((cv2.ROTATE_90_CLOCKWISE, "rot90"), (cv2.ROTATE_90_COUNTERCLOCKWISE, "rot270"), (cv2.ROTATE_180, "rot180")):
+        for code, name in ((cv2.ROTATE_90_CLOCKWISE, "rot90"), (cv2.ROTATE_90_COUNTERCLOCKWISE, "rot270"),
+                           (cv2.ROTATE_180, "rot180")):
             rot = cv2.rotate(small, code)
             found = [(b, s, k) for b, s, k in self._run_detector(rot) if s >= threshold]
             passes.append(name)

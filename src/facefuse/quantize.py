@@ -280,7 +280,8 @@ def quantize_model(
 
 def add_parser(sub) -> None:
     p = sub.add_parser("quantize", help="INT8 static quantization of an ONNX face model, calibrated on face photos")
-    p.add_argument("--model", required=True, help="the FP32 ONNX model (onnx-swap, onnx-unet, onnx-damo or face-enhancer contract)")
+    p.add_argument("--model", required=True,
+                   help="the FP32 ONNX model (onnx-swap, onnx-unet, onnx-damo or face-enhancer contract)")
     p.add_argument("--calibration", required=True, help="folder of real face photos")
     p.add_argument("--out", required=True, help="the INT8 model to write (never overwritten)")
     p.add_argument("--embedder", help="identity-embedding model (needed for onnx-swap and onnx-damo models)")

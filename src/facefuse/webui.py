@@ -428,8 +428,8 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                                                  elem_id="compare", interactive=False, max_height=360,
                                                  buttons=["fullscreen"])
                 gallery = gr.Gallery(label=f"Results in {out.dir} (newest first)", columns=8,
-                                     height="auto", object_fit="scale-down", fit_columns=False, elem_id="gallery", allow_preview=True,
-                                     buttons=["download"])
+                                     height="auto", object_fit="scale-down", fit_columns=False, elem_id="gallery",
+                                     allow_preview=True, buttons=["download"])
 
                 # -- handlers ---------------------------------------------------------------------
                 def faces_of(path, which, thr):

@@ -1,11 +1,12 @@
 """`facefuse bench detect`: how many faces of a labelled photo set the detector finds.
 
-Over a catalog (default the bundled `facefuse/samples/catalog.tsv`; BENCHMARKS.md uses `../shared/faces/catalog.tsv`: tab-separated, `#` comment lines
-first, then a header with at least `file`, `n_faces`, `notes`), each image is read with
-`facefuse.io.read_image` and searched by one `FaceDetector` with the settings' `max_side`
-and `tiles`, at the settings' threshold (0.6 unless `--threshold` / `--config` says
-otherwise). Per image: faces found against the catalog's `n_faces`, the candidates the
-detector dropped and why, its passes, and the detection time (decoding not included).
+Over a catalog (default the bundled `facefuse/samples/catalog.tsv`; BENCHMARKS.md uses
+`../shared/faces/catalog.tsv`: tab-separated, `#` comment lines first, then a header with at
+least `file`, `n_faces`, `notes`), each image is read with `facefuse.io.read_image` and
+searched by one `FaceDetector` with the settings' `max_side` and `tiles`, at the settings'
+threshold (0.6 unless `--threshold` / `--config` says otherwise). Per image: faces found
+against the catalog's `n_faces`, the candidates the detector dropped and why, its passes,
+and the detection time (decoding not included).
 
 Totals, overall and per kind:
 - recall = faces found / faces counted, found capped per image at `n_faces` (a false face
@@ -310,7 +311,8 @@ def markdown(report: dict) -> str:
          f"threshold {cfg['threshold']}. "
          f"Time = detection only (decode excluded), warm detector, {report['wall_seconds']:.0f} s wall in all."), "",
          "## Detection", "",
-         "| kind | images | faces counted | found (capped) | recall | images all found | extra faces | false faces | s/image median | s/image max | s/Mpx median | s/Mpx max |",
+         "| kind | images | faces counted | found (capped) | recall | images all found | extra faces | false faces "
+         "| s/image median | s/image max | s/Mpx median | s/Mpx max |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in ("all", *KINDS):
         k = s[name]
@@ -402,7 +404,8 @@ def run_detect_bench(args: argparse.Namespace) -> int:
         "catalog": str(args.catalog), "images_dir": str(images_dir), "machine": machine,
         "settings": {"max_side": fd.max_side, "tiles": fd.tiles, "min_face_px": fd.min_face_px, "threshold": threshold},
         "wall_seconds": time.perf_counter() - t_start,
-        "summary": summary, "goals": check_goals(summary) if getattr(args, "goals", False) else [], "images": results, "large": large,
+        "summary": summary, "goals": check_goals(summary) if getattr(args, "goals", False) else [],
+        "images": results, "large": large,
     }
     print(markdown(report))
     if json_out:

@@ -257,7 +257,8 @@ def _line(e: dict) -> str:
     c = e["per_frame"]
     return (f"{e['size']}, {e['clients']} client(s): {e['fps']} fps each (min {e['fps_min']}), latency "
             f"{e['latency_median_ms']} / {e['latency_p95_ms']} ms (median / p95), dropped {e['dropped']}, "
-            f"CPU {e['cpu_cores']} cores; per frame alone: {c['frame_ms']} ms, {c['frame_cpu_ms']} CPU-ms (engine {c['engine_ms']}, "
+            f"CPU {e['cpu_cores']} cores; per frame alone: {c['frame_ms']} ms, {c['frame_cpu_ms']} CPU-ms "
+            f"(engine {c['engine_ms']}, "
             f"detect {c['detect_ms']}, blend {c['blend_ms']})")
 
 

@@ -76,7 +76,8 @@ class OnnxEnhancer:
         others = [a for a in ins if len(a.shape) != 4]
         if len(outs) != 1 or len(images) != 1 or len(others) > 1:
             raise fail
-        if others and (others[0].type not in INPUT_TYPES or any(d not in (1, None) and not isinstance(d, str) for d in others[0].shape)
+        if others and (others[0].type not in INPUT_TYPES
+                       or any(d not in (1, None) and not isinstance(d, str) for d in others[0].shape)
                        or len(others[0].shape) > 2):
             raise fail
         try:
