@@ -436,7 +436,7 @@ class Report:
         try:
             os.write(self.fd, (json.dumps(record) + "\n").encode())
         except OSError as exc:  # a full disk stops the run with its one line (exit 3), not an internal error
-            raise no_space_error(exc, self.path) or exc
+            raise no_space_error(exc, self.path) or exc from None
 
     def close(self) -> None:
         os.close(self.fd)

@@ -53,7 +53,7 @@ def _parse_resolution(value: Any) -> Union[str, int]:
     try:
         side = int(str(value).strip())
     except ValueError:
-        raise ValueError(f"must be 'original' or a whole number {MIN_RESOLUTION}-{MAX_RESOLUTION}, got {value!r}")
+        raise ValueError(f"must be 'original' or a whole number {MIN_RESOLUTION}-{MAX_RESOLUTION}, got {value!r}") from None
     if not MIN_RESOLUTION <= side <= MAX_RESOLUTION:
         raise ValueError(f"must be between {MIN_RESOLUTION} and {MAX_RESOLUTION}, got {side}")
     return side
@@ -75,7 +75,7 @@ def _parse_faces(value: Any) -> Union[int, tuple[int, ...]]:
     try:
         numbers = [int(v) for v in items]
     except (TypeError, ValueError):
-        raise ValueError(f"must be a face number or numbers like 0,2, got {value!r}")
+        raise ValueError(f"must be a face number or numbers like 0,2, got {value!r}") from None
     if not numbers or min(numbers) < 0:
         raise ValueError(f"must be a face number (0 or more) or numbers like 0,2, got {value!r}")
     numbers = list(dict.fromkeys(numbers))  # each face once, in the order given

@@ -58,9 +58,9 @@ def read_catalog(path: str | Path) -> list[dict]:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError(f"{path}: catalog not found (give --catalog PATH to the face set's catalog.tsv)")
+        raise InputError(f"{path}: catalog not found (give --catalog PATH to the face set's catalog.tsv)") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the catalog ({exc.__class__.__name__})")
+        raise InputError(f"{path}: cannot read the catalog ({exc.__class__.__name__})") from None
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise InputError(f"{path}: the catalog has no header and no rows")
@@ -75,7 +75,7 @@ def read_catalog(path: str | Path) -> list[dict]:
         try:
             n = int(row["n_faces"])
         except ValueError:
-            raise InputError(f"{path}: row {lineno} ({row['file']}): n_faces is not a number: {row['n_faces']!r}")
+            raise InputError(f"{path}: row {lineno} ({row['file']}): n_faces is not a number: {row['n_faces']!r}") from None
         if n < 0:
             raise InputError(f"{path}: row {lineno} ({row['file']}): n_faces is negative")
         m = _MAX_FACE_RE.search(row.get("notes", ""))

@@ -54,7 +54,7 @@ def parse_resolutions(text: str) -> list[int]:
     try:
         values = [int(v) for v in str(text).replace(" ", "").split(",") if v]
     except ValueError:
-        raise ConfigError(f"--resolutions: expected comma-separated pixel sizes like 512,1024, got {text!r}")
+        raise ConfigError(f"--resolutions: expected comma-separated pixel sizes like 512,1024, got {text!r}") from None
     if not values:
         raise ConfigError("--resolutions: give at least one size")
     for v in values:
