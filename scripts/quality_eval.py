@@ -30,7 +30,7 @@ JUDGE_PY = Path(os.environ.get("JUDGE_VENV", Path.home() / ".cache/facefuse-judg
 
 
 def read_pairs(path: Path) -> list[tuple[str, str, str]]:
-    rows = [l.rstrip("\n").split("\t") for l in path.read_text().splitlines() if l and not l.startswith("#")]
+    rows = [line.rstrip("\n").split("\t") for line in path.read_text().splitlines() if line and not line.startswith("#")]
     return [(r[0], r[1], r[2] if len(r) > 2 else "") for r in rows[1:]]
 
 

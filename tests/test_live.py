@@ -211,7 +211,7 @@ def test_the_key_in_a_header_and_a_webui_ticket_are_accepted_once(app, client, s
 
 
 def test_a_session_over_the_limit_is_told_busy(client):
-    with _open(client, None) as first, _open(client, None) as second:  # server.live_sessions: 2
+    with _open(client, None), _open(client, None):  # two sessions open: server.live_sessions is 2
         with _open(client, None) as third:
             with pytest.raises(WebSocketDisconnect) as closed:
                 third.receive_text()

@@ -71,7 +71,7 @@ def crop_scale(engine, roi, lms) -> float:
 
 
 def test_keypoints_are_the_detectors(photos):
-    for img, face in photos.values():
+    for _img, face in photos.values():
         np.testing.assert_array_equal(align.keypoints(face.landmarks), face.keypoints)
 
 

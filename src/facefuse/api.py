@@ -188,12 +188,12 @@ class ApiGuard:
     from its Content-Length, or, without one, as soon as the bytes received pass it. A
     WebSocket, on any path, needs the key too (see _refuse_websocket)."""
 
-    def __init__(self, app, prefix: str, max_body: int, api_key: str | None, bigger: dict[str, tuple[int, str]] = {},
+    def __init__(self, app, prefix: str, max_body: int, api_key: str | None, bigger: dict[str, tuple[int, str]] | None = None,
                  ticket_ok: Callable[[str], bool] | None = None):
         """`bigger`: paths with a limit of their own (bytes, the setting that sets it).
         `ticket_ok`: whether a WebSocket's `ticket` query parameter is a valid one-time ticket."""
         self.app, self.prefix, self.default_body, self.api_key = app, prefix, max_body, api_key
-        self.bigger = bigger
+        self.bigger = bigger or {}
         self.ticket_ok = ticket_ok
 
     async def __call__(self, scope, receive, send):

@@ -716,7 +716,8 @@ def build_video_tab(settings: Settings, pool: FusionPool, store: ResultStore, de
             return None, f"⚠ {_clip_message(exc, src_path, clip_path)}"
         return image, f"Frame at {float(seconds):.1f} s, fused (one frame: no smoothing over time)."
 
-    def on_fuse(src_path, clip_path, begin, stop, face_v, *values, progress=gr.Progress()):
+    # Gradio finds its progress tracker by this default, so the call stays in the signature
+    def on_fuse(src_path, clip_path, begin, stop, face_v, *values, progress=gr.Progress()):  # noqa: B008
         path = None
         try:
             if not src_path or not clip_path:

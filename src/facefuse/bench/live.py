@@ -182,7 +182,7 @@ def stream_run(port: int, source: bytes, frames: list[bytes], clients: int, seco
     per_client = []
     all_latencies = []
     for c in cams:
-        lat = [l for at, l in c.received if t0 <= at < t1]
+        lat = [latency for at, latency in c.received if t0 <= at < t1]
         all_latencies += lat
         per_client.append({"fps": round(len(lat) / (t1 - t0), 2),
                            "latency_median_ms": _ms(lat, 50), "latency_p95_ms": _ms(lat, 95),
