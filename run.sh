@@ -5,6 +5,7 @@
 #   ./run.sh --port N   the same on another port (also --host, --config)
 #   ./run.sh setup      install only (idempotent)
 #   ./run.sh test       install test extras and run the test suite
+#   ./run.sh lint       install test extras (ruff is one) and run `ruff check src tests scripts`
 #   ./run.sh ARGS...    anything else goes to the CLI: ./run.sh fuse a.jpg b.jpg -o out.jpg
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -56,6 +57,11 @@ case "$cmd" in
         shift
         setup "$EXTRAS,test"
         exec "$PY" -m pytest "$@"
+        ;;
+    lint)
+        shift
+        setup "$EXTRAS,test"
+        exec "$PY" -m ruff check "$@" src tests scripts
         ;;
     ""|--port*|--host*|--config*)
         setup "$EXTRAS"

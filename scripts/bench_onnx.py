@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import onnx_models as om  # noqa: E402
-
 from facefuse.config import Settings  # noqa: E402
 from facefuse.io import read_image  # noqa: E402
 from facefuse.pipeline import Fuser  # noqa: E402
@@ -52,7 +51,8 @@ def build(folder: Path) -> dict[str, dict]:
     emb = om.embedder(folder / "emb.onnx")
     swap = om.swap_conv(folder / "swap.onnx", size=128, width=32)
     unet = om.unet_conv(folder / "unet.onnx", size=256, width=32)
-    quiet = lambda line: print("  quantize:", line, file=sys.stderr)
+    def quiet(line):
+        print("  quantize:", line, file=sys.stderr)
     quantize_model(swap, cal, folder / "swap.int8.onnx", embedder=emb, log=quiet)
     quantize_model(unet, cal, folder / "unet.int8.onnx", log=quiet)
     return {
@@ -90,7 +90,8 @@ def measure(configs: list[dict], providers: list[str], threads: int, resolution:
                 t0 = time.perf_counter()
                 fuser.engine.run(feeds)
                 times["model"].append(time.perf_counter() - t0)
-    med = lambda xs: statistics.median(xs) if xs else float("nan")
+    def med(xs):
+        return statistics.median(xs) if xs else float("nan")
     return [(med(t["total"]), med(t["engine"]), med(t["model"])) for *_, t in runs]
 
 
@@ -101,7 +102,8 @@ def build_enhancers(folder: Path) -> dict[tuple[str, int, str], dict]:
         cal.mkdir()
         for rel in CALIBRATION:
             shutil.copy(ROOT / rel, cal / Path(rel).name)
-    quiet = lambda line: print("  quantize:", line, file=sys.stderr)
+    def quiet(line):
+        print("  quantize:", line, file=sys.stderr)
     configs = {}
     for side in (256, 512):
         ident = om.enhancer_affine(folder / f"enh_identity_{side}.onnx", size=side)
@@ -138,7 +140,7 @@ def print_enhancer_table(providers: list[str], threads: int, resolution: int, re
     print(f"face enhancer on the classical engine, {threads} thread(s), output {resolution}")
     print("| enhancer model | side | precision | enhance stage ms per face |")
     print("|---|---|---|---|")
-    for (model, side, precision), cost in zip(configs, costs):
+    for (model, side, precision), cost in zip(configs, costs, strict=True):
         print(f"| {model} | {side} | {precision} | {1000 * cost:.1f} |")
 
 
@@ -147,7 +149,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--resolution", type=int, default=1024)
     ap.add_argument("--providers", default="CPUExecutionProvider", help="comma-separated ONNX Runtime providers")
-    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime / OpenCV threads (default 1: steadier on a shared machine)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="ONNX Runtime / OpenCV threads (default 1: steadier on a shared machine)")
     ap.add_argument("--enhancer-only", action="store_true", help="only the face enhancer's cost per face")
     args = ap.parse_args()
     providers = args.providers.split(",")
@@ -159,7 +162,7 @@ def main() -> None:
         names = [("classical", "-")] + [(n, p) for n, by_p in configs.items() for p in by_p]
         inference = [{"engine": "classical"}] + [c for by_p in configs.values() for c in by_p.values()]
         results = measure(inference, providers, args.threads, args.resolution, args.repeat)
-        rows = [(*name, *r) for name, r in zip(names, results)]
+        rows = [(*name, *r) for name, r in zip(names, results, strict=True)]
     print(f"{args.threads} thread(s), providers {args.providers}")
     print(f"| engine | precision | fusions/s at {args.resolution} | ms per fusion | engine stage ms | model call ms |")
     print("|---|---|---|---|---|---|")

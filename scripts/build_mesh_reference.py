@@ -137,7 +137,8 @@ def main() -> None:
     if len(sys.argv) > 1:
         paths = [Path(p) for p in sys.argv[1:]]
     else:
-        rows = [l.split("\t") for l in (FACES / "catalog.tsv").read_text().splitlines() if l and not l.startswith("#")][1:]
+        rows = [line.split("\t") for line in (FACES / "catalog.tsv").read_text().splitlines()
+                if line and not line.startswith("#")][1:]
         paths = [FACES / r[0] for r in rows if r[2] == "1" and not r[0].startswith("prnet_")]
     faces = meshes(paths)
     faces = sorted(faces, key=asymmetry)[:N_FACES]

@@ -30,7 +30,7 @@ JUDGE_PY = Path(os.environ.get("JUDGE_VENV", Path.home() / ".cache/facefuse-judg
 
 
 def read_pairs(path: Path) -> list[tuple[str, str, str]]:
-    rows = [l.rstrip("\n").split("\t") for l in path.read_text().splitlines() if l and not l.startswith("#")]
+    rows = [line.rstrip("\n").split("\t") for line in path.read_text().splitlines() if line and not line.startswith("#")]
     return [(r[0], r[1], r[2] if len(r) > 2 else "") for r in rows[1:]]
 
 
@@ -68,7 +68,8 @@ def judge(out: Path, pairs_file: Path) -> dict | None:
 
 PAIR_COLUMNS = [("found", "found", "{:.0f}"), ("d_res_src", "d(res,src)", "{:.3f}"), ("d_res_tgt", "d(res,tgt)", "{:.3f}"),
                 ("lmk_nme", "lmk err", "{:.3f}"), ("bg_psnr", "PSNR out (dB)", "{:.1f}"), ("seam_ratio", "seam ratio", "{:.2f}"),
-                ("seam_step", "seam ΔE", "{:.2f}"), ("sharp_ratio", "sharpness", "{:.2f}"), ("face_color_dE", "colour ΔE", "{:.2f}")]
+                ("seam_step", "seam ΔE", "{:.2f}"), ("sharp_ratio", "sharpness", "{:.2f}"),
+                ("face_color_dE", "colour ΔE", "{:.2f}")]
 
 
 def markdown(report: dict, times: Path) -> str:
@@ -82,7 +83,8 @@ def markdown(report: dict, times: Path) -> str:
     rows = [head, "|" + "---|" * (len(PAIR_COLUMNS) + 4)]
     for i, p in enumerate(report["pairs"]):
         cells = ["—" if p.get(k) is None else fmt.format(p[k]) for k, _, fmt in PAIR_COLUMNS]
-        rows.append(f"| {i} | {Path(p.get('source', '')).name} | {Path(p.get('target', '')).name} | " + " | ".join(cells) + f" | {secs.get(i, 0):.2f} |")
+        rows.append(f"| {i} | {Path(p.get('source', '')).name} | {Path(p.get('target', '')).name} | "
+                    + " | ".join(cells) + f" | {secs.get(i, 0):.2f} |")
     return "\n".join(rows) + "\n"
 
 
@@ -118,7 +120,8 @@ def contact_sheet(out: Path, pairs_file: Path, sheet: Path, indices: list[int], 
                 ims[0] = _face_crop(ims[0], s_faces[0].box)
             if t_faces:
                 ims[1], ims[2] = _face_crop(ims[1], t_faces[0].box), _face_crop(ims[2], t_faces[0].box)
-        row = [cv2.resize(im, (max(1, round(im.shape[1] * height / im.shape[0])), height), interpolation=cv2.INTER_AREA) for im in ims]
+        row = [cv2.resize(im, (max(1, round(im.shape[1] * height / im.shape[0])), height), interpolation=cv2.INTER_AREA)
+               for im in ims]
         rows.append(np.hstack(row))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1] + 8), (0, 0)), constant_values=255) for r in rows]

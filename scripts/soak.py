@@ -103,7 +103,7 @@ def webui_fusions(base: str, n: int, deadline: float) -> dict:
 
 def video_jobs(http, base: str, n: int, clip: Path, deadline: float) -> dict:
     done = failed = 0
-    for i in range(n):
+    for i in range(n):  # noqa: B007 (read after the loop: the jobs sent)
         if time.monotonic() > deadline:
             break
         r = http.post(f"{base}/api/v1/video", files={"source": ("s.jpg", PHOTOS[0].read_bytes()),

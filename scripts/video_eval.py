@@ -16,8 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-from facefuse.pipeline import Fuser
 from facefuse.bench.video import bench_clip, judge_dev_clips
+from facefuse.pipeline import Fuser
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -46,8 +46,8 @@ def noface_path() -> Path:
 
 @pytest.fixture(scope="session")
 def fuser():
-    from facefuse.pipeline import Fuser
     from facefuse.config import Settings
+    from facefuse.pipeline import Fuser
 
     return Fuser(Settings())
 

@@ -92,7 +92,7 @@ def pattern(size: int, template: str = "arcface") -> np.ndarray:
     """1x3xSxS: mid grey with a coloured square (side S/10) on each template key point."""
     img = np.full((3, size, size), 0.5, np.float32)
     r = max(2, size // 20)
-    for (x, y), colour in zip(np.round(align.template(template, size)).astype(int), PATTERN_COLOURS):
+    for (x, y), colour in zip(np.round(align.template(template, size)).astype(int), PATTERN_COLOURS, strict=True):
         img[:, y - r:y + r + 1, x - r:x + r + 1] = colour[:, None, None]
     return img[None]
 
@@ -279,5 +279,6 @@ def damo_conv(path: Path, size: int = 256, width: int = 16) -> Path:
     up = g.op("Resize", [h, "", g.const(np.float32([1, 1, 2, 2]))], mode="nearest")
     d = g.op("Tanh", [g.conv(up, width, 3, gain=0.5)])
     g.op("Add", ["input_1", g.op("Mul", [d, g.const(np.float32(0.2))])], "output_1")
-    inputs = [_io("input_1", [1, 3, size, size]), _io("input_2", [1, 512]), _io("input_3", [1, 17, 2]), _io("input_4", [1, 17, 2])]
+    inputs = [_io("input_1", [1, 3, size, size]), _io("input_2", [1, 512]),
+              _io("input_3", [1, 17, 2]), _io("input_4", [1, 17, 2])]
     return g.save(path, inputs, [_io("output_1", [1, 3, size, size])])

@@ -27,9 +27,8 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from facefuse.server import create_app  # noqa: E402
+from facefuse.server import bind_socket, check_bind, create_app, is_loopback, resolve_api_key  # noqa: E402
 from facefuse.service import FusionPool, QueueFull  # noqa: E402
-from facefuse.server import bind_socket, check_bind, is_loopback, resolve_api_key  # noqa: E402
 
 
 def _run_uvicorn(app):

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from facefuse.bench import fusion as bench
-from facefuse.bench import report
+from facefuse.bench import fusion as bench, report
 from facefuse.cli import main
 from facefuse.commands import SAMPLES as EXAMPLES
 

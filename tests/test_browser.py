@@ -9,6 +9,7 @@ Set FACEFUSE_SCREENSHOT=docs/webui.png to also write the README's screenshot."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -16,8 +17,6 @@ import shutil
 import subprocess
 import sys
 import time
-
-import importlib.util
 
 import httpx
 import numpy as np

@@ -98,7 +98,8 @@ def test_group_face_index_and_all_faces(tmp_path, source_path, group_path):
     assert main(["fuse", str(source_path), str(group_path), "-o", str(a), "--face-index", "1"]) == 0
     assert main(["fuse", str(source_path), str(group_path), "-o", str(b), "--all-faces"]) == 0
     target = read_image(group_path)
-    changed = lambda p: (np.abs(read_image(p).astype(int) - target).max(axis=2) > 10).mean()
+    def changed(p):
+        return (np.abs(read_image(p).astype(int) - target).max(axis=2) > 10).mean()
     assert 0 < changed(a) < changed(b)
 
 

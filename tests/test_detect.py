@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facefuse.bench.detect import small_face_scene
 from facefuse.cli import main
 from facefuse.detect import turned
-from facefuse.bench.detect import small_face_scene
 from facefuse.io import read_image
 
 # file -> faces in the photo (catalog.tsv)
@@ -284,7 +284,7 @@ def _check_image_entry(entry: dict, path, shape) -> None:
         assert kp.shape == (5, 2)
         assert (kp[:, 0] > x0 - 0.1 * f["size_px"]).all() and (kp[:, 0] < x1 + 0.1 * f["size_px"]).all()
     sizes = [f["size_px"] for f in entry["faces"]]
-    assert sizes == sorted(sizes, reverse=True) or max(a - b for a, b in zip(sizes[1:], sizes)) < 1
+    assert sizes == sorted(sizes, reverse=True) or max(a - b for a, b in zip(sizes[1:], sizes, strict=False)) < 1
     for d in entry["dropped"]:
         assert isinstance(d["reason"], str) and d["reason"]
         assert len(d["box"]) == 4 and all(isinstance(v, (int, float)) for v in d["box"])
@@ -301,7 +301,7 @@ def test_detect_json_schema(tmp_path, upright, group_path, noface_path, capsys):
     out = capsys.readouterr().out
     data = json.loads(out)
     assert isinstance(data, list) and len(data) == 3
-    for entry, p in zip(data, paths):
+    for entry, p in zip(data, paths, strict=True):
         _check_image_entry(entry, p, read_image(p).shape)
     assert len(data[0]["faces"]) >= GROUPS["faceapi_bbt4.jpg"] - GROUP_TOLERANCE
     assert data[2]["faces"] == []
@@ -385,7 +385,8 @@ def test_bench_detect_counts_and_json(tmp_path, data_dir, capsys):
     assert "## Detection" in md and "| goal |" in md and "missing.jpg" in md
     rep = json.loads(out_json.read_text())
     rows = {r["file"]: r for r in rep["images"]}
-    assert set(rows) == {"faceapi_bbt4.jpg", "faceapi_bbt3.jpg", "skimage_chelsea.png", "fr_obama_partial_face.jpg", "missing.jpg"}
+    assert set(rows) == {"faceapi_bbt4.jpg", "faceapi_bbt3.jpg", "skimage_chelsea.png", "fr_obama_partial_face.jpg",
+                         "missing.jpg"}
     for r in rows.values():
         assert {"file", "n_faces", "found", "dropped", "passes", "seconds"} <= set(r)
     assert "error" in rows["missing.jpg"] and rows["missing.jpg"]["found"] == 0

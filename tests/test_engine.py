@@ -6,12 +6,12 @@ import pytest
 
 from facefuse import mesh
 from facefuse.blend import _pyramid_blend, poisson_correction
-from facefuse.masks import face_region_mask, feather
 from facefuse.engines import create_engine
 from facefuse.engines.classical.light import transfer_light
 from facefuse.engines.classical.warp import dense_maps
 from facefuse.errors import ConfigError
 from facefuse.io import read_image
+from facefuse.masks import face_region_mask, feather
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,8 @@ def test_what_covers_the_target_face_from_outside_stays(fuser, source_path, targ
     out = fuser.fuse(source_path, covered, ratio=1.0).astype(np.float32)
     # compared smoothed: the geometry moves the band's noise by a pixel or so (that alone
     # is ~4 levels per pixel); painted over, the band is ~100 levels off
-    smooth = lambda im: cv2.blur(im.astype(np.float32), (7, 7))
+    def smooth(im):
+        return cv2.blur(im.astype(np.float32), (7, 7))
     diff = np.abs(smooth(out) - smooth(covered)).mean(axis=2)
     oval = face_region_mask(face.landmarks, img.shape[:2], cut_mouth=False) > 0.5
     inner = cv2.erode(band.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0  # away from the band's edge

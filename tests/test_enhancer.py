@@ -17,14 +17,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import onnx_models as om  # noqa: E402
-
 from facefuse import align  # noqa: E402
-from facefuse.masks import face_region_mask  # noqa: E402
 from facefuse.config import InferenceSettings, Settings  # noqa: E402
 from facefuse.engines import create_engine  # noqa: E402
 from facefuse.enhancers import create_enhancer, enhancer_for  # noqa: E402
 from facefuse.errors import ConfigError, EngineError  # noqa: E402
 from facefuse.io import read_image  # noqa: E402
+from facefuse.masks import face_region_mask  # noqa: E402
 from facefuse.pipeline import Fuser  # noqa: E402
 from facefuse.roi import plan_roi  # noqa: E402
 

@@ -12,7 +12,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import onnx_models as om  # noqa: E402
-
 from facefuse.config import InferenceSettings, Settings  # noqa: E402
 from facefuse.io import decode_image, read_image  # noqa: E402
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import faults  # noqa: E402
 import video_clips as vc  # noqa: E402
-
 from facefuse.cli import main  # noqa: E402
 from facefuse.config import Settings  # noqa: E402
 

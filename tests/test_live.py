@@ -128,7 +128,8 @@ def test_parameters_changed_mid_stream_take_effect_and_bad_ones_are_answered(cli
         assert error["type"] == "error" and "ratio" in error["message"]
         ws.send_text(json.dumps({"type": "params", "resolution": 320}))
         small = _fused(ws, sent, 2)[-1][1]  # resolution applies to live frames too
-    moved = lambda image: np.abs(image - base).mean(axis=2)[inner].mean()
+    def moved(image):
+        return np.abs(image - base).mean(axis=2)[inner].mean()
     assert moved(weak) < moved(strong) / 2, (moved(weak), moved(strong))
     assert max(small.shape[:2]) == 320
 
@@ -210,7 +211,7 @@ def test_the_key_in_a_header_and_a_webui_ticket_are_accepted_once(app, client, s
 
 
 def test_a_session_over_the_limit_is_told_busy(client):
-    with _open(client, None) as first, _open(client, None) as second:  # server.live_sessions: 2
+    with _open(client, None), _open(client, None):  # two sessions open: server.live_sessions is 2
         with _open(client, None) as third:
             with pytest.raises(WebSocketDisconnect) as closed:
                 third.receive_text()

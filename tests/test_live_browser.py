@@ -6,6 +6,7 @@ Set FACEFUSE_SCREENSHOT_LIVE=docs/live.png to also write the README's screenshot
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -14,8 +15,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-import importlib.util
 
 import httpx
 import numpy as np
@@ -137,7 +136,7 @@ def test_the_live_tab_fuses_the_camera_and_saves_a_snapshot(server, tmp_path, ta
             shown = _shown_image(page)
             assert shown.shape == frame.shape
             diff = np.abs(shown - frame).mean(axis=2)
-            w, h = x1 - x0, y1 - y0
+            w = x1 - x0
             assert diff[y0:y1, x0:x1].mean() > 6, diff[y0:y1, x0:x1].mean()  # the source's face now
             assert diff[:, :max(1, x0 - w)].mean() < 6  # beside it: camera and JPEG noise only
             before = page.evaluate("document.getElementById('live_output').src")

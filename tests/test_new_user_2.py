@@ -109,8 +109,9 @@ def test_video_and_image_outputs_follow_the_umask(tmp_path, source_path, face_cl
 
 # -- 12: what the README says bench --quick takes -----------------------------------------------------
 def test_readme_and_help_give_bench_quick_the_time_it_takes():
-    from facefuse.bench import add_parser
     import argparse
+
+    from facefuse.bench import add_parser
 
     sub = argparse.ArgumentParser().add_subparsers()
     add_parser(sub)

@@ -20,7 +20,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import onnx_models as om  # noqa: E402
-
 from facefuse import align  # noqa: E402
 from facefuse.config import InferenceSettings, Settings  # noqa: E402
 from facefuse.engines import create_engine  # noqa: E402
@@ -72,7 +71,7 @@ def crop_scale(engine, roi, lms) -> float:
 
 
 def test_keypoints_are_the_detectors(photos):
-    for img, face in photos.values():
+    for _img, face in photos.values():
         np.testing.assert_array_equal(align.keypoints(face.landmarks), face.keypoints)
 
 
@@ -198,8 +197,8 @@ def test_unet_round_trips_through_its_model_card(models, photos):
 
 def test_fuser_end_to_end_with_identity_model(models, source_path, target_path):
     """Through the whole pipeline at 1024: outside the ROI untouched, inside close to the target."""
-    from facefuse.pipeline import Fuser
     from facefuse.imaging import output_size, resize_frame
+    from facefuse.pipeline import Fuser
 
     settings = Settings(inference=InferenceSettings(engine="onnx-swap", model=str(models / "identity.onnx"),
                                                     embedder=str(models / "emb.onnx")))

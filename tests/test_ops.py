@@ -17,7 +17,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import video_clips as vc  # noqa: E402
-
 from facefuse.cli import main  # noqa: E402
 from facefuse.config import Settings, load_config  # noqa: E402
 from facefuse.errors import ConfigError  # noqa: E402

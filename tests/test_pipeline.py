@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from facefuse.masks import face_region_mask
 from facefuse.errors import NoFaceError
-from facefuse.io import read_image
 from facefuse.imaging import output_size, resize_frame
+from facefuse.io import read_image
+from facefuse.masks import face_region_mask
 
 
 def _outside_roi_equal(result, expected, rois):
@@ -96,7 +96,8 @@ def test_adjustments_move_the_face_the_right_way(fuser, source_path, target_path
     bright = fuser.fuse(source_path, target, brightness=0.5)[roi.slices].astype(float)
     grey = fuser.fuse(source_path, target, saturation=-1.0)[roi.slices].astype(float)
     assert bright.mean() > base.mean() + 3
-    sat = lambda x: np.abs(x - x.mean(axis=2, keepdims=True)).mean()
+    def sat(x):
+        return np.abs(x - x.mean(axis=2, keepdims=True)).mean()
     assert sat(grey) < sat(base) * 0.8
 
 
@@ -106,7 +107,8 @@ def test_smoothing_reduces_fine_texture_on_skin(fuser, source_path, target_path)
     target = read_image(target_path)
     res = fuser.fuse_detailed(source_path, target, fuser.params(smoothing=0.0))
     roi = res.faces[0].roi
-    lap = lambda im: cv2.Laplacian(cv2.cvtColor(im[roi.slices], cv2.COLOR_RGB2GRAY), cv2.CV_32F).var()
+    def lap(im):
+        return cv2.Laplacian(cv2.cvtColor(im[roi.slices], cv2.COLOR_RGB2GRAY), cv2.CV_32F).var()
     smooth = fuser.fuse(source_path, target, smoothing=1.0)
     assert lap(smooth) < lap(res.image)
 
@@ -188,7 +190,8 @@ def test_transparent_band_over_a_source_face_is_not_pasted(fuser, source_path, t
     plain = fuser.fuse_detailed(source_path, target_path, params).image
     face = banded.faces[0].face
     bx0, by0, bx1, by1 = (int(v) for v in face.box)
-    luma = lambda im: im[by0:by1, bx0:bx1].astype(np.float32) @ np.float32([0.299, 0.587, 0.114])
+    def luma(im):
+        return im[by0:by1, bx0:bx1].astype(np.float32) @ np.float32([0.299, 0.587, 0.114])
     target = read_image(target_path)
     brighter = (luma(banded.image) - np.maximum(luma(plain), luma(target))).mean(1)  # per row of the face box
     assert brighter.max() < 10.0  # pasted as skin, the band was 30 brighter

@@ -12,7 +12,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import onnx_models as om  # noqa: E402
-
 from facefuse import align  # noqa: E402
 from facefuse.config import InferenceSettings  # noqa: E402
 from facefuse.engines import create_engine  # noqa: E402

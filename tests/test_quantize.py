@@ -13,7 +13,6 @@ from onnx import numpy_helper
 
 sys.path.insert(0, str(Path(__file__).parent))
 import onnx_models as om  # noqa: E402
-
 from facefuse.cli import main  # noqa: E402
 from facefuse.config import InferenceSettings  # noqa: E402
 from facefuse.engines import create_engine  # noqa: E402

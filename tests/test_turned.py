@@ -110,7 +110,8 @@ def test_a_dark_stripe_across_the_source_face_does_not_come_through(fuser, sourc
     t = fuser.detect(read_image(target_path)).faces[0].landmarks
     ty = int(round((t[6, 1] + 2 * t[1, 1]) / 3))
     band = (slice(ty - 20, ty + 20), slice(int(t[50, 0]), int(t[280, 0])))  # where the stripe would land
-    luma = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[band].astype(np.float32)
+    def luma(im):
+        return cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[band].astype(np.float32)
     darker_rows = (luma(clean) - luma(dirty)).mean(axis=1)  # a dark line shows as rows darker on average
     assert darker_rows.max() < 12  # pasted, the stripe's rows are ~100 levels darker
 
@@ -134,7 +135,8 @@ def test_a_closed_target_eye_stays_closed(fuser, source_path, target_path):
     src = fuser.prepare_source(source_path)
     fused = fuser.engine.fuse(src, closed, t_lms, 1.0)
     inside = cv2.erode(opening, np.ones((9, 9), np.uint8)) > 0  # the shut eye, in from its rim
-    luma = lambda im: cv2.cvtColor(np.clip(im, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)[inside].astype(float)
+    def luma(im):
+        return cv2.cvtColor(np.clip(im, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)[inside].astype(float)
     out, tgt_own = luma(fused.image), luma(fused.base)  # base: the target at the result's geometry
     assert abs(out.mean() - tgt_own.mean()) < 6
     assert out.std() < tgt_own.std() + 6  # no iris, no lash line: as even as the lid
@@ -220,7 +222,8 @@ def test_a_dark_patch_on_a_turned_source_far_cheek_does_not_come_through(fuser, 
     t = fuser.detect(read_image(target_path)).faces[0].landmarks
     tx, ty = t[far_cheek].astype(int)
     region = (slice(ty - r, ty + r), slice(tx - r, tx + r))
-    luma = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[region].astype(np.float32).mean()
+    def luma(im):
+        return cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[region].astype(np.float32).mean()
     assert abs(luma(fuser.fuse(patched, target_path)) - luma(fuser.fuse(src, target_path))) < 3
     tune("visibility", near_half_turned=(89.0, 90.0))  # the rule off: the patch shows
     assert luma(fuser.fuse(src, target_path)) - luma(fuser.fuse(patched, target_path)) > 30  # measured 86
@@ -236,7 +239,8 @@ def test_a_profile_source_is_not_stretched_as_far_over_a_frontal_target():
     own = np.ones(mesh.N_MESH)
     assert np.allclose(unstretched(own, s_facing, t_facing, 1.0, DEFAULT_TUNING.visibility, profile=0.0)[0], 1.0)
     assert np.allclose(unstretched(own, s_facing, t_facing, 1.0, DEFAULT_TUNING.visibility, profile=1.0)[0], 0.5)
-    assert np.allclose(unstretched(own, s_facing, t_facing, 0.0, DEFAULT_TUNING.visibility, profile=1.0)[0], 1.0)  # turned alike: kept
+    # turned alike: kept
+    assert np.allclose(unstretched(own, s_facing, t_facing, 0.0, DEFAULT_TUNING.visibility, profile=1.0)[0], 1.0)
 
 
 def test_a_coloured_strand_into_the_source_face_does_not_come_through(fuser, source_path, target_path, tune):
@@ -252,8 +256,8 @@ def test_a_coloured_strand_into_the_source_face_does_not_come_through(fuser, sou
     t = fuser.detect(read_image(target_path)).faces[0].landmarks
     r = max(3, int(0.08 * np.linalg.norm(t[33] - t[263])))
     mid = ((t[234] + t[6]) / 2).astype(int)  # half way along where the strand lands
-    b_star = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2Lab)[mid[1] - r:mid[1] + r, mid[0] - r:mid[0] + r, 2].astype(
-        np.float32).mean()
+    def b_star(im):
+        return cv2.cvtColor(im, cv2.COLOR_RGB2Lab)[mid[1] - r:mid[1] + r, mid[0] - r:mid[0] + r, 2].astype(np.float32).mean()
     clean = b_star(fuser.fuse(src, target_path, ratio=1.0))
     assert abs(b_star(fuser.fuse(strand, target_path, ratio=1.0)) - clean) < 6  # measured 3.2
     tune("strands", chroma=0.0)  # the test off: the strand is pasted
@@ -283,7 +287,8 @@ def test_a_turned_source_sunglasses_are_not_pasted(fuser, data_dir, source_path,
 
     def darkening(path):
         clean, dark = (fuser.fuse(img, target_path, ratio=1.0) for img in lensed(path))
-        luma = lambda im: np.mean([cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[y - r:y + r, x - r:x + r].mean() for x, y in centres])
+        def luma(im):
+            return np.mean([cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[y - r:y + r, x - r:x + r].mean() for x, y in centres])
         return luma(clean) - luma(dark)
 
     assert darkening(data_dir / "ghost_murakami.jpg") < 35  # turned: the target's eyes stay (pasted lenses: 72)
@@ -301,8 +306,10 @@ def test_a_profile_source_leaves_the_target_its_eyes(fuser, data_dir, target_pat
     t = fuser.detect(target).faces[0].landmarks
     r = max(3, int(0.1 * np.linalg.norm(t[33] - t[263])))
     centres = [t[idx].mean(0).astype(int) for idx in (mesh.RIGHT_EYE, mesh.LEFT_EYE)]
-    eyes = lambda im: np.concatenate([im[y - r:y + r, x - r:x + r].reshape(-1, 3) for x, y in centres]).astype(np.float32)
-    change = lambda: float(np.abs(eyes(fuser.fuse(data_dir / "ghost_murakami.jpg", target_path, ratio=1.0)) - eyes(target)).mean())
+    def eyes(im):
+        return np.concatenate([im[y - r:y + r, x - r:x + r].reshape(-1, 3) for x, y in centres]).astype(np.float32)
+    def change():
+        return float(np.abs(eyes(fuser.fuse(data_dir / "ghost_murakami.jpg", target_path, ratio=1.0)) - eyes(target)).mean())
     kept = change()
     tune("eyes", profile_keep=0.0)
     pasted = change()
@@ -362,7 +369,8 @@ def test_dark_bangs_over_the_source_forehead_do_not_come_through(fuser, source_p
     bangs[:down_to, int(lms[:, 0].min()) - 20: int(lms[:, 0].max()) + 20] = (48, 30, 22)  # dark brown
     clean, dirty = fuser.fuse(src, target_path), fuser.fuse(bangs, target_path)
     box = _forehead_box(fuser.detect(read_image(target_path)).faces[0].landmarks)
-    luma = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[box].astype(np.float32)
+    def luma(im):
+        return cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[box].astype(np.float32)
     change = float(np.abs(luma(dirty) - luma(clean)).mean())
     if spread is None:
         assert change < 6  # measured 2.9
@@ -417,8 +425,10 @@ def test_dark_hair_beside_the_source_eye_does_not_come_through(fuser, source_pat
     t = fuser.detect(target).faces[0].landmarks
     te = np.linalg.norm(t[33] - t[263])
     # beside the outer corner of the image-left eye, toward the outline
-    box = (slice(int(t[33, 1] - 0.1 * te), int(t[33, 1] + 0.15 * te)), slice(int(t[33, 0] - 0.25 * te), int(t[33, 0] - 0.05 * te)))
-    luma = lambda im: float(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[box].astype(np.float32).mean())
+    box = (slice(int(t[33, 1] - 0.1 * te), int(t[33, 1] + 0.15 * te)),
+           slice(int(t[33, 0] - 0.25 * te), int(t[33, 0] - 0.05 * te)))
+    def luma(im):
+        return float(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[box].astype(np.float32).mean())
     darker = luma(target) - luma(fuser.fuse(source_path, target, ratio=1.0))
     if dark is None:
         assert darker < 12  # measured 0.3 levels darker than the target's own skin there
@@ -444,7 +454,8 @@ def test_a_strand_is_followed_below_the_mouth(fuser, source_path, target_path, t
     # on the chin, where the strand's lower end lands: between the mouth's corner and the chin
     p = ((t[61] + 0.1 * te * np.float32([1, 0]) + np.float32([t[61, 0], t[152, 1] - 0.1 * te])) / 2).astype(int)
     r = max(3, int(0.05 * te))
-    b_star = lambda im: float(cv2.cvtColor(im, cv2.COLOR_RGB2Lab)[p[1] - r:p[1] + r, p[0] - r:p[0] + r, 2].astype(np.float32).mean())
+    def b_star(im):
+        return float(cv2.cvtColor(im, cv2.COLOR_RGB2Lab)[p[1] - r:p[1] + r, p[0] - r:p[0] + r, 2].astype(np.float32).mean())
     change = b_star(fuser.fuse(strand, target_path, ratio=1.0)) - b_star(fuser.fuse(src, target_path, ratio=1.0))
     if followed:
         assert change < 5  # measured -1.1 (Lab b*, against the fusion without the strand)

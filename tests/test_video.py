@@ -12,11 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from video_clips import audio_only, crossing_frames, decoded, faststart, pan_frames, streams, write_clip
-
 from facefuse.errors import InputError, NoFaceError, OutputExistsError
 from facefuse.video import track
 from facefuse.video.io import VideoLimits, VideoReader, VideoWriter, probe
+from video_clips import audio_only, crossing_frames, decoded, faststart, pan_frames, streams, write_clip
 
 SIZE = (256, 192)
 
@@ -175,7 +174,7 @@ def test_one_euro_reduces_jitter_on_a_still_face_and_follows_a_fast_move():
     t = np.arange(50) / 25
     noisy = [base + rng.normal(0, 0.5, base.shape) for _ in t]  # 0.5 px of landmark noise
     state, smooth = None, []
-    for ti, x in zip(t, noisy):
+    for ti, x in zip(t, noisy, strict=True):
         state = track.one_euro(state, x, ti, scale=60.0)
         smooth.append(state.value)
     assert _second_difference(np.array(smooth)) < 0.5 * _second_difference(np.array(noisy))
@@ -222,7 +221,7 @@ def test_fuse_video_fuses_every_frame_and_keeps_the_streams(fuser, face_clip, da
     assert (b["frames"], b["fps"], b["size"]) == (a["frames"], a["fps"], a["size"])
     assert b["audio_s"] == pytest.approx(a["audio_s"], abs=0.03)
     src, res = decoded(face_clip), decoded(out)
-    changed = [np.abs(x.astype(int) - y.astype(int)).max(axis=2) > 30 for x, y in zip(src, res)]
+    changed = [np.abs(x.astype(int) - y.astype(int)).max(axis=2) > 30 for x, y in zip(src, res, strict=True)]
     assert all(0.005 < c.mean() < 0.5 for c in changed)  # the face changed, the frame did not
 
 
@@ -275,7 +274,8 @@ def test_cli_exit_codes_and_no_partial_output(face_clip, data_dir, noface_path, 
     cat_clip = write_clip(tmp_path / "cat.mp4", pan_frames(noface_path, 6, SIZE))
     out = tmp_path / "out.mp4"
     r = _cli(data_dir / "deepface_img2.jpg", cat_clip, "-o", out)
-    assert r.returncode == 4 and "video: no face found in any of the 6 frames" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 4 and "video: no face found in any of the 6 frames" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
     (tmp_path / "text.mp4").write_text("hello")
     r = _cli(data_dir / "deepface_img2.jpg", tmp_path / "text.mp4", "-o", out)
     assert r.returncode == 3 and "not a video" in r.stderr
@@ -321,8 +321,9 @@ def test_chunks_join_without_a_seam(fuser, long_clip, data_dir, tmp_path, ray):
     # the smoothing warmed up on the overlap: every frame is close to the single pass's,
     # and the step from one chunk into the next is the single pass's step there (a seam
     # would add to it)
-    assert max(np.abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(one, par)) < 3.0
-    step = lambda frames, i: np.abs(frames[i].astype(int) - frames[i - 1].astype(int)).mean()
+    assert max(np.abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(one, par, strict=True)) < 3.0
+    def step(frames, i):
+        return np.abs(frames[i].astype(int) - frames[i - 1].astype(int)).mean()
     joins = [round(start * 25) for start, _ in report["chunks"][1:]]
     gaps = [abs(step(par, j) - step(one, j)) for j in joins]
     assert all(g < 0.5 for g in gaps), gaps  # 0.01-0.10 seen; it varies a little run to run
@@ -357,24 +358,24 @@ def test_chunks_fuse_the_face_a_single_pass_chose(fuser, crossing_clip, source_p
     assert fuser.detect(clip[last - 12]).faces[0].box[0] > 160  # index 0 is the right face when the last chunk starts
 
     def changed_halves(frames):  # per frame: the share of pixels fusion changed, left half and right half
-        changed = [np.abs(f.astype(int) - c.astype(int)).max(axis=2) > 30 for f, c in zip(frames, clip)]
+        changed = [np.abs(f.astype(int) - c.astype(int)).max(axis=2) > 30 for f, c in zip(frames, clip, strict=True)]
         return np.array([(m[:, :160].mean(), m[:, 160:].mean()) for m in changed])
 
     # a fused face changes over 1 % of its half; the left face's own edge reaches a few
     # pixels past the middle (0.2 %) where the two cross
     for halves in (changed_halves(one), changed_halves(par)):
         assert halves[:, 0].min() > 0.005 and halves[:, 1].max() < 0.004, halves[last:]
-    assert max(np.abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(one, par)) < 3.0
+    assert max(np.abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(one, par, strict=True)) < 3.0
 
 
 # -- light over time (engine state in, state out) ---------------------------------------
 def test_light_of_the_previous_frame_is_carried_onto_the_moved_face(fuser, target_path):
     """A flash in one frame: with the previous frame's light field kept at 0.6, the face
     takes a share of the change only, also when the face moved between the frames."""
+    from facefuse import mesh
     from facefuse.blend import face_region_mask
     from facefuse.engines.classical.light import transfer_light_over_time
     from facefuse.io import read_image
-    from facefuse import mesh
 
     img = read_image(target_path)
     face = fuser.detect(img).faces[0]
@@ -402,7 +403,8 @@ def test_face_map_in_a_video_fuses_the_mapped_face_from_its_photo(fuser, face_cl
     plain = fuser.fuse_video(photo, face_clip, tmp_path / "plain.mp4", end=0.4)
     mapped = fuser.fuse_video(None, face_clip, tmp_path / "mapped.mp4", end=0.4, sources={0: photo})
     assert mapped["frames_with_fused_face"] == plain["frames_with_fused_face"] == 10
-    assert all(np.array_equal(a, b) for a, b in zip(decoded(tmp_path / "plain.mp4"), decoded(tmp_path / "mapped.mp4")))
+    plain_frames, mapped_frames = decoded(tmp_path / "plain.mp4"), decoded(tmp_path / "mapped.mp4")
+    assert all(np.array_equal(a, b) for a, b in zip(plain_frames, mapped_frames, strict=True))
     with pytest.raises(NoFaceError):  # a one-face clip has no face 3: nothing fused, nothing written
         fuser.fuse_video(None, face_clip, tmp_path / "none.mp4", end=0.4, sources={3: photo})
     assert not (tmp_path / "none.mp4").exists()
@@ -506,13 +508,15 @@ def test_frames_fused_two_at_a_time_do_not_depend_on_the_threads(fuser, face_cli
 
     two, again, one = run(2), run(2), run(1)
     assert len(two) == len(one) == 25
-    assert all(np.array_equal(a, b) for a, b in zip(two, again))
+    assert all(np.array_equal(a, b) for a, b in zip(two, again, strict=True))
     tracker = FrameTracker()
     sequential = [fuse_next_frame(fuser, f.rgb, tracker, src, params, None, f.time).image for f in VideoReader(face_clip)]
-    assert all(np.array_equal(a, b) for a, b in zip(one, sequential))
+    assert all(np.array_equal(a, b) for a, b in zip(one, sequential, strict=True))
     # the light's lag is the only difference: the same face, within a level or two
-    changed = [np.abs(a.astype(int) - f.rgb.astype(int)).max(axis=2) > 20 for a, f in zip(one, VideoReader(face_clip))]
-    diff = np.mean([np.abs(a.astype(int) - b.astype(int))[m].mean() for a, b, m in zip(two, one, changed) if m.any()])
+    changed = [np.abs(a.astype(int) - f.rgb.astype(int)).max(axis=2) > 20
+               for a, f in zip(one, VideoReader(face_clip), strict=True)]
+    diff = np.mean([np.abs(a.astype(int) - b.astype(int))[m].mean()
+                    for a, b, m in zip(two, one, changed, strict=True) if m.any()])
     assert 0 < diff < 3
 
 

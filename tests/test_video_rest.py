@@ -11,7 +11,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import video_clips as vc  # noqa: E402
-
 from facefuse.config import Settings  # noqa: E402
 
 TestClient = pytest.importorskip("fastapi.testclient").TestClient

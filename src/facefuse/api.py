@@ -24,13 +24,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import re
 import inspect
 import logging
+import re
 import time
 from pathlib import Path
-from urllib.parse import parse_qs
 from typing import Any, Callable, Optional
+from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -188,12 +188,12 @@ class ApiGuard:
     from its Content-Length, or, without one, as soon as the bytes received pass it. A
     WebSocket, on any path, needs the key too (see _refuse_websocket)."""
 
-    def __init__(self, app, prefix: str, max_body: int, api_key: str | None, bigger: dict[str, tuple[int, str]] = {},
+    def __init__(self, app, prefix: str, max_body: int, api_key: str | None, bigger: dict[str, tuple[int, str]] | None = None,
                  ticket_ok: Callable[[str], bool] | None = None):
         """`bigger`: paths with a limit of their own (bytes, the setting that sets it).
         `ticket_ok`: whether a WebSocket's `ticket` query parameter is a valid one-time ticket."""
         self.app, self.prefix, self.default_body, self.api_key = app, prefix, max_body, api_key
-        self.bigger = bigger
+        self.bigger = bigger or {}
         self.ticket_ok = ticket_ok
 
     async def __call__(self, scope, receive, send):
@@ -209,8 +209,9 @@ class ApiGuard:
                                     f"missing or wrong API key (send it in the {API_KEY_HEADER} header)",
                                     {"WWW-Authenticate": "Bearer"})
         max_body, setting = self.bigger.get(scope["path"], (self.default_body, "server.max_upload_mb"))
-        too_large = lambda size: (f"request body of {size / MB:.1f} MB is over the upload limit of "
-                                  f"{max_body / MB:g} MB ({setting})")
+        def too_large(size):
+            return (f"request body of {size / MB:.1f} MB is over the upload limit of "
+                    f"{max_body / MB:g} MB ({setting})")
         length = headers.get("content-length")
         if length is not None:
             if not length.strip().isdigit():
@@ -495,7 +496,8 @@ def _add_routes(app: FastAPI, pool: FusionPool, settings: Settings) -> None:
              response_class=Response, summary="Fuse the source's face into the target")(fuse)
 
     @app.post(f"{API_PREFIX}/detect", tags=["fusion"], dependencies=deps,
-              responses=error_responses(400, 401, 413, 415, 422, 503, 507), summary="The faces of an image, in fusion order (index 0 = largest)")
+              responses=error_responses(400, 401, 413, 415, 422, 503, 507),
+              summary="The faces of an image, in fusion order (index 0 = largest)")
     async def detect(
         request: Request,
         image: UploadFile = File(..., description="the image to search"),

@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     load = f"{load_before:.1f}-{os.getloadavg()[0]:.1f}"
     results = [{"workers": w, "opencv_threads": t or "default", "cpus": os.cpu_count(), "load_avg": load, "target": f"{tw}x{th}",
                 "output": f"{expect[0]}x{expect[1]}", "requests": args.requests, "concurrency": args.concurrency,
-                **summary} for (w, t), summary in zip(configs, summaries)]
+                **summary} for (w, t), summary in zip(configs, summaries, strict=True)]
     for r in results:
         print(json.dumps(r), flush=True)
     print("\n| workers | OpenCV threads | requests | concurrency | output | ok | failures | req/s | p50 s | p95 s | "

@@ -28,8 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .commands import (EXIT_ENGINE, EXIT_INPUT, EXIT_NOFACE, EXIT_OK, EXIT_USAGE, add_fusion_options,
-                       fusion_overrides, load_settings, parse_face_map)
+from .commands import (
+    EXIT_ENGINE,
+    EXIT_INPUT,
+    EXIT_NOFACE,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_fusion_options,
+    fusion_overrides,
+    load_settings,
+    parse_face_map,
+)
 from .config import MAX_DEFAULT_WORKERS, default_workers
 from .errors import ConfigError, EngineError, FaceFuseError, InputError, NoFaceError, OutputExistsError
 from .io import FORMAT_NAMES, WRITABLE_SUFFIXES, no_space_error, remove_stale_temps
@@ -427,7 +436,7 @@ class Report:
         try:
             os.write(self.fd, (json.dumps(record) + "\n").encode())
         except OSError as exc:  # a full disk stops the run with its one line (exit 3), not an internal error
-            raise no_space_error(exc, self.path) or exc
+            raise no_space_error(exc, self.path) or exc from None
 
     def close(self) -> None:
         os.close(self.fd)

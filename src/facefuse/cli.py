@@ -15,8 +15,17 @@ import time
 from pathlib import Path
 
 from . import __version__, batch, bench, quantize, server, video_cli
-from .commands import (EXIT_ENGINE, EXIT_OK, EXIT_USAGE, SAMPLES, add_fusion_options, fusion_overrides,
-                       load_settings, number, parse_face_map)
+from .commands import (
+    EXIT_ENGINE,
+    EXIT_OK,
+    EXIT_USAGE,
+    SAMPLES,
+    add_fusion_options,
+    fusion_overrides,
+    load_settings,
+    number,
+    parse_face_map,
+)
 from .errors import FaceFuseError, InputError, OutputExistsError
 
 COMMAND_MODULES = (batch, bench, server, quantize, video_cli)  # each has add_parser(subparsers)

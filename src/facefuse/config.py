@@ -13,7 +13,16 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -44,7 +53,7 @@ def _parse_resolution(value: Any) -> Union[str, int]:
     try:
         side = int(str(value).strip())
     except ValueError:
-        raise ValueError(f"must be 'original' or a whole number {MIN_RESOLUTION}-{MAX_RESOLUTION}, got {value!r}")
+        raise ValueError(f"must be 'original' or a whole number {MIN_RESOLUTION}-{MAX_RESOLUTION}, got {value!r}") from None
     if not MIN_RESOLUTION <= side <= MAX_RESOLUTION:
         raise ValueError(f"must be between {MIN_RESOLUTION} and {MAX_RESOLUTION}, got {side}")
     return side
@@ -66,7 +75,7 @@ def _parse_faces(value: Any) -> Union[int, tuple[int, ...]]:
     try:
         numbers = [int(v) for v in items]
     except (TypeError, ValueError):
-        raise ValueError(f"must be a face number or numbers like 0,2, got {value!r}")
+        raise ValueError(f"must be a face number or numbers like 0,2, got {value!r}") from None
     if not numbers or min(numbers) < 0:
         raise ValueError(f"must be a face number (0 or more) or numbers like 0,2, got {value!r}")
     numbers = list(dict.fromkeys(numbers))  # each face once, in the order given
@@ -210,7 +219,8 @@ class InferenceSettings(_Section):
     threads: int = Field(0, ge=0, le=256, description="OpenCV/ONNX threads, 0 = library default")
     model_preset: Optional[str] = Field(None, description="a shipped model card for --model (facefuse/presets)")
     converter: Optional[str] = Field(None, description="embedding converter ONNX model, for presets that need one")
-    pixel_boost: Optional[Literal[256, 512]] = Field(None, description="align at this side and run the swap model on its sub-images")
+    pixel_boost: Optional[Literal[256, 512]] = Field(
+        None, description="align at this side and run the swap model on its sub-images")
     enhancer: Optional[str] = Field(None, description="face-enhancer ONNX model run on every fused face")
     enhancer_preset: Optional[str] = Field(None, description="a shipped model card for --enhancer")
 

@@ -44,8 +44,8 @@ import numpy as np
 from .config import usable_cores
 from .errors import InputError
 from .faces import Detection, Face
-from .mesh import LEFT_IRIS, RIGHT_IRIS
 from .imaging import resize_frame
+from .mesh import LEFT_IRIS, RIGHT_IRIS
 
 MESH_CROP = 384  # pixels of the upright crop the mesh runs on
 MESH_CONTEXTS = (2.2, 1.7)  # crop side / face box side; the tighter crop when the mesh fails on the first
@@ -303,7 +303,8 @@ class FaceDetector:
     def _rotated_candidates(self, small: np.ndarray, threshold: float, passes: list[str]) -> list[tuple]:
         """Try the frame turned by 90, 270, 180 degrees; map boxes back to the upright copy."""
         h, w = small.shape[:2]
-        for code, name in ((cv2.ROTATE_90_CLOCKWISE, "rot90"), (cv2.ROTATE_90_COUNTERCLOCKWISE, "rot270"), (cv2.ROTATE_180, "rot180")):
+        for code, name in ((cv2.ROTATE_90_CLOCKWISE, "rot90"), (cv2.ROTATE_90_COUNTERCLOCKWISE, "rot270"),
+                           (cv2.ROTATE_180, "rot180")):
             rot = cv2.rotate(small, code)
             found = [(b, s, k) for b, s, k in self._run_detector(rot) if s >= threshold]
             passes.append(name)

@@ -360,7 +360,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = F
     try:
         fd, tmp = make_temp(folder / path.name, ".tmp")
     except OSError as exc:
-        raise no_space_error(exc, path) or exc
+        raise no_space_error(exc, path) or exc from None
     try:
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -368,7 +368,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = F
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
-            raise no_space_error(exc, path) or exc
+            raise no_space_error(exc, path) or exc from None
         os.chmod(tmp, file_mode())
         if overwrite:
             os.replace(tmp, path)
@@ -377,9 +377,9 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = F
                 os.link(tmp, path)  # fails if path appeared meanwhile
             except FileExistsError as exc:
                 raise OutputExistsError(path) from exc
-            except OSError:
+            except OSError as exc:
                 if path.exists():
-                    raise OutputExistsError(path)
+                    raise OutputExistsError(path) from exc
                 os.replace(tmp, path)  # filesystems without hard links
     finally:
         if os.path.exists(tmp):

@@ -129,7 +129,8 @@ def card_values(data: dict, where: str) -> dict:
     """Validated ModelCard fields from a card's mapping; errors name the card and the key."""
     unknown = set(data) - CARD_KEYS
     if unknown:
-        raise EngineError(f"{where}: unknown model card key(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(CARD_KEYS))}")
+        raise EngineError(f"{where}: unknown model card key(s) {', '.join(sorted(unknown))}; "
+                          f"expected {', '.join(sorted(CARD_KEYS))}")
     values: dict = {}
     try:
         for key, value in data.items():

@@ -38,7 +38,8 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Mean structural similarity of two HxWx3 float images in 0..255 (Gaussian window, sigma 1.5)."""
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     a, b = a.astype(np.float64), b.astype(np.float64)
-    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5)
+    def blur(x):
+        return cv2.GaussianBlur(x, (11, 11), 1.5)
     mu_a, mu_b = blur(a), blur(b)
     var_a = blur(a * a) - mu_a ** 2
     var_b = blur(b * b) - mu_b ** 2
@@ -250,10 +251,10 @@ def quantize_model(
             "per_channel": per_channel,
             "calibration_crops": len(calib),
             "held_out_crops": len(test),
-            "ssim_mean": float(np.mean([ssim(a, b) for a, b in zip(ref, got)])),
-            "ssim_min": float(min(ssim(a, b) for a, b in zip(ref, got))),
-            "max_abs_error": float(max(np.abs(a - b).max() for a, b in zip(ref, got))),
-            "mean_abs_error": float(np.mean([np.abs(a - b).mean() for a, b in zip(ref, got)])),
+            "ssim_mean": float(np.mean([ssim(a, b) for a, b in zip(ref, got, strict=True)])),
+            "ssim_min": float(min(ssim(a, b) for a, b in zip(ref, got, strict=True))),
+            "max_abs_error": float(max(np.abs(a - b).max() for a, b in zip(ref, got, strict=True))),
+            "mean_abs_error": float(np.mean([np.abs(a - b).mean() for a, b in zip(ref, got, strict=True)])),
             "ms_fp32": 1000 * _time_per_run(stage.model.run, test, timing_s),
             "ms_int8": 1000 * _time_per_run(int8.run, test, timing_s),
             "bytes_fp32": model.stat().st_size,
@@ -266,7 +267,8 @@ def quantize_model(
         os.replace(tmp_out, out)
     report["out"] = str(out)
     report["speedup"] = report["ms_fp32"] / report["ms_int8"]
-    mb = lambda b: f"{b / 1e6:.2f} MB"
+    def mb(b):
+        return f"{b / 1e6:.2f} MB"
     log(f"{out}: {mb(report['bytes_int8'])} (fp32 {mb(report['bytes_fp32'])}), "
         f"{'per-channel' if per_channel else 'per-tensor'} {fmt.upper()}, calibrated on {len(calib)} face crops")
     log(f"agreement with fp32 on {len(test)} held-out crops: SSIM {report['ssim_mean']:.4f} (min {report['ssim_min']:.4f}), "
@@ -278,7 +280,8 @@ def quantize_model(
 
 def add_parser(sub) -> None:
     p = sub.add_parser("quantize", help="INT8 static quantization of an ONNX face model, calibrated on face photos")
-    p.add_argument("--model", required=True, help="the FP32 ONNX model (onnx-swap, onnx-unet, onnx-damo or face-enhancer contract)")
+    p.add_argument("--model", required=True,
+                   help="the FP32 ONNX model (onnx-swap, onnx-unet, onnx-damo or face-enhancer contract)")
     p.add_argument("--calibration", required=True, help="folder of real face photos")
     p.add_argument("--out", required=True, help="the INT8 model to write (never overwritten)")
     p.add_argument("--embedder", help="identity-embedding model (needed for onnx-swap and onnx-damo models)")

@@ -59,7 +59,8 @@ class RegionTuning:
     frame_z: float = 8.0  # robust z (MADs) of a ridge over the seeds' own ridges
     frame_contrast: float = 0.06  # share of the skin's median luma a ridge must at least reach (noise-free skin)
     frame_reach: float = 0.55  # eye distances from an eye's centre a rim may lie
-    frame_cover: float = 0.77  # share of the directions round an eye one connected ridge must cover (glasses 0.79-1.0, none 0.5-0.75)
+    # share of the directions round an eye one connected ridge must cover (glasses 0.79-1.0, none 0.5-0.75)
+    frame_cover: float = 0.77
     frame_directions: int = 24  # directions round an eye a rim's cover is counted in (15 degrees each)
     feature_margin: float = 0.04  # eye distances round the mesh's eyes and brows where no rim is looked for (lashes, brow hairs)
     lightness_weight: float = 0.5  # weight of Lab L against a and b in grabCut's colours: shading is no change of material
@@ -280,7 +281,8 @@ def _glasses(lightness: np.ndarray, lms: np.ndarray, eye_dist: float, seeds: np.
     own = ridge[seeds]
     limit = max(np.median(own) + t.frame_z * (_mad(own) + 1e-3), t.frame_contrast * float(np.median(luma[seeds])))
     near = max(1, int(round(t.feature_margin * eye_dist))) * 2 + 1
-    features = cv2.dilate(((parts == 1) | (parts == 2)).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (near, near)))
+    features = cv2.dilate(((parts == 1) | (parts == 2)).astype(np.uint8),
+                          cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (near, near)))
     centres = [lms[mesh.RIGHT_EYE].mean(0), lms[mesh.LEFT_EYE].mean(0)]
     yy, xx = np.mgrid[:luma.shape[0], :luma.shape[1]].astype(np.float32)
     reach = np.zeros(luma.shape, bool)

@@ -155,7 +155,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
     base = browser_address(host, port)
     print(f"facefuse: {'WebUI ' + base + '/  ' if webui else ''}REST {base}/api/v1  docs {base}/docs"
           f"{'  (API key required)' if key else ''}"
-          f"{f'  (listening on all interfaces of this machine)' if _is_any(host) else ''}  Ctrl+C to stop",
+          f"{'  (listening on all interfaces of this machine)' if _is_any(host) else ''}  Ctrl+C to stop",
           flush=True)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5, access_log=False)
     try:

@@ -20,7 +20,7 @@ def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
     return value

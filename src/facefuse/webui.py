@@ -41,8 +41,8 @@ from .config import RESOLUTION_CHOICES, FusionParams, Settings
 from .errors import ConfigError, FaceFuseError, NoFaceError, OutputExistsError
 from .imaging import resize_frame, shrink_to_side
 from .io import FORMAT_NAMES, FORMATS, encode_image, remove_stale_temps, write_bytes_atomic
-from .preview import box_at, draw_boxes, label_corner, zoom_box
 from .jobs import video_limits
+from .preview import box_at, draw_boxes, label_corner, zoom_box
 from .retention import expire_results
 from .service import FusionPool, fuse_upload
 
@@ -428,8 +428,8 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                                                  elem_id="compare", interactive=False, max_height=360,
                                                  buttons=["fullscreen"])
                 gallery = gr.Gallery(label=f"Results in {out.dir} (newest first)", columns=8,
-                                     height="auto", object_fit="scale-down", fit_columns=False, elem_id="gallery", allow_preview=True,
-                                     buttons=["download"])
+                                     height="auto", object_fit="scale-down", fit_columns=False, elem_id="gallery",
+                                     allow_preview=True, buttons=["download"])
 
                 # -- handlers ---------------------------------------------------------------------
                 def faces_of(path, which, thr):
@@ -481,7 +481,7 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                     try:
                         ext = _format_of(fmt_v)
                         src, tgt = _read_upload(src_path, "source"), _read_upload(tgt_path, "target")
-                        overrides: dict[str, Any] = dict(zip(controls, values), **_face_choice(face_v),
+                        overrides: dict[str, Any] = dict(zip(controls, values, strict=True), **_face_choice(face_v),
                                                          source_face_index=source_face_v or 0)
                         params = settings.fusion_params(**overrides)
                         progress(0.0, desc="waiting for a worker")
@@ -659,7 +659,7 @@ def build_video_tab(settings: Settings, pool: FusionPool, store: ResultStore, de
                                buttons=["fullscreen"])
 
     def params_of(face_v, values) -> Any:
-        return settings.fusion_params(**dict(zip(controls, values)), **_face_choice(face_v))
+        return settings.fusion_params(**dict(zip(controls, values, strict=True)), **_face_choice(face_v))
 
     def on_source(path, thr):
         if not path:
@@ -716,7 +716,8 @@ def build_video_tab(settings: Settings, pool: FusionPool, store: ResultStore, de
             return None, f"⚠ {_clip_message(exc, src_path, clip_path)}"
         return image, f"Frame at {float(seconds):.1f} s, fused (one frame: no smoothing over time)."
 
-    def on_fuse(src_path, clip_path, begin, stop, face_v, *values, progress=gr.Progress()):
+    # Gradio finds its progress tracker by this default, so the call stays in the signature
+    def on_fuse(src_path, clip_path, begin, stop, face_v, *values, progress=gr.Progress()):  # noqa: B008
         path = None
         try:
             if not src_path or not clip_path:

@@ -105,7 +105,7 @@ def build_live_tab(settings, pool: FusionPool, hub: LiveHub, control: Callable[.
         if not path:
             return "", "⚠ Upload a source face first."
         try:
-            overrides = dict(zip(controls, values), source_face_index=int(face or 0))
+            overrides = dict(zip(controls, values, strict=True), source_face_index=int(face or 0))
             params = settings.fusion_params(**overrides)
             with open(path, "rb") as f:
                 data = f.read()

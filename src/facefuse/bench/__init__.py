@@ -14,9 +14,17 @@ import argparse
 import json
 from pathlib import Path
 
-from .fusion import (DEFAULT_CATALOG, DEFAULT_RESOLUTIONS, DEFAULT_SOURCE, DEFAULT_TARGET, check_output,
-                     check_resolution, parse_resolutions, run_all)
 from ..errors import ConfigError, InputError
+from .fusion import (
+    DEFAULT_CATALOG,
+    DEFAULT_RESOLUTIONS,
+    DEFAULT_SOURCE,
+    DEFAULT_TARGET,
+    check_output,
+    check_resolution,
+    parse_resolutions,
+    run_all,
+)
 
 QUICK_RESOLUTIONS, QUICK_REPEAT = "1024,2048", 2
 
@@ -115,8 +123,8 @@ def run_video_bench(args: argparse.Namespace) -> int:
     the same run, the ratio to it, the flicker ratio."""
     import tempfile
 
-    from ..pipeline import Fuser
     from ..commands import load_settings
+    from ..pipeline import Fuser
     from .video import bench_clip, markdown as video_markdown, plot as plot_video, sample_clip
 
     for out in (args.json, args.plot):

@@ -1,11 +1,12 @@
 """`facefuse bench detect`: how many faces of a labelled photo set the detector finds.
 
-Over a catalog (default the bundled `facefuse/samples/catalog.tsv`; BENCHMARKS.md uses `../shared/faces/catalog.tsv`: tab-separated, `#` comment lines
-first, then a header with at least `file`, `n_faces`, `notes`), each image is read with
-`facefuse.io.read_image` and searched by one `FaceDetector` with the settings' `max_side`
-and `tiles`, at the settings' threshold (0.6 unless `--threshold` / `--config` says
-otherwise). Per image: faces found against the catalog's `n_faces`, the candidates the
-detector dropped and why, its passes, and the detection time (decoding not included).
+Over a catalog (default the bundled `facefuse/samples/catalog.tsv`; BENCHMARKS.md uses
+`../shared/faces/catalog.tsv`: tab-separated, `#` comment lines first, then a header with at
+least `file`, `n_faces`, `notes`), each image is read with `facefuse.io.read_image` and
+searched by one `FaceDetector` with the settings' `max_side` and `tiles`, at the settings'
+threshold (0.6 unless `--threshold` / `--config` says otherwise). Per image: faces found
+against the catalog's `n_faces`, the candidates the detector dropped and why, its passes,
+and the detection time (decoding not included).
 
 Totals, overall and per kind:
 - recall = faces found / faces counted, found capped per image at `n_faces` (a false face
@@ -57,9 +58,9 @@ def read_catalog(path: str | Path) -> list[dict]:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError(f"{path}: catalog not found (give --catalog PATH to the face set's catalog.tsv)")
+        raise InputError(f"{path}: catalog not found (give --catalog PATH to the face set's catalog.tsv)") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the catalog ({exc.__class__.__name__})")
+        raise InputError(f"{path}: cannot read the catalog ({exc.__class__.__name__})") from None
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise InputError(f"{path}: the catalog has no header and no rows")
@@ -70,11 +71,11 @@ def read_catalog(path: str | Path) -> list[dict]:
     rows = []
     for lineno, ln in enumerate(lines[1:], start=2):
         cells = ln.split("\t")
-        row = dict(zip(header, cells + [""] * (len(header) - len(cells))))
+        row = dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=False))
         try:
             n = int(row["n_faces"])
         except ValueError:
-            raise InputError(f"{path}: row {lineno} ({row['file']}): n_faces is not a number: {row['n_faces']!r}")
+            raise InputError(f"{path}: row {lineno} ({row['file']}): n_faces is not a number: {row['n_faces']!r}") from None
         if n < 0:
             raise InputError(f"{path}: row {lineno} ({row['file']}): n_faces is negative")
         m = _MAX_FACE_RE.search(row.get("notes", ""))
@@ -310,7 +311,8 @@ def markdown(report: dict) -> str:
          f"threshold {cfg['threshold']}. "
          f"Time = detection only (decode excluded), warm detector, {report['wall_seconds']:.0f} s wall in all."), "",
          "## Detection", "",
-         "| kind | images | faces counted | found (capped) | recall | images all found | extra faces | false faces | s/image median | s/image max | s/Mpx median | s/Mpx max |",
+         "| kind | images | faces counted | found (capped) | recall | images all found | extra faces | false faces "
+         "| s/image median | s/image max | s/Mpx median | s/Mpx max |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in ("all", *KINDS):
         k = s[name]
@@ -402,7 +404,8 @@ def run_detect_bench(args: argparse.Namespace) -> int:
         "catalog": str(args.catalog), "images_dir": str(images_dir), "machine": machine,
         "settings": {"max_side": fd.max_side, "tiles": fd.tiles, "min_face_px": fd.min_face_px, "threshold": threshold},
         "wall_seconds": time.perf_counter() - t_start,
-        "summary": summary, "goals": check_goals(summary) if getattr(args, "goals", False) else [], "images": results, "large": large,
+        "summary": summary, "goals": check_goals(summary) if getattr(args, "goals", False) else [],
+        "images": results, "large": large,
     }
     print(markdown(report))
     if json_out:

@@ -54,7 +54,7 @@ def parse_resolutions(text: str) -> list[int]:
     try:
         values = [int(v) for v in str(text).replace(" ", "").split(",") if v]
     except ValueError:
-        raise ConfigError(f"--resolutions: expected comma-separated pixel sizes like 512,1024, got {text!r}")
+        raise ConfigError(f"--resolutions: expected comma-separated pixel sizes like 512,1024, got {text!r}") from None
     if not values:
         raise ConfigError("--resolutions: give at least one size")
     for v in values:
@@ -174,7 +174,7 @@ def measure_resolution(fuser, params, source_bytes, target_bytes, repeat, max_pi
     face = result.faces[0]
     stages = {s: summary([r[s] for r in runs]) for s in (*STAGES, "total")}
     floor = {k: summary([f[k] for f in floors]) for k in ("decode", "resize", "encode", "total")}
-    ratios = [r["total"] / f["total"] for r, f in zip(runs, floors)]
+    ratios = [r["total"] / f["total"] for r, f in zip(runs, floors, strict=True)]
     return {
         "output_size": [w, h],
         "frame_mpx": w * h / 1e6,
@@ -307,7 +307,8 @@ def measure_cold_start(args, runs: int) -> dict:
                 # interpreter start, imports, argument parsing, settings: everything else before the file
                 "startup_and_imports_s": max(0.0, to_file - work - t.get("model_load", 0.0)),
             })
-    med = lambda k: statistics.median(r[k] for r in records)
+    def med(k):
+        return statistics.median(r[k] for r in records)
     return {
         "resolution": COLD_RESOLUTION,
         "runs": records,
@@ -478,7 +479,8 @@ def run_all(args, resolutions: list[int]) -> dict:
                    + (len(resolutions) * args.repeat if args.compare else 0)
                    + (0 if args.no_rss else len(resolutions)) + (0 if args.no_cold else 1) + args.long)
     progress = tqdm(total=total_steps, desc="bench", unit="step", file=sys.stderr, mininterval=0.5)
-    tick = lambda: progress.update(1)
+    def tick():
+        progress.update(1)
 
     info = machine_info()
     t0 = time.perf_counter()

@@ -182,7 +182,7 @@ def stream_run(port: int, source: bytes, frames: list[bytes], clients: int, seco
     per_client = []
     all_latencies = []
     for c in cams:
-        lat = [l for at, l in c.received if t0 <= at < t1]
+        lat = [latency for at, latency in c.received if t0 <= at < t1]
         all_latencies += lat
         per_client.append({"fps": round(len(lat) / (t1 - t0), 2),
                            "latency_median_ms": _ms(lat, 50), "latency_p95_ms": _ms(lat, 95),
@@ -257,7 +257,8 @@ def _line(e: dict) -> str:
     c = e["per_frame"]
     return (f"{e['size']}, {e['clients']} client(s): {e['fps']} fps each (min {e['fps_min']}), latency "
             f"{e['latency_median_ms']} / {e['latency_p95_ms']} ms (median / p95), dropped {e['dropped']}, "
-            f"CPU {e['cpu_cores']} cores; per frame alone: {c['frame_ms']} ms, {c['frame_cpu_ms']} CPU-ms (engine {c['engine_ms']}, "
+            f"CPU {e['cpu_cores']} cores; per frame alone: {c['frame_ms']} ms, {c['frame_cpu_ms']} CPU-ms "
+            f"(engine {c['engine_ms']}, "
             f"detect {c['detect_ms']}, blend {c['blend_ms']})")
 
 

@@ -16,7 +16,8 @@ def machine_info() -> dict:
     import numpy as np
 
     try:
-        git = lambda *a: subprocess.run(["git", "-C", str(PACKAGE), *a], capture_output=True, text=True, timeout=5).stdout
+        def git(*a):
+            return subprocess.run(["git", "-C", str(PACKAGE), *a], capture_output=True, text=True, timeout=5).stdout
         # a commit only when git tracks this very code (an installed wheel may sit in some other repository's venv)
         tracked = git("ls-files", "__init__.py").strip() == "__init__.py"
         commit = (git("rev-parse", "--short", "HEAD").strip() or None) if tracked else None

@@ -30,7 +30,8 @@ def markdown(res: dict) -> str:
         rss = f"{row['memory']['peak_rss_mb']:.0f}" if "memory" in row else "–"
         L.append(f"| {row['output_size'][0]}x{row['output_size'][1]} | {row['frame_mpx']:.2f} | {row['roi_mpx']:.2f} | "
                  + " | ".join(_s(st[s]["median"]) for s in STAGES)
-                 + f" | **{_spread(st['total'])}** | {_s(row['floor']['total']['median'])} | {row['ratio']['median']:.1f}x | {rss} |")
+                 + f" | **{_spread(st['total'])}** | {_s(row['floor']['total']['median'])}"
+                 + f" | {row['ratio']['median']:.1f}x | {rss} |")
     sp = res["source_prep"]["median"]
     L += ["", f"Source decode + detect alone: {sp:.3f} s (a caller that prepares the source once, "
           "e.g. batch, saves this on every fusion). Codec floor = OpenCV imdecode + resize (INTER_AREA below 1/2, "
@@ -40,17 +41,20 @@ def markdown(res: dict) -> str:
         for row in res["resolutions"]:
             if "memory" in row:
                 mm = row["memory"]
-                L.append(f"| {row['resolution']} | {mm['rss_start_mb']:.0f} | {mm['rss_after_model_load_mb']:.0f} | {mm['peak_rss_mb']:.0f} |")
+                L.append(f"| {row['resolution']} | {mm['rss_start_mb']:.0f} | {mm['rss_after_model_load_mb']:.0f} "
+                         f"| {mm['peak_rss_mb']:.0f} |")
     if res.get("goals"):
         L += ["", "Goals (the project's, on a 2-core CPU):", "", "| goal | target | measured | met |", "|---|---|---|---|"]
         for g in res["goals"]:
             note = f" ({g['note']})" if g.get("note") else ""
-            L.append(f"| {g['what']} | {g.get('op', '≤')} {g['goal']:g} {g['unit']} | {g['measured']:.3g} {g['unit']}{note} | {'yes' if g['met'] else '**no**'} |")
+            L.append(f"| {g['what']} | {g.get('op', '≤')} {g['goal']:g} {g['unit']} | {g['measured']:.3g} {g['unit']}{note} "
+                     f"| {'yes' if g['met'] else '**no**'} |")
     if "cold_start" in res:
         c = res["cold_start"]
         L += ["", "## Cold start", "",
               f"`facefuse fuse` in a new process, one {c['resolution']} fusion, {len(c['runs'])} run(s):", "",
-              "| launch → file written | launch → exit | python start | imports + setup | model load | fusion work (decode…encode) |",
+              "| launch → file written | launch → exit | python start | imports + setup | model load "
+              "| fusion work (decode…encode) |",
               "|---|---|---|---|---|---|",
               f"| {_spread(c['to_file'])} | {_s(c['to_exit']['median'])} | {_s(c['python_start']['median'])} | "
               f"{_s(c['imports_s'])} | {_s(c['model_load_s'])} | {_s(c['work_s'])} |"]
@@ -136,7 +140,7 @@ def plot(res: dict, path: str, overwrite: bool = False) -> None:
         vals = [r["stages"][s]["median"] for r in rows]
         ax.bar([i - (width / 2 if "compare" in res else 0) for i in x], vals, width, bottom=bottom,
                color=STAGE_COLOURS[s], label=s, edgecolor="white", linewidth=0.3)
-        bottom = [b + v for b, v in zip(bottom, vals)]
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     xs = [i - (width / 2 if "compare" in res else 0) for i in x]
     for i, r in enumerate(rows):
         fl = r["floor"]["total"]["median"]
@@ -167,7 +171,7 @@ def plot(res: dict, path: str, overwrite: bool = False) -> None:
         for s in STAGES:
             vals = [t["stages"][s]["median"] for t in sc]
             ax2.bar(range(len(sc)), vals, 0.6, bottom=bottom, color=STAGE_COLOURS[s], edgecolor="white", linewidth=0.3)
-            bottom = [b + v for b, v in zip(bottom, vals)]
+            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
         for i, t in enumerate(sc):
             ax2.hlines(t["floor"]["total"]["median"], i - 0.3, i + 0.3, colors="black", linewidth=2)
         ax2.set_xticks(range(len(sc)), labels, fontsize=7)
@@ -175,7 +179,7 @@ def plot(res: dict, path: str, overwrite: bool = False) -> None:
     if "long_run" in res:
         ax3 = axes[k]
         lr = res["long_run"]
-        n, r = zip(*lr["curve"])
+        n, r = zip(*lr["curve"], strict=True)
         ax3.plot(n, r, color="#1f78b4", linewidth=1.2)
         ax3.set_xlabel("fusions")
         ax3.set_ylabel("RSS (MB)")

@@ -160,7 +160,7 @@ def plot(results: list[dict], path: str | Path, overwrite: bool = False, goal: f
     from ..io import write_bytes_atomic
 
     fig, axes = plt.subplots(1, len(results), figsize=(3.6 * len(results) + 1, 4.2), squeeze=False)
-    for ax, res in zip(axes[0], results):
+    for ax, res in zip(axes[0], results, strict=True):
         rows = res["results"]
         x = range(len(rows))
         bottom = [0.0] * len(rows)
@@ -168,7 +168,7 @@ def plot(results: list[dict], path: str | Path, overwrite: bool = False, goal: f
             vals = [r["per_frame_ms"].get(stage, 0.0) for r in rows]
             ax.bar(x, vals, 0.6, bottom=bottom, color=PLOT_COLOURS[stage], label=stage, edgecolor="white",
                    linewidth=0.3)
-            bottom = [b + v for b, v in zip(bottom, vals)]
+            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
         for i, r in enumerate(rows):
             floor_ms = 1000 / r["floor_fps"]
             total_ms = 1000 / r["fps"]

@@ -36,8 +36,8 @@ import onnx
 
 from .. import mesh
 from ..config import InferenceSettings
-from ..faces import Face
 from ..errors import ConfigError
+from ..faces import Face
 from ..onnxrt import FLOAT_TYPES, ModelCard, image_side, static
 from . import SourceFace, register
 from .onnx import Embedder, _OnnxEngine, l2_normalised

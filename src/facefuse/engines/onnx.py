@@ -46,11 +46,22 @@ from onnx import numpy_helper
 
 from .. import align
 from ..config import InferenceSettings
-from ..faces import Face
 from ..errors import ConfigError, EngineError
+from ..faces import Face
 from ..masks import face_region_mask
-from ..onnxrt import (FLOAT_TYPES, ModelCard, Runner, card_path, create_session, describe, image_side,  # noqa: F401
-                      load_card, load_model, preset_card, static)
+from ..onnxrt import (  # noqa: F401
+    FLOAT_TYPES,
+    ModelCard,
+    Runner,
+    card_path,
+    create_session,
+    describe,
+    image_side,
+    load_card,
+    load_model,
+    preset_card,
+    static,
+)
 from . import Engine, FusedFace, SourceFace, register
 
 
@@ -104,9 +115,11 @@ class _OnnxEngine(Engine):
 
     def _side(self, model_side: Optional[int]) -> int:
         side = model_side or self.card.size
-        said_by = f"preset {self.settings.model_preset}" if self.settings.model_preset and not card_path(self.model_path) else "model card"
+        by_preset = self.settings.model_preset and not card_path(self.model_path)
+        said_by = f"preset {self.settings.model_preset}" if by_preset else "model card"
         if side is None:
-            raise EngineError(f"model {self.model_path}: the crop size is not fixed in the model; give it as `size` in a model card")
+            raise EngineError(f"model {self.model_path}: the crop size is not fixed in the model; "
+                              "give it as `size` in a model card")
         if model_side and self.card.size and model_side != self.card.size:
             raise EngineError(f"model {self.model_path}: the {said_by} says size {self.card.size}, the model {model_side}")
         return side

@@ -17,10 +17,20 @@ import numpy as np
 
 from .. import align
 from ..config import InferenceSettings
-from ..faces import FusedFace
 from ..errors import ConfigError, EngineError
-from ..onnxrt import (INPUT_TYPES, ModelCard, Runner, card_path, create_session, describe, image_side,
-                      load_card, load_model, preset_card)
+from ..faces import FusedFace
+from ..onnxrt import (
+    INPUT_TYPES,
+    ModelCard,
+    Runner,
+    card_path,
+    create_session,
+    describe,
+    image_side,
+    load_card,
+    load_model,
+    preset_card,
+)
 from . import mix_into_face, register
 
 
@@ -66,7 +76,8 @@ class OnnxEnhancer:
         others = [a for a in ins if len(a.shape) != 4]
         if len(outs) != 1 or len(images) != 1 or len(others) > 1:
             raise fail
-        if others and (others[0].type not in INPUT_TYPES or any(d not in (1, None) and not isinstance(d, str) for d in others[0].shape)
+        if others and (others[0].type not in INPUT_TYPES
+                       or any(d not in (1, None) and not isinstance(d, str) for d in others[0].shape)
                        or len(others[0].shape) > 2):
             raise fail
         try:

@@ -366,7 +366,7 @@ class VideoWriter:
         try:
             fd, tmp = make_temp(self.out.resolve(), ".part")
         except OSError as exc:
-            raise no_space_error(exc, self.out) or exc
+            raise no_space_error(exc, self.out) or exc from None
         os.close(fd)
         self.tmp = Path(tmp)
         self._audio_in = None

@@ -33,8 +33,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..imaging import output_size, resize_frame
-from .fuse import (DETECT_EVERY, FRAMES_IN_FLIGHT, WORK_FACE_PX, FramePlan, FrameTracker, _keep_lights,
-                   _track_lights, fuse_planned, plan_next_frame)
+from .fuse import (
+    DETECT_EVERY,
+    FRAMES_IN_FLIGHT,
+    WORK_FACE_PX,
+    FramePlan,
+    FrameTracker,
+    _keep_lights,
+    _track_lights,
+    fuse_planned,
+    plan_next_frame,
+)
 from .track import box_iou, points_box
 
 IN_LINE_NEVER = 1 << 30  # plan_next_frame's detect_every when the routine search runs beside the stream
@@ -42,7 +51,6 @@ SAME_FACE_IOU = 0.3  # a face found beside the stream is one already followed (f
 
 if TYPE_CHECKING:
     from ..config import FusionParams
-    from ..faces import SourceFace
     from ..pipeline import Fuser
 
 

@@ -33,8 +33,20 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from ..errors import ConfigError
-from .fuse import (DETECT_EVERY, STAGES, WORK_FACE_PX, FrameTracker, expected_frames, faces_asked, finish, frame_record,
-                   fused_frames, prepare_sources, video_output_size, video_report)
+from .fuse import (
+    DETECT_EVERY,
+    STAGES,
+    WORK_FACE_PX,
+    FrameTracker,
+    expected_frames,
+    faces_asked,
+    finish,
+    frame_record,
+    fused_frames,
+    prepare_sources,
+    video_output_size,
+    video_report,
+)
 from .io import DEFAULT_QUALITY, VideoLimits, VideoReader, VideoWriter, check_output, keyframe_times, probe
 from .track import same_choice
 
@@ -51,7 +63,7 @@ def plan_chunks(keyframes: list[float], start: float, end: float, workers: int,
     for k in keyframes:
         if k - cuts[-1] >= target and end - k >= min_chunk_s / 2:
             cuts.append(k)
-    return list(zip(cuts, cuts[1:] + [end]))
+    return list(zip(cuts, cuts[1:] + [end], strict=True))
 
 
 class ChunkWorker:
@@ -198,7 +210,7 @@ def fuse_video_parallel(settings, source, video: str | Path, out: str | Path, wo
                                      start=start, end=end) as writer:
         results = [submit(job(chunk)) for chunk in chunks]
         closing = None
-        for chunk_index, (chunk, result) in enumerate(zip(chunks, results)):
+        for chunk_index, (chunk, result) in enumerate(zip(chunks, results, strict=True)):
             result = result()
             if choosing and closing is not None and not same_choice(closing.tracks, result["opening"]):
                 # it chose other faces than the chunk before held: go on from that chunk instead

@@ -20,8 +20,8 @@ import numpy as np
 
 from ... import mesh, pose
 from ...faces import Face, FusedFace, SourceFace
-from .. import Engine
 from ...masks import face_region_mask, feather
+from .. import Engine
 from .eyes import eyes_mask, keep_target_eyes
 from .glasses import target_frames
 from .labels import label_source, warped_not_skin
@@ -30,8 +30,7 @@ from .occlusion import source_occluders, unoccluded
 from .shape import result_geometry
 from .source import crop_source, source_at_scale
 from .tuning import DEFAULT_TUNING, ClassicalTuning, ramp
-from .visibility import (complete_by_symmetry, near_half_first, opaque_weights, source_weights, target_trust, turned,
-                         unstretched)
+from .visibility import complete_by_symmetry, near_half_first, opaque_weights, source_weights, target_trust, turned, unstretched
 from .warp import IDENTITY, Warped, dense_maps, vertex_fields
 from .workscale import WorkScale
 

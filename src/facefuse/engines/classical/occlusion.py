@@ -105,7 +105,8 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
     sk = work.small(skin)
     lab = work.lab(src)
     gy = (np.arange(size[1], dtype=np.float32)[:, None] + 0.5) / scale
-    above_mouth = (gy < lms[mesh.NOSE_BASE, 1]).astype(np.float32) if turned < 0.5 else np.ones_like(gy)  # above the nose's base (upright faces)
+    # above the nose's base (upright faces)
+    above_mouth = (gy < lms[mesh.NOSE_BASE, 1]).astype(np.float32) if turned < 0.5 else np.ones_like(gy)
     region = sk * above_mouth
     # the eye band counts on a turned source: its dark patches there are sunglasses or make-up
     # that, mirrored, reads as bruises (cases.md V3: lenses pasted into the target's frames)
@@ -122,7 +123,8 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
         found = st.with_covered_eyes(st.strands(lab, region, outline * above_mouth, e, s_t, occ_t, beside, hair, lms * scale),
                                      lms * scale, e, s_t)
         if s_t.followed_down and found.any():
-            found = np.maximum(found, st.followed_down(found, st.strands(lab, region, outline, e, s_t, occ_t, hair=hair, lms=lms * scale)))
+            anywhere = st.strands(lab, region, outline, e, s_t, occ_t, hair=hair, lms=lms * scale)
+            found = np.maximum(found, st.followed_down(found, anywhere))
         occ = np.maximum(occ, (1.0 - turned) * found)
     # one work pixel wider: a profile's nose ridge brings a line of background thinner than that
     occ = cv2.dilate(occ, np.ones((3, 3), np.uint8))

@@ -50,7 +50,7 @@ def unstretched(own: np.ndarray, s_facing: np.ndarray, t_facing: np.ndarray, apa
     s_v = pose.vertex_mean(np.clip(s_facing, 0.0, None))
     t_v = pose.vertex_mean(np.clip(t_facing, 0.0, None))
     mirror = mesh.mirror()
-    bounds = tuple(a + profile * (b - a) for a, b in zip(tuning.stretch, tuning.profile_stretch))
+    bounds = tuple(a + profile * (b - a) for a, b in zip(tuning.stretch, tuning.profile_stretch, strict=True))
 
     def keep(s):
         return 1.0 - apart * ramp(t_v / np.maximum(s, 0.05), bounds)

@@ -95,7 +95,7 @@ def dense_maps(
         delta = np.zeros((6, len(tris) + 1), np.float32)  # per id, the map's six terms (rows of the 2x3)
         delta[:, 1:][:, ok] = (aff[ok] - fallback[None].astype(np.float32)).reshape(-1, 6).T
         coords = []
-        for row, fixed_coord in zip((delta[:3], delta[3:]), _affine_grid(fallback, w, h)):
+        for row, fixed_coord in zip((delta[:3], delta[3:]), _affine_grid(fallback, w, h), strict=True):
             # the grid pixel's triangle's row of the map, applied to the pixel's (x, y, 1)
             d, dy, d0 = (np.take(terms, ids) for terms in row)
             d *= gx[None, :]
