@@ -105,7 +105,10 @@ def test_a_blurred_target_gives_a_blurred_face(fuser, data_dir, monkeypatch, pho
     target = _degraded(read_image(data_dir / photo), blur)
     face = fuser.detect(target).faces[0]
     inner = _inner(target.shape, face.landmarks, face.size)
-    ratio = lambda img: _laplacian_var(img, inner) / _laplacian_var(target, inner)
+
+    def ratio(img):
+        return _laplacian_var(img, inner) / _laplacian_var(target, inner)
+
     before = ratio(_fuse(fuser, source, target, monkeypatch, step=False))
     after = ratio(_fuse(fuser, source, target, monkeypatch, step=True))
     assert before > 2.0  # without the step the fused face is crisp on the blurred frame

@@ -11,11 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from video_clips import moving_frames, pan_frames, write_clip
-
-from facefuse.video import fuse as video_fuse
-from facefuse.video import track
+from facefuse.video import fuse as video_fuse, track
 from facefuse.video.io import VideoReader
+from video_clips import moving_frames, pan_frames, write_clip
 
 SIZE = (256, 192)
 
@@ -68,7 +66,8 @@ def test_two_missed_frames_inside_a_track_are_fused_on_landmarks_between_their_n
     for k, i in ((1 / 3, 10), (2 / 3, 11)):
         assert np.abs(lms[i] - (lms[9] + k * step)).max() < 0.01
     originals = [f.rgb for f in VideoReader(pan_clip)]
-    changed = [int((np.abs(o.image.astype(int) - f.astype(int)).max(axis=2) > 20).sum()) for (_, o), f in zip(out, originals)]
+    changed = [int((np.abs(o.image.astype(int) - f.astype(int)).max(axis=2) > 20).sum())
+               for (_, o), f in zip(out, originals, strict=True)]
     assert changed[9] > 500 and min(changed[10], changed[11]) > 0.7 * changed[9]  # fused faces, as their neighbours'
     for i in (22, 23, 24):
         assert np.array_equal(out[i][1].image, originals[i])
@@ -97,7 +96,7 @@ def test_live_frames_hold_a_missed_face_two_frames_where_its_motion_carries_it(f
 def _jitter(landmarks: list[np.ndarray], truth: list[np.ndarray]) -> float:
     """What a tracker adds to a face's true motion, frame to frame: the second difference of
     (landmarks - truth), mean over points and frames, in eye distances."""
-    off = [lm - tr for lm, tr in zip(landmarks, truth)]
+    off = [lm - tr for lm, tr in zip(landmarks, truth, strict=True)]
     return float(np.mean([np.linalg.norm(off[i + 1] - 2 * off[i] + off[i - 1], axis=1).mean() / track.eye_distance(truth[i])
                           for i in range(1, len(off) - 1)]))
 
@@ -128,5 +127,5 @@ def test_a_moving_heads_smoothed_landmarks_jitter_less_than_the_mesh_and_do_not_
         measured.append(tracker.tracks.live[0].raw.astype(np.float64))
     raw_jitter, jitter = _jitter(measured, truth), _jitter(smoothed, truth)
     assert jitter < 0.0045 and jitter < 0.75 * raw_jitter
-    error = np.mean([np.linalg.norm(s - t, axis=1).mean() / track.eye_distance(t) for s, t in zip(smoothed, truth)])
+    error = np.mean([np.linalg.norm(s - t, axis=1).mean() / track.eye_distance(t) for s, t in zip(smoothed, truth, strict=True)])
     assert error < 0.015

@@ -162,7 +162,8 @@ class Fuser:
     def params(self, **overrides: Any) -> FusionParams:
         return self.settings.fusion_params(**overrides)
 
-    def prepare_source(self, source: Union[ImageSource, DecodedImage, SourceFace], face_index: int = 0, threshold: float | None = None) -> SourceFace:
+    def prepare_source(self, source: Union[ImageSource, DecodedImage, SourceFace], face_index: int = 0,
+                       threshold: float | None = None) -> SourceFace:
         """Decode + detect + let the engine prepare the source face.
 
         The result is kept (by the content of the image, the face and the threshold) for the

@@ -37,7 +37,9 @@ REACHABLE = 1.1  # the least goal, times the base's own energy: the last 10 % ab
 # came out at 0.6 of the frame's sharpness over the judge's wider region)
 REGION = 0.5
 MIN_REGION = 256  # pixels: a smaller region measures nothing reliably (the face is left as it is)
-TURNS = 3  # rounds of (sigma, line): on a 15-px vertical motion of a test face the third moved sigma by 0.15 px and the line by 1.6 px, a fourth about as much again (slow to settle; each round costs)
+# rounds of (sigma, line): on a 15-px vertical motion of a test face the third moved sigma by
+# 0.15 px and the line by 1.6 px, a fourth about as much again (slow to settle; each round costs)
+TURNS = 3
 ANGLES = 16  # directions tried for the motion (every 11.25 degrees)
 # cells per cycle / px of the grid the spectrum is summed on: the finest kernel ripple (a
 # line of 0.12 face sizes on a 640-px face, 77 px: a period of 0.013 cycles / px) spans 1.7 cells
@@ -152,12 +154,16 @@ class _Spectrum:
         fx = np.broadcast_to(np.fft.rfftfreq(size[1])[None, :], b.shape).ravel()
         # the products summed per cell of a SPECTRUM_BINS grid (cycles / px), the kernel taken
         # at each cell's mean frequency: each candidate then costs a few thousand products
-        cell = np.round((fy + 0.5) * SPECTRUM_BINS).astype(np.int64) * (SPECTRUM_BINS + 1) + np.round(fx * SPECTRUM_BINS).astype(np.int64)
+        row = np.round((fy + 0.5) * SPECTRUM_BINS).astype(np.int64)
+        cell = row * (SPECTRUM_BINS + 1) + np.round(fx * SPECTRUM_BINS).astype(np.int64)
         cells = (SPECTRUM_BINS + 1) ** 2
         count = np.bincount(cell, minlength=cells)
         reached = np.flatnonzero(count)  # only the cells the spectrum reaches
         count = count[reached]
-        sums = lambda values: np.bincount(cell, values.ravel(), cells)[reached].astype(np.float32)
+
+        def sums(values: np.ndarray) -> np.ndarray:
+            return np.bincount(cell, values.ravel(), cells)[reached].astype(np.float32)
+
         self.bc = sums((b.real * c.real + b.imag * c.imag) * norm)
         self.cc = sums((c.real ** 2 + c.imag ** 2) * norm)
         self.fx, self.fy = sums(fx) / count, sums(fy) / count
@@ -187,7 +193,7 @@ def estimate_blur(image: np.ndarray, target: np.ndarray, base: np.ndarray, alpha
     h_tgt, h_base, h_change = hessian(tgt), hessian(bse), hessian(alpha * (luma - bse))
     want = hessian_moments(h_tgt, region)
     angles = np.arange(ANGLES) * (np.pi / ANGLES)
-    have = hessian_moments(tuple(a + b for a, b in zip(h_base, h_change)), region)
+    have = hessian_moments(tuple(a + b for a, b in zip(h_base, h_change, strict=True)), region)
     ratio = directional_energy(have, angles) / np.maximum(directional_energy(want, angles), 1e-6)
     if ratio.max() <= 1.0:
         return Blur()
@@ -220,8 +226,8 @@ def estimate_blur(image: np.ndarray, target: np.ndarray, base: np.ndarray, alpha
     # line given sigma, the pair settles where both directions match
     sigma = length = 0.0
     for _ in range(TURNS):
-        sigma = _least(lambda v: too_sharp(across, Blur(v, length, motion)), MAX_SIGMA * face_size)
-        length = _least(lambda v: too_sharp(motion, Blur(sigma, v, motion)), MAX_LENGTH * face_size)
+        sigma = _least(lambda v, length=length: too_sharp(across, Blur(v, length, motion)), MAX_SIGMA * face_size)
+        length = _least(lambda v, sigma=sigma: too_sharp(motion, Blur(sigma, v, motion)), MAX_LENGTH * face_size)
     return Blur(sigma, length, motion)
 
 

@@ -22,12 +22,23 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
-from ..faces import Face
 from ..errors import NoFaceError
+from ..faces import Face
 from ..imaging import output_size, resize_frame
 from .io import DEFAULT_QUALITY, BackgroundEncoder, VideoLimits, VideoReader, VideoWriter, check_output, prefetch
-from .track import (HOLD_MISSES, LIGHT_KEEP, Tracks, box_iou, extrapolate, interpolate, is_cut, points_box, thumbnail,
-                    update_tracks, with_light)
+from .track import (
+    HOLD_MISSES,
+    LIGHT_KEEP,
+    Tracks,
+    box_iou,
+    extrapolate,
+    interpolate,
+    is_cut,
+    points_box,
+    thumbnail,
+    update_tracks,
+    with_light,
+)
 
 if TYPE_CHECKING:
     from ..config import FusionParams
@@ -204,7 +215,7 @@ def fuse_planned(fuser: "Fuser", frame: np.ndarray, plan: FramePlan, lights: Map
     timings: dict[str, float] = {}
     faces = [(face, src, lights.get(track_id)) for track_id, face, src in plan.fused]
     image, new = fuser.fuse_frame(frame, faces, params, timings, light_keep=LIGHT_KEEP, work_face_px=work_face_px)
-    return image, {track_id: light for (track_id, _, _), light in zip(plan.fused, new)}, timings
+    return image, {track_id: light for (track_id, _, _), light in zip(plan.fused, new, strict=True)}, timings
 
 
 def _track_lights(tracker: FrameTracker) -> dict[int, Any]:

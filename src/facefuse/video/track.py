@@ -21,8 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..mesh import eye_distance
-from ..mesh import similarity as mesh_similarity
+from ..mesh import eye_distance, similarity as mesh_similarity
 
 MAX_MISSES = 8  # frames a track survives without a match
 # Frames a chosen face missed by detection is still fused where its motion puts it, when the
