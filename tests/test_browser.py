@@ -14,15 +14,13 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
+from servers import SERVE, serving
 from video_clips import decoded, pan_frames, streams, write_clip
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -47,25 +45,8 @@ def server(tmp_path_factory):
     cfg.write_text("output:\n  dir: outputs\nserver:\n  workers: 1\n")  # cwd is tmp; the default upload limit
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     env.pop("FACEFUSE_API_KEY", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from facefuse.cli import main; sys.exit(main())",
-         "serve", "--port", "0", "--config", str(cfg)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp)
-    try:
-        line = proc.stdout.readline()  # "facefuse: WebUI http://127.0.0.1:PORT/  REST ..."
-        assert "WebUI http://127.0.0.1:" in line, line + proc.stdout.read()
-        url = line.split("WebUI ", 1)[1].split()[0]
-        deadline = time.time() + 30
-        while httpx.get(url + "api/v1/health").status_code != 200:
-            assert time.time() < deadline
-            time.sleep(0.2)
+    with serving(SERVE + ["--port", "0", "--config", str(cfg)], tmp, env) as url:
         yield url, tmp / "outputs", tmp
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")

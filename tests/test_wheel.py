@@ -17,11 +17,12 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from servers import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -104,22 +105,6 @@ def test_bench_quick_uses_the_bundled_photos(installed, workdir):
 def test_serve_answers_health_and_the_webui(installed, workdir):
     bin_dir, env = installed
     (workdir / "config.yaml").write_text("output:\n  dir: outputs\nserver:\n  workers: 1\n")
-    proc = subprocess.Popen([str(bin_dir / "facefuse"), "serve", "--port", "0"], cwd=workdir, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        line = proc.stdout.readline()  # "facefuse: WebUI http://127.0.0.1:PORT/  REST ..."
-        assert "WebUI http://127.0.0.1:" in line, line + proc.stdout.read()
-        url = line.split("WebUI ", 1)[1].split()[0]
-        deadline = time.time() + 60
-        while (health := httpx.get(url + "api/v1/health", timeout=10)).status_code != 200:
-            assert time.time() < deadline, health.text
-            time.sleep(0.2)
-        assert health.json()
+    with serving([str(bin_dir / "facefuse"), "serve", "--port", "0"], workdir, env, wait_s=60) as url:
         assert httpx.get(url, timeout=30).status_code == 200  # the WebUI page
         assert httpx.get(url + "docs", timeout=30).status_code == 200  # OpenAPI docs from the installed package
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
