@@ -534,7 +534,7 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                 from .webui_live import build_live_tab
 
                 with gr.Tab("Live", id="live"):
-                    build_live_tab(settings, pool, live, control, _image_input, _message)
+                    build_live_tab(settings, pool, live, control, _image_input, _message, RESULT_COLUMN)
 
     demo.queue(max_size=settings.server.queue_size, default_concurrency_limit=pool.workers)
     return demo

@@ -63,10 +63,13 @@ def _prepare_job(fuser, data: bytes, source_face_index: int, threshold: float, m
 
 
 def build_live_tab(settings, pool: FusionPool, hub: LiveHub, control: Callable[..., Any],
-                   image_input: Callable[..., Any], message: Callable[[Exception], str]) -> None:
+                   image_input: Callable[..., Any], message: Callable[[Exception], str],
+                   result_column_class: str = "") -> None:
     """The tab's widgets and events (the Photo tab's `control`, `image_input` and page
     `message` passed in, so the two tabs look and speak alike)."""
     defaults = settings.fusion_params()
+    # two columns, as on the Photo and Video tabs: the source and the controls, and the stream
+    # with its buttons in a column that stays in view (result_column_class)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
             source = image_input(label="Source face", elem_id="live_source")
@@ -74,15 +77,15 @@ def build_live_tab(settings, pool: FusionPool, hub: LiveHub, control: Callable[.
                                     elem_id="live_source_faces", visible=False, height=200)
             source_face = gr.Dropdown([("#0", "0")], value="0", label="Source face", elem_id="live_source_face",
                                       info="which face of the source photo is brought in", visible=False)
+            # one a row: the column is a third of the page, and two a row wrapped each help text
+            controls = {name: control(name, getattr(defaults, name), prefix="live_") for name in LIVE_CONTROLS}
+        with gr.Column(scale=2, elem_classes=result_column_class):
             start = gr.Button("Start camera", variant="primary", elem_id="live_start")
+            gr.HTML(STREAM_HTML)
             with gr.Row():
                 snapshot = gr.Button("Snapshot", elem_id="live_snapshot")
                 record = gr.Button("Record", elem_id="live_record")
             status = gr.Markdown(elem_id="live_status")
-        with gr.Column(scale=2):
-            gr.HTML(STREAM_HTML)
-    with gr.Row():
-        controls = {name: control(name, getattr(defaults, name), prefix="live_") for name in LIVE_CONTROLS}
     ticket = gr.Textbox(visible=False)
 
     def on_source(path):
