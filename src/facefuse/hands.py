@@ -65,3 +65,18 @@ def hand_mask(hands: list[np.ndarray], shape: tuple[int, int], finger_width: flo
             cv2.circle(mask, tuple(fixed[finger[-1]]), 16 * width // 2, 1, -1, lineType=cv2.LINE_8, shift=4)
         cv2.polylines(mask, [fixed[PALM]], True, 1, thickness=width, lineType=cv2.LINE_8, shift=4)
     return mask.astype(np.float32)
+
+
+# eye distances: the least palm width (knuckles 5 to 17) of a hand in front of a face. The
+# hand model also takes an ear or a fold at the face's edge for a small hand: on four dev
+# photos those measured 0.13-0.19, real hands on a chin or cheeks 0.32-0.5
+MIN_PALM = 0.25
+
+
+def hands_in_front(hands: list[np.ndarray], shape: tuple[int, int], eye_dist: float,
+                   finger_width: float) -> np.ndarray | None:
+    """float32 0/1 mask over an image of `shape` (a face's region) of the `hands` (landmarks
+    in its pixels, from find_hands) large enough to be in front of a face whose eye distance
+    is `eye_dist` (MIN_PALM), or None when there are none."""
+    near = [p for p in hands if float(np.linalg.norm(p[5] - p[17])) >= MIN_PALM * eye_dist]
+    return hand_mask(near, shape, finger_width) if near else None

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, Union
 
+import cv2
 import numpy as np
 
 from .blend import compose
@@ -23,12 +24,17 @@ from .detect import FaceDetector
 from .engines import create_engine
 from .enhancers import enhancer_for
 from .errors import ConfigError, NoFaceError
-from .faces import Detection, Face, SourceFace
+from .faces import Detection, Face, FusedFace, SourceFace
+from .hands import find_hands, hands_in_front
 from .imaging import output_size, resize_frame
 from .io import NEUTRAL, DecodedImage, ImageSource, decode_image, encode_like
+from .mesh import eye_distance
 from .pose import fit_pose, pose_notes
+from .regions import TUNING as REGION_TUNING
 from .roi import MIN_MARGIN, ROI, plan_roi
 
+HAND_MARGIN = 0.5  # the face box's share added round it where hands are looked for (a hand spans a face)
+HAND_SIDE = 1280  # px: the long side of the copy the whole image is searched for hands on
 STAGES = ("decode", "detect", "roi", "engine", "enhance", "blend", "paste", "encode")
 Progress = Callable[[float, str], None]  # (share done 0-1, what is happening)
 SOURCE_CACHE = 8  # prepared source faces kept per Fuser
@@ -281,11 +287,14 @@ class Fuser:
             if output is target_img:
                 output = target_img.copy()
         used: list[FaceUsed] = []
+        with timer.stage("detect"):  # hands in front of a face stay (their colour is the skin's)
+            hands = _hands_near(output, [faces[i].scaled(factor) for i in chosen])
         for index in chosen:
             face = faces[index].scaled(factor)
             face_source = sources_by_face.get(index, src)
             before = face_patch(output, face.landmarks)
-            roi, _, kept = self._fuse_face_into(output, face, face_source, params, timer, work_face_px=STILL_WORK_FACE)
+            roi, _, kept = self._fuse_face_into(output, face, face_source, params, timer, work_face_px=STILL_WORK_FACE,
+                                                hands=hands)
             used.append(FaceUsed(index=index, face=face, roi=roi, kept=kept))
             # a face turned beyond what the engine renders well: say so, with the angle
             turn = pose_notes(fit_pose(face_source.face.landmarks).yaw, fit_pose(face.landmarks).yaw)
@@ -298,7 +307,8 @@ class Fuser:
 
     def _fuse_face_into(self, output: np.ndarray, face: Face, src: SourceFace, params: FusionParams,
                         timer: "_Timer", light: Any = None, light_keep: float = 0.0,
-                        work_face_px: int = 0, padding: float | None = None) -> tuple[ROI, Any, dict[str, float]]:
+                        work_face_px: int = 0, padding: float | None = None,
+                        hands: list[np.ndarray] | None = None) -> tuple[ROI, Any, dict[str, float]]:
         """Fuse one face of `output` (its landmarks in output pixels) in place; the ROI used,
         the engine's light state for the next frame (engines that keep none: None) and the
         share of the face each of its rules kept the target's (FusedFace.kept).
@@ -306,7 +316,9 @@ class Fuser:
         `work_face_px` > 0: a face larger than that is fused on its ROI shrunk to that face
         size, and only the change fusion made is enlarged back onto the full-size ROI, so
         the target's finest detail stays and the cost stops growing with the face (video).
-        `padding`: the ROI's margin instead of params.padding."""
+        `padding`: the ROI's margin instead of params.padding. `hands`: the hands found in
+        `output` (landmarks in its pixels, hands.find_hands): those in front of this face stay
+        the target's."""
         with timer.stage("roi"):
             roi = plan_roi(face, output.shape[1], output.shape[0], params.padding if padding is None else padding)
             if roi.width < 2 or roi.height < 2:  # a followed face gone past the frame's edge: nothing to fuse
@@ -322,9 +334,13 @@ class Fuser:
         with timer.stage("blend"):
             fused_roi = compose(fused, params.mode, params.smoothing, params.brightness,
                                 params.contrast, params.saturation, frame=work)
+            kept = fused.kept
+            if hands is not None:
+                k = work.shape[1] / max(roi_img.shape[1], 1)  # ROI px -> work px
+                fused_roi, kept = _hands_in_front(fused_roi, work, lms, fused, [(p - roi.offset) * k for p in hands])
         with timer.stage("paste"):
             output[roi.slices] = fused_roi if work is roi_img else _with_change(roi_img, work, fused_roi)
-        return roi, fused.light, fused.kept
+        return roi, fused.light, kept
 
     def fuse_frame(self, frame: np.ndarray, faces: Sequence[tuple[Face, SourceFace, Any]],
                    params: FusionParams | None = None, timings: dict[str, float] | None = None,
@@ -379,6 +395,35 @@ def _work_scale(roi_img: np.ndarray, lms: np.ndarray, k: float) -> tuple[np.ndar
     size = (max(8, round(w * k)), max(8, round(h * k)))
     scale = np.float32([size[0] / w, size[1] / h])
     return resize_frame(roi_img, size), ((lms + 0.5) * scale - 0.5).astype(np.float32)
+
+
+def _hands_near(image: np.ndarray, faces: Sequence[Face]) -> list[np.ndarray]:
+    """The hands in `image` (landmarks in its pixels), looked for in the whole image and in
+    each face's surroundings: the hand model misses some hands at one of the two scales (a
+    hand over a face seen whole in one photo, only around the face in another)."""
+    k = min(1.0, HAND_SIDE / max(image.shape[:2]))  # the model sees 224 px: a smaller copy loses nothing
+    found = [p / k for p in find_hands(resize_frame(image, (round(image.shape[1] * k), round(image.shape[0] * k))))]
+    for face in faces:
+        around = plan_roi(face, image.shape[1], image.shape[0], HAND_MARGIN)
+        found += [p + around.offset for p in find_hands(np.ascontiguousarray(image[around.slices]))]
+    return found
+
+
+def _hands_in_front(fused_roi: np.ndarray, target_roi: np.ndarray, lms: np.ndarray, fused: FusedFace,
+                    hands: list[np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
+    """The fused ROI with the target's own pixels where a hand lies in front of its face (a
+    hand has the skin's colour, so the engine's occluder rules pasted the face over it), and
+    the face's kept-shares with the hands' added (`target_hands`)."""
+    mask = hands_in_front(hands, target_roi.shape[:2], eye_distance(lms), REGION_TUNING.finger_width)
+    if mask is None:
+        return fused_roi, {**fused.kept, "target_hands": 0.0}
+    soft = cv2.GaussianBlur(mask, (0, 0), max(0.7, 0.01 * fused.face_size))[:, :, None]
+    blended = fused_roi.astype(np.float32)
+    blended += soft * (target_roi.astype(np.float32) - blended)
+    out = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    face = fused.mask > 0.5
+    share = float(soft[:, :, 0][face].mean()) if face.any() else 0.0
+    return out, {**fused.kept, "target_hands": round(share, 4)}
 
 
 def _with_change(roi_img: np.ndarray, work: np.ndarray, fused_work: np.ndarray) -> np.ndarray:

@@ -1,0 +1,53 @@
+"""A hand in front of the target's face stays in front: it has the skin's colour, so the
+engine's occluder rules do not see it; mediapipe's hand models (hands.py) do."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from facefuse.hands import MIN_PALM, find_hands, hand_mask, hands_in_front
+from facefuse.io import read_image
+from facefuse.regions import TUNING
+
+
+def _hand_over_the_cheek(fuser, data_dir, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The target with the bundled photo's hand (cut by its own landmarks) laid over its
+    image-left cheek, the palm 0.7 eye distances wide; and where the hand is (bool)."""
+    photo = read_image(data_dir / "mediapipe_hand_four.jpg")
+    hand = find_hands(photo)[0]
+    cut = hand_mask([hand], photo.shape[:2], TUNING.finger_width)
+    lms = fuser.detect(target).faces[0].landmarks
+    eye = float(np.linalg.norm(lms[33] - lms[263]))
+    s = 0.7 * eye / float(np.linalg.norm(hand[5] - hand[17]))
+    centre = hand[[0, 5, 17]].mean(0)
+    m = np.float32([[s, 0, lms[187, 0] - s * centre[0]], [0, s, lms[187, 1] - s * centre[1]]])
+    size = (target.shape[1], target.shape[0])
+    alpha = cv2.warpAffine(cut, m, size)[:, :, None]
+    covered = (target * (1 - alpha) + cv2.warpAffine(photo, m, size, flags=cv2.INTER_AREA) * alpha).astype(np.uint8)
+    return covered, alpha[:, :, 0] > 0.5
+
+
+def test_a_hand_over_the_target_face_stays_in_front(fuser, data_dir, source_path, target_path, monkeypatch):
+    covered, hand = _hand_over_the_cheek(fuser, data_dir, read_image(target_path))
+
+    def change_on_the_hand() -> float:
+        result = fuser.fuse_detailed(source_path, covered, fuser.params(ratio=1.0))
+        return float(np.abs(result.image.astype(np.float32) - covered).mean(axis=2)[hand].mean()), result
+
+    kept, result = change_on_the_hand()
+    assert kept < 4.0, kept  # measured 1.6 levels: the target's own hand
+    assert result.report()["faces_fused"][0]["kept"]["target_hands"] > 0.05
+    monkeypatch.setattr("facefuse.pipeline.find_hands", lambda image: [])  # no hand model: the fault
+    pasted, _ = change_on_the_hand()
+    assert pasted > 2 * kept and pasted > 6.0, (kept, pasted)  # measured 10.2: the face pasted over it
+
+
+def test_a_hand_smaller_than_a_palm_beside_a_face_is_no_hand_in_front():
+    """The hand model takes an ear for a small hand now and then; a palm under MIN_PALM eye
+    distances is not kept in front of the face."""
+    palm = np.float32([[0, 0]] * 21)
+    palm[5], palm[17] = (10.0, 10.0), (10.0 + 0.5 * MIN_PALM * 100.0, 10.0)
+    assert hands_in_front([palm], (200, 200), 100.0, TUNING.finger_width) is None
+    palm[17] = (10.0 + 2.0 * MIN_PALM * 100.0, 10.0)
+    assert hands_in_front([palm], (200, 200), 100.0, TUNING.finger_width) is not None
