@@ -14,8 +14,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "facefuse"
 
 # Layers, lowest first. A module may import modules of its own layer or a lower one.
 BASE = {"errors", "config", "io", "imaging", "faces", "mesh", "mesh_reference", "pose", "align", "masks", "preview",
-        "hands", "regions", "sharpness", "change"}
-CORE = {"registry", "detect", "roi", "blend", "pipeline", "engines", "onnxrt", "enhancers", "video"}
+        "sharpness", "change"}
+# hands and regions run mediapipe's graphs as detect does (its quiet_native_logs): core
+CORE = {"registry", "detect", "hands", "regions", "roi", "blend", "pipeline", "engines", "onnxrt", "enhancers", "video"}
 SHARED_FRONT = {"commands", "service", "jobs", "retention"}  # what the front-ends share
 LAYERS = [BASE, CORE, SHARED_FRONT]  # anything else is a front-end (cli, api, webui, server, batch, bench, ...)
 

@@ -134,7 +134,7 @@ class FaceDetector:
         self._lock = threading.Lock()
         self._mesh_started = False
         self._helpers: list = []  # extra full-range detectors for the full-res tiles
-        with _quiet_native_logs():
+        with quiet_native_logs():
             self._load(mp)
 
     @classmethod
@@ -176,7 +176,7 @@ class FaceDetector:
         import mediapipe as mp
 
         while len(self._helpers) < n - 1:
-            with _quiet_native_logs():
+            with quiet_native_logs():
                 extra = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.3)
                 extra.process(np.zeros((64, 64, 3), np.uint8))
             self._helpers.append(extra)
@@ -339,7 +339,7 @@ class FaceDetector:
         if self._mesh_started:
             res = self._mesh.process(crop)
         else:  # its first real face logs a notice to fd 2 once per process
-            with _quiet_native_logs():
+            with quiet_native_logs():
                 res = self._mesh.process(crop)
             self._mesh_started = True
         if not res.multi_face_landmarks:
@@ -401,7 +401,7 @@ class FaceDetector:
 
 
 @contextmanager
-def _quiet_native_logs():
+def quiet_native_logs():
     """mediapipe's C++ side prints start-up notices straight to file descriptor 2; a
     command-line tool promises one line on stderr, so mute fd 2 while the graphs start."""
     try:

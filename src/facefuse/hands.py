@@ -15,6 +15,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from .detect import quiet_native_logs
+
 HAND_CONFIDENCE = 0.5  # mediapipe palm detection and landmark presence score (0..1) a hand needs
 PALM = [0, 1, 5, 9, 13, 17]  # wrist, thumb base and the four knuckles: the palm's outline
 FINGERS = [[0, 1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19, 20]]
@@ -27,15 +29,22 @@ class HandFinder:
     def __init__(self, max_hands: int = 2):
         import mediapipe as mp  # heavy: imported only when hands are looked for
 
-        self._graph = mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=max_hands,
-                                               model_complexity=1, min_detection_confidence=HAND_CONFIDENCE)
+        with quiet_native_logs():
+            self._graph = mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=max_hands,
+                                                   model_complexity=1, min_detection_confidence=HAND_CONFIDENCE)
         self._lock = threading.Lock()
+        self._started = False
 
     def find(self, rgb: np.ndarray) -> list[np.ndarray]:
         """(21, 2) float32 landmarks in `rgb`'s pixels for each hand found (uint8 RGB in)."""
         h, w = rgb.shape[:2]
         with self._lock:
-            result = self._graph.process(np.ascontiguousarray(rgb))
+            if self._started:
+                result = self._graph.process(np.ascontiguousarray(rgb))
+            else:  # the first image logs a notice to fd 2 once per process (the CLI promises one line)
+                with quiet_native_logs():
+                    result = self._graph.process(np.ascontiguousarray(rgb))
+                self._started = True
         return [np.float32([[p.x * w, p.y * h] for p in hand.landmark])
                 for hand in (result.multi_hand_landmarks or [])]
 
