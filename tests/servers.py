@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,6 +25,10 @@ def serving(command: list[str], cwd: Path, env: dict, wait_s: float = 30.0):
         line = proc.stdout.readline()  # "facefuse: WebUI http://127.0.0.1:PORT/  REST ..."
         assert "WebUI http://127.0.0.1:" in line, line + proc.stdout.read()
         url = line.split("WebUI ", 1)[1].split()[0]
+        # read the rest of its output as it comes: a pipe nobody reads fills (64 KB of log
+        # lines) and the server then blocks on its next write, mid-request
+        tail: deque[str] = deque(maxlen=200)
+        threading.Thread(target=lambda: tail.extend(proc.stdout), daemon=True).start()
         deadline = time.time() + wait_s
         while (health := httpx.get(url + "api/v1/health", timeout=10)).status_code != 200:
             assert time.time() < deadline, health.text
