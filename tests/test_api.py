@@ -246,6 +246,7 @@ def test_oversized_chunked_upload_refused_while_streaming(live):
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
 
 
+@pytest.mark.slow
 def test_sixteen_concurrent_requests_all_answered(live, photos):
     done_before = live.pool.done
 

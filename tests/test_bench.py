@@ -215,6 +215,7 @@ def test_bench_video_reports_fps_floor_ratio_and_flicker(tmp_path, capsys):
     assert main(["bench", "video", "--clip", str(clip), "--work-face", "10"]) == 2
 
 
+@pytest.mark.slow
 def test_bench_live_streams_a_clip_through_the_websocket_and_writes_json(tmp_path, capsys, monkeypatch):
     """`bench live` on a short clip as a camera: one entry per size and client count with the
     fields BENCHMARKS.md reads (numbers are not checked, only that frames came back)."""

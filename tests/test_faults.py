@@ -30,6 +30,8 @@ FULL_DISK = [
                                                    reason="this machine does not let a test mount a tmpfs")),
 ]
 
+pytestmark = pytest.mark.slow  # new processes, tmpfs mounts and kill -9: the slow tier
+
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory, target_path) -> Path:

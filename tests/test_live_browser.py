@@ -28,6 +28,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
                  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
     pytest.mark.skipif(importlib.util.find_spec("gradio") is None, reason="the web extra is not installed"),
 ]

@@ -282,6 +282,7 @@ def test_face_labels_stay_inside_the_picture_for_a_face_cut_by_its_edge():
 
 
 # -- 6: gradio_client calls /fuse alone ----------------------------------------------------------------
+@pytest.mark.slow
 def test_gradio_client_calls_fuse_alone(ui, source_path, group_path, capfd, caplog):
     import logging
 
