@@ -287,10 +287,10 @@ class Fuser:
             if output is target_img:
                 output = target_img.copy()
         used: list[FaceUsed] = []
+        scaled = {index: faces[index].scaled(factor) for index in chosen}  # in output pixels
         with timer.stage("detect"):  # hands in front of a face stay (their colour is the skin's)
-            hands = _hands_near(output, [faces[i].scaled(factor) for i in chosen])
-        for index in chosen:
-            face = faces[index].scaled(factor)
+            hands = _hands_near(output, list(scaled.values()))
+        for index, face in scaled.items():
             face_source = sources_by_face.get(index, src)
             before = face_patch(output, face.landmarks)
             roi, _, kept = self._fuse_face_into(output, face, face_source, params, timer, work_face_px=STILL_WORK_FACE,
@@ -428,8 +428,6 @@ def _hands_in_front(fused_roi: np.ndarray, target_roi: np.ndarray, lms: np.ndarr
 
 def _with_change(roi_img: np.ndarray, work: np.ndarray, fused_work: np.ndarray) -> np.ndarray:
     """The full-size ROI plus the change fusion made at the work scale, enlarged."""
-    import cv2
-
     # OpenCV's saturating arithmetic: numpy's float copies of the full-size ROI cost 50 ms at 4096
     change = cv2.subtract(fused_work, work, dtype=cv2.CV_16S).astype(np.float32)
     h, w = roi_img.shape[:2]
