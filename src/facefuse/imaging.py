@@ -9,12 +9,38 @@ import cv2
 import numpy as np
 
 LUMA = np.float32([0.299, 0.587, 0.114])  # RGB -> luma weights (ITU-R BT.601)
+# px: the least sigma a wide Gaussian blur runs at on its shrunk copy (wide_blur). A field
+# that smooth is resampled linearly within 0.15 levels on average of the direct blur, and a
+# blur of sigma s then costs (2.5 / s)^2 of the direct one (sigma 11: 0.07 against 0.63 ms)
+SHRUNK_SIGMA = 2.5
 
 
 def scale_for(size: float, work_size: float) -> float:
     """The factor (at most 1) that brings something `size` px large to `work_size` px: the
     reduced "work" scale a step runs at, so its cost does not grow with the resolution."""
     return min(1.0, work_size / max(size, 1.0))
+
+
+def wide_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """cv2.GaussianBlur of `sigma` px; one at least twice SHRUNK_SIGMA runs on a copy shrunk
+    by the whole factor f that keeps it that wide there (area averaging: a box of f px, whose
+    variance (f^2 - 1) / 12 is taken off the blur) and is enlarged back bilinearly. The cost
+    of a direct blur grows with its width; this one's does not."""
+    f = int(sigma // SHRUNK_SIGMA)
+    if f < 2:
+        return cv2.GaussianBlur(img, (0, 0), sigma)
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(2, -(-w // f)), max(2, -(-h // f))), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), np.sqrt(sigma ** 2 - (f * f - 1) / 12.0) / f)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def masked_blur(img: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of img (H x W or H x W x C, float) restricted to mask (H x W, 0..1): a
+    normalised convolution, each pixel the mask-weighted mean around it (wide_blur)."""
+    m = mask if img.ndim == 2 else mask[:, :, None]
+    den = np.maximum(wide_blur(mask, sigma), 1e-4)
+    return wide_blur(img * m, sigma) / (den if img.ndim == 2 else den[:, :, None])
 
 
 def output_size(width: int, height: int, resolution) -> tuple[int, int]:

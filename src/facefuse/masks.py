@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from . import mesh
-from .imaging import enlarge_to, scale_for, shrink_by
+from .imaging import enlarge_to, scale_for, shrink_by, wide_blur
 
 WORK_FACE = 192  # face size (px) at which masks are feathered and skin is smoothed
 FEATHER = 0.07  # feather width, share of the face size
@@ -56,5 +56,5 @@ def feather(mask: np.ndarray, face_size: float, width: float = FEATHER) -> np.nd
     radius = max(1.0, width * face_size * scale)
     k = 2 * int(round(radius)) + 1
     eroded = cv2.erode(small, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    soft = cv2.GaussianBlur(eroded, (0, 0), radius / 2.0)
+    soft = wide_blur(eroded, radius / 2.0)
     return np.clip(enlarge_to(soft, mask.shape), 0.0, 1.0) * (mask > 0)

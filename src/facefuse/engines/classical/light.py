@@ -14,17 +14,9 @@ import cv2
 import numpy as np
 
 from ... import mesh
-from ...imaging import LUMA
+from ...imaging import LUMA, masked_blur
 from . import tuning as tn
 from .workscale import WorkScale
-
-
-def masked_blur(img: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of img restricted to mask (normalised convolution)."""
-    m = mask[:, :, None]
-    num = cv2.GaussianBlur(img * m, (0, 0), sigma)
-    den = cv2.GaussianBlur(mask, (0, 0), sigma)[:, :, None]
-    return num / np.maximum(den, 1e-4)
 
 
 def chroma_spread(img: np.ndarray, mask: np.ndarray) -> float:

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from ... import mesh
+from ...imaging import masked_blur
 from ...masks import face_region_mask
 from . import strands as st
 from .tuning import ClassicalTuning, Occlusion
@@ -79,7 +80,7 @@ def target_occluders(tgt_agree: np.ndarray, skin: np.ndarray, eye_dist: float, t
     occ = occ * np.isin(labels, edge[edge > 0])
     m = (skin > 0.5).astype(np.float32)
     sig = max(1.0, tuning.hole_sigma * eye_dist)
-    around = cv2.GaussianBlur(occ * m, (0, 0), sig) / np.maximum(cv2.GaussianBlur(m, (0, 0), sig), 1e-4)
+    around = masked_blur(occ, m, sig)
     lo, hi = tuning.hole_cover
     covered = np.where(m > 0, occ, np.clip((around - lo) / (hi - lo), 0.0, 1.0))
     return np.clip(1.0 - covered, 0.0, 1.0).astype(np.float32)
@@ -142,7 +143,7 @@ def foreign_patches(lightness: np.ndarray, region: np.ndarray, eye_dist: float, 
     cand = np.zeros(m.shape, np.uint8)
     for _ in range(2):  # the second pass learns the light without the patches the first found
         w = m * (1 - cand)
-        low = cv2.GaussianBlur(lightness * w, (0, 0), sig) / np.maximum(cv2.GaussianBlur(w, (0, 0), sig), 1e-4)
+        low = masked_blur(lightness, w, sig)
         cand = ((np.abs(lightness - low) > tuning.foreign_step) & (m > 0)).astype(np.uint8)
     _, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
     big = stats[:, cv2.CC_STAT_AREA] >= tuning.foreign_area * eye_dist ** 2

@@ -78,9 +78,9 @@ def dense_maps(
     # triangle ids on the coarse grid (cv2 grid pixel j <-> full-res x = (j + .5) / c - .5)
     grid_pts = (dst_pts + 0.5) * np.float32([cx, cy]) - 0.5
     ids = np.zeros((gh, gw), np.int32)
-    fixed = np.round(grid_pts * 16).astype(np.int32)
-    for i in range(len(tris)) if order is None else order:
-        cv2.fillConvexPoly(ids, fixed[tris[i]], int(i) + 1, lineType=cv2.LINE_8, shift=4)
+    corners = np.round(grid_pts * 16).astype(np.int32)[tris]  # (T, 3, 2), 4 fractional bits
+    for i in range(len(tris)) if order is None else order.tolist():
+        cv2.fillConvexPoly(ids, corners[i], i + 1, lineType=cv2.LINE_8, shift=4)
     gx = (np.arange(gw, dtype=np.float32) + 0.5) / cx - 0.5
     gy = (np.arange(gh, dtype=np.float32) + 0.5) / cy - 0.5
     inverses = _triangle_inverses(dst_pts, tris)
