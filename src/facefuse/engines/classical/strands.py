@@ -17,19 +17,26 @@ def strands(lab: np.ndarray, region: np.ndarray, outline: np.ndarray, eye_dist: 
     """1 on strands (work scale): a colour unlike the skin's (a chroma step of `chroma`:
     shading and shadow change the lightness, and dark hair's lightness step is
     `occlusion.foreign_patches`' test), thicker than `width` eye distances, and connected to
-    the face's outline. Where `dark_where` (beside the eyes) also hair `dark` darker than the
+    the face's outline; or, as light hair on light skin steps less, `chroma_z` robust
+    deviations of this face's own skin chroma, hanging `tall` from the outline. Each find
+    is followed along its thinner rest (not into the eyes, brows or lips, with `lms`).
+    Where `dark_where` (beside the eyes) also hair `dark` darker than the
     skin that hangs `tall` eye distances long from the outline. `hair` (bool, the source's
     region map, learned on this face, with `lms` the landmarks on this grid): strands of
     any colour, found by the map, with the same reach-in test."""
     ref = lab[region > 0.5][:, 1:]
     if len(ref) < 20:
         return np.zeros(region.shape, np.float32)
-    # the skin's chroma: the median (hair over a cheek widens any spread measured here)
-    chroma_step = np.sqrt(((lab[:, :, 1:] - np.median(ref, axis=0)) ** 2).sum(2))
+    # this face's skin chroma, learned on it: the median and the robust spread (hair over a
+    # cheek moves neither while it covers less than half of it), at least the floor
+    mu = np.median(ref, axis=0)
+    spread = np.maximum(1.4826 * np.median(np.abs(ref - mu), axis=0), np.float32(occlusion.skin_spread_floor[1:]))
+    chroma_step = np.sqrt(((lab[:, :, 1:] - mu) ** 2).sum(2))
+    chroma_z = np.sqrt((((lab[:, :, 1:] - mu) / spread) ** 2).sum(2))
     k = max(3, int(round(tuning.width * eye_dist)) | 1)
     edge = (outline > 0.5) & (cv2.erode((outline > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0)
 
-    def reaching_in(unlike: np.ndarray, tall: float = 0.0, thin: bool = False) -> np.ndarray:
+    def reaching_in(unlike: np.ndarray, tall: float = 0.0, thin: bool = False, grow: np.ndarray | None = None) -> np.ndarray:
         cand = (unlike & (outline > 0.5)).astype(np.uint8)
         # a colour test's finds are opened to the strand's width (frames, lashes are thinner);
         # a learned label's are a strand's shape already, closed over one-pixel gaps
@@ -41,9 +48,16 @@ def strands(lab: np.ndarray, region: np.ndarray, outline: np.ndarray, eye_dist: 
         keep = touching & (stats[:, cv2.CC_STAT_AREA] >= occlusion.foreign_area * eye_dist ** 2)
         keep &= stats[:, cv2.CC_STAT_HEIGHT] >= tall * eye_dist
         keep[0] = False
-        return keep[labels]
+        if grow is None:
+            return keep[labels]
+        # a strand found thick where it enters is followed along its thin rest (`grow`)
+        _, along = cv2.connectedComponents((keep[labels] | (grow & (outline > 0.5))).astype(np.uint8), connectivity=8)
+        on = np.unique(along[keep[labels]])
+        return np.isin(along, on[on > 0])
 
-    found = reaching_in(chroma_step > tuning.chroma)
+    unlike, faint = chroma_step > tuning.chroma, (chroma_z > tuning.chroma_z) & (tuning.chroma_z > 0)
+    grow = None if lms is None else (unlike | faint) & ~own_features(lms, outline.shape[::-1], eye_dist, tuning)
+    found = reaching_in(unlike, grow=grow) | reaching_in(faint, tuning.tall, grow=grow)
     if dark_where is not None and tuning.dark > 0:
         dark = (lab[:, :, 0] < np.median(lab[:, :, 0][region > 0.5]) - tuning.dark) & (dark_where > 0.5)
         found |= reaching_in(dark, tuning.tall)
@@ -70,6 +84,14 @@ def around_the_eyes(lms: np.ndarray, size: tuple[int, int], eye_dist: float, tun
         cv2.fillConvexPoly(m, np.round(cv2.convexHull(lms[ring])).astype(np.int32), 1)
     k = max(3, int(2 * tuning.eye_margin * eye_dist) | 1)
     return cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
+
+
+def own_features(lms: np.ndarray, size: tuple[int, int], eye_dist: float, tuning: Strands) -> np.ndarray:
+    """bool: the eyes with their margin, the brows and the lips: their colours are the face's own."""
+    parts = np.zeros((size[1], size[0]), np.uint8)
+    for ring in (mesh.OUTER_LIPS, mesh.RIGHT_BROW, mesh.LEFT_BROW):
+        cv2.fillConvexPoly(parts, np.round(cv2.convexHull(lms[ring])).astype(np.int32), 1)
+    return around_the_eyes(lms, size, eye_dist, tuning) | (parts > 0)
 
 
 def with_covered_eyes(found: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Strands) -> np.ndarray:
