@@ -24,16 +24,27 @@ def skin_agreement(lab: np.ndarray, reference: np.ndarray, lightness_weight: flo
     """1 where a pixel's colour is like the reference skin, falling to 0 for colours that
     are not (hair, a hand, a frame). `lightness_spread`: at most this spread of L counts
     (cheeks in hard light spread widely, and dark hair then passed for shaded skin)."""
+    return skin_agreements(lab, reference, lightness_weight, tuning, (lightness_spread,))[0]
+
+
+def skin_agreements(lab: np.ndarray, reference: np.ndarray, lightness_weight: float, tuning: Occlusion,
+                    lightness_spreads: tuple[float | None, ...]) -> list[np.ndarray]:
+    """`skin_agreement` for each of several caps on the lightness spread, the skin's colour
+    (median and spread of the reference pixels) learned once."""
     ref = lab[reference > 0.5]
     if len(ref) < 20:
-        return np.ones(lab.shape[:2], np.float32)
+        return [np.ones(lab.shape[:2], np.float32) for _ in lightness_spreads]
     mu = np.median(ref, axis=0)
-    spread = np.maximum(1.4826 * np.median(np.abs(ref - mu), axis=0), np.float32(tuning.skin_spread_floor))
-    if lightness_spread is not None:
-        spread[0] = min(spread[0], lightness_spread)
-    z = (lab - mu) / spread
-    dist = np.sqrt(lightness_weight * z[:, :, 0] ** 2 + z[:, :, 1] ** 2 + z[:, :, 2] ** 2)
-    return np.clip((tuning.skin_far - dist) / (tuning.skin_far - tuning.skin_near), 0.0, 1.0).astype(np.float32)
+    learned = np.maximum(1.4826 * np.median(np.abs(ref - mu), axis=0), np.float32(tuning.skin_spread_floor))
+    out = []
+    for cap in lightness_spreads:
+        spread = learned.copy()
+        if cap is not None:
+            spread[0] = min(spread[0], cap)
+        z = (lab - mu) / spread
+        dist = np.sqrt(lightness_weight * z[:, :, 0] ** 2 + z[:, :, 1] ** 2 + z[:, :, 2] ** 2)
+        out.append(np.clip((tuning.skin_far - dist) / (tuning.skin_far - tuning.skin_near), 0.0, 1.0).astype(np.float32))
+    return out
 
 
 def unoccluded(src: np.ndarray, tgt: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dist: float,
@@ -55,8 +66,8 @@ def unoccluded(src: np.ndarray, tgt: np.ndarray, skin: np.ndarray, lms: np.ndarr
     # lightness counts fully on the source (hair is darker or lighter than skin), less on
     # the target, whose own light and shadow must not read as an occluder
     tgt_agree = skin_agreement(work.lab(tgt), reference, tuning.target_lightness, tuning)
-    agree = skin_agreement(work.lab(src), reference, 1.0, tuning) * tgt_agree
-    strict = skin_agreement(work.lab(src), reference, 1.0, tuning, tuning.forehead_spread) * tgt_agree
+    agree, strict = (a * tgt_agree for a in skin_agreements(work.lab(src), reference, 1.0, tuning,
+                                                             (None, tuning.forehead_spread)))
     agree = np.where(forehead, strict, agree)  # the source's bangs (see Occlusion.forehead_spread)
     below = target_occluders(tgt_agree, sk, eye_dist * scale, tuning)
     return work.up_soft(np.where(forehead, agree, below).astype(np.float32)), work.up_soft(agree)
