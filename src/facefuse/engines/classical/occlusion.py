@@ -132,10 +132,10 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
         hair = None if not_skin is None else work.small(not_skin) > 0.5
         beside = beside_the_eyes(lms, size, scale) * region
         e = eye_dist * scale
-        found = st.with_covered_eyes(st.strands(lab, region, outline * above_mouth, e, s_t, occ_t, beside, hair, lms * scale),
-                                     lms * scale, e, s_t)
+        colours = st.StrandColours(lab, region, e, s_t, occ_t, lms * scale)
+        found = st.with_covered_eyes(st.strands(colours, outline * above_mouth, beside, hair), lms * scale, e, s_t)
         if s_t.followed_down and found.any():
-            anywhere = st.strands(lab, region, outline, e, s_t, occ_t, hair=hair, lms=lms * scale)
+            anywhere = st.strands(colours, outline, hair=hair)
             found = np.maximum(found, st.followed_down(found, anywhere))
         occ = np.maximum(occ, (1.0 - turned) * found)
     # one work pixel wider: a profile's nose ridge brings a line of background thinner than that

@@ -11,9 +11,33 @@ from ... import mesh
 from .tuning import Occlusion, Strands
 
 
-def strands(lab: np.ndarray, region: np.ndarray, outline: np.ndarray, eye_dist: float, tuning: Strands,
-            occlusion: Occlusion, dark_where: np.ndarray | None = None, hair: np.ndarray | None = None,
-            lms: np.ndarray | None = None) -> np.ndarray:
+class StrandColours:
+    """What strands are looked for by on one face (work scale): its skin's chroma learned on
+    `region`, and which pixels step from it (`strands` uses them, for each outline it is
+    asked about: the colour tests run once)."""
+
+    def __init__(self, lab: np.ndarray, region: np.ndarray, eye_dist: float, tuning: Strands, occlusion: Occlusion,
+                 lms: np.ndarray | None = None):
+        self.lab, self.region, self.eye_dist, self.lms = lab, region, eye_dist, lms
+        self.tuning, self.occlusion = tuning, occlusion
+        ref = lab[region > 0.5][:, 1:]
+        self.enough = len(ref) >= 20
+        if not self.enough:
+            return
+        # this face's skin chroma, learned on it: the median and the robust spread (hair over a
+        # cheek moves neither while it covers less than half of it), at least the floor
+        mu = np.median(ref, axis=0)
+        spread = np.maximum(1.4826 * np.median(np.abs(ref - mu), axis=0), np.float32(occlusion.skin_spread_floor[1:]))
+        chroma_step = np.sqrt(((lab[:, :, 1:] - mu) ** 2).sum(2))
+        chroma_z = np.sqrt((((lab[:, :, 1:] - mu) / spread) ** 2).sum(2))
+        self.unlike = chroma_step > tuning.chroma
+        self.faint = (chroma_z > tuning.chroma_z) & (tuning.chroma_z > 0)
+        self.grow = None if lms is None else (self.unlike | self.faint) & ~own_features(lms, region.shape[::-1], eye_dist,
+                                                                                         tuning)
+
+
+def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray | None = None,
+            hair: np.ndarray | None = None) -> np.ndarray:
     """1 on strands (work scale): a colour unlike the skin's (a chroma step of `chroma`:
     shading and shadow change the lightness, and dark hair's lightness step is
     `occlusion.foreign_patches`' test), thicker than `width` eye distances, and connected to
@@ -24,15 +48,9 @@ def strands(lab: np.ndarray, region: np.ndarray, outline: np.ndarray, eye_dist: 
     skin that hangs `tall` eye distances long from the outline. `hair` (bool, the source's
     region map, learned on this face, with `lms` the landmarks on this grid): strands of
     any colour, found by the map, with the same reach-in test."""
-    ref = lab[region > 0.5][:, 1:]
-    if len(ref) < 20:
-        return np.zeros(region.shape, np.float32)
-    # this face's skin chroma, learned on it: the median and the robust spread (hair over a
-    # cheek moves neither while it covers less than half of it), at least the floor
-    mu = np.median(ref, axis=0)
-    spread = np.maximum(1.4826 * np.median(np.abs(ref - mu), axis=0), np.float32(occlusion.skin_spread_floor[1:]))
-    chroma_step = np.sqrt(((lab[:, :, 1:] - mu) ** 2).sum(2))
-    chroma_z = np.sqrt((((lab[:, :, 1:] - mu) / spread) ** 2).sum(2))
+    c, tuning, occlusion, eye_dist, lms = colours, colours.tuning, colours.occlusion, colours.eye_dist, colours.lms
+    if not c.enough:
+        return np.zeros(c.region.shape, np.float32)
     k = max(3, int(round(tuning.width * eye_dist)) | 1)
     edge = (outline > 0.5) & (cv2.erode((outline > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0)
 
@@ -55,11 +73,10 @@ def strands(lab: np.ndarray, region: np.ndarray, outline: np.ndarray, eye_dist: 
         on = np.unique(along[keep[labels]])
         return np.isin(along, on[on > 0])
 
-    unlike, faint = chroma_step > tuning.chroma, (chroma_z > tuning.chroma_z) & (tuning.chroma_z > 0)
-    grow = None if lms is None else (unlike | faint) & ~own_features(lms, outline.shape[::-1], eye_dist, tuning)
-    found = reaching_in(unlike, grow=grow) | reaching_in(faint, tuning.tall, grow=grow)
+    found = reaching_in(c.unlike, grow=c.grow) | reaching_in(c.faint, tuning.tall, grow=c.grow)
     if dark_where is not None and tuning.dark > 0:
-        dark = (lab[:, :, 0] < np.median(lab[:, :, 0][region > 0.5]) - tuning.dark) & (dark_where > 0.5)
+        lightness = c.lab[:, :, 0]
+        dark = (lightness < np.median(lightness[c.region > 0.5]) - tuning.dark) & (dark_where > 0.5)
         found |= reaching_in(dark, tuning.tall)
     if hair is not None:  # the learned label is a strand's shape already: no opening
         # a strand may run through the lashes and lids round an eye, but they stay the eye's
