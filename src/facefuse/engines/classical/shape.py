@@ -34,14 +34,15 @@ def inside_distance(pts: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     (what cv2.pointPolygonTest measures, for all points at once)."""
     a, b = polygon, np.roll(polygon, -1, axis=0)  # the edges a -> b
     ab = b - a
-    rel = pts[:, None, :] - a[None]  # (P, E, 2)
-    t = np.clip((rel * ab).sum(2) / np.maximum((ab * ab).sum(1), 1e-12), 0.0, 1.0)
-    dist = np.linalg.norm(rel - t[:, :, None] * ab, axis=2).min(1)
+    x, y = pts[:, :1], pts[:, 1:2]
+    rx, ry = x - a[:, 0], y - a[:, 1]  # (P, E): each point from each edge's start, per axis
+    t = np.clip((rx * ab[:, 0] + ry * ab[:, 1]) / np.maximum((ab * ab).sum(1), 1e-12), 0.0, 1.0)
+    dx, dy = rx - t * ab[:, 0], ry - t * ab[:, 1]
+    dist = np.sqrt((dx * dx + dy * dy).min(1))
     # even-odd rule: a ray to the right crosses the outline an odd number of times from inside
-    y = pts[:, 1:2]
-    spans = (a[None, :, 1] > y) != (b[None, :, 1] > y)
+    spans = (a[:, 1] > y) != (b[:, 1] > y)
     x_cross = a[:, 0] + (y - a[:, 1]) * ab[:, 0] / np.where(ab[:, 1] == 0, 1e-12, ab[:, 1])
-    inside = (spans & (pts[:, :1] < x_cross)).sum(1) % 2 == 1
+    inside = (spans & (x < x_cross)).sum(1) % 2 == 1
     return np.where(inside, dist, 0.0)
 
 

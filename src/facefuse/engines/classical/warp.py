@@ -28,11 +28,16 @@ def _triangle_inverses(dst: np.ndarray, tris: np.ndarray) -> tuple[np.ndarray, n
     """(T, 3, 3) inverses of each destination triangle's homogeneous corner matrix, and
     which triangles are not degenerate: a triangle's affine map onto any source triangle
     is then one matrix product (the destination is shared by every map of a fusion)."""
-    dh = np.concatenate([dst[tris].astype(np.float64), np.ones((len(tris), 3, 1))], axis=2)  # T x 3 x 3
-    ok = np.abs(np.linalg.det(dh)) > 1e-6
-    inv = np.zeros_like(dh)
-    inv[ok] = np.linalg.inv(dh[ok])
-    return inv, ok
+    p = dst[tris].astype(np.float64)  # T x 3 corners x (x, y); each matrix's rows are (x, y, 1)
+    (x0, y0), (x1, y1), (x2, y2) = p[:, 0].T, p[:, 1].T, p[:, 2].T
+    det = x0 * (y1 - y2) + x1 * (y2 - y0) + x2 * (y0 - y1)
+    ok = np.abs(det) > 1e-6
+    # the inverse as adjugate / determinant, all triangles at once (a batched LAPACK
+    # inverse and determinant of 3x3 matrices cost 3x as much)
+    adj = np.stack([np.stack([y1 - y2, y2 - y0, y0 - y1], 1),
+                    np.stack([x2 - x1, x0 - x2, x1 - x0], 1),
+                    np.stack([x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0], 1)], 1)
+    return np.where(ok[:, None, None], adj / np.where(ok, det, 1.0)[:, None, None], 0.0), ok
 
 
 def _triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray,
