@@ -1,5 +1,6 @@
 """The frame's own blur (issue 26, point 3): a fused face on a soft or motion-blurred target
-is as soft as the frame, in the frame's direction of motion; on a sharp target nothing changes.
+is as soft as the frame, in the frame's direction of motion; one softer than its frame (the
+source resampled, the work scale's enlargement) gets its finest band lifted to the frame's.
 
 The sharpness ratio is the judge's: the Laplacian variance inside the face (its landmarks'
 hull, eroded by a tenth of the face on each side), result over target.
@@ -115,13 +116,47 @@ def test_a_blurred_target_gives_a_blurred_face(fuser, data_dir, monkeypatch, pho
     assert 0.7 <= after <= 1.4, (before, after)
 
 
-def test_a_sharp_target_is_unchanged_by_the_step(fuser, data_dir, monkeypatch):
-    source, target = read_image(data_dir / "deepface_img2.jpg"), read_image(data_dir / "deepface_img25.jpg")
-    calls = []
-    step = sharpness.take_frame_blur
-    monkeypatch.setattr(blend, "take_frame_blur", lambda face, fused, frame: calls.append(1) or step(face, fused, frame))
-    with_step = fuser.fuse(source, target)
-    monkeypatch.undo()
-    without = _fuse(fuser, source, target, monkeypatch, step=False)
-    assert calls  # the step ran
-    assert np.array_equal(with_step, without)
+@pytest.mark.parametrize("frame_blur", [0.0, 1.2])
+def test_the_step_matches_the_frame_both_ways(fuser, data_dir, monkeypatch, frame_blur):
+    """One target photo as it is and made soft (a Gaussian of 1.2 px): without the step the
+    fused face is too soft on the first (the source resampled) and too crisp on the second;
+    with it both are within the goal."""
+    source = read_image(data_dir / "deepface_img2.jpg")
+    target = read_image(data_dir / "deepface_img25.jpg")
+    if frame_blur:
+        target = _degraded(target, Blur(sigma=frame_blur))
+    face = fuser.detect(target).faces[0]
+    inner = _inner(target.shape, face.landmarks, face.size)
+
+    def ratio(img):
+        return _laplacian_var(img, inner) / _laplacian_var(target, inner)
+
+    before = ratio(_fuse(fuser, source, target, monkeypatch, step=False))
+    after = ratio(_fuse(fuser, source, target, monkeypatch, step=True))
+    assert (before > 1.4) if frame_blur else (before < 0.7), before
+    assert 0.7 <= after <= 1.4, (before, after)
+
+
+def test_lift_gives_a_soft_face_the_frames_sharpness(face_crop):
+    crop, interior = face_crop
+    soft = blurred(crop, Blur(sigma=0.6))
+    ones = np.ones(interior.shape, np.float32)
+    alpha = interior.astype(np.float32)
+    lifted = np.clip(sharpness.lift(soft, crop, crop, alpha, ones) + 0.5, 0, 255).astype(np.uint8)
+    frame = crop.astype(np.uint8)
+    before = _laplacian_var(np.clip(soft + 0.5, 0, 255).astype(np.uint8), interior) / _laplacian_var(frame, interior)
+    after = _laplacian_var(lifted, interior) / _laplacian_var(frame, interior)
+    assert before < 0.6
+    assert 0.7 <= after <= 1.4, (before, after)
+    assert sharpness.lift(crop, crop, crop, alpha, ones) is crop  # as sharp as the frame: unchanged
+
+
+def test_a_face_fused_at_the_work_scale_keeps_the_frames_sharpness(fuser, data_dir):
+    """Video fuses a large face on its ROI shrunk (work_face_px) and enlarges the change:
+    the enlargement softens it (0.85 of the frame without the lift after it)."""
+    target = read_image(data_dir / "deepface_img25.jpg")
+    face = fuser.detect(target).faces[0]
+    source = fuser.prepare_source(read_image(data_dir / "deepface_img2.jpg"))
+    out, _ = fuser.fuse_frame(target, [(face, source, None)], work_face_px=110)
+    inner = _inner(target.shape, face.landmarks, face.size)
+    assert 0.9 <= _laplacian_var(out, inner) / _laplacian_var(target, inner) <= 1.4

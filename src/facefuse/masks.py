@@ -15,6 +15,7 @@ from .imaging import enlarge_to, scale_for, shrink_by, wide_blur
 
 WORK_FACE = 192  # face size (px) at which masks are feathered and skin is smoothed
 FEATHER = 0.07  # feather width, share of the face size
+BROW_GROW = 1.3  # a brow's landmarks' polygon enlarged about its centre by this: the hairs beyond them
 
 
 def fill_poly(img: np.ndarray, pts: np.ndarray, value: float) -> None:
@@ -40,7 +41,17 @@ def face_region_mask(lms: np.ndarray, shape: tuple[int, int], cut_mouth: bool = 
         for region in (mesh.RIGHT_BROW, mesh.LEFT_BROW):
             pts = lms[region]
             c = pts.mean(0)
-            fill_poly(mask, c + (pts - c) * 1.3, 0.0)
+            fill_poly(mask, c + (pts - c) * BROW_GROW, 0.0)
+    return mask
+
+
+def brows_mask(lms: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Hard (anti-aliased) float32 mask of the two brows at landmarks `lms`."""
+    mask = np.zeros(shape, np.float32)
+    for region in (mesh.RIGHT_BROW, mesh.LEFT_BROW):
+        pts = lms[region]
+        c = pts.mean(0)
+        fill_poly(mask, c + (pts - c) * BROW_GROW, 1.0)
     return mask
 
 
