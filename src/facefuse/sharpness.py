@@ -197,7 +197,8 @@ def estimate_blur(image: np.ndarray, target: np.ndarray, base: np.ndarray, alpha
     ys, xs = np.nonzero(region)
     crop = np.s_[ys.min():ys.max() + 2, xs.min():xs.max() + 2]
     image, target, base, alpha, region = image[crop], target[crop], base[crop], alpha[crop], region[crop]
-    luma, tgt, bse = (cv2.transform(x, LUMA[None, :]) for x in (image, target, base))
+    luma, tgt = (cv2.transform(x, LUMA[None, :]) for x in (image, target))
+    bse = luma if base is image else cv2.transform(base, LUMA[None, :])
     h_tgt, h_base, h_change = hessian(tgt), hessian(bse), hessian(alpha * (luma - bse))
     want = hessian_moments(h_tgt, region)
     angles = np.arange(ANGLES) * (np.pi / ANGLES)
@@ -271,19 +272,23 @@ def estimate_boost(blended: np.ndarray, band: np.ndarray, target: np.ndarray, re
     (bool: where it is mostly the fused face); 0 when it has that energy already. The energy
     is quadratic in g (a + 2 b g + c g^2), so g is solved for, not searched: it varies
     continuously with the frame. At most MAX_BOOST."""
-    if int(region.sum()) < MIN_REGION:
+    mask = region.astype(np.uint8)
+    if cv2.countNonZero(mask) < MIN_REGION:
         return 0.0
-    ys, xs = np.nonzero(region)
-    crop = np.s_[max(ys.min() - 2, 0):ys.max() + 3, max(xs.min() - 2, 0):xs.max() + 3]
-    region = region[crop]
+    x, y, w, h = cv2.boundingRect(mask)
+    crop = np.s_[max(y - 2, 0):y + h + 2, max(x - 2, 0):x + w + 2]
+    mask = mask[crop]
     lap = D_XX + D_YY
 
-    def laplacian(x):
-        return cv2.filter2D(x[crop], -1, lap, borderType=cv2.BORDER_REFLECT)[region].astype(np.float64)
+    def laplacian(img):
+        return cv2.filter2D(img[crop], -1, lap, borderType=cv2.BORDER_REFLECT)
+
+    def mean(u, v):  # of the products inside the region (OpenCV accumulates in double)
+        return cv2.mean(cv2.multiply(u, v), mask=mask)[0]
 
     want, have, extra = laplacian(target), laplacian(blended), laplacian(band)
-    goal = float((want * want).mean()) - rounding_energy(lap)
-    a, b, c = float((have * have).mean()), float((have * extra).mean()), float((extra * extra).mean())
+    goal = mean(want, want) - rounding_energy(lap)
+    a, b, c = mean(have, have), mean(have, extra), mean(extra, extra)
     if a >= goal or c <= 1e-9:
         return 0.0
     return float(min((-b + np.sqrt(max(b * b - c * (a - goal), 0.0))) / c, MAX_BOOST))
@@ -296,7 +301,8 @@ def lift(image: np.ndarray, target: np.ndarray, base: np.ndarray, alpha: np.ndar
     `region` (default: alpha > REGION, where it is mostly the fused face; the same gain on
     the three channels: the face gets crisper, not its colour noise); image itself when it
     has that energy already. `detail`: the image whose band is added, if not image's own."""
-    luma, tgt, bse = (cv2.transform(x, LUMA[None, :]) for x in (image, target, base))
+    luma, tgt = (cv2.transform(x, LUMA[None, :]) for x in (image, target))
+    bse = luma if base is image else cv2.transform(base, LUMA[None, :])
     own = finest_band(luma if detail is None else cv2.transform(detail, LUMA[None, :])) * weight
     gain = estimate_boost(bse + alpha * (luma - bse), alpha * own, tgt, alpha > REGION if region is None else region)
     if gain <= 0.0:

@@ -208,13 +208,16 @@ def plan_next_frame(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, so
 
 
 def fuse_planned(fuser: "Fuser", frame: np.ndarray, plan: FramePlan, lights: Mapping[int, Any],
-                 params: "FusionParams", work_face_px: int = WORK_FACE_PX) -> tuple[np.ndarray, dict[int, Any], dict]:
+                 params: "FusionParams", work_face_px: int = WORK_FACE_PX,
+                 lift_enlarged: bool = True) -> tuple[np.ndarray, dict[int, Any], dict]:
     """The fused frame, each fused track's new light state and this call's stage times.
     `lights`: each track's light state from an earlier frame's fusion (none: start afresh).
+    `work_face_px`, `lift_enlarged`: see Fuser.fuse_frame.
     Touches no shared state, so frames can be fused on several threads."""
     timings: dict[str, float] = {}
     faces = [(face, src, lights.get(track_id)) for track_id, face, src in plan.fused]
-    image, new = fuser.fuse_frame(frame, faces, params, timings, light_keep=LIGHT_KEEP, work_face_px=work_face_px)
+    image, new = fuser.fuse_frame(frame, faces, params, timings, light_keep=LIGHT_KEEP, work_face_px=work_face_px,
+                                  lift_enlarged=lift_enlarged)
     return image, {track_id: light for (track_id, _, _), light in zip(plan.fused, new, strict=True)}, timings
 
 

@@ -47,11 +47,12 @@ from .track import box_iou, points_box
 
 # A live face larger than this is fused at this size (fuse.WORK_FACE_PX, a video's, is 320):
 # a webcam's face is seen at the camera's own size, and the engine's cost is what bounds the
-# frame rate. On the talking head at 640x480 (a 320-px face), judged frame by frame
-# (video_judge.py, 12 sampled frames, source deepface_img2.jpg): identity 12 of 12 at 192
-# and at 320, flicker 0.69 at both, the face's sharpness over the frame's 0.74 against 0.60
-# (the target's finest detail stays where only the change is enlarged), engine 28 against
-# 40 ms a frame; at 160, identity 11 of 12.
+# frame rate. On the talking head at 640x480 (its face is larger than 320 px), through this
+# session one frame at a time: engine 30-33 ms a frame against 43-47 at 320. Judged frame by
+# frame (video_judge.py, 12 sampled frames, source deepface_img2.jpg): identity 12 of 12,
+# flicker 0.73, the face's sharpness over the frame's 0.86 (and 0.94 with the enlarged face
+# lifted again, Fuser.fuse_frame's lift_enlarged, which costs about 20 ms a frame here: live
+# does without it); at 1280x720, identity 12 of 12, flicker 0.70, sharpness 1.00.
 LIVE_WORK_FACE_PX = 192
 IN_LINE_NEVER = 1 << 30  # plan_next_frame's detect_every when the routine search runs beside the stream
 SAME_FACE_IOU = 0.3  # a face found beside the stream is one already followed (fuse.py's rule)
@@ -192,8 +193,10 @@ class LiveSession:
         """The fused frame of a plan. Any thread; several plans at once."""
         t0 = time.perf_counter()
         if planned.plan.fused:
+            # the enlarged face is not lifted again (Fuser.fuse_frame's lift_enlarged): the blend's
+            # lift at the work scale keeps it crisp enough (see LIVE_WORK_FACE_PX)
             image, lights, timings = fuse_planned(self.fuser, planned.frame, planned.plan, planned.lights,
-                                                  planned.params, self.work_face_px)
+                                                  planned.params, self.work_face_px, lift_enlarged=False)
             self._finished.put((lights, timings))
         else:
             image = planned.frame  # no face to fuse: the frame as it came (resized)
