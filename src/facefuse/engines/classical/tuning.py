@@ -105,8 +105,11 @@ class Strands:
     # robust deviations of this face's own skin chroma (its MAD, at least Occlusion.skin_spread_floor):
     # light hair on light skin steps less than `chroma` from it, but far beyond an even skin's
     # spread (blonde on fair: step ~12, spread ~2.5; cases.md S6). Such a find must hang `tall`
-    # from the outline (eye shadow, make-up do not); 3.5 left the lock on a large target. 0: off
-    chroma_z: float = 3.0
+    # from the outline (eye shadow, make-up do not). 3.0 took the lock off all five targets of
+    # S6 but also took regular pair 39's eye (a source's eye make-up stretched to the outline:
+    # judge d 0.528 -> 0.601, identity lost); 3.5 leaves pair 39 at 0.526 and the lock on one
+    # target of five (deepface_img19, a 550-px face). 0: off
+    chroma_z: float = 3.5
     width: float = 0.12  # eye distances: thinner dark or coloured lines (frames, lashes, brow hairs) are not strands
     # Lab L below the skin's median, beside the eyes: near-black hair has no chroma to test
     # (the README example's grey smudge at the eye, cases.md S1; 45 left most of it). 0: off
