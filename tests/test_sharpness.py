@@ -98,20 +98,26 @@ def _fuse(fuser, source, target, monkeypatch, step: bool):
         monkeypatch.undo()
 
 
-@pytest.mark.parametrize("photo, blur", [("deepface_img25.jpg", Blur(sigma=GAUSS_SIGMA)),
-                                         ("fr_alex_lacamoire.png", Blur(length=MOTION_PX, angle=0.0)),
-                                         ("fr_alex_lacamoire.png", Blur(length=MOTION_PX, angle=np.pi / 2))])
-def test_a_blurred_target_gives_a_blurred_face(fuser, data_dir, monkeypatch, photo, blur):
+def _sharpness_without_and_with_the_step(fuser, data_dir, target, monkeypatch) -> tuple[float, float]:
+    """The fused face's inner sharpness over the target's (deepface_img2.jpg as the source),
+    without the frame's-blur step and with it."""
     source = read_image(data_dir / "deepface_img2.jpg")
-    target = _degraded(read_image(data_dir / photo), blur)
     face = fuser.detect(target).faces[0]
     inner = _inner(target.shape, face.landmarks, face.size)
 
     def ratio(img):
         return _laplacian_var(img, inner) / _laplacian_var(target, inner)
 
-    before = ratio(_fuse(fuser, source, target, monkeypatch, step=False))
-    after = ratio(_fuse(fuser, source, target, monkeypatch, step=True))
+    return (ratio(_fuse(fuser, source, target, monkeypatch, step=False)),
+            ratio(_fuse(fuser, source, target, monkeypatch, step=True)))
+
+
+@pytest.mark.parametrize("photo, blur", [("deepface_img25.jpg", Blur(sigma=GAUSS_SIGMA)),
+                                         ("fr_alex_lacamoire.png", Blur(length=MOTION_PX, angle=0.0)),
+                                         ("fr_alex_lacamoire.png", Blur(length=MOTION_PX, angle=np.pi / 2))])
+def test_a_blurred_target_gives_a_blurred_face(fuser, data_dir, monkeypatch, photo, blur):
+    target = _degraded(read_image(data_dir / photo), blur)
+    before, after = _sharpness_without_and_with_the_step(fuser, data_dir, target, monkeypatch)
     assert before > 2.0  # without the step the fused face is crisp on the blurred frame
     assert 0.7 <= after <= 1.4, (before, after)
 
@@ -121,18 +127,10 @@ def test_the_step_matches_the_frame_both_ways(fuser, data_dir, monkeypatch, fram
     """One target photo as it is and made soft (a Gaussian of 1.2 px): without the step the
     fused face is too soft on the first (the source resampled) and too crisp on the second;
     with it both are within the goal."""
-    source = read_image(data_dir / "deepface_img2.jpg")
     target = read_image(data_dir / "deepface_img25.jpg")
     if frame_blur:
         target = _degraded(target, Blur(sigma=frame_blur))
-    face = fuser.detect(target).faces[0]
-    inner = _inner(target.shape, face.landmarks, face.size)
-
-    def ratio(img):
-        return _laplacian_var(img, inner) / _laplacian_var(target, inner)
-
-    before = ratio(_fuse(fuser, source, target, monkeypatch, step=False))
-    after = ratio(_fuse(fuser, source, target, monkeypatch, step=True))
+    before, after = _sharpness_without_and_with_the_step(fuser, data_dir, target, monkeypatch)
     assert (before > 1.4) if frame_blur else (before < 0.7), before
     assert 0.7 <= after <= 1.4, (before, after)
 
