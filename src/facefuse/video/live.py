@@ -52,7 +52,8 @@ from .track import box_iou, points_box
 # frame (video_judge.py, 12 sampled frames, source deepface_img2.jpg): identity 12 of 12,
 # flicker 0.73, the face's sharpness over the frame's 0.86 (and 0.94 with the enlarged face
 # lifted again, Fuser.fuse_frame's lift_enlarged, which costs about 20 ms a frame here: live
-# does without it); at 1280x720, identity 12 of 12, flicker 0.70, sharpness 1.00.
+# does without it); at 1280x720 (before issue 26's lift), identity 12 of 12, flicker 0.70,
+# sharpness 1.00.
 LIVE_WORK_FACE_PX = 192
 IN_LINE_NEVER = 1 << 30  # plan_next_frame's detect_every when the routine search runs beside the stream
 SAME_FACE_IOU = 0.3  # a face found beside the stream is one already followed (fuse.py's rule)
