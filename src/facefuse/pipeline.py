@@ -26,7 +26,7 @@ from .enhancers import enhancer_for
 from .errors import ConfigError, NoFaceError
 from .faces import Detection, Face, FusedFace, SourceFace
 from .hands import find_hands, hands_in_front
-from .imaging import output_size, resize_frame
+from .imaging import LUMA, output_size, resize_frame
 from .io import NEUTRAL, DecodedImage, ImageSource, decode_image, encode_like
 from .mesh import eye_distance
 from .pose import fit_pose, pose_notes
@@ -449,8 +449,10 @@ def _with_change(roi_img: np.ndarray, work: np.ndarray, fused_work: np.ndarray,
     alpha, weight = (cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR)
                      for x in (fused.alpha, fused.alpha * lift_weight(fused)))
     img = out.astype(np.float32)  # as blended already: lifted where it was mostly the fused face
-    enlarged = cv2.resize(fused_work, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-    lifted = lift(img, roi_img.astype(np.float32), img, np.ones_like(alpha), weight, alpha > REGION, enlarged)
+    # the fused face's luma enlarged (one channel: the luma of the enlarged face, as both are linear)
+    enlarged = cv2.resize(cv2.transform(fused_work.astype(np.float32), LUMA[None, :]), (w, h),
+                          interpolation=cv2.INTER_LINEAR)
+    lifted = lift(img, roi_img.astype(np.float32), None, None, weight, alpha > REGION, enlarged)
     return out if lifted is img else np.clip(lifted + 0.5, 0, 255).astype(np.uint8)
 
 

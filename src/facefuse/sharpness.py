@@ -294,17 +294,24 @@ def estimate_boost(blended: np.ndarray, band: np.ndarray, target: np.ndarray, re
     return float(min((-b + np.sqrt(max(b * b - c * (a - goal), 0.0))) / c, MAX_BOOST))
 
 
-def lift(image: np.ndarray, target: np.ndarray, base: np.ndarray, alpha: np.ndarray, weight: np.ndarray,
-         region: np.ndarray | None = None, detail: np.ndarray | None = None) -> np.ndarray:
+def lift(image: np.ndarray, target: np.ndarray, base: np.ndarray | None, alpha: np.ndarray | None,
+         weight: np.ndarray, region: np.ndarray | None = None, detail: np.ndarray | None = None) -> np.ndarray:
     """image (float32 RGB, blended onto base by alpha) with its finest luma band, times
     `weight` (0..1), raised until, blended, it has the target's Laplacian energy in
     `region` (default: alpha > REGION, where it is mostly the fused face; the same gain on
     the three channels: the face gets crisper, not its colour noise); image itself when it
-    has that energy already. `detail`: the image whose band is added, if not image's own."""
+    has that energy already. `base` and `alpha` None: image is the blended result already
+    (then `region` is needed). `detail`: the image (RGB, or its luma) whose band is added,
+    if not image's own."""
     luma, tgt = (cv2.transform(x, LUMA[None, :]) for x in (image, target))
-    bse = luma if base is image else cv2.transform(base, LUMA[None, :])
-    own = finest_band(luma if detail is None else cv2.transform(detail, LUMA[None, :])) * weight
-    gain = estimate_boost(bse + alpha * (luma - bse), alpha * own, tgt, alpha > REGION if region is None else region)
+    if detail is not None:
+        detail = detail if detail.ndim == 2 else cv2.transform(detail, LUMA[None, :])
+    own = finest_band(luma if detail is None else detail) * weight
+    if alpha is None:
+        gain = estimate_boost(luma, own, tgt, region)
+    else:
+        bse = cv2.transform(base, LUMA[None, :])
+        gain = estimate_boost(bse + alpha * (luma - bse), alpha * own, tgt, alpha > REGION if region is None else region)
     if gain <= 0.0:
         return image
     # no pixel is lifted past black or white, and the limit is the same both ways: a
