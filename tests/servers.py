@@ -1,4 +1,5 @@
-"""Start `facefuse serve` as a user would, for the tests that talk to a real server process."""
+"""Start `facefuse serve` as a user would, for the tests that talk to a real server process;
+and wait for a REST job to finish, on any client (a TestClient or an httpx one)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,12 @@ def serving(command: list[str], cwd: Path, env: dict, wait_s: float = 30.0):
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def wait_for_job(client, job_id: str, timeout: float = 120) -> dict:
+    """The job's status once it is neither queued nor running (fails after `timeout` s)."""
+    deadline = time.time() + timeout
+    while (st := client.get(f"/api/v1/jobs/{job_id}").json())["state"] in ("queued", "running"):
+        assert time.time() < deadline, st
+        time.sleep(0.1)
+    return st

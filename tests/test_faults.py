@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ import faults  # noqa: E402
 import video_clips as vc  # noqa: E402
 from facefuse.cli import main  # noqa: E402
 from facefuse.config import Settings  # noqa: E402
+from servers import wait_for_job  # noqa: E402
 
 TestClient = pytest.importorskip("fastapi.testclient").TestClient
 NO_SPACE_LINE = re.compile(r"^facefuse: error: .*: no space left on the output's disk$")
@@ -152,14 +152,6 @@ def _post_video(client, source_path, clip):
     return client.post("/api/v1/video", files=files)
 
 
-def _wait(client, job_id, timeout=120):
-    deadline = time.time() + timeout
-    while (st := client.get(f"/api/v1/jobs/{job_id}").json())["state"] in ("queued", "running"):
-        assert time.time() < deadline, st
-        time.sleep(0.1)
-    return st
-
-
 def test_rest_fuse_with_a_full_disk_is_507_and_the_next_request_works(server, source_path, target_path,
                                                                       monkeypatch):
     from starlette.datastructures import UploadFile
@@ -196,7 +188,7 @@ def test_rest_video_submit_on_a_full_disk_is_507_and_loses_no_slot(server, sourc
     assert list(jobs.folder.iterdir()) == []  # no half-made job folder
     r = _post_video(client, source_path, clip)  # space again: every slot is there
     assert r.status_code == 202, r.text
-    assert _wait(client, r.json()["id"])["state"] == "done"
+    assert wait_for_job(client, r.json()["id"])["state"] == "done"
 
 
 def test_rest_video_job_on_a_full_disk_fails_with_one_line_and_frees_its_slot(server, source_path, clip,
@@ -204,14 +196,14 @@ def test_rest_video_job_on_a_full_disk_fails_with_one_line_and_frees_its_slot(se
     client, jobs, _pool = server
     with faults.injected_full_disk(monkeypatch, files=False):  # the state files are small: the clip fills the disk
         ids = [_post_video(client, source_path, clip).json()["id"] for _ in range(jobs.max_active)]
-        states = [_wait(client, job_id) for job_id in ids]
+        states = [wait_for_job(client, job_id) for job_id in ids]
     for st in states:
         assert st["state"] == "failed" and st["error"].endswith("no space left on the output's disk"), st
     for job_id in ids:
         assert faults.temps_in(jobs.folder / job_id) == [] and not (jobs.folder / job_id / "fused.mp4").exists()
     r = _post_video(client, source_path, clip)
     assert r.status_code == 202, r.text  # the failed jobs hold no slot
-    assert _wait(client, r.json()["id"])["state"] == "done"
+    assert wait_for_job(client, r.json()["id"])["state"] == "done"
 
 
 # -- kill -9 mid-write ---------------------------------------------------------------------------------

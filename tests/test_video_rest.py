@@ -4,7 +4,6 @@ limits (size, duration), bad input, unknown ids, and no 5xx on malformed request
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import video_clips as vc  # noqa: E402
 from facefuse.config import Settings  # noqa: E402
+from servers import wait_for_job  # noqa: E402
 
 TestClient = pytest.importorskip("fastapi.testclient").TestClient
 
@@ -41,20 +41,12 @@ def _post(client, source_path, clip, **data):
     return client.post("/api/v1/video", files=files, data=data)
 
 
-def _wait(client, job_id, timeout=120):
-    deadline = time.time() + timeout
-    while (st := client.get(f"/api/v1/jobs/{job_id}").json())["state"] in ("queued", "running"):
-        assert time.time() < deadline, st
-        time.sleep(0.1)
-    return st
-
-
 def test_video_job_from_upload_to_result(client, source_path, clip, tmp_path):
     r = _post(client, source_path, clip, ratio="0.9", resolution="320")
     assert r.status_code == 202, r.text
     job = r.json()
     assert job["state"] == "queued" and job["status"].endswith(job["id"])
-    st = _wait(client, job["id"])
+    st = wait_for_job(client, job["id"])
     assert st["state"] == "done" and st["progress"] == 1.0, st
     res = client.get(job["result"])
     assert res.status_code == 200 and res.headers["content-type"] == "video/mp4"
@@ -69,7 +61,7 @@ def test_video_job_from_upload_to_result(client, source_path, clip, tmp_path):
 def test_cancel_a_running_job(client, source_path, clip):
     job = _post(client, source_path, clip).json()
     client.delete(f"/api/v1/jobs/{job['id']}")
-    st = _wait(client, job["id"])
+    st = wait_for_job(client, job["id"])
     assert st["state"] == "cancelled"
     assert client.get(job["result"]).status_code == 410  # gone: no result will come
 

@@ -197,8 +197,7 @@ def estimate_blur(image: np.ndarray, target: np.ndarray, base: np.ndarray, alpha
     ys, xs = np.nonzero(region)
     crop = np.s_[ys.min():ys.max() + 2, xs.min():xs.max() + 2]
     image, target, base, alpha, region = image[crop], target[crop], base[crop], alpha[crop], region[crop]
-    luma, tgt = (cv2.transform(x, LUMA[None, :]) for x in (image, target))
-    bse = luma if base is image else cv2.transform(base, LUMA[None, :])
+    luma, tgt, bse = (cv2.transform(x, LUMA[None, :]) for x in (image, target, base))
     h_tgt, h_base, h_change = hessian(tgt), hessian(bse), hessian(alpha * (luma - bse))
     want = hessian_moments(h_tgt, region)
     angles = np.arange(ANGLES) * (np.pi / ANGLES)
