@@ -249,6 +249,29 @@ def test_live_session_push_fuses_a_scripts_own_frames_in_order(fuser, source_pat
         assert f.fused == 1 and diff[inner].mean() > 6 and diff[outer].max() == 0
 
 
+def test_frames_fused_on_worker_processes_are_the_frames_fused_on_threads(fuser, source_path, data_dir,
+                                                                         camera_frame):
+    """The server fuses live frames on worker processes (video/live.FusingProcesses): the
+    same frames as in this process, light carried from frame to frame, two sessions (two
+    sources) through the same processes."""
+    from facefuse.video.live import FusingProcesses, LiveSession
+
+    moved = np.roll(camera_frame, (3, -4), axis=(0, 1))  # the head moves a little
+    frames = [camera_frame, moved, camera_frame]
+    processes = FusingProcesses(fuser.settings, 1)
+    try:
+        for source in (source_path, data_dir / "deepface_img2.jpg"):
+            here = LiveSession(fuser, str(source), ratio=0.8, search_beside=False)
+            there = LiveSession(fuser, here.source, here.params, search_beside=False, processes=processes)
+            for k, frame in enumerate(frames):
+                a, b = here.fuse(here.plan(frame, k / 30)), there.fuse(there.plan(frame, k / 30))
+                assert a.fused == b.fused == 1
+                assert np.array_equal(a.image, b.image), (source.name, k)
+            assert there.tracker.timings["engine"] > 0  # the workers' stage times come back
+    finally:
+        processes.shutdown()
+
+
 def test_the_routine_search_runs_beside_the_stream_and_a_new_face_brings_one_in_line(fuser, source_path,
                                                                                    camera_frame):
     """While the face is followed, the every-`detect_every` search runs on the searcher's own

@@ -241,6 +241,9 @@ class ServerSettings(_Section):
     live_sessions: int = Field(0, ge=0, le=64, description="live webcam sessions at once, 0 = one per 2 usable cores "
                                                           "(at least 1); more are refused as busy")
     live_idle_seconds: float = Field(60, gt=0, description="a live session that sends nothing for this long is closed")
+    live_processes: Optional[int] = Field(None, ge=0, le=64, description="worker processes that fuse live frames, "
+                                          "shared by the sessions; 0 = threads of the server's process; unset = the "
+                                          "usable cores (at most 8) with the classical engine on 2 or more cores, else 0")
 
 
 class Settings(_Section):

@@ -339,7 +339,7 @@ async def _receive(ws, idle: float) -> dict:
 
 async def _run(ws, hub: LiveHub) -> None:
     """One session: its source, then frames until the client leaves or breaks a limit."""
-    from .video.live import LiveSession
+    from .video.live import LiveSession, shared_fusing_processes
 
     settings = hub.settings
     query = {k: v for k, v in ws.query_params.items() if k not in QUERY_NOT_PARAMS}
@@ -367,7 +367,9 @@ async def _run(ws, hub: LiveHub) -> None:
                     raise LiveClosed(CLOSE_TOO_BIG, f"source photo over server.max_upload_mb "
                                                     f"({settings.server.max_upload_mb:g} MB)")
             fuser = await loop.run_in_executor(planner, hub.fuser)
-            session = await loop.run_in_executor(planner, lambda: LiveSession(fuser, source, params))
+            processes = await loop.run_in_executor(planner, shared_fusing_processes, settings)
+            session = await loop.run_in_executor(planner, lambda: LiveSession(fuser, source, params,
+                                                                              processes=processes))
         except NoFaceError:
             raise LiveClosed(CLOSE_NO_FACE, "no face found in the source photo") from None
         except InputError as exc:

@@ -149,6 +149,8 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
     port = sock.getsockname()[1]
     import uvicorn
 
+    from .video.live import stop_fusing_processes
+
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("facefuse").setLevel(logging.INFO)
     app = create_app(settings, api_key=key, webui=webui)
@@ -163,6 +165,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
     finally:
         sock.close()
         app.state.pool.shutdown()
+        stop_fusing_processes()
     return EXIT_OK
 
 

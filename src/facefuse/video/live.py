@@ -19,14 +19,26 @@ next frame get a full search in line. Searches while no face is followed, at the
 on cuts stay in line, as in a video (frames then pass through, which costs nothing). `t` is the
 frame's own wall-clock time (the landmark smoothing is time-based: a live camera's rate
 varies and is not 25 fps). A script with its own camera uses `push` (see the README).
+
+Where the fusion runs: on threads of this process, or (`FusingProcesses`, what the server
+uses) on worker processes. A frame's fusion is in good part Python and small NumPy steps,
+so two threads of one process hold each other back on the interpreter's lock: on the
+talking head at 640x480 (two cores, 80 frames), one thread fused a frame every 41.6 ms,
+two threads one every 30.9 ms, two processes one every 23.4 ms. Planning stays in this
+process (it holds the tracker); a planned frame, its faces and their light states go to a
+worker and the fused frame comes back; a source travels to each worker once.
 """
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing
+import pickle
 import queue
+import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,9 +70,132 @@ LIVE_WORK_FACE_PX = 192
 IN_LINE_NEVER = 1 << 30  # plan_next_frame's detect_every when the routine search runs beside the stream
 SAME_FACE_IOU = 0.3  # a face found beside the stream is one already followed (fuse.py's rule)
 
+SOURCES_KEPT = 8  # sources a fusing process keeps (one per live session that used it lately)
+
 if TYPE_CHECKING:
-    from ..config import FusionParams
+    from ..config import FusionParams, Settings
+    from ..faces import SourceFace
     from ..pipeline import Fuser
+
+
+class _SourceNotHere(Exception):
+    """A fusing process was sent a frame whose source it does not hold yet."""
+
+
+_worker_fuser = None  # in a fusing process: its Fuser
+_worker_sources: "dict[str, SourceFace]" = {}  # in a fusing process: sources by key, oldest first
+
+
+def _init_fusing_process(settings: "Settings") -> None:
+    global _worker_fuser
+    from ..pipeline import Fuser
+
+    _worker_fuser = Fuser(settings)
+
+
+def _fuse_in_process(sources: list[tuple[str, bytes | None]], frame: np.ndarray, plan: FramePlan,
+                     lights: dict[int, Any], params: "FusionParams", work_face_px: int,
+                     lift_enlarged: bool) -> tuple[np.ndarray, dict[int, Any], dict]:
+    """In a fusing process: `fuse_planned` with the plan's sources given by key (`plan.fused`
+    holds keys in place of sources); a source's pickled bytes come along the first time."""
+    for key, blob in sources:
+        if blob is not None:
+            _worker_sources.pop(key, None)
+            _worker_sources[key] = pickle.loads(blob)
+            while len(_worker_sources) > SOURCES_KEPT:
+                _worker_sources.pop(next(iter(_worker_sources)))
+    if any(key not in _worker_sources for key, _ in sources):
+        raise _SourceNotHere()
+    fused = [(track_id, face, _worker_sources[key]) for track_id, face, key in plan.fused]
+    return fuse_planned(_worker_fuser, frame, _replace_fused(plan, fused), lights, params, work_face_px,
+                        lift_enlarged=lift_enlarged)
+
+
+def _replace_fused(plan: FramePlan, fused: list) -> FramePlan:
+    from dataclasses import replace
+
+    return replace(plan, fused=fused)
+
+
+class FusingProcesses:
+    """Worker processes that fuse planned frames (see the module's docstring), each with its
+    own Fuser, started once (about 2 s) and shared by every session that is handed them.
+    Processes are spawned, not forked (mediapipe does not survive a fork), so a script that
+    starts them needs the `if __name__ == "__main__":` guard."""
+
+    _keys = itertools.count()
+
+    def __init__(self, settings: "Settings", processes: int):
+        self.processes = processes
+        ctx = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init_fusing_process,
+                                         initargs=(settings,))
+        self._lock = threading.Lock()
+        self._sources: dict[int, tuple[Any, str, bytes]] = {}  # id(source) -> (source, key, pickled)
+
+    def _source(self, source: "SourceFace") -> tuple[str, bytes]:
+        with self._lock:
+            known = self._sources.get(id(source))
+            if known is None or known[0] is not source:
+                known = (source, f"{id(self)}-{next(self._keys)}", pickle.dumps(source, pickle.HIGHEST_PROTOCOL))
+                self._sources[id(source)] = known
+                while len(self._sources) > SOURCES_KEPT:
+                    self._sources.pop(next(iter(self._sources)))
+            return known[1], known[2]
+
+    def fuse(self, frame: np.ndarray, plan: FramePlan, lights: dict[int, Any], params: "FusionParams",
+             work_face_px: int, lift_enlarged: bool) -> tuple[np.ndarray, dict[int, Any], dict]:
+        """`fuse_planned` on a worker process (blocks this thread until it is done)."""
+        sources = {id(src): (src, *self._source(src)) for _, _, src in plan.fused}
+        keyed = _replace_fused(plan, [(track_id, face, sources[id(src)][1]) for track_id, face, src in plan.fused])
+        args = (frame, keyed, lights, params, work_face_px, lift_enlarged)
+        try:
+            return self._pool.submit(_fuse_in_process, [(key, None) for _, key, _ in sources.values()], *args).result()
+        except _SourceNotHere:  # this worker has not seen the source yet: once more, with it
+            return self._pool.submit(_fuse_in_process, [(key, blob) for _, key, blob in sources.values()],
+                                     *args).result()
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+_shared: dict[str, FusingProcesses] = {}
+_shared_lock = threading.Lock()
+
+
+def live_processes(settings: "Settings") -> int:
+    """How many fusing processes `server.live_processes` asks for (unset: the usable cores,
+    at most 8, for the classical engine on 2 or more cores; a neural model is loaded once,
+    in the server's process, and fuses on its threads)."""
+    from ..config import default_workers, usable_cores
+
+    n = settings.server.live_processes
+    if n is None:
+        plain = settings.inference.engine == "classical" and not settings.inference.enhancer
+        n = default_workers() if plain and usable_cores() >= 2 else 0
+    return n
+
+
+def shared_fusing_processes(settings: "Settings") -> FusingProcesses | None:
+    """The process's fusing processes for these engine settings, started on first use and
+    shared by every live session (None: `server.live_processes` is 0, fuse on threads).
+    Blocking: call it on a worker thread."""
+    n = live_processes(settings)
+    if n == 0:
+        return None
+    key = f"{n}:{settings.inference.model_dump_json()}"
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = FusingProcesses(settings, n)
+        return _shared[key]
+
+
+def stop_fusing_processes() -> None:
+    """Stop the shared fusing processes (a server's shutdown; at exit they stop anyway)."""
+    with _shared_lock:
+        for processes in _shared.values():
+            processes.shutdown()
+        _shared.clear()
 
 
 @dataclass
@@ -100,7 +235,8 @@ class LiveSession:
 
     def __init__(self, fuser: "Fuser", source: Any, params: "FusionParams | None" = None,
                  in_flight: int = FRAMES_IN_FLIGHT, detect_every: int = DETECT_EVERY,
-                 work_face_px: int = LIVE_WORK_FACE_PX, search_beside: bool = True, **overrides: Any):
+                 work_face_px: int = LIVE_WORK_FACE_PX, search_beside: bool = True,
+                 processes: FusingProcesses | None = None, **overrides: Any):
         from ..faces import SourceFace
 
         self.fuser = fuser
@@ -122,6 +258,7 @@ class LiveSession:
         self._since_search = 0
         self.searches_beside = 0
         self.searches_forced = 0  # in-line searches the searcher asked for
+        self.processes = processes  # None: frames are fused on the calling thread
     def set_params(self, params: "FusionParams") -> None:
         """Parameters for the frames planned from now on (a slider moved)."""
         self.params = params
@@ -196,8 +333,11 @@ class LiveSession:
         if planned.plan.fused:
             # the enlarged face is not lifted again (Fuser.fuse_frame's lift_enlarged): the blend's
             # lift at the work scale keeps it crisp enough (see LIVE_WORK_FACE_PX)
-            image, lights, timings = fuse_planned(self.fuser, planned.frame, planned.plan, planned.lights,
-                                                  planned.params, self.work_face_px, lift_enlarged=False)
+            args = (planned.frame, planned.plan, planned.lights, planned.params, self.work_face_px)
+            if self.processes is None:
+                image, lights, timings = fuse_planned(self.fuser, *args, lift_enlarged=False)
+            else:
+                image, lights, timings = self.processes.fuse(*args, lift_enlarged=False)
             self._finished.put((lights, timings))
         else:
             image = planned.frame  # no face to fuse: the frame as it came (resized)
