@@ -272,6 +272,34 @@ def test_frames_fused_on_worker_processes_are_the_frames_fused_on_threads(fuser,
         processes.shutdown()
 
 
+def test_the_server_socket_says_tcp_so_asyncio_sends_replies_without_delay():
+    """A reply's last segment must not wait for the client's delayed ACK (Nagle): asyncio
+    sets TCP_NODELAY only on sockets whose protocol is TCP, which bind_socket's must say
+    (a live frame's JPEG came 25-35 ms late on loopback without it)."""
+    import asyncio
+    import socket
+
+    from facefuse.server import bind_socket
+
+    async def accepted_nodelay() -> int:
+        sock = bind_socket("127.0.0.1", 0)
+        seen: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        def on_client(reader, writer):
+            seen.set_result(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_client, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        try:
+            return await asyncio.wait_for(seen, 10)
+        finally:
+            writer.close()
+            server.close()
+
+    assert asyncio.run(accepted_nodelay()) != 0
+
+
 def test_the_routine_search_runs_beside_the_stream_and_a_new_face_brings_one_in_line(fuser, source_path,
                                                                                    camera_frame):
     """While the face is followed, the every-`detect_every` search runs on the searcher's own
