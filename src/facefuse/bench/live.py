@@ -1,22 +1,27 @@
 """`bench live`: a clip played as a camera through the real `/api/v1/live` WebSocket on loopback.
 
-The server (the REST app, one worker, `server.live_sessions` set to the client count) runs
-in this process on 127.0.0.1; each client is a thread that plays the clip's frames as JPEG
-at the camera's rate, with at most two frames unanswered as the Live tab's script does (a
-camera frame that comes while two are out is not sent: counted as dropped, with the frames
-the server dropped). Measured after a warm-up: fps delivered, latency (frame sent -> fused
-frame received) median / p95, dropped, the process's CPU (server + clients, in cores), and,
-beside it, the same frames' per-frame engine / detection / blend cost through LiveSession
-alone, one frame at a time.
+The server (the REST app, one worker, `server.live_sessions` set to the client count, its
+fusing processes) runs in this process on 127.0.0.1. The cameras run in a process of their
+own, as a browser does: each is a thread that plays the clip's frames as JPEG at the
+camera's rate, with at most two frames unanswered, as the Live tab's script does: a camera
+frame that comes while two are out is not sent (counted as dropped, with the frames the
+server dropped), and when an answer frees a slot the newest camera frame not yet sent goes
+at once. Measured after a warm-up: fps delivered, latency (frame sent -> fused frame
+received) median / p95, dropped, the CPU of this process and its children (server,
+fusing processes, cameras; in cores), the server's own median times (arrival to sent,
+planning, fusion), and, beside it, the same frames' per-frame engine / detection / blend
+cost through LiveSession alone, one frame at a time.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import statistics
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -79,10 +84,13 @@ class _Camera:
         self.url, self.source, self.frames, self.fps = url, source, frames, fps
         self.sent: dict[int, float] = {}  # frame number -> time sent, while unanswered
         self.received: list[tuple[float, float]] = []  # (time received, latency s)
+        self.server: list[tuple] = []  # (time received, the server's ms: arrival to sent, planning, fusion)
         self.skipped: list[float] = []  # times of camera frames not sent: two were out
         self.server_dropped = 0
         self.error: str | None = None
         self._lock = threading.Lock()
+        self._answered = threading.Event()  # an answer came: a slot is free
+        self.latest: int | None = None  # the newest camera frame not sent (two were out)
 
     def run(self, ready: threading.Barrier, stop: threading.Event) -> None:
         from websockets.sync.client import connect
@@ -96,21 +104,45 @@ class _Camera:
                 receiver.start()
                 start, k = time.monotonic(), 0
                 while not stop.is_set():
-                    with self._lock:
-                        free = len(self.sent) < 2
-                        if free:
-                            self.sent[k] = time.monotonic()
-                    if free:
-                        ws.send(self.frames[k % len(self.frames)])
-                    else:
-                        self.skipped.append(time.monotonic())
+                    self._camera_frame(ws, k)
                     k += 1
-                    time.sleep(max(0.0, start + k / self.fps - time.monotonic()))
+                    # until the camera's next frame: a slot that frees takes this one at once
+                    while (left := start + k / self.fps - time.monotonic()) > 0:
+                        if self._answered.wait(left):
+                            self._answered.clear()
+                            self._send_latest(ws)
                 ws.close()
                 receiver.join(10)
         except Exception as exc:  # reported in the results, not raised from a thread
             self.error = f"{type(exc).__name__}: {exc}"
             ready.abort()
+
+    def _camera_frame(self, ws, k: int) -> None:
+        """The camera's frame `k`: sent if fewer than two are out, else kept as the latest
+        (the page's <video> element always shows the camera's newest frame)."""
+        with self._lock:
+            free = len(self.sent) < 2
+            if free:
+                self.sent[k] = time.monotonic()
+                self.latest = None
+            else:
+                self.latest = k
+        if free:
+            ws.send(self.frames[k % len(self.frames)])
+        else:
+            self.skipped.append(time.monotonic())
+
+    def _send_latest(self, ws) -> None:
+        """An answer freed a slot: the newest camera frame not yet sent goes now, as the
+        Live tab's script sends on each answer (no wait for the next camera tick)."""
+        with self._lock:
+            k, self.latest = self.latest, None
+            if k is None or len(self.sent) >= 2:
+                self.latest = k
+                return
+            self.sent[k] = time.monotonic()
+            self.skipped.pop()  # it was counted as not sent
+        ws.send(self.frames[k % len(self.frames)])
 
     def _receive(self, ws) -> None:
         from websockets.exceptions import ConnectionClosed
@@ -125,6 +157,8 @@ class _Camera:
                 with self._lock:
                     t0 = self.sent.pop(min(self.sent))  # answers come in the order sent
                 self.received.append((now, now - t0))
+                self.server.append((now, info.get("server_ms"), info.get("plan_ms"), info.get("fuse_ms")))
+                self._answered.set()
                 self.server_dropped = int(info.get("dropped", 0))
         except (ConnectionClosed, ValueError):
             return
@@ -136,14 +170,14 @@ def _serve(clients: int):
 
     from ..api import create_rest_app
     from ..config import Settings
-    from ..server import bind_socket
+    from ..server import WS_DEFLATE, bind_socket
     from ..service import FusionPool
 
     settings = Settings(server={"workers": 1, "live_sessions": clients, "live_idle_seconds": 30})
     pool = FusionPool(settings)
     app = create_rest_app(settings, pool)
     sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_per_message_deflate=WS_DEFLATE))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:
@@ -152,30 +186,65 @@ def _serve(clients: int):
 
 
 def _cpu() -> float:
+    """CPU seconds of this process and its live children (the fusing processes), from /proc
+    where there is one."""
     t = os.times()
-    return t.user + t.system
+    total = t.user + t.system
+    try:
+        children = [pid for task in Path(f"/proc/{os.getpid()}/task").iterdir()
+                    for pid in (task / "children").read_text().split()]
+    except OSError:
+        return total
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in children:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
-def stream_run(port: int, source: bytes, frames: list[bytes], clients: int, seconds: float) -> dict:
-    """`clients` cameras at once for WARMUP_S + `seconds`; numbers from after the warm-up."""
-    cams = [_Camera(f"ws://127.0.0.1:{port}/api/v1/live", source, frames, CAMERA_FPS) for _ in range(clients)]
-    ready, stop = threading.Barrier(clients + 1), threading.Event()
-    threads = [threading.Thread(target=c.run, args=(ready, stop), daemon=True) for c in cams]
+def _play(url: str, source: bytes, frames: list[bytes], clients: int, ready, stop, results) -> None:
+    """In the cameras' own process (a browser is not in the server's): `clients` cameras
+    until `stop`; each one's records go back on `results`."""
+    cams = [_Camera(url, source, frames, CAMERA_FPS) for _ in range(clients)]
+    barrier = threading.Barrier(clients + 1)
+    threads = [threading.Thread(target=c.run, args=(barrier, stop), daemon=True) for c in cams]
     for t in threads:
         t.start()
     try:
-        ready.wait(180)
+        barrier.wait(180)
     except threading.BrokenBarrierError:
         pass
-    errors = [c.error for c in cams if c.error]
-    if not errors:
-        time.sleep(WARMUP_S)
-        t0, cpu0 = time.monotonic(), _cpu()
-        time.sleep(seconds)
-        t1, cpu1 = time.monotonic(), _cpu()
-    stop.set()
+    ready.set()
+    stop.wait()
     for t in threads:
         t.join(30)
+    results.put([(c.received, c.server, c.skipped, c.server_dropped, c.error) for c in cams])
+
+
+def stream_run(port: int, source: bytes, frames: list[bytes], clients: int, seconds: float) -> dict:
+    """`clients` cameras at once, in a process of their own, for WARMUP_S + `seconds`;
+    numbers from after the warm-up."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    player = ctx.Process(target=_play, args=(f"ws://127.0.0.1:{port}/api/v1/live", source, frames, clients,
+                                             ready, stop, results), daemon=True)
+    player.start()
+    ready.wait(240)
+    time.sleep(WARMUP_S)
+    t0, cpu0 = time.monotonic(), _cpu()
+    time.sleep(seconds)
+    t1, cpu1 = time.monotonic(), _cpu()
+    stop.set()
+    try:
+        cams = [_Record(*r) for r in results.get(timeout=120)]
+    except queue.Empty:
+        cams = [_Record([], [], [], 0, "the cameras' process gave no results")]
+    player.join(30)
     errors = [c.error for c in cams if c.error]
     if errors:
         return {"clients": clients, "error": errors[0]}
@@ -187,14 +256,27 @@ def stream_run(port: int, source: bytes, frames: list[bytes], clients: int, seco
         per_client.append({"fps": round(len(lat) / (t1 - t0), 2),
                            "latency_median_ms": _ms(lat, 50), "latency_p95_ms": _ms(lat, 95),
                            "dropped": sum(1 for at in c.skipped if t0 <= at < t1)})
+    served = [row[1:] for c in cams for row in c.server if t0 <= row[0] < t1 and None not in row]
+    server_ms = {name: round(float(np.median([row[i] for row in served])), 1) if served else None
+                 for i, name in enumerate(("server", "plan", "fuse"))}
     return {
         "clients": clients, "seconds": round(t1 - t0, 2), "camera_fps": CAMERA_FPS,
+        "server_median_ms": server_ms,
         "fps": round(statistics.mean(p["fps"] for p in per_client), 2),
         "fps_min": min(p["fps"] for p in per_client),
         "latency_median_ms": _ms(all_latencies, 50), "latency_p95_ms": _ms(all_latencies, 95),
         "dropped": sum(p["dropped"] for p in per_client) + sum(c.server_dropped for c in cams),
         "cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 2), "per_client": per_client,
     }
+
+
+@dataclass
+class _Record:
+    received: list
+    server: list
+    skipped: list
+    server_dropped: int
+    error: str | None
 
 
 def _ms(values: list[float], pct: float) -> float | None:
@@ -229,6 +311,7 @@ def run_live_bench(sizes: list[tuple[int, int]], clients: list[int], clip: str |
                    seconds: float) -> list[dict]:
     """One entry per camera size and client count (see the module's docstring)."""
     from ..pipeline import Fuser
+    from ..video.live import stop_fusing_processes
 
     src = Path(source).read_bytes()
     fuser = Fuser()
@@ -245,6 +328,7 @@ def run_live_bench(sizes: list[tuple[int, int]], clients: list[int], clip: str |
                 server.should_exit = True
                 thread.join(15)
                 pool.shutdown()
+                stop_fusing_processes()
             entry = {"size": f"{size[0]}x{size[1]}", **run, "per_frame": cost, "clip": Path(clip).name}
             results.append(entry)
             print(_line(entry), flush=True)
@@ -257,7 +341,8 @@ def _line(e: dict) -> str:
     c = e["per_frame"]
     return (f"{e['size']}, {e['clients']} client(s): {e['fps']} fps each (min {e['fps_min']}), latency "
             f"{e['latency_median_ms']} / {e['latency_p95_ms']} ms (median / p95), dropped {e['dropped']}, "
-            f"CPU {e['cpu_cores']} cores; per frame alone: {c['frame_ms']} ms, {c['frame_cpu_ms']} CPU-ms "
+            f"CPU {e['cpu_cores']} cores; in the server (median ms) {e['server_median_ms']}; "
+            f"per frame alone: {c['frame_ms']} ms, {c['frame_cpu_ms']} CPU-ms "
             f"(engine {c['engine_ms']}, "
             f"detect {c['detect_ms']}, blend {c['blend_ms']})")
 

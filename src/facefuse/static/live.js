@@ -1,12 +1,16 @@
 // facefuse Live tab: the camera's frames go to /api/v1/live as JPEG, fused JPEG frames come back.
 // At most two frames are on their way at once (the server fuses two at a time); a camera frame
-// that comes while two are out is not sent. Sending pauses while the browser tab is hidden.
+// that comes while two are out is not sent, and when an answer frees a slot the camera's newest
+// frame goes at once (each camera frame once, where the browser numbers them:
+// requestVideoFrameCallback). Sending pauses while the browser tab is hidden.
 (() => {
   const IN_FLIGHT = 2;
   const JPEG_QUALITY = 0.8;
   const el = (id) => document.getElementById(id);
   let ws = null, stream = null, timer = null, sentAt = [], shown = [], lastUrl = null, noFace = false;
   let recording = false;
+  let video = null, canvas = null;
+  let cameraFrame = 0, sentFrame = -1, numbered = false, runs = 0;  // camera frames seen, the last one sent
 
   function say(text) {
     const box = el("live_message");
@@ -46,9 +50,10 @@
     el("live_latency").textContent = lat.length ? Math.round(lat[Math.floor(lat.length / 2)]) : "–";
   }
 
-  function sendFrame(video, canvas) {
+  function sendFrame() {
     if (!ws || ws.readyState !== WebSocket.OPEN || document.hidden || sentAt.length >= IN_FLIGHT) return;
-    if (!video.videoWidth) return;
+    if (!video || !video.videoWidth || (numbered && cameraFrame === sentFrame)) return;
+    sentFrame = cameraFrame;
     canvas.width = video.videoWidth;
     canvas.height = video.videoHeight;
     canvas.getContext("2d").drawImage(video, 0, 0);
@@ -80,6 +85,7 @@
     img.src = url;
     shown.push({at: performance.now(), latency});
     showStats();
+    sendFrame();  // a slot is free: the newest camera frame goes now, not at the next tick
   }
 
   function onClose(event) {
@@ -89,7 +95,7 @@
   }
 
   async function start(ticket) {
-    const video = el("live_camera");
+    video = el("live_camera");
     try {
       stream = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: false});
     } catch (err) {
@@ -105,8 +111,19 @@
     ws.onmessage = onMessage;
     ws.onclose = onClose;
     noFace = false;
-    const canvas = document.createElement("canvas");
-    timer = setInterval(() => sendFrame(video, canvas), 1000 / 30);
+    canvas = document.createElement("canvas");
+    numbered = "requestVideoFrameCallback" in video;
+    if (numbered) {
+      const mine = ++runs;  // a restarted camera's counter replaces this one
+      const onFrame = () => {
+        if (!stream || runs !== mine) return;
+        cameraFrame += 1;
+        sendFrame();
+        video.requestVideoFrameCallback(onFrame);
+      };
+      video.requestVideoFrameCallback(onFrame);
+    }
+    timer = setInterval(sendFrame, 1000 / 30);  // where frames are not numbered, and as a fallback
     setButton(true);
     say("Connecting…");
   }
