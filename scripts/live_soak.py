@@ -1,5 +1,5 @@
 """Soak test of Live: one camera streams a clip through `/api/v1/live` of a real `facefuse serve`
-(its own process, loopback, free port) for MINUTES; the server's RSS and the size of Gradio's
+(its own process, loopback, free port) for MINUTES; the server's RSS (with its fusing processes) and the size of Gradio's
 temp folder are sampled every SAMPLE seconds. Memory is flat when the last third's RSS is
 within --tolerance-mb of the first third's (after a warm-up minute) and Gradio's folder does not
 grow. Exit 0 flat, 1 not flat.
@@ -24,10 +24,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """The RSS of `pid` and of its children, theirs too (the server's fusing processes)."""
+    total = 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += sum(rss_mb(int(child)) for child in (task / "children").read_text().split())
+    except OSError:  # a process that ended while it was read
+        pass
+    return total
 
 
 def folder_mb(path: Path) -> float:
