@@ -16,7 +16,7 @@ from ...imaging import masked_blur
 from ...masks import face_region_mask
 from . import strands as st
 from .tuning import ClassicalTuning, Occlusion
-from .workscale import WorkScale, beside_the_eyes, eye_band, face_axes
+from .workscale import WorkScale, beside_the_eyes, eye_band
 
 
 def skin_agreement(lab: np.ndarray, reference: np.ndarray, lightness_weight: float, tuning: Occlusion,
@@ -58,9 +58,9 @@ def unoccluded(src: np.ndarray, tgt: np.ndarray, skin: np.ndarray, lms: np.ndarr
     only where the target is covered from outside (`target_occluders`): cutting the
     source's non-skin along the outline too lost identity (judge: 96 % -> 84 % of pairs
     moved), as its own shaded cheeks read as occluders there."""
-    size, scale = work.size, work.scale
+    scale = work.scale
     sk = work.small(skin)
-    _, depth, brow_depth = face_axes(lms, size, scale)
+    _, depth, brow_depth = work.axes(lms)
     reference = sk * (depth > tuning.reference_depth * eye_dist)  # cheeks and nose: rarely covered
     forehead = (sk > 0.5) & (depth < brow_depth - tuning.forehead_margin * eye_dist)
     # lightness counts fully on the source (hair is darker or lighter than skin), less on
@@ -122,7 +122,7 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
     region = sk * above_mouth
     # the eye band counts on a turned source: its dark patches there are sunglasses or make-up
     # that, mirrored, reads as bruises (cases.md V3: lenses pasted into the target's frames)
-    band = (1.0 - turned) * eye_band(lms, size, scale, eye_dist, occ_t)
+    band = (1.0 - turned) * eye_band(lms, work, eye_dist, occ_t)
     occ = foreign_patches(lab[:, :, 0], region * (1.0 - band), eye_dist * scale, occ_t, light_sigma)
     if turned > 0:
         occ = np.maximum(occ, turned * (1.0 - skin_agreement(lab, region, 1.0, occ_t)) * (region > 0.5))
@@ -130,7 +130,7 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
     if turned < 1 and s_t.chroma > 0:
         outline = face_region_mask(lms * scale, (size[1], size[0]), cut_mouth=False)
         hair = None if not_skin is None else work.small(not_skin) > 0.5
-        beside = beside_the_eyes(lms, size, scale) * region
+        beside = beside_the_eyes(lms, work) * region
         e = eye_dist * scale
         colours = st.StrandColours(lab, region, e, s_t, occ_t, lms * scale)
         found = st.with_covered_eyes(st.strands(colours, outline * above_mouth, beside, hair), lms * scale, e, s_t)

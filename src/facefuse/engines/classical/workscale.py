@@ -38,6 +38,10 @@ class WorkScale:
         return self._memo("lab", rgb, lambda a: cv2.cvtColor(np.clip(self.small(a) / 255.0, 0, 1).astype(np.float32),
                                                              cv2.COLOR_RGB2Lab))
 
+    def axes(self, lms: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """`face_axes` of this grid for the landmarks `lms` (ROI pixels), made once per fusion."""
+        return self._memo("axes", lms, lambda a: face_axes(a, self.size, self.scale))
+
     def up(self, x: np.ndarray) -> np.ndarray:
         return cv2.resize(x, (self.shape[1], self.shape[0]), interpolation=cv2.INTER_LINEAR)
 
@@ -66,18 +70,18 @@ def face_axes(lms: np.ndarray, size: tuple[int, int], scale: float) -> tuple[np.
             float(((brows - mid) @ down).min()))
 
 
-def beside_the_eyes(lms: np.ndarray, size: tuple[int, int], scale: float) -> np.ndarray:
+def beside_the_eyes(lms: np.ndarray, work: WorkScale) -> np.ndarray:
     """1 beyond each eye's outer corner, toward the face's outline (along the face's own
-    across direction), between the brows' top and the nose's base (grid of `size` at `scale`)."""
-    a, d, top = face_axes(lms, size, scale)
+    across direction), between the brows' top and the nose's base (on the work grid)."""
+    a, d, top = work.axes(lms)
     mid, across, down = eye_frame(lms)
     outer = max(abs(float((lms[mesh.RIGHT_EYE_OUTER] - mid) @ across)), abs(float((lms[mesh.LEFT_EYE_OUTER] - mid) @ across)))
     bottom = float((lms[mesh.NOSE_BASE] - mid) @ down)
     return ((np.abs(a) > outer) & (d > top) & (d < bottom)).astype(np.float32)
 
 
-def eye_band(lms: np.ndarray, size: tuple[int, int], scale: float, eye_dist: float, tuning: tn.Occlusion) -> np.ndarray:
+def eye_band(lms: np.ndarray, work: WorkScale, eye_dist: float, tuning: tn.Occlusion) -> np.ndarray:
     """1 on the band across the face from just above the brows' top to `eye_band` eye
-    distances below the eye line (grid of `size` at `scale`), along the face's own down."""
-    _, depth, top = face_axes(lms, size, scale)
+    distances below the eye line (on the work grid), along the face's own down."""
+    _, depth, top = work.axes(lms)
     return ((depth > top - tuning.eye_band_top * eye_dist) & (depth < tuning.eye_band * eye_dist)).astype(np.float32)
