@@ -272,6 +272,31 @@ def test_frames_fused_on_worker_processes_are_the_frames_fused_on_threads(fuser,
         processes.shutdown()
 
 
+def test_when_a_fusing_process_dies_the_next_session_gets_new_ones(fuser, source_path, camera_frame):
+    """A worker killed (out of memory, by hand) breaks its pool: the session that was using
+    it ends with the error, and the next session is handed new processes that work."""
+    import os
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+
+    from facefuse.video import live
+
+    settings = fuser.settings.model_copy(update={"server": fuser.settings.server.model_copy(
+        update={"live_processes": 1})})
+    first = live.shared_fusing_processes(settings)
+    try:
+        os.kill(first._pool.submit(os.getpid).result(), signal.SIGKILL)
+        session = live.LiveSession(fuser, str(source_path), ratio=0.8, search_beside=False, processes=first)
+        with pytest.raises(BrokenProcessPool):
+            session.fuse(session.plan(camera_frame, 0.0))
+        again = live.shared_fusing_processes(settings)
+        assert again is not first and first.broken
+        session = live.LiveSession(fuser, session.source, session.params, search_beside=False, processes=again)
+        assert session.fuse(session.plan(camera_frame, 0.0)).fused == 1
+    finally:
+        live.stop_fusing_processes()
+
+
 def test_the_server_socket_says_tcp_so_asyncio_sends_replies_without_delay():
     """A reply's last segment must not wait for the client's delayed ACK (Nagle): asyncio
     sets TCP_NODELAY only on sockets whose protocol is TCP, which bind_socket's must say

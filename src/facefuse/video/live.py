@@ -39,6 +39,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -140,6 +141,7 @@ class FusingProcesses:
                                          initargs=(settings, threads))
         self._lock = threading.Lock()
         self._sources: dict[int, tuple[Any, str, bytes]] = {}  # id(source) -> (source, key, pickled)
+        self.broken = False  # a worker died; shared_fusing_processes then starts new ones
 
     def _source(self, source: "SourceFace") -> tuple[str, bytes]:
         with self._lock:
@@ -158,10 +160,15 @@ class FusingProcesses:
         keyed = _replace_fused(plan, [(track_id, face, sources[id(src)][1]) for track_id, face, src in plan.fused])
         args = (frame, keyed, lights, params, work_face_px, lift_enlarged)
         try:
-            return self._pool.submit(_fuse_in_process, [(key, None) for _, key, _ in sources.values()], *args).result()
-        except _SourceNotHere:  # this worker has not seen the source yet: once more, with it
-            return self._pool.submit(_fuse_in_process, [(key, blob) for _, key, blob in sources.values()],
-                                     *args).result()
+            try:
+                return self._pool.submit(_fuse_in_process, [(key, None) for _, key, _ in sources.values()],
+                                         *args).result()
+            except _SourceNotHere:  # this worker has not seen the source yet: once more, with it
+                return self._pool.submit(_fuse_in_process, [(key, blob) for _, key, blob in sources.values()],
+                                         *args).result()
+        except BrokenProcessPool:  # a worker died (killed, out of memory): these processes are done
+            self.broken = True
+            raise
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -186,13 +193,15 @@ def live_processes(settings: "Settings") -> int:
 
 def shared_fusing_processes(settings: "Settings") -> FusingProcesses | None:
     """The process's fusing processes for these engine settings, started on first use and
-    shared by every live session (None: `server.live_processes` is 0, fuse on threads).
-    Blocking: call it on a worker thread."""
+    shared by every live session (None: `server.live_processes` is 0, fuse on threads); new
+    ones where a worker of the last ones died. Blocking: call it on a worker thread."""
     n = live_processes(settings)
     if n == 0:
         return None
     key = f"{n}:{settings.inference.model_dump_json()}"
     with _shared_lock:
+        if key in _shared and _shared[key].broken:
+            _shared.pop(key).shutdown()
         if key not in _shared:
             _shared[key] = FusingProcesses(settings, n)
         return _shared[key]
@@ -267,6 +276,7 @@ class LiveSession:
         self.searches_beside = 0
         self.searches_forced = 0  # in-line searches the searcher asked for
         self.processes = processes  # None: frames are fused on the calling thread
+
     def set_params(self, params: "FusionParams") -> None:
         """Parameters for the frames planned from now on (a slider moved)."""
         self.params = params
