@@ -63,6 +63,29 @@ def test_dense_map_moves_mesh_points_onto_each_other(target_face, fuser, source_
         assert np.hypot(mx[y, x] - s_lms[i, 0], my[y, x] - s_lms[i, 1]) < 2.5
 
 
+def test_no_pixel_maps_outside_its_triangle_even_from_a_sliver(target_face, fuser, source_path):
+    """A sliver in the result's mesh (a vertex on the opposite edge, as a turned or blended
+    geometry makes them) has an affine map that explodes past its edges, and the rasterised
+    edge reaches past them: the README example got a 3x3 dot from a 0.02 px^2 sliver, both
+    faces' textures taken from far away. Every pixel must map inside its triangle's source."""
+    img, face = target_face
+    src = read_image(source_path)
+    s_lms = fuser.detect(src).faces[0].landmarks[: mesh.N_MESH].astype(np.float32)
+    t_lms = face.landmarks[: mesh.N_MESH].astype(np.float32).copy()
+    tris = mesh.triangles()
+    centre = t_lms.mean(0)
+    slivers = 0
+    for a, b, c in tris[np.argsort(np.linalg.norm(t_lms[tris].mean(1) - centre, axis=1))[:40:4]]:
+        t_lms[c] = (t_lms[a] + t_lms[b]) / 2 + np.float32([0.013, -0.011])  # onto the edge a-b
+        slivers += 1
+    fallback = cv2.invertAffineTransform(mesh.similarity(s_lms, t_lms).astype(np.float32))
+    (mx, my), = dense_maps(img.shape[:2], t_lms, [(s_lms, fallback)])
+    hull = face_region_mask(t_lms, img.shape[:2], cut_mouth=False) > 0.5
+    lo, hi = s_lms.min(0) - 3, s_lms.max(0) + 3
+    inside = (mx >= lo[0]) & (mx <= hi[0]) & (my >= lo[1]) & (my <= hi[1])
+    assert slivers == 10 and inside[hull].all(), int((~inside[hull]).sum())
+
+
 def test_light_transfer_takes_the_target_tone_and_greyness(target_face):
     img, face = target_face
     tgt = img.astype(np.float32)

@@ -9,6 +9,7 @@ mesh's vertices is rasterised with the same triangles, drawn in the same order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -17,6 +18,10 @@ from ... import mesh
 from .tuning import DEFAULT_TUNING, Warp
 
 IDENTITY = np.float32([[1, 0, 0], [0, 1, 0]])
+# a grid pixel whose centre lies farther beyond its triangle than the triangle's own height
+# (a barycentric weight below -1) is drawn from the triangle nearest to it instead
+# (_onto_their_triangles): nearer than that, its own triangle's map extrapolates harmlessly
+REACH = 1.0
 
 
 def constant(a: float, b: float) -> np.ndarray:
@@ -89,6 +94,7 @@ def dense_maps(
     gx = (np.arange(gw, dtype=np.float32) + 0.5) / cx - 0.5
     gy = (np.arange(gh, dtype=np.float32) + 0.5) / cy - 0.5
     inverses = _triangle_inverses(dst_pts, tris)
+    _onto_their_triangles(ids, gx, gy, dst_pts, tris, inverses, order)
     out = []
     for src_pts, fallback in src_sets:
         aff, ok = _triangle_affines(dst_pts, src_pts, tris, inverses)
@@ -112,6 +118,65 @@ def dense_maps(
             coords.append(cv2.add(fixed_coord, d))
         out.append((coords[0], coords[1]))
     return out
+
+
+@lru_cache(maxsize=1)
+def _nearby_triangles() -> np.ndarray:
+    """(T, 13): each triangle, the triangles across its three edges and theirs across
+    their other edges (-1 where an edge is the mesh's border): where to look for the
+    triangle a pixel lies in when the one drawn on it does not hold it."""
+    tris = mesh.triangles()
+    across: dict[tuple[int, int], list[int]] = {}
+    for t, corners in enumerate(tris.tolist()):
+        for j in range(3):
+            across.setdefault(tuple(sorted((corners[j - 1], corners[j - 2]))), []).append(t)
+    first = np.full((len(tris), 3), -1, np.int64)
+    for t, corners in enumerate(tris.tolist()):
+        for j in range(3):
+            first[t, j] = next((u for u in across[tuple(sorted((corners[j - 1], corners[j - 2])))] if u != t), -1)
+    second = np.where(first[:, :, None] >= 0, first[np.maximum(first, 0)], -1).reshape(len(tris), 9)
+    return np.concatenate([np.arange(len(tris))[:, None], first, second], 1)
+
+
+def _onto_their_triangles(ids: np.ndarray, gx: np.ndarray, gy: np.ndarray, dst_pts: np.ndarray, tris: np.ndarray,
+                          inverses: tuple[np.ndarray, np.ndarray], order: np.ndarray | None) -> None:
+    """Each grid pixel whose centre lies beyond the triangle drawn on it by more than
+    REACH of the triangle's height (a rasterised edge reaches past the triangle) takes, in
+    place, the drawn triangle near it that is nearest to it (one that holds it, where there
+    is one; the nearest in depth, drawn last, where several do). Its own triangle's affine
+    map would extrapolate that far: harmless for a plain triangle (a grid pixel is often
+    larger than the small triangles at the mouth's corners, whose maps stay as they are),
+    not for a sliver: in the README example a 0.02 px^2 sliver mapped a pixel at barycentric
+    -372, both faces' textures taken from far away (a 3x3 dot beside the nose)."""
+    inv, ok = inverses
+    # each pixel's least barycentric weight in its own triangle, on the whole grid at once
+    coef = np.zeros((3, 3, len(ok) + 1), np.float32)  # (x / y / 1 term, weight j, id)
+    coef[:, :, 1:] = np.transpose(np.where(ok[:, None, None], inv, 0.0), (1, 2, 0))
+    least = None
+    for j in range(3):
+        w = np.take(coef[0, j], ids) * gx[None, :] + np.take(coef[1, j], ids) * gy[:, None] + np.take(coef[2, j], ids)
+        least = w if least is None else np.minimum(least, w)
+    where = np.flatnonzero((least < -REACH) & (ids > 0))
+    if where.size == 0:
+        return
+    p = np.stack([gx[where % ids.shape[1]], gy[where // ids.shape[1]]], 1).astype(np.float64)[:, None, :]  # (n, 1, 2)
+    candidates = _nearby_triangles()[ids.ravel()[where] - 1]  # (n, 13), the drawn triangle first
+    rank = np.full(len(ok) + 1, -1)  # the drawing order (near last); one more: index -1 (no triangle) reads -1
+    drawn_order = np.arange(len(ok)) if order is None else order
+    rank[drawn_order] = np.arange(len(drawn_order))
+    usable = (candidates >= 0) & ok[candidates] & (rank[candidates] >= 0)
+    corners = dst_pts[tris[np.maximum(candidates, 0)]].astype(np.float64)  # (n, 13, 3, 2)
+    distance = np.full(candidates.shape, np.inf)
+    for a, b in ((0, 1), (1, 2), (2, 0)):  # to the nearest edge ...
+        e = corners[:, :, b] - corners[:, :, a]
+        t = np.clip(((p - corners[:, :, a]) * e).sum(-1) / np.maximum((e * e).sum(-1), 1e-12), 0.0, 1.0)
+        distance = np.minimum(distance, np.hypot(*np.moveaxis(p - corners[:, :, a] - t[..., None] * e, -1, 0)))
+    m = inv[np.maximum(candidates, 0)]  # ... or none, inside the triangle
+    weights = p[..., 0, None] * m[..., 0, :] + p[..., 1, None] * m[..., 1, :] + m[..., 2, :]
+    # the nearest; of several that hold it (a turned face's mesh overlaps itself), the one drawn last, as drawing does
+    score = np.where(weights.min(-1) >= 0, -1.0 - rank[candidates], distance)
+    score = np.where(usable, score, np.inf)
+    ids.ravel()[where] = candidates[np.arange(len(where)), score.argmin(1)] + 1
 
 
 def vertex_fields(pair: np.ndarray, outside: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
