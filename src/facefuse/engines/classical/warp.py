@@ -176,7 +176,27 @@ def _onto_their_triangles(ids: np.ndarray, gx: np.ndarray, gy: np.ndarray, dst_p
     # the nearest; of several that hold it (a turned face's mesh overlaps itself), the one drawn last, as drawing does
     score = np.where(weights.min(-1) >= 0, -1.0 - rank[candidates], distance)
     score = np.where(usable, score, np.inf)
-    ids.ravel()[where] = candidates[np.arange(len(where)), score.argmin(1)] + 1
+    best = candidates[np.arange(len(where)), score.argmin(1)]
+    # a drawn triangle that holds the pixel but is not near its own (along a turned face's
+    # silhouette, the far cheek beside the nose's ridge) is what drawing would have shown there
+    holder = _last_drawn_holder(p[:, 0], dst_pts, tris, inv, ok, rank)
+    ids.ravel()[where] = np.where(holder >= 0, holder, best) + 1
+
+
+def _last_drawn_holder(p: np.ndarray, dst_pts: np.ndarray, tris: np.ndarray, inv: np.ndarray, ok: np.ndarray,
+                       rank: np.ndarray) -> np.ndarray:
+    """For each point (n, 2), of the drawn triangles that hold it the one drawn last (-1: none)."""
+    corners = dst_pts[tris]
+    lo, hi = corners.min(1), corners.max(1)
+    point, tri = np.nonzero((p[:, None, 0] >= lo[:, 0]) & (p[:, None, 0] <= hi[:, 0]) & (p[:, None, 1] >= lo[:, 1])
+                            & (p[:, None, 1] <= hi[:, 1]) & (ok & (rank[:-1] >= 0))[None, :])
+    m = inv[tri]
+    holds = (p[point, 0, None] * m[:, 0] + p[point, 1, None] * m[:, 1] + m[:, 2]).min(1) >= 0
+    last = np.full(len(p), -1)
+    np.maximum.at(last, point[holds], rank[tri[holds]])
+    order_of = np.full(len(ok), -1)
+    order_of[rank[:-1][rank[:-1] >= 0]] = np.flatnonzero(rank[:-1] >= 0)  # rank -> triangle
+    return np.where(last >= 0, order_of[np.maximum(last, 0)], -1)
 
 
 def vertex_fields(pair: np.ndarray, outside: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
