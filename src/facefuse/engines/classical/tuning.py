@@ -39,6 +39,10 @@ class Warp:
     grid_share: float = 0.6
     shrink_step: int = 64  # the source's shrink factor is rounded to 1/64: a video's frames share one resize
     shrink_margin: float = 1.1  # a source is shrunk only when more than 10 % larger than the target face
+    # a grid pixel lying farther beyond the triangle drawn on it than this share of the
+    # triangle's height (barycentric) takes the drawn triangle nearest to it instead: nearer,
+    # its own triangle's map extrapolates harmlessly; a sliver's from there made 3x3 dots
+    reach: float = 1.0
 
 
 @dataclass(frozen=True)

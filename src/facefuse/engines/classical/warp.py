@@ -18,10 +18,6 @@ from ... import mesh
 from .tuning import DEFAULT_TUNING, Warp
 
 IDENTITY = np.float32([[1, 0, 0], [0, 1, 0]])
-# a grid pixel whose centre lies farther beyond its triangle than the triangle's own height
-# (a barycentric weight below -1) is drawn from the triangle nearest to it instead
-# (_onto_their_triangles): nearer than that, its own triangle's map extrapolates harmlessly
-REACH = 1.0
 
 
 def constant(a: float, b: float) -> np.ndarray:
@@ -94,7 +90,7 @@ def dense_maps(
     gx = (np.arange(gw, dtype=np.float32) + 0.5) / cx - 0.5
     gy = (np.arange(gh, dtype=np.float32) + 0.5) / cy - 0.5
     inverses = _triangle_inverses(dst_pts, tris)
-    _onto_their_triangles(ids, gx, gy, dst_pts, tris, inverses, order)
+    _onto_their_triangles(ids, gx, gy, dst_pts, tris, inverses, order, grid.reach)
     out = []
     for src_pts, fallback in src_sets:
         aff, ok = _triangle_affines(dst_pts, src_pts, tris, inverses)
@@ -139,9 +135,9 @@ def _nearby_triangles() -> np.ndarray:
 
 
 def _onto_their_triangles(ids: np.ndarray, gx: np.ndarray, gy: np.ndarray, dst_pts: np.ndarray, tris: np.ndarray,
-                          inverses: tuple[np.ndarray, np.ndarray], order: np.ndarray | None) -> None:
+                          inverses: tuple[np.ndarray, np.ndarray], order: np.ndarray | None, reach: float) -> None:
     """Each grid pixel whose centre lies beyond the triangle drawn on it by more than
-    REACH of the triangle's height (a rasterised edge reaches past the triangle) takes, in
+    `reach` of the triangle's height (Warp.reach) (a rasterised edge reaches past the triangle) takes, in
     place, the drawn triangle near it that is nearest to it (one that holds it, where there
     is one; the nearest in depth, drawn last, where several do). Its own triangle's affine
     map would extrapolate that far: harmless for a plain triangle (a grid pixel is often
@@ -156,7 +152,7 @@ def _onto_their_triangles(ids: np.ndarray, gx: np.ndarray, gy: np.ndarray, dst_p
     for j in range(3):
         w = np.take(coef[0, j], ids) * gx[None, :] + np.take(coef[1, j], ids) * gy[:, None] + np.take(coef[2, j], ids)
         least = w if least is None else np.minimum(least, w)
-    where = np.flatnonzero((least < -REACH) & (ids > 0))
+    where = np.flatnonzero((least < -reach) & (ids > 0))
     if where.size == 0:
         return
     p = np.stack([gx[where % ids.shape[1]], gy[where // ids.shape[1]]], 1).astype(np.float64)[:, None, :]  # (n, 1, 2)
