@@ -136,14 +136,15 @@ def _nearby_triangles() -> np.ndarray:
 
 def _onto_their_triangles(ids: np.ndarray, gx: np.ndarray, gy: np.ndarray, dst_pts: np.ndarray, tris: np.ndarray,
                           inverses: tuple[np.ndarray, np.ndarray], order: np.ndarray | None, reach: float) -> None:
-    """Each grid pixel whose centre lies beyond the triangle drawn on it by more than
-    `reach` of the triangle's height (Warp.reach) (a rasterised edge reaches past the triangle) takes, in
-    place, the drawn triangle near it that is nearest to it (one that holds it, where there
-    is one; the nearest in depth, drawn last, where several do). Its own triangle's affine
-    map would extrapolate that far: harmless for a plain triangle (a grid pixel is often
-    larger than the small triangles at the mouth's corners, whose maps stay as they are),
-    not for a sliver: in the README example a 0.02 px^2 sliver mapped a pixel at barycentric
-    -372, both faces' textures taken from far away (a 3x3 dot beside the nose)."""
+    """Each grid pixel whose centre lies beyond the triangle drawn on it (a rasterised edge
+    reaches past its triangle) by more than `reach` of the triangle's height (Warp.reach)
+    takes, in place, a drawn triangle that holds it (the one drawn last where several do,
+    as drawing would), or where none does the nearest of the triangles around its own. Its
+    own triangle's affine map would extrapolate that far: harmless for a plain triangle (a
+    grid pixel is often larger than the small triangles at the mouth's corners, whose maps
+    stay as they are), not for a sliver: in the README example a 0.02 px^2 sliver mapped a
+    pixel at barycentric -372, both faces' textures taken from far away (a 3x3 dot beside
+    the nose)."""
     inv, ok = inverses
     # each pixel's least barycentric weight in its own triangle, on the whole grid at once
     coef = np.zeros((3, 3, len(ok) + 1), np.float32)  # (x / y / 1 term, weight j, id)
