@@ -104,6 +104,9 @@ class FusedFace:
     alpha: np.ndarray | None = None  # masks.feather(mask, face_size), where the engine made it already (None: blend makes it)
     # per rule that kept the target's pixels, the share of the face it kept (--report's "kept")
     kept: dict[str, float] = field(default_factory=dict)
+    # sharpness.lift_weight of this face, made on first use (the blend's lift and the
+    # enlarged face's lift in a video both need it)
+    lift_weight: np.ndarray | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         h, w = self.mask.shape[:2]

@@ -325,6 +325,8 @@ def lift_weight(fused: FusedFace) -> np.ndarray:
     hairs against the skin are the face's strongest fine edges, and the skin above them
     lies outside the face's detail: lifted, a dark brow got darker than the forehead beside
     it (the judge's seam step on the still pairs 1.13 -> 1.15, its brows' sectors)."""
+    if fused.lift_weight is not None:
+        return fused.lift_weight
     if fused.landmarks is None or len(fused.landmarks) < mesh.N_MESH:
         return fused.mask
     # widened by the blend's feather (FEATHER of the face): the hairs beyond the brow's landmarks;
@@ -339,6 +341,7 @@ def lift_weight(fused: FusedFace) -> np.ndarray:
     if x1 > x0 and y1 > y0:
         brows = cv2.GaussianBlur(brows_mask(fused.landmarks - np.float32([x0, y0]), (y1 - y0, x1 - x0)), (0, 0), sigma)
         weight[y0:y1, x0:x1] *= 1.0 - np.clip(2.0 * brows, 0.0, 1.0)
+    fused.lift_weight = weight  # made once per face (FusedFace.lift_weight)
     return weight
 
 
