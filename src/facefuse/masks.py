@@ -35,23 +35,27 @@ def face_region_mask(lms: np.ndarray, shape: tuple[int, int], cut_mouth: bool = 
         fill_poly(mask, lms[mesh.INNER_MOUTH], 0.0)
     if skin_only:
         for region in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.OUTER_LIPS):
-            pts = lms[region]
-            c = pts.mean(0)
-            fill_poly(mask, c + (pts - c) * 1.25, 0.0)
-        for region in (mesh.RIGHT_BROW, mesh.LEFT_BROW):
-            pts = lms[region]
-            c = pts.mean(0)
-            fill_poly(mask, c + (pts - c) * BROW_GROW, 0.0)
+            fill_poly(mask, _grown(lms[region], 1.25), 0.0)
+        _fill_brows(mask, lms, 0.0)
     return mask
 
 
-def brows_mask(lms: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Hard (anti-aliased) float32 mask of the two brows at landmarks `lms`."""
-    mask = np.zeros(shape, np.float32)
+def _grown(pts: np.ndarray, factor: float) -> np.ndarray:
+    """A landmark polygon enlarged about its centre by `factor`."""
+    c = pts.mean(0)
+    return c + (pts - c) * factor
+
+
+def _fill_brows(mask: np.ndarray, lms: np.ndarray, value: float) -> None:
     for region in (mesh.RIGHT_BROW, mesh.LEFT_BROW):
-        pts = lms[region]
-        c = pts.mean(0)
-        fill_poly(mask, c + (pts - c) * BROW_GROW, 1.0)
+        fill_poly(mask, _grown(lms[region], BROW_GROW), value)
+
+
+def brows_mask(lms: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Hard (anti-aliased) float32 mask of the two brows at landmarks `lms` (the polygons
+    face_region_mask's skin_only cuts out)."""
+    mask = np.zeros(shape, np.float32)
+    _fill_brows(mask, lms, 1.0)
     return mask
 
 

@@ -40,7 +40,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -118,8 +118,6 @@ def _fuse_in_process(sources: list[tuple[str, bytes | None]], frame: np.ndarray,
 
 
 def _replace_fused(plan: FramePlan, fused: list) -> FramePlan:
-    from dataclasses import replace
-
     return replace(plan, fused=fused)
 
 
