@@ -176,3 +176,72 @@ def test_a_blonde_strand_on_light_skin_does_not_come_through(fuser, data_dir, ta
     tune("strands", chroma_z=0.0)  # the learned test off: only the fixed chroma step
     pasted = strand_shows()
     assert pasted - found > 8.0, (found, pasted)  # measured 16.7 against 29.6 levels
+
+
+def test_a_video_track_finds_a_source_strand_once_and_keeps_it_out_as_the_face_moves(fuser, data_dir, target_path,
+                                                                                      monkeypatch):
+    """A video finds what covers the source on a track's first frame and carries it, through
+    each frame's own triangles, onto the next frames (engine.SourceFinds): the rules run once
+    per track, and the blonde strand stays out while the face moves and grows across the
+    frame as well as when each frame is fused as a photo."""
+    from facefuse.engines.classical import engine as engine_module
+    from facefuse.video.fuse import FrameTracker, fuse_next_frame
+
+    src = read_image(data_dir / "fr_alex_lacamoire.png")
+    painted, (a, b) = _blonde_strand(src, fuser.detect(src).faces[0].landmarks)
+    target = read_image(target_path)
+    h, w = target.shape[:2]
+    frames = [cv2.warpAffine(target, cv2.getRotationMatrix2D((w / 2, h / 2), 2.0 * k, 1.0 + 0.04 * k)
+                             + np.float32([[0, 0, 6 * k], [0, 0, -4 * k]]), (w, h), borderMode=cv2.BORDER_REFLECT)
+              for k in range(6)]
+    finds = []
+    original = engine_module.source_occluders
+    monkeypatch.setattr(engine_module, "source_occluders", lambda *args, **kw: finds.append(1) or original(*args, **kw))
+    params = fuser.params(ratio=1.0)
+    clean, dirty = fuser.prepare_source(src), fuser.prepare_source(painted)
+    trackers = FrameTracker(), FrameTracker()
+
+    def strand_shows(frame: np.ndarray, fused: list[np.ndarray]) -> float:
+        t = fuser.detect(frame).faces[0].landmarks
+        along = np.zeros(frame.shape[:2], np.uint8)
+        cv2.line(along, tuple(np.round(t[a]).astype(int)), tuple(np.round(t[b]).astype(int)), 1,
+                 max(2, int(0.2 * np.linalg.norm(t[33] - t[263]))))
+        return float(np.abs(fused[1].astype(np.float32) - fused[0])[along > 0].mean())
+
+    shown = []
+    for k, frame in enumerate(frames):
+        fused = [fuse_next_frame(fuser, frame, tracker, s, params, t=k / 25).image
+                 for tracker, s in zip(trackers, (clean, dirty), strict=True)]
+        shown.append(strand_shows(frame, fused))
+    assert len(finds) == 2, len(finds)  # once per track (the clean source's and the painted one's)
+    finds.clear()
+    as_photos = [strand_shows(f, [fuser.fuse(s, f, ratio=1.0) for s in (src, painted)]) for f in (frames[0], frames[-1])]
+    assert len(finds) == 4
+    # pasted, the strand shows by about 29.6 levels (the photo test above); kept out, 16-18
+    assert max(shown) < 22.0 and max(shown) < max(as_photos) + 2.0, (shown, as_photos)
+
+
+def test_the_source_finds_are_found_again_for_another_source_or_a_target_turned_away(fuser, source_path, target_path,
+                                                                                       monkeypatch):
+    """A track's carried finds hold for its own source at about the pose they were found at:
+    another source, or a target turned by more than Visibility.turned's lower bound since,
+    has them found again (engine.SourceFinds.hold_for)."""
+    from dataclasses import replace
+
+    from facefuse.engines.classical import engine as engine_module
+
+    finds = []
+    original = engine_module.source_occluders
+    monkeypatch.setattr(engine_module, "source_occluders", lambda *args, **kw: finds.append(1) or original(*args, **kw))
+    engine = fuser.engine
+    target = read_image(target_path)
+    lms = fuser.detect(target).faces[0].landmarks
+    src, other = fuser.prepare_source(source_path), fuser.prepare_source(target_path)
+    state = engine.fuse(src, target, lms, 1.0).light
+    assert len(finds) == 1 and state.source is not None
+    assert engine.fuse(src, target, lms, 1.0, light=state).light.source is state.source and len(finds) == 1
+    engine.fuse(other, target, lms, 1.0, light=state)
+    assert len(finds) == 2
+    turned = replace(state, source=replace(state.source, yaw=state.source.yaw + engine.tuning.visibility.turned[0] + 1))
+    engine.fuse(src, target, lms, 1.0, light=turned)
+    assert len(finds) == 3

@@ -98,7 +98,7 @@ class FusedFace:
     landmarks: np.ndarray  # (468+, 2) face geometry of the result, ROI pixels
     face_size: float  # pixels, sets feathering and smoothing radii
     # an engine's per-face state for the next video frame, opaque to everyone else: the
-    # pipeline hands it back to the same engine with the next frame (classical: LightField)
+    # pipeline hands it back to the same engine with the next frame (classical: TrackState)
     light: Any = None
     overlay: np.ndarray | None = None  # float32 0..1: where `base` is laid back over the blended face (a target's glasses frames)
     alpha: np.ndarray | None = None  # masks.feather(mask, face_size), where the engine made it already (None: blend makes it)

@@ -70,6 +70,9 @@ def feather(mask: np.ndarray, face_size: float, width: float = FEATHER) -> np.nd
     small = shrink_by(mask, scale)
     radius = max(1.0, width * face_size * scale)
     k = 2 * int(round(radius)) + 1
-    eroded = cv2.erode(small, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    # in 8 bits (twice as fast; a minimum commutes with the rounding, so at most half a step off)
+    eroded = cv2.erode(np.clip(small * 255.0 + 0.5, 0, 255).astype(np.uint8),
+                       cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    eroded = eroded.astype(np.float32) * np.float32(1.0 / 255.0)
     soft = wide_blur(eroded, radius / 2.0)
     return np.clip(enlarge_to(soft, mask.shape), 0.0, 1.0) * (mask > 0)

@@ -93,21 +93,18 @@ def fan_triangles() -> np.ndarray:
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """2x3 similarity transform (rotation, uniform scale, shift) taking src points onto dst
-    in the least-squares sense (Umeyama)."""
+    in the least-squares sense (Umeyama's, which in the plane is a closed form: the points
+    as complex numbers, scale and rotation are one complex factor)."""
     src = src.astype(np.float64)
     dst = dst.astype(np.float64)
     mu_s, mu_d = src.mean(0), dst.mean(0)
     s, d = src - mu_s, dst - mu_d
-    cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[1, 1] = -1
-    rot = u @ sign @ vt
-    scale = np.trace(np.diag(sig) @ sign) / max((s ** 2).sum() / len(src), 1e-12)
-    m = np.zeros((2, 3))
-    m[:, :2] = scale * rot
-    m[:, 2] = mu_d - scale * rot @ mu_s
+    # sum(d * conj(s)) / sum(|s|^2), written out in reals
+    norm = max(float((s * s).sum()), 1e-12)
+    a = float((d * s).sum()) / norm
+    b = float((d[:, 1] * s[:, 0] - d[:, 0] * s[:, 1]).sum()) / norm
+    m = np.array([[a, -b, 0.0], [b, a, 0.0]])
+    m[:, 2] = mu_d - m[:, :2] @ mu_s
     return m
 
 

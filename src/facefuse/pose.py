@@ -43,12 +43,18 @@ class Pose:
 def fit_pose(lms: np.ndarray) -> Pose:
     """The weak-perspective pose that best projects the reference's rigid points (forehead,
     nose, eye corners, cheekbones) onto `lms` (least squares, then the nearest rotation)."""
-    ref = mesh.reference()[mesh.RIGID]
-    pts = np.asarray(lms, np.float64)[mesh.RIGID, :2]
-    sol = np.linalg.lstsq(np.hstack([ref, np.ones((len(ref), 1))]), pts, rcond=None)[0]
+    sol = _rigid_solver() @ np.asarray(lms, np.float64)[mesh.RIGID, :2]
     u, s, vt = np.linalg.svd(sol[:3].T, full_matrices=False)
-    rows = u @ vt
-    return Pose(rotation=np.vstack([rows, np.cross(rows[0], rows[1])]), scale=float(s.mean()))
+    (a1, a2, a3), (b1, b2, b3) = rows = u @ vt
+    return Pose(rotation=np.vstack([rows, [a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1]]), scale=float(s.mean()))
+
+
+@lru_cache(maxsize=1)
+def _rigid_solver() -> np.ndarray:
+    """The least-squares solver of fit_pose: the pseudo-inverse of the reference's rigid
+    points with a column of ones (the same for every face)."""
+    ref = mesh.reference()[mesh.RIGID]
+    return np.linalg.pinv(np.hstack([ref, np.ones((len(ref), 1))]))
 
 
 @lru_cache(maxsize=1)

@@ -28,7 +28,7 @@ from .labels import label_source, warped_not_skin
 from .light import LightField, borrow_fine_skin_texture, match_detail, transfer_light_over_time
 from .occlusion import source_occluders, unoccluded
 from .shape import result_geometry
-from .source import crop_source, source_at_scale
+from .source import crop_source, source_at_scale, source_pose
 from .tuning import DEFAULT_TUNING, ClassicalTuning, ramp
 from .visibility import complete_by_symmetry, near_half_first, opaque_weights, source_weights, target_trust, turned, unstretched
 from .warp import IDENTITY, Warped, dense_maps, vertex_fields
@@ -50,6 +50,38 @@ class FaceGeometry:
     source_scale: float  # > 1: the source is enlarged
     source_turned: float  # 0..1 (Visibility.turned)
     source_profile: float  # 0..1 (Visibility.profile_yaw)
+
+
+@dataclass
+class SourceFinds:
+    """What the rules found on the source's own pixels, on one frame of a video track, at
+    that frame's work scale: `masks` (h, w, 3), its occluders (occlusion.source_occluders,
+    softened by one work pixel) and its two skin agreements (occlusion.unoccluded); with
+    the result's geometry there (`geom`, work pixels) and the landmarks of the source they
+    were found on, and the target's yaw then. They are properties of the source's pixels, so
+    the track's next frames read them through their own triangles instead of finding them
+    again (about 8 ms a frame at 640x480), and a strand cannot come and go from frame to
+    frame; they are found again once the target has turned away from that frame's pose by
+    more than Visibility.turned's lower bound (the sides it showed then are not the ones it
+    shows now)."""
+
+    geom: np.ndarray
+    masks: np.ndarray
+    source_lms: np.ndarray
+    yaw: float
+
+    def hold_for(self, source: SourceFace, g: FaceGeometry, tuning: ClassicalTuning) -> bool:
+        return (abs(g.t_pose.yaw - self.yaw) <= tuning.visibility.turned[0]
+                and np.array_equal(self.source_lms, source.face.landmarks))
+
+
+@dataclass
+class TrackState:
+    """What a video track hands from one frame's fusion to the next (FusedFace.light): this
+    frame's light (light.LightField) and what was found on the source's pixels on its first."""
+
+    light: LightField | None
+    source: SourceFinds | None
 
 
 @dataclass
@@ -114,21 +146,24 @@ class ClassicalEngine(Engine):
         return source
 
     def fuse(self, source: SourceFace, target_roi: np.ndarray, target_landmarks: np.ndarray, ratio: float,
-             light: LightField | None = None, light_keep: float = 0.0) -> FusedFace:
-        """`light`, `light_keep`: a video's previous frame's light and the share of it kept
-        (see light.transfer_light_over_time); the result's `light` is this frame's."""
+             light: TrackState | None = None, light_keep: float = 0.0) -> FusedFace:
+        """`light`, `light_keep`: a video track's state from its previous frame (TrackState)
+        and the share of its light kept (see light.transfer_light_over_time); the result's
+        `light` is this frame's state."""
+        previous = light or TrackState(None, None)
         g = self.geometry(source, target_landmarks, ratio)
-        w = self.warp(source, target_roi, g, ratio)
+        carried = previous.source if previous.source is not None and previous.source.hold_for(source, g, self.tuning) else None
+        w = self.warp(source, target_roi, g, ratio, carried)
         work = WorkScale(target_roi.shape[:2], g.eye, self.tuning.work)
-        kept = self.what_to_keep(w, g, work)
+        kept, found = self.what_to_keep(w, g, work, source)
         region, shown = compose_kept(kept)
-        lit, field, alpha = self.light_and_detail(w, g, kept, shown, region, work, light, light_keep)
-        return self.finish(w, g, kept, region, shown, lit, field, alpha, ratio)
+        lit, field, alpha = self.light_and_detail(w, g, kept, shown, region, work, previous.light, light_keep)
+        return self.finish(w, g, kept, region, shown, lit, TrackState(field, carried or found), alpha, ratio)
 
     def geometry(self, source: SourceFace, target_landmarks: np.ndarray, ratio: float) -> FaceGeometry:
         t_lms = target_landmarks[: mesh.N_MESH].astype(np.float32)
         s_lms = source.face.landmarks[: mesh.N_MESH].astype(np.float32)
-        s_pose, t_pose = pose.fit_pose(s_lms), pose.fit_pose(t_lms)
+        s_pose, t_pose = source_pose(source), pose.fit_pose(t_lms)
         align = mesh.similarity(s_lms[mesh.RIGID], t_lms[mesh.RIGID])
         vis = self.tuning.visibility
         return FaceGeometry(
@@ -138,10 +173,12 @@ class ClassicalEngine(Engine):
             align=align, source_scale=float(np.sqrt(abs(np.linalg.det(align[:, :2])))),
             source_turned=turned(s_pose, vis.turned), source_profile=turned(s_pose, vis.profile_yaw))
 
-    def warp(self, source: SourceFace, target_roi: np.ndarray, g: FaceGeometry, ratio: float) -> Warped:
+    def warp(self, source: SourceFace, target_roi: np.ndarray, g: FaceGeometry, ratio: float,
+             carried: SourceFinds | None = None) -> Warped:
         """One dense map per texture and one remap each, drawn far to near; a source
         triangle the source photo hides takes its mirror triangle's texture; per-vertex
-        weights ride along as vertex fields."""
+        weights ride along as vertex fields; `carried` finds on the source through one more
+        map, on the coarse grid (Warped.source_finds)."""
         t, vis = self.tuning, self.tuning.visibility
         h, w = target_roi.shape[:2]
         src_img, src_alpha, s_pts, to_src = source_at_scale(source, g.source_scale, g.align, t.warp, self._scaled)
@@ -159,7 +196,12 @@ class ClassicalEngine(Engine):
         completing = bool((direct < 0.98).any()) or source.alpha is not None
         if completing:
             sets += [(s_pts[mesh.mirror()], to_src), vertex_fields(np.stack([direct, mirrored], 1), (1.0, 0.0))]
-        maps = dense_maps((h, w), g.geom, sets, order=pose.drawing_order(t_facing, g.t_pose), grid=t.warp)
+        if carried is not None:  # on the coarse grid: the mask is smooth
+            sets.append((carried.geom, mesh.similarity(g.geom[mesh.RIGID], carried.geom[mesh.RIGID])))
+        maps = dense_maps((h, w), g.geom, sets, order=pose.drawing_order(t_facing, g.t_pose), grid=t.warp,
+                          coarse=int(carried is not None))
+        finds = None if carried is None else cv2.remap(carried.masks, *maps.pop(), cv2.INTER_LINEAR,
+                                                       borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         (sx, sy), (tx, ty), (drawn, target_seen) = maps[:3]
         warped = cv2.remap(src_img, sx, sy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
         not_skin = warped_not_skin(source, src_img.shape[:2], sx, sy)
@@ -177,20 +219,33 @@ class ClassicalEngine(Engine):
         tgt = target_roi.astype(np.float32)
         base = tgt if ratio == 0 else cv2.remap(tgt, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         return Warped(source=warped, base=base, drawn=drawn, target_seen=target_seen, valid=valid, maps=(sx, sy),
-                      source_not_skin=not_skin)
+                      source_not_skin=not_skin, source_finds=finds)
 
-    def what_to_keep(self, w: Warped, g: FaceGeometry, work: WorkScale) -> KeptMasks:
+    def what_to_keep(self, w: Warped, g: FaceGeometry, work: WorkScale,
+                     source: SourceFace) -> tuple[KeptMasks, SourceFinds | None]:
         """Each rule's mask (see KeptMasks): hair, hands and brims stay where they are, and
-        a source's strands, patches and unusable sides give way to the target's skin."""
+        a source's strands, patches and unusable sides give way to the target's skin. With
+        them, what was found on the source's pixels here, for a video's next frames (None:
+        it was carried from an earlier frame, `w.source_finds`)."""
         t = self.tuning
         shape = w.base.shape[:2]
         skin = face_region_mask(g.geom, shape, cut_mouth=True, skin_only=True)
-        uncovered, light_trust = unoccluded(w.source, w.base, skin, g.geom, g.eye, work, t.occlusion)
-        occluders = source_occluders(w.source, skin, g.geom, g.eye, g.source_turned, work, t, t.light.sigma,
-                                     w.source_not_skin)
+        carried = w.source_finds
+        if carried is not None:
+            occluders = np.clip(cv2.resize(carried[:, :, 0], shape[::-1], interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+            agreement = cv2.resize(carried[:, :, 1:], work.size, interpolation=cv2.INTER_LINEAR)
+            uncovered, light_trust, _ = unoccluded(w.source, w.base, skin, g.geom, g.eye, work, t.occlusion, agreement)
+            found = None
+        else:
+            uncovered, light_trust, agreement = unoccluded(w.source, w.base, skin, g.geom, g.eye, work, t.occlusion)
+            small = cv2.GaussianBlur(source_occluders(w.source, skin, g.geom, g.eye, g.source_turned, work, t,
+                                                      t.light.sigma, w.source_not_skin), (0, 0), 1.0)
+            occluders = np.clip(work.up(small), 0.0, 1.0)
+            found = SourceFinds(geom=work.on_grid(g.geom), masks=np.dstack([small, agreement]),
+                                source_lms=source.face.landmarks, yaw=g.t_pose.yaw)
         return KeptMasks(outline=face_region_mask(g.geom, shape, cut_mouth=True), skin=skin, uncovered=uncovered,
                          light_trust=light_trust, target_drawn=w.drawn, target_facing=w.target_seen,
-                         source_usable=w.valid, source_clear=1.0 - occluders)
+                         source_usable=w.valid, source_clear=1.0 - occluders), found
 
     def light_and_detail(self, w: Warped, g: FaceGeometry, kept: KeptMasks, shown: np.ndarray, region: np.ndarray,
                          work: WorkScale, light: LightField | None,
@@ -207,7 +262,7 @@ class ClassicalEngine(Engine):
         return match_detail(lit, w.base, alpha > 0.95, t.light), field, alpha
 
     def finish(self, w: Warped, g: FaceGeometry, kept: KeptMasks, region: np.ndarray, shown: np.ndarray,
-               lit: np.ndarray, field: LightField | None, alpha: np.ndarray, ratio: float) -> FusedFace:
+               lit: np.ndarray, state: TrackState, alpha: np.ndarray, ratio: float) -> FusedFace:
         """The textures mixed by `ratio` where the source shows; a target eye much more
         closed than the source's stays the target's; the target's frames go on top."""
         t = self.tuning
@@ -215,5 +270,5 @@ class ClassicalEngine(Engine):
         eyes = keep_target_eyes(fused, w.base, g.geom, g.t_lms, g.s_lms, g.eye, t.eyes,
                                 at_least=t.eyes.profile_keep * g.source_profile)
         frames = target_frames(w.base, g.geom, g.eye, t.frames)
-        return FusedFace(image=fused, base=w.base, mask=region, landmarks=g.geom, face_size=g.face_size, light=field,
+        return FusedFace(image=fused, base=w.base, mask=region, landmarks=g.geom, face_size=g.face_size, light=state,
                          overlay=frames, alpha=alpha, kept=kept_report(kept, eyes, frames))

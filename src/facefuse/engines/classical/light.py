@@ -21,9 +21,9 @@ from .workscale import WorkScale
 
 def chroma_spread(img: np.ndarray, mask: np.ndarray) -> float:
     """RMS distance of the pixels' colour from grey, inside mask."""
-    chroma = img - (img @ LUMA)[:, :, None]
-    m = mask > 0.5
-    return float(np.sqrt((chroma[m] ** 2).sum(1).mean())) if m.any() else 0.0
+    px = img[mask > 0.5]
+    chroma = px - (px @ LUMA)[:, None]
+    return float(np.sqrt((chroma ** 2).sum(1).mean())) if len(px) else 0.0
 
 
 @dataclass(frozen=True)

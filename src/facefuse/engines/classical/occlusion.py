@@ -48,9 +48,13 @@ def skin_agreements(lab: np.ndarray, reference: np.ndarray, lightness_weight: fl
 
 
 def unoccluded(src: np.ndarray, tgt: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dist: float,
-               work: WorkScale, tuning: Occlusion) -> tuple[np.ndarray, np.ndarray]:
-    """(paste, trust): where the source face may be pasted, and which skin pixels of both
-    faces are skin to learn light from (weights 0..1).
+               work: WorkScale, tuning: Occlusion,
+               source_agreement: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(paste, trust, the source's agreement): where the source face may be pasted, and
+    which skin pixels of both faces are skin to learn light from (weights 0..1); and how
+    like its skin the source's pixels are (work scale, (h, w, 2): `skin_agreements` with any
+    lightness spread and with the forehead's), which a video's next frames carry instead of
+    learning it again (`source_agreement`: carried from an earlier frame; None: learned here).
 
     The source's hair over its forehead must not come in, and the target's hair there must
     stay; neither face's hair or shadowed edges may bias the light transfer. Above the
@@ -66,11 +70,12 @@ def unoccluded(src: np.ndarray, tgt: np.ndarray, skin: np.ndarray, lms: np.ndarr
     # lightness counts fully on the source (hair is darker or lighter than skin), less on
     # the target, whose own light and shadow must not read as an occluder
     tgt_agree = skin_agreement(work.lab(tgt), reference, tuning.target_lightness, tuning)
-    agree, strict = (a * tgt_agree for a in skin_agreements(work.lab(src), reference, 1.0, tuning,
-                                                             (None, tuning.forehead_spread)))
+    if source_agreement is None:
+        source_agreement = np.dstack(skin_agreements(work.lab(src), reference, 1.0, tuning, (None, tuning.forehead_spread)))
+    agree, strict = source_agreement[:, :, 0] * tgt_agree, source_agreement[:, :, 1] * tgt_agree
     agree = np.where(forehead, strict, agree)  # the source's bangs (see Occlusion.forehead_spread)
     below = target_occluders(tgt_agree, sk, eye_dist * scale, tuning)
-    return work.up_soft(np.where(forehead, agree, below).astype(np.float32)), work.up_soft(agree)
+    return work.up_soft(np.where(forehead, agree, below).astype(np.float32)), work.up_soft(agree), source_agreement
 
 
 def target_occluders(tgt_agree: np.ndarray, skin: np.ndarray, eye_dist: float, tuning: Occlusion) -> np.ndarray:
@@ -100,18 +105,19 @@ def target_occluders(tgt_agree: np.ndarray, skin: np.ndarray, eye_dist: float, t
 def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dist: float, turned: float,
                      work: WorkScale, tuning: ClassicalTuning, light_sigma: float,
                      not_skin: np.ndarray | None = None) -> np.ndarray:
-    """0..1 where the warped source shows something other than its skin on the face's skin
-    (a strand of hair, a hand, the background a profile's silhouette brings in): there the
-    target's skin is kept, under the same light, instead of cutting the paste (cutting
-    lost identity, see `unoccluded`). Two tests: patches much lighter or darker than the
-    skin around them (`foreign_patches`), on a frontal source not in the band of the eyes
-    and brows (there they are eye make-up or a glasses frame, and half a frame filled left a
-    ghost of it and lost the likeness: judge 96 % -> 91 %), and, on a turned source (`turned` 0..1), any
-    colour unlike its skin (on a frontal one that took shaded cheeks and make-up too and
-    cost the likeness). Below the nose a frontal source's beard and stubble are its own
-    and stay; a turned one's mouth and chin border the background. `not_skin`: the source's
-    region map's hair, glasses and hands at ROI size (labels.py), what strands are made of
-    (None: the colour tests of strands.strands)."""
+    """0..1, on the work scale's grid, where the warped source shows something other than its
+    skin on the face's skin (a strand of hair, a hand, the background a profile's silhouette
+    brings in): there the target's skin is kept, under the same light, instead of cutting
+    the paste (cutting lost identity, see `unoccluded`). Two tests: patches much lighter or
+    darker than the skin around them (`foreign_patches`), on a frontal source not in the
+    band of the eyes and brows (there they are eye make-up or a glasses frame, and half a
+    frame filled left a ghost of it and lost the likeness: judge 96 % -> 91 %), and, on a
+    turned source (`turned` 0..1), any colour unlike its skin (on a frontal one that took
+    shaded cheeks and make-up too and cost the likeness). Below the nose a frontal source's
+    beard and stubble are its own and stay; a turned one's mouth and chin border the
+    background. `not_skin`: the source's region map's hair, glasses and hands at ROI size
+    (labels.py), what strands are made of (None: the colour tests of strands.strands). A
+    video finds this once per track (engine.SourceFinds)."""
     occ_t = tuning.occlusion
     size, scale = work.size, work.scale
     sk = work.small(skin)
@@ -139,8 +145,7 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
             found = np.maximum(found, st.followed_down(found, anywhere))
         occ = np.maximum(occ, (1.0 - turned) * found)
     # one work pixel wider: a profile's nose ridge brings a line of background thinner than that
-    occ = cv2.dilate(occ, np.ones((3, 3), np.uint8))
-    return work.up_soft(occ)
+    return cv2.dilate(occ, np.ones((3, 3), np.uint8))
 
 
 def foreign_patches(lightness: np.ndarray, region: np.ndarray, eye_dist: float, tuning: Occlusion,

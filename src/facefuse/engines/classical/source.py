@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ... import mesh
+from ... import mesh, pose
 from ...faces import Face, SourceFace
 from .tuning import Warp
 
@@ -58,3 +58,11 @@ def source_at_scale(source: SourceFace, scale: float, align: np.ndarray, tuning:
     inv_align = cv2.invertAffineTransform(align.astype(np.float32))  # ROI px -> source px
     full = np.vstack([to_image, [0, 0, 1]]) @ np.vstack([inv_align, [0, 0, 1]])
     return image, alpha, pts, full[:2].astype(np.float32)
+
+
+def source_pose(source: SourceFace) -> pose.Pose:
+    """The source face's pose, fitted once per prepared source (every frame of a video uses it)."""
+    fitted = source.prepared.get("pose")
+    if fitted is None:
+        fitted = source.prepared["pose"] = pose.fit_pose(source.face.landmarks[: mesh.N_MESH].astype(np.float32))
+    return fitted

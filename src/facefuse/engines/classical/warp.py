@@ -51,8 +51,12 @@ def _triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray,
 
 def _affine_grid(m: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
     """The 2x3 affine map m evaluated at every pixel of a w x h image (float32)."""
-    xs = np.arange(w, dtype=np.float32)
-    ys = np.arange(h, dtype=np.float32)[:, None]
+    return _affine_at(m, np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+
+
+def _affine_at(m: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 2x3 affine map m evaluated at the pixels of the grid of columns xs and rows ys (float32)."""
+    ys = ys[:, None]
     fx = (m[0, 0] * xs + m[0, 2]) + m[0, 1] * ys
     fy = (m[1, 0] * xs + m[1, 2]) + m[1, 1] * ys
     return np.ascontiguousarray(fx, np.float32), np.ascontiguousarray(fy, np.float32)
@@ -64,6 +68,7 @@ def dense_maps(
     src_sets: list[tuple[np.ndarray, np.ndarray]],
     order: np.ndarray | None = None,
     grid: Warp = DEFAULT_TUNING.warp,
+    coarse: int = 0,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Dense remap tables for an image of `shape` (h, w) whose mesh is at `dst_pts`.
 
@@ -75,6 +80,9 @@ def dense_maps(
     `order`: the triangles to draw, far to near (pose.drawing_order): where a turned face's
     mesh overlaps itself the near triangle wins, and triangles facing away are not drawn.
     Default: all, in index order.
+
+    `coarse`: the last this many sets are returned on the coarse grid itself (what reads a
+    smooth mask needs no more; it is resized to `shape` after the remap).
     """
     h, w = shape
     c = min(grid.grid_share, grid.grid / max(h, w))
@@ -84,15 +92,17 @@ def dense_maps(
     # triangle ids on the coarse grid (cv2 grid pixel j <-> full-res x = (j + .5) / c - .5)
     grid_pts = (dst_pts + 0.5) * np.float32([cx, cy]) - 0.5
     ids = np.zeros((gh, gw), np.int32)
-    corners = np.round(grid_pts * 16).astype(np.int32)[tris]  # (T, 3, 2), 4 fractional bits
-    for i in range(len(tris)) if order is None else order.tolist():
-        cv2.fillConvexPoly(ids, corners[i], i + 1, lineType=cv2.LINE_8, shift=4)
+    drawn = np.arange(len(tris)) if order is None else order
+    fill, corners = cv2.fillConvexPoly, list(np.round(grid_pts * 16).astype(np.int32)[tris[drawn]])  # 4 fractional bits
+    for triangle, i in zip(corners, (drawn + 1).tolist(), strict=True):  # (one call each: most of the cost is the call's)
+        fill(ids, triangle, i, cv2.LINE_8, 4)
     gx = (np.arange(gw, dtype=np.float32) + 0.5) / cx - 0.5
     gy = (np.arange(gh, dtype=np.float32) + 0.5) / cy - 0.5
     inverses = _triangle_inverses(dst_pts, tris)
     _onto_their_triangles(ids, gx, gy, dst_pts, tris, inverses, order, grid.reach)
     out = []
-    for src_pts, fallback in src_sets:
+    for k, (src_pts, fallback) in enumerate(src_sets):
+        on_grid = k >= len(src_sets) - coarse
         aff, ok = _triangle_affines(dst_pts, src_pts, tris, inverses)
         # per triangle, how its map differs from the fallback (0 outside the mesh, id 0, and
         # for degenerate triangles): only this displacement is upsampled; the fallback itself
@@ -102,14 +112,15 @@ def dense_maps(
         delta = np.zeros((6, len(tris) + 1), np.float32)  # per id, the map's six terms (rows of the 2x3)
         delta[:, 1:][:, ok] = (aff[ok] - fallback[None].astype(np.float32)).reshape(-1, 6).T
         coords = []
-        for row, fixed_coord in zip((delta[:3], delta[3:]), _affine_grid(fallback, w, h), strict=True):
+        fixed = _affine_grid(fallback, w, h) if not on_grid else _affine_at(fallback.astype(np.float32), gx, gy)
+        for row, fixed_coord in zip((delta[:3], delta[3:]), fixed, strict=True):
             # the grid pixel's triangle's row of the map, applied to the pixel's (x, y, 1)
             d, dy, d0 = (np.take(terms, ids) for terms in row)
             d *= gx[None, :]
             dy *= gy[:, None]
             d += dy
             d += d0
-            if (gw, gh) != (w, h):
+            if (gw, gh) != (w, h) and not on_grid:
                 d = cv2.resize(d, (w, h), interpolation=cv2.INTER_LINEAR)
             coords.append(cv2.add(fixed_coord, d))
         out.append((coords[0], coords[1]))
@@ -216,3 +227,6 @@ class Warped:
     valid: np.ndarray  # 0..1: where the source (or its mirror side) is usable
     maps: tuple[np.ndarray, np.ndarray]  # the source's remap tables (x, y)
     source_not_skin: np.ndarray | None = None  # 0..1: the source's hair, glasses, hands (labels.py), warped
+    # on dense_maps' coarse grid: what was found on the source's pixels on a video's earlier
+    # frame (engine.SourceFinds.masks; None: not carried)
+    source_finds: np.ndarray | None = None

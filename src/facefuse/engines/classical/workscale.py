@@ -42,6 +42,10 @@ class WorkScale:
         """`face_axes` of this grid for the landmarks `lms` (ROI pixels), made once per fusion."""
         return self._memo("axes", lms, lambda a: face_axes(a, self.size, self.scale))
 
+    def on_grid(self, pts: np.ndarray) -> np.ndarray:
+        """ROI pixel positions (n, 2) in this grid's pixels (as `small` resizes)."""
+        return ((pts + 0.5) * np.float32([self.size[0] / self.shape[1], self.size[1] / self.shape[0]]) - 0.5).astype(np.float32)
+
     def up(self, x: np.ndarray) -> np.ndarray:
         return cv2.resize(x, (self.shape[1], self.shape[0]), interpolation=cv2.INTER_LINEAR)
 
