@@ -212,6 +212,7 @@ def test_a_video_track_finds_a_source_strand_once_and_keeps_it_out_as_the_face_m
     for k, frame in enumerate(frames):
         fused = [fuse_next_frame(fuser, frame, tracker, s, params, t=k / 25).image
                  for tracker, s in zip(trackers, (clean, dirty), strict=True)]
+        assert all(np.abs(f.astype(np.float32) - frame).mean() > 1.0 for f in fused)  # each frame was fused
         shown.append(strand_shows(frame, fused))
     assert len(finds) == 2, len(finds)  # once per track (the clean source's and the painted one's)
     finds.clear()

@@ -584,3 +584,29 @@ def test_a_clip_without_a_face_is_searched_less_and_less_often(fuser, noface_pat
         if fuse_next_frame(fuser, frame, tracker, src, params, t=i / 25).full_detection:
             searched.append(i)
     assert DETECT_EVERY == 12 and searched == [0, 8, 20, 32]
+
+
+def test_frames_fused_two_at_a_time_share_one_find_of_what_covers_the_source(fuser, face_clip, data_dir, monkeypatch):
+    """With two frames in flight, a track's first two frames each find what covers the
+    source (neither has a state yet); from then on every frame carries the first frame's
+    find (Engine.next_state), not the two finds in turn, even frames one and odd the other
+    (a flicker with a two-frame period)."""
+    from facefuse.engines.classical import engine as engine_module
+    from facefuse.video.fuse import fused_frames, prepare_sources
+
+    finds, carried = [], []
+    find, fuse = engine_module.source_occluders, engine_module.ClassicalEngine.fuse
+    monkeypatch.setattr(engine_module, "source_occluders", lambda *a, **kw: finds.append(1) or find(*a, **kw))
+
+    def spy(self, source, roi, lms, ratio, light=None, light_keep=0.0):
+        fused = fuse(self, source, roi, lms, ratio, light, light_keep)
+        carried.append(None if light is None else light.source)
+        return fused
+
+    monkeypatch.setattr(engine_module.ClassicalEngine, "fuse", spy)
+    params = fuser.params()
+    src, prepared = prepare_sources(fuser, data_dir / "deepface_img2.jpg", None, params)
+    frames = list(fused_frames(fuser, VideoReader(face_clip), SIZE, src, prepared, params, in_flight=2))
+    assert len(frames) == len(carried) == 25
+    assert len(finds) == 2, len(finds)
+    assert len({id(c) for c in carried if c is not None}) == 1

@@ -46,6 +46,13 @@ class Engine:
         engine returned then; None at first), of which `light_keep` is carried over."""
         raise NotImplementedError
 
+    def next_state(self, kept: Any, finished: Any) -> Any:
+        """The state a track keeps when a frame's fusion returns `finished` while the track
+        holds `kept` (None: none yet): frames fused side by side each start from the state of
+        the frame `in_flight` before them, and what they return reaches the track in the
+        order they finish. Default: the newest."""
+        return finished
+
 
 # each engine's module, imported when its name is asked for (heavy dependencies stay unloaded)
 _REGISTRY: Registry[Engine] = Registry("engine", "inference.engine", __name__, {

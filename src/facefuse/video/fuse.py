@@ -225,11 +225,13 @@ def _track_lights(tracker: FrameTracker) -> dict[int, Any]:
     return {t.id: t.light for t in tracker.tracks.live}
 
 
-def _keep_lights(tracker: FrameTracker, lights: Mapping[int, Any], timings: Mapping[str, float]) -> None:
+def _keep_lights(fuser: "Fuser", tracker: FrameTracker, lights: Mapping[int, Any], timings: Mapping[str, float]) -> None:
     """A finished fusion's light states onto the tracks that still live (with_light leaves
-    an ended track's id alone), and its times."""
+    an ended track's id alone; the engine says what of the state a track holds stays:
+    Engine.next_state), and its times."""
+    kept = _track_lights(tracker)
     for track_id, light in lights.items():
-        tracker.tracks = with_light(tracker.tracks, track_id, light)
+        tracker.tracks = with_light(tracker.tracks, track_id, fuser.engine.next_state(kept.get(track_id), light))
     for stage, seconds in timings.items():
         tracker.timings[stage] = tracker.timings.get(stage, 0.0) + seconds
 
@@ -251,7 +253,7 @@ def fuse_next_frame(fuser: "Fuser", frame: np.ndarray, tracker: FrameTracker, so
     The tracker is updated in place; each frame's light follows from the previous frame's."""
     plan = plan_next_frame(fuser, frame, tracker, source, params, sources, t, detect_every)
     image, lights, timings = fuse_planned(fuser, frame, plan, _track_lights(tracker), params, work_face_px)
-    _keep_lights(tracker, lights, timings)
+    _keep_lights(fuser, tracker, lights, timings)
     return _outcome(image, plan)
 
 
@@ -318,7 +320,7 @@ def fused_frames(fuser: "Fuser", reader: VideoReader, size: tuple[int, int], src
     def finished():
         frame, plan, future = pending.popleft()
         image, lights, timings = future.result()
-        _keep_lights(tracker, lights, timings)
+        _keep_lights(fuser, tracker, lights, timings)
         return frame, _outcome(image, plan)
 
     with ThreadPoolExecutor(max(1, in_flight), thread_name_prefix="facefuse-fuse") as pool:

@@ -292,7 +292,7 @@ class LiveSession:
                 lights, timings = self._finished.get_nowait()
             except queue.Empty:
                 break
-            _keep_lights(self.tracker, lights, timings)
+            _keep_lights(self.fuser, self.tracker, lights, timings)
         params = self.params
         size = self.size_for(frame.shape[1], frame.shape[0])
         if size != (frame.shape[1], frame.shape[0]):

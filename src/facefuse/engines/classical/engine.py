@@ -70,18 +70,20 @@ class SourceFinds:
     source_lms: np.ndarray
     yaw: float
 
-    def hold_for(self, source: SourceFace, g: FaceGeometry, tuning: ClassicalTuning) -> bool:
-        return (abs(g.t_pose.yaw - self.yaw) <= tuning.visibility.turned[0]
-                and np.array_equal(self.source_lms, source.face.landmarks))
+    def hold_for(self, source_lms: np.ndarray, yaw: float, tuning: ClassicalTuning) -> bool:
+        """Whether they are the finds of this source (its landmarks) for a target at `yaw`."""
+        return abs(yaw - self.yaw) <= tuning.visibility.turned[0] and np.array_equal(self.source_lms, source_lms)
 
 
 @dataclass
 class TrackState:
     """What a video track hands from one frame's fusion to the next (FusedFace.light): this
-    frame's light (light.LightField) and what was found on the source's pixels on its first."""
+    frame's light (light.LightField), what was found on the source's pixels on its first,
+    and the target's yaw in this frame."""
 
     light: LightField | None
     source: SourceFinds | None
+    yaw: float = 0.0
 
 
 @dataclass
@@ -152,13 +154,28 @@ class ClassicalEngine(Engine):
         `light` is this frame's state."""
         previous = light or TrackState(None, None)
         g = self.geometry(source, target_landmarks, ratio)
-        carried = previous.source if previous.source is not None and previous.source.hold_for(source, g, self.tuning) else None
+        carried = previous.source
+        if carried is not None and not carried.hold_for(source.face.landmarks, g.t_pose.yaw, self.tuning):
+            carried = None
         w = self.warp(source, target_roi, g, ratio, carried)
         work = WorkScale(target_roi.shape[:2], g.eye, self.tuning.work)
         kept, found = self.what_to_keep(w, g, work, source)
         region, shown = compose_kept(kept)
         lit, field, alpha = self.light_and_detail(w, g, kept, shown, region, work, previous.light, light_keep)
-        return self.finish(w, g, kept, region, shown, lit, TrackState(field, carried or found), alpha, ratio)
+        return self.finish(w, g, kept, region, shown, lit, TrackState(field, carried or found, g.t_pose.yaw), alpha,
+                           ratio)
+
+    def next_state(self, kept: TrackState | None, finished: TrackState | None) -> TrackState | None:
+        """The finished frame's light, with the source finds the track holds already wherever
+        they hold for the finished frame's source and pose: frames fused side by side each
+        start from the state of the frame `in_flight` before them, so at a track's start (or
+        after a turn) each finds its own, and without this the frames would take the finds in
+        turn (an even frame the first's, an odd one the second's) for the whole track."""
+        if kept is None or finished is None or kept.source is None or finished.source is None:
+            return finished
+        if kept.source.hold_for(finished.source.source_lms, finished.yaw, self.tuning):
+            return TrackState(finished.light, kept.source, finished.yaw)
+        return finished
 
     def geometry(self, source: SourceFace, target_landmarks: np.ndarray, ratio: float) -> FaceGeometry:
         t_lms = target_landmarks[: mesh.N_MESH].astype(np.float32)
@@ -204,7 +221,8 @@ class ClassicalEngine(Engine):
                                                        borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         (sx, sy), (tx, ty), (drawn, target_seen) = maps[:3]
         warped = cv2.remap(src_img, sx, sy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
-        not_skin = warped_not_skin(source, src_img.shape[:2], sx, sy)
+        # the source's labels: what its occluders are found from (not needed where they are carried)
+        not_skin = None if carried is not None else warped_not_skin(source, src_img.shape[:2], sx, sy)
         valid = np.ones((h, w), np.float32)
         if completing:
             (mx, my), (d, m) = maps[3:]
