@@ -243,6 +243,9 @@ def test_the_source_finds_are_found_again_for_another_source_or_a_target_turned_
     assert engine.fuse(src, target, lms, 1.0, light=state).light.source is state.source and len(finds) == 1
     engine.fuse(other, target, lms, 1.0, light=state)
     assert len(finds) == 2
-    turned = replace(state, source=replace(state.source, yaw=state.source.yaw + engine.tuning.visibility.turned[0] + 1))
+    bound = engine.tuning.visibility.turned[0]
+    near = replace(state, source=replace(state.source, yaw=state.source.yaw + bound - 1))
+    assert engine.fuse(src, target, lms, 1.0, light=near).light.source is near.source and len(finds) == 2
+    turned = replace(state, source=replace(state.source, yaw=state.source.yaw + bound + 1))
     engine.fuse(src, target, lms, 1.0, light=turned)
     assert len(finds) == 3
