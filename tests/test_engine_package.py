@@ -249,3 +249,28 @@ def test_the_source_finds_are_found_again_for_another_source_or_a_target_turned_
     turned = replace(state, source=replace(state.source, yaw=state.source.yaw + bound + 1))
     engine.fuse(src, target, lms, 1.0, light=turned)
     assert len(finds) == 3
+
+
+def test_finds_made_again_at_a_new_pose_keep_what_the_earlier_ones_found(fuser, source_path, target_path):
+    """A strand the rules see at one pose and miss at another stays out: when a track's
+    target has turned past the bound, the finds are made again and what the earlier ones
+    found covering the source is kept with them (the source does not change)."""
+    from dataclasses import replace
+
+    engine = fuser.engine
+    target = read_image(target_path)
+    lms = fuser.detect(target).faces[0].landmarks
+    src = fuser.prepare_source(source_path)
+    state = engine.fuse(src, target, lms, 1.0).light
+    fresh = engine.fuse(src, target, lms, 1.0).kept["source_clear"]
+    earlier = state.source
+    masks = earlier.masks.copy()
+    centre = tuple(int(v) for v in np.round(earlier.geom[50]))  # a cheek, on the earlier frame's work grid
+    blob = np.zeros(masks.shape[:2], np.float32)
+    cv2.circle(blob, centre, max(3, int(0.25 * np.linalg.norm(earlier.geom[33] - earlier.geom[263]))), 1.0, -1)
+    masks[:, :, 0] = np.maximum(masks[:, :, 0], blob)
+    turned = replace(state, source=replace(earlier, masks=masks, yaw=earlier.yaw + engine.tuning.visibility.turned[0] + 5))
+    again = engine.fuse(src, target, lms, 1.0, light=turned)
+    assert again.light.source is not turned.source  # made again at this pose ...
+    assert again.light.source.masks[:, :, 0].max() > 0.9  # ... with the earlier find in it
+    assert again.kept["source_clear"] > fresh + 0.02, (again.kept["source_clear"], fresh)

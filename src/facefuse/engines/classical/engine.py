@@ -154,12 +154,14 @@ class ClassicalEngine(Engine):
         `light` is this frame's state."""
         previous = light or TrackState(None, None)
         g = self.geometry(source, target_landmarks, ratio)
-        carried = previous.source
-        if carried is not None and not carried.hold_for(source.face.landmarks, g.t_pose.yaw, self.tuning):
-            carried = None
-        w = self.warp(source, target_roi, g, ratio, carried)
+        earlier = previous.source  # this source's finds on the track, at the pose they were made at
+        if earlier is not None and not np.array_equal(earlier.source_lms, source.face.landmarks):
+            earlier = None
+        carried = earlier if earlier is not None and earlier.hold_for(source.face.landmarks, g.t_pose.yaw,
+                                                                      self.tuning) else None
+        w = self.warp(source, target_roi, g, ratio, earlier)
         work = WorkScale(target_roi.shape[:2], g.eye, self.tuning.work)
-        kept, found = self.what_to_keep(w, g, work, source)
+        kept, found = self.what_to_keep(w, g, work, source, reuse=carried is not None)
         region, shown = compose_kept(kept)
         lit, field, alpha = self.light_and_detail(w, g, kept, shown, region, work, previous.light, light_keep)
         return self.finish(w, g, kept, region, shown, lit, TrackState(field, carried or found, g.t_pose.yaw), alpha,
@@ -191,11 +193,11 @@ class ClassicalEngine(Engine):
             source_turned=turned(s_pose, vis.turned), source_profile=turned(s_pose, vis.profile_yaw))
 
     def warp(self, source: SourceFace, target_roi: np.ndarray, g: FaceGeometry, ratio: float,
-             carried: SourceFinds | None = None) -> Warped:
+             earlier: SourceFinds | None = None) -> Warped:
         """One dense map per texture and one remap each, drawn far to near; a source
         triangle the source photo hides takes its mirror triangle's texture; per-vertex
-        weights ride along as vertex fields; `carried` finds on the source through one more
-        map, on the coarse grid (Warped.source_finds)."""
+        weights ride along as vertex fields; the track's `earlier` finds on the source through
+        one more map, on the coarse grid (Warped.source_finds)."""
         t, vis = self.tuning, self.tuning.visibility
         h, w = target_roi.shape[:2]
         src_img, src_alpha, s_pts, to_src = source_at_scale(source, g.source_scale, g.align, t.warp, self._scaled)
@@ -213,16 +215,15 @@ class ClassicalEngine(Engine):
         completing = bool((direct < 0.98).any()) or source.alpha is not None
         if completing:
             sets += [(s_pts[mesh.mirror()], to_src), vertex_fields(np.stack([direct, mirrored], 1), (1.0, 0.0))]
-        if carried is not None:  # on the coarse grid: the mask is smooth
-            sets.append((carried.geom, mesh.similarity(g.geom[mesh.RIGID], carried.geom[mesh.RIGID])))
+        if earlier is not None:  # on the coarse grid: the mask is smooth
+            sets.append((earlier.geom, mesh.similarity(g.geom[mesh.RIGID], earlier.geom[mesh.RIGID])))
         maps = dense_maps((h, w), g.geom, sets, order=pose.drawing_order(t_facing, g.t_pose), grid=t.warp,
-                          coarse=int(carried is not None))
-        finds = None if carried is None else cv2.remap(carried.masks, *maps.pop(), cv2.INTER_LINEAR,
+                          coarse=int(earlier is not None))
+        finds = None if earlier is None else cv2.remap(earlier.masks, *maps.pop(), cv2.INTER_LINEAR,
                                                        borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         (sx, sy), (tx, ty), (drawn, target_seen) = maps[:3]
         warped = cv2.remap(src_img, sx, sy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
-        # the source's labels: what its occluders are found from (not needed where they are carried)
-        not_skin = None if carried is not None else warped_not_skin(source, src_img.shape[:2], sx, sy)
+        not_skin = warped_not_skin(source, src_img.shape[:2], sx, sy)
         valid = np.ones((h, w), np.float32)
         if completing:
             (mx, my), (d, m) = maps[3:]
@@ -239,17 +240,19 @@ class ClassicalEngine(Engine):
         return Warped(source=warped, base=base, drawn=drawn, target_seen=target_seen, valid=valid, maps=(sx, sy),
                       source_not_skin=not_skin, source_finds=finds)
 
-    def what_to_keep(self, w: Warped, g: FaceGeometry, work: WorkScale,
-                     source: SourceFace) -> tuple[KeptMasks, SourceFinds | None]:
+    def what_to_keep(self, w: Warped, g: FaceGeometry, work: WorkScale, source: SourceFace,
+                     reuse: bool = False) -> tuple[KeptMasks, SourceFinds | None]:
         """Each rule's mask (see KeptMasks): hair, hands and brims stay where they are, and
         a source's strands, patches and unusable sides give way to the target's skin. With
         them, what was found on the source's pixels here, for a video's next frames (None:
-        it was carried from an earlier frame, `w.source_finds`)."""
+        the track's earlier finds were reused, `w.source_finds`). Finds made again at a new
+        pose keep what the earlier ones found covering the source as well (the source does
+        not change: a strand the rules see at one pose and miss at another stays out)."""
         t = self.tuning
         shape = w.base.shape[:2]
         skin = face_region_mask(g.geom, shape, cut_mouth=True, skin_only=True)
         carried = w.source_finds
-        if carried is not None:
+        if reuse:
             occluders = np.clip(cv2.resize(carried[:, :, 0], shape[::-1], interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
             agreement = cv2.resize(carried[:, :, 1:], work.size, interpolation=cv2.INTER_LINEAR)
             uncovered, light_trust, _ = unoccluded(w.source, w.base, skin, g.geom, g.eye, work, t.occlusion, agreement)
@@ -258,6 +261,8 @@ class ClassicalEngine(Engine):
             uncovered, light_trust, agreement = unoccluded(w.source, w.base, skin, g.geom, g.eye, work, t.occlusion)
             small = cv2.GaussianBlur(source_occluders(w.source, skin, g.geom, g.eye, g.source_turned, work, t,
                                                       t.light.sigma, w.source_not_skin), (0, 0), 1.0)
+            if carried is not None:
+                small = np.maximum(small, cv2.resize(carried[:, :, 0], work.size, interpolation=cv2.INTER_LINEAR))
             occluders = np.clip(work.up(small), 0.0, 1.0)
             found = SourceFinds(geom=work.on_grid(g.geom), masks=np.dstack([small, agreement]),
                                 source_lms=source.face.landmarks, yaw=g.t_pose.yaw)
