@@ -60,10 +60,10 @@ class SourceFinds:
     the result's geometry there (`geom`, work pixels) and the landmarks of the source they
     were found on, and the target's yaw then. They are properties of the source's pixels, so
     the track's next frames read them through their own triangles instead of finding them
-    again (about 8 ms a frame at 640x480), and a strand cannot come and go from frame to
+    again (about 6 ms a frame at 640x480), and a strand cannot come and go from frame to
     frame; they are found again once the target has turned away from that frame's pose by
     more than Visibility.turned's lower bound (the sides it showed then are not the ones it
-    shows now)."""
+    shows now), keeping what these found covering the source (ClassicalEngine.what_to_keep)."""
 
     geom: np.ndarray
     masks: np.ndarray
