@@ -222,11 +222,17 @@ def test_a_video_track_finds_a_source_strand_once_and_keeps_it_out_as_the_face_m
     assert max(shown) < 22.0 and max(shown) < max(as_photos) + 2.0, (shown, as_photos)
 
 
+def _nodded(rotation: np.ndarray, degrees: float) -> np.ndarray:
+    """A head rotation nodded by `degrees` (about the head's own across axis)."""
+    t = np.radians(degrees)
+    return rotation @ np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
+
+
 def test_the_source_finds_are_found_again_for_another_source_or_a_target_turned_away(fuser, source_path, target_path,
                                                                                        monkeypatch):
     """A track's carried finds hold for its own source at about the pose they were found at:
-    another source, or a target turned by more than Visibility.turned's lower bound since,
-    has them found again (engine.SourceFinds.hold_for)."""
+    another source, or a target turned (here, nodded) by more than Visibility.turned's lower
+    bound since, has them found again (engine.SourceFinds.hold_for)."""
     from dataclasses import replace
 
     from facefuse.engines.classical import engine as engine_module
@@ -244,9 +250,9 @@ def test_the_source_finds_are_found_again_for_another_source_or_a_target_turned_
     engine.fuse(other, target, lms, 1.0, light=state)
     assert len(finds) == 2
     bound = engine.tuning.visibility.turned[0]
-    near = replace(state, source=replace(state.source, yaw=state.source.yaw + bound - 1))
+    near = replace(state, source=replace(state.source, rotation=_nodded(state.source.rotation, bound - 1)))
     assert engine.fuse(src, target, lms, 1.0, light=near).light.source is near.source and len(finds) == 2
-    turned = replace(state, source=replace(state.source, yaw=state.source.yaw + bound + 1))
+    turned = replace(state, source=replace(state.source, rotation=_nodded(state.source.rotation, bound + 1)))
     engine.fuse(src, target, lms, 1.0, light=turned)
     assert len(finds) == 3
 
@@ -269,7 +275,8 @@ def test_finds_made_again_at_a_new_pose_keep_what_the_earlier_ones_found(fuser, 
     blob = np.zeros(masks.shape[:2], np.float32)
     cv2.circle(blob, centre, max(3, int(0.25 * np.linalg.norm(earlier.geom[33] - earlier.geom[263]))), 1.0, -1)
     masks[:, :, 0] = np.maximum(masks[:, :, 0], blob)
-    turned = replace(state, source=replace(earlier, masks=masks, yaw=earlier.yaw + engine.tuning.visibility.turned[0] + 5))
+    turned = replace(state, source=replace(earlier, masks=masks,
+                                           rotation=_nodded(earlier.rotation, engine.tuning.visibility.turned[0] + 5)))
     again = engine.fuse(src, target, lms, 1.0, light=turned)
     assert again.light.source is not turned.source  # made again at this pose ...
     assert again.light.source.masks[:, :, 0].max() > 0.9  # ... with the earlier find in it

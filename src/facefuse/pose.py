@@ -49,6 +49,12 @@ def fit_pose(lms: np.ndarray) -> Pose:
     return Pose(rotation=np.vstack([rows, [a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1]]), scale=float(s.mean()))
 
 
+def angle_between(a: np.ndarray, b: np.ndarray) -> float:
+    """Degrees of the rotation taking head rotation `a` to `b` (3x3 each): a turn, a nod or
+    a tilt, whichever way."""
+    return float(np.degrees(np.arccos(np.clip((np.trace(a.T @ b) - 1.0) / 2.0, -1.0, 1.0))))
+
+
 @lru_cache(maxsize=1)
 def _rigid_solver() -> np.ndarray:
     """The least-squares solver of fit_pose: the pseudo-inverse of the reference's rigid

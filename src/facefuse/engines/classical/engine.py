@@ -58,32 +58,35 @@ class SourceFinds:
     that frame's work scale: `masks` (h, w, 3), its occluders (occlusion.source_occluders,
     softened by one work pixel) and its two skin agreements (occlusion.unoccluded); with
     the result's geometry there (`geom`, work pixels) and the landmarks of the source they
-    were found on, and the target's yaw then. They are properties of the source's pixels, so
+    were found on, and the target's pose then. They are properties of the source's pixels, so
     the track's next frames read them through their own triangles instead of finding them
     again (about 6 ms a frame at 640x480), and a strand cannot come and go from frame to
-    frame; they are found again once the target has turned away from that frame's pose by
-    more than Visibility.turned's lower bound (the sides it showed then are not the ones it
-    shows now), keeping what these found covering the source (ClassicalEngine.what_to_keep)."""
+    frame; they are found again once the target has turned away from that frame's pose (a
+    turn, a nod: the angle between the two head rotations) by more than Visibility.turned's
+    lower bound (the sides it showed then are not the ones it shows now), keeping what these
+    found covering the source (ClassicalEngine.what_to_keep)."""
 
     geom: np.ndarray
     masks: np.ndarray
     source_lms: np.ndarray
-    yaw: float
+    rotation: np.ndarray  # the target's head rotation (pose.Pose.rotation)
 
-    def hold_for(self, source_lms: np.ndarray, yaw: float, tuning: ClassicalTuning) -> bool:
-        """Whether they are the finds of this source (its landmarks) for a target at `yaw`."""
-        return abs(yaw - self.yaw) <= tuning.visibility.turned[0] and np.array_equal(self.source_lms, source_lms)
+    def hold_for(self, source_lms: np.ndarray, rotation: np.ndarray, tuning: ClassicalTuning) -> bool:
+        """Whether they are the finds of this source (its landmarks) for a target whose head
+        has the rotation `rotation`."""
+        return (pose.angle_between(self.rotation, rotation) <= tuning.visibility.turned[0]
+                and np.array_equal(self.source_lms, source_lms))
 
 
 @dataclass
 class TrackState:
     """What a video track hands from one frame's fusion to the next (FusedFace.light): this
     frame's light (light.LightField), what was found on the source's pixels on its first,
-    and the target's yaw in this frame."""
+    and the target's head rotation in this frame."""
 
     light: LightField | None
     source: SourceFinds | None
-    yaw: float = 0.0
+    rotation: np.ndarray | None = None
 
 
 @dataclass
@@ -157,14 +160,14 @@ class ClassicalEngine(Engine):
         earlier = previous.source  # this source's finds on the track, at the pose they were made at
         if earlier is not None and not np.array_equal(earlier.source_lms, source.face.landmarks):
             earlier = None
-        carried = earlier if earlier is not None and earlier.hold_for(source.face.landmarks, g.t_pose.yaw,
+        carried = earlier if earlier is not None and earlier.hold_for(source.face.landmarks, g.t_pose.rotation,
                                                                       self.tuning) else None
         w = self.warp(source, target_roi, g, ratio, earlier)
         work = WorkScale(target_roi.shape[:2], g.eye, self.tuning.work)
         kept, found = self.what_to_keep(w, g, work, source, reuse=carried is not None)
         region, shown = compose_kept(kept)
         lit, field, alpha = self.light_and_detail(w, g, kept, shown, region, work, previous.light, light_keep)
-        return self.finish(w, g, kept, region, shown, lit, TrackState(field, carried or found, g.t_pose.yaw), alpha,
+        return self.finish(w, g, kept, region, shown, lit, TrackState(field, carried or found, g.t_pose.rotation), alpha,
                            ratio)
 
     def next_state(self, kept: TrackState | None, finished: TrackState | None) -> TrackState | None:
@@ -175,8 +178,8 @@ class ClassicalEngine(Engine):
         turn (an even frame the first's, an odd one the second's) for the whole track."""
         if kept is None or finished is None or kept.source is None or finished.source is None:
             return finished
-        if kept.source.hold_for(finished.source.source_lms, finished.yaw, self.tuning):
-            return TrackState(finished.light, kept.source, finished.yaw)
+        if kept.source.hold_for(finished.source.source_lms, finished.rotation, self.tuning):
+            return TrackState(finished.light, kept.source, finished.rotation)
         return finished
 
     def geometry(self, source: SourceFace, target_landmarks: np.ndarray, ratio: float) -> FaceGeometry:
@@ -265,7 +268,7 @@ class ClassicalEngine(Engine):
                 small = np.maximum(small, cv2.resize(carried[:, :, 0], work.size, interpolation=cv2.INTER_LINEAR))
             occluders = np.clip(work.up(small), 0.0, 1.0)
             found = SourceFinds(geom=work.on_grid(g.geom), masks=np.dstack([small, agreement]),
-                                source_lms=source.face.landmarks, yaw=g.t_pose.yaw)
+                                source_lms=source.face.landmarks, rotation=g.t_pose.rotation)
         return KeptMasks(outline=face_region_mask(g.geom, shape, cut_mouth=True), skin=skin, uncovered=uncovered,
                          light_trust=light_trust, target_drawn=w.drawn, target_facing=w.target_seen,
                          source_usable=w.valid, source_clear=1.0 - occluders), found
