@@ -232,7 +232,7 @@ def test_the_source_finds_are_found_again_for_another_source_or_a_target_turned_
                                                                                        monkeypatch):
     """A track's carried finds hold for its own source at about the pose they were found at:
     another source, or a target turned (here, nodded) by more than Visibility.turned's lower
-    bound since, has them found again (engine.SourceFinds.hold_for)."""
+    bound since, has them found again (engine.SourceFinds.of and .near)."""
     from dataclasses import replace
 
     from facefuse.engines.classical import engine as engine_module

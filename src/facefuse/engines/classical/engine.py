@@ -58,24 +58,26 @@ class SourceFinds:
     that frame's work scale: `masks` (h, w, 3), its occluders (occlusion.source_occluders,
     softened by one work pixel) and its two skin agreements (occlusion.unoccluded); with
     the result's geometry there (`geom`, work pixels) and the landmarks of the source they
-    were found on, and the target's pose then. They are properties of the source's pixels, so
-    the track's next frames read them through their own triangles instead of finding them
-    again (about 6 ms a frame at 640x480), and a strand cannot come and go from frame to
-    frame; they are found again once the target has turned away from that frame's pose (a
-    turn, a nod: the angle between the two head rotations) by more than Visibility.turned's
-    lower bound (the sides it showed then are not the ones it shows now), keeping what these
-    found covering the source (ClassicalEngine.what_to_keep)."""
+    were found on, and the target's pose then. They are properties of the source's pixels,
+    so the track's next frames read them through their own triangles instead of finding
+    them again (about 6 ms a frame at 640x480), and a strand cannot come and go from frame
+    to frame; they are found again once the target has turned away from that frame's pose
+    (a turn, a nod or a tilt: the angle between the two head rotations) by more than
+    Visibility.turned's lower bound (the sides it showed then are not the ones it shows
+    now), keeping what these found covering the source (ClassicalEngine.what_to_keep)."""
 
     geom: np.ndarray
     masks: np.ndarray
     source_lms: np.ndarray
     rotation: np.ndarray  # the target's head rotation (pose.Pose.rotation)
 
-    def hold_for(self, source_lms: np.ndarray, rotation: np.ndarray, tuning: ClassicalTuning) -> bool:
-        """Whether they are the finds of this source (its landmarks) for a target whose head
-        has the rotation `rotation`."""
-        return (pose.angle_between(self.rotation, rotation) <= tuning.visibility.turned[0]
-                and np.array_equal(self.source_lms, source_lms))
+    def of(self, source_lms: np.ndarray) -> bool:
+        """Whether they were found on the source with these landmarks."""
+        return np.array_equal(self.source_lms, source_lms)
+
+    def near(self, rotation: np.ndarray, tuning: ClassicalTuning) -> bool:
+        """Whether a target whose head has the rotation `rotation` is near the pose they were found at."""
+        return pose.angle_between(self.rotation, rotation) <= tuning.visibility.turned[0]
 
 
 @dataclass
@@ -157,11 +159,9 @@ class ClassicalEngine(Engine):
         `light` is this frame's state."""
         previous = light or TrackState(None, None)
         g = self.geometry(source, target_landmarks, ratio)
-        earlier = previous.source  # this source's finds on the track, at the pose they were made at
-        if earlier is not None and not np.array_equal(earlier.source_lms, source.face.landmarks):
-            earlier = None
-        carried = earlier if earlier is not None and earlier.hold_for(source.face.landmarks, g.t_pose.rotation,
-                                                                      self.tuning) else None
+        # this source's finds on the track, at the pose they were made at; reused near that pose
+        earlier = previous.source if previous.source is not None and previous.source.of(source.face.landmarks) else None
+        carried = earlier if earlier is not None and earlier.near(g.t_pose.rotation, self.tuning) else None
         w = self.warp(source, target_roi, g, ratio, earlier)
         work = WorkScale(target_roi.shape[:2], g.eye, self.tuning.work)
         kept, found = self.what_to_keep(w, g, work, source, reuse=carried is not None)
@@ -178,7 +178,7 @@ class ClassicalEngine(Engine):
         turn (an even frame the first's, an odd one the second's) for the whole track."""
         if kept is None or finished is None or kept.source is None or finished.source is None:
             return finished
-        if kept.source.hold_for(finished.source.source_lms, finished.rotation, self.tuning):
+        if kept.source.of(finished.source.source_lms) and kept.source.near(finished.rotation, self.tuning):
             return TrackState(finished.light, kept.source, finished.rotation)
         return finished
 

@@ -91,7 +91,7 @@ def transfer_light_over_time(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray,
     low_src, low_tgt = masked_blur(ss, ms, sigma), masked_blur(ts, ms, sigma)
     field = None
     if anchor is not None:
-        anchor = (anchor.astype(np.float32) + 0.5) * np.float32([sw / w, sh / h]) - 0.5
+        anchor = work.on_grid(anchor)
         if previous is not None and keep > 0:
             low_src, low_tgt = _carried_over(previous, anchor, (sw, sh), low_src, low_tgt, ms, keep)
         field = LightField(low_src=low_src, low_tgt=low_tgt, mask=ms, anchor=anchor)

@@ -44,7 +44,7 @@ class WorkScale:
 
     def on_grid(self, pts: np.ndarray) -> np.ndarray:
         """ROI pixel positions (n, 2) in this grid's pixels (as `small` resizes)."""
-        return ((pts + 0.5) * np.float32([self.size[0] / self.shape[1], self.size[1] / self.shape[0]]) - 0.5).astype(np.float32)
+        return (pts.astype(np.float32) + 0.5) * np.float32([self.size[0] / self.shape[1], self.size[1] / self.shape[0]]) - 0.5
 
     def up(self, x: np.ndarray) -> np.ndarray:
         return cv2.resize(x, (self.shape[1], self.shape[0]), interpolation=cv2.INTER_LINEAR)
