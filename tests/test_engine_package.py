@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from facefuse.io import read_image
+from source_trees import parse_module
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "facefuse" / "engines" / "classical"
 
@@ -27,7 +28,7 @@ def _numeric(node: ast.AST) -> bool:
 def module_constants(path: Path) -> list[str]:
     """Module-level names bound to a number or a tuple of numbers."""
     found = []
-    for node in ast.parse(path.read_text()).body:
+    for node in parse_module(path).body:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
         value = getattr(node, "value", None)
         if value is not None and _numeric(value):

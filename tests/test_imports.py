@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from source_trees import parse_module
+
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "facefuse"
 
 # Layers, lowest first. A module may import modules of its own layer or a lower one.
@@ -49,7 +51,7 @@ def imports_of(name: str, path: Path, modules: set[str], missing: list[str] | No
     is_pkg = path.name == "__init__.py"
     base = name.split(".") if is_pkg else name.split(".")[:-1]
     found: set[str] = set()
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = parse_module(path)
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
             node.body = []  # imports for type hints only: no dependency when the code runs
