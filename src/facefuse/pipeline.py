@@ -32,7 +32,7 @@ from .mesh import eye_distance
 from .pose import fit_pose, pose_notes
 from .regions import TUNING as REGION_TUNING
 from .roi import MIN_MARGIN, ROI, plan_roi
-from .sharpness import REGION, lift, lift_weight
+from .sharpness import REGION, lift, lift_weight, lifted_box
 
 HAND_MARGIN = 0.5  # the face box's share added round it where hands are looked for (a hand spans a face)
 HAND_SIDE = 1280  # px: the long side of the copy the whole image is searched for hands on
@@ -448,12 +448,18 @@ def _with_change(roi_img: np.ndarray, work: np.ndarray, fused_work: np.ndarray,
         return out
     alpha, weight = (cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR)
                      for x in (fused.alpha, fused.alpha * lift_weight(fused)))
-    img = out.astype(np.float32)  # as blended already: lifted where it was mostly the fused face
+    region = alpha > REGION
+    box = lifted_box(weight, region)  # (the lift reads and writes no more)
+    if box is None:
+        return out
+    img = out[box].astype(np.float32)  # as blended already: lifted where it was mostly the fused face
     # the fused face's luma enlarged (one channel: the luma of the enlarged face, as both are linear)
     enlarged = cv2.resize(cv2.transform(fused_work.astype(np.float32), LUMA[None, :]), (w, h),
                           interpolation=cv2.INTER_LINEAR)
-    lifted = lift(img, roi_img.astype(np.float32), None, None, weight, alpha > REGION, enlarged)
-    return out if lifted is img else np.clip(lifted + 0.5, 0, 255).astype(np.uint8)
+    lifted = lift(img, roi_img[box].astype(np.float32), None, None, weight[box], region[box], enlarged[box])
+    if lifted is not img:
+        out[box] = np.clip(lifted + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def _content_key(source: ImageSource) -> str:

@@ -52,6 +52,9 @@ SPECTRUM_BINS = 128
 # judge's Laplacian lives there)
 BOOST_SIGMA = 1.0
 MAX_BOOST = 1.0  # the most that band is multiplied by, less one
+# px: how far beyond the pixels it lifts and measures `lift` reads: the band's Gaussian
+# (OpenCV's 9-tap kernel at BOOST_SIGMA 1 reaches 4) and estimate_boost's crop (2)
+LIFT_REACH = 6
 LAPLACIAN = "laplacian"  # the key of the spectrum of xx + yy (the same in every direction)
 
 
@@ -293,6 +296,15 @@ def estimate_boost(blended: np.ndarray, band: np.ndarray, target: np.ndarray, re
     return float(min((-b + np.sqrt(max(b * b - c * (a - goal), 0.0))) / c, MAX_BOOST))
 
 
+def lifted_box(weight: np.ndarray, region: np.ndarray) -> tuple[slice, slice] | None:
+    """The part of an image that `lift` reads and writes: the box round what it lifts
+    (weight > 0) and where it measures (region), grown by LIFT_REACH; None: nothing."""
+    x, y, w, h = cv2.boundingRect(((weight > 0) | region).astype(np.uint8))
+    if w == 0 or h == 0:
+        return None
+    return (slice(max(y - LIFT_REACH, 0), y + h + LIFT_REACH), slice(max(x - LIFT_REACH, 0), x + w + LIFT_REACH))
+
+
 def lift(image: np.ndarray, target: np.ndarray, base: np.ndarray | None, alpha: np.ndarray | None,
          weight: np.ndarray, region: np.ndarray | None = None, detail: np.ndarray | None = None) -> np.ndarray:
     """image (float32 RGB, blended onto base by alpha) with its finest luma band, times
@@ -301,7 +313,25 @@ def lift(image: np.ndarray, target: np.ndarray, base: np.ndarray | None, alpha: 
     the three channels: the face gets crisper, not its colour noise); image itself when it
     has that energy already. `base` and `alpha` None: image is the blended result already
     (then `region` is needed). `detail`: the image (RGB, or its luma) whose band is added,
-    if not image's own."""
+    if not image's own. Only `lifted_box` is read and computed (the same result: outside it
+    nothing is lifted, and inside it nothing depends on what lies beyond)."""
+    region = alpha > REGION if region is None else region
+    box = lifted_box(weight, region)
+    if box is None:
+        return image
+    lifted = _lift(*(None if x is None else x[box] for x in (image, target, base, alpha, weight, region, detail)))
+    if lifted is None:
+        return image
+    if lifted.shape == image.shape:
+        return lifted
+    out = image.copy()
+    out[box] = lifted
+    return out
+
+
+def _lift(image: np.ndarray, target: np.ndarray, base: np.ndarray | None, alpha: np.ndarray | None,
+          weight: np.ndarray, region: np.ndarray, detail: np.ndarray | None) -> np.ndarray | None:
+    """`lift` on its box; None when nothing is lifted."""
     luma, tgt = (cv2.transform(x, LUMA[None, :]) for x in (image, target))
     if detail is not None:
         detail = detail if detail.ndim == 2 else cv2.transform(detail, LUMA[None, :])
@@ -310,9 +340,9 @@ def lift(image: np.ndarray, target: np.ndarray, base: np.ndarray | None, alpha: 
         gain = estimate_boost(luma, own, tgt, region)
     else:
         bse = cv2.transform(base, LUMA[None, :])
-        gain = estimate_boost(bse + alpha * (luma - bse), alpha * own, tgt, alpha > REGION if region is None else region)
+        gain = estimate_boost(bse + alpha * (luma - bse), alpha * own, tgt, region)
     if gain <= 0.0:
-        return image
+        return None
     # no pixel is lifted past black or white, and the limit is the same both ways: a
     # clipped highlight would darken the skin's mean where the band is strong
     # (OpenCV's element-wise min / max: numpy's clip with array bounds cost twice as much)
