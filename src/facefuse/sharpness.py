@@ -95,11 +95,21 @@ def blurred(img: np.ndarray, blur: Blur) -> np.ndarray:
     padded = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REFLECT)
     size = (cv2.getOptimalDFTSize(h + 2 * pad), cv2.getOptimalDFTSize(w + 2 * pad))
     fy = np.fft.fftfreq(size[0]).astype(np.float32)[:, None]
-    fx = np.fft.rfftfreq(size[1]).astype(np.float32)[None, :]
-    k = transfer(blur, fx, fy)
-    spectrum = np.fft.rfft2(padded, s=size, axes=(0, 1))
-    out = np.fft.irfft2(spectrum * (k if img.ndim == 2 else k[:, :, None]), s=size, axes=(0, 1))
-    return out[pad:pad + h, pad:pad + w].astype(np.float32)
+    half = transfer(blur, np.fft.rfftfreq(size[1]).astype(np.float32)[None, :], fy)
+    # the whole spectrum's: each frequency's conjugate (-fy, -fx) takes its own value, so that
+    # the filtered spectrum stays that of a real image also at the Nyquist row and column
+    k = np.empty(size, np.float32)
+    k[:, :half.shape[1]] = half
+    columns = np.arange(half.shape[1], size[1])
+    k[:, columns] = half[(-np.arange(size[0])) % size[0]][:, size[1] - columns]
+    k = k[:, :, None]  # real: both parts of each frequency scale alike
+    channels = [padded] if padded.ndim == 2 else cv2.split(padded)
+    out = []
+    for channel in channels:  # OpenCV's DFT (numpy's float32 FFT costs 10 times as much)
+        spectrum = cv2.dft(cv2.copyMakeBorder(channel, 0, size[0] - channel.shape[0], 0, size[1] - channel.shape[1],
+                                              cv2.BORDER_CONSTANT, value=0.0), flags=cv2.DFT_COMPLEX_OUTPUT)
+        out.append(cv2.idft(spectrum * k, flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)[pad:pad + h, pad:pad + w])
+    return out[0] if img.ndim == 2 else cv2.merge(out)
 
 
 # second differences as the judge's Laplacian takes them (no smoothing), rows are y
