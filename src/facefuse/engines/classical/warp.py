@@ -49,17 +49,19 @@ def _triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray,
     return aff.astype(np.float32), ok
 
 
-def _affine_grid(m: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
-    """The 2x3 affine map m evaluated at every pixel of a w x h image (float32)."""
-    return _affine_at(m, np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-
-
-def _affine_at(m: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The 2x3 affine map m evaluated at the pixels of the grid of columns xs and rows ys (float32)."""
-    ys = ys[:, None]
-    fx = (m[0, 0] * xs + m[0, 2]) + m[0, 1] * ys
-    fy = (m[1, 0] * xs + m[1, 2]) + m[1, 1] * ys
-    return np.ascontiguousarray(fx, np.float32), np.ascontiguousarray(fy, np.float32)
+def _plus_affine_row(d: np.ndarray, row: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """d (float32, overwritten) plus one row (a, b, c) of a 2x3 affine map evaluated at the grid of columns xs and
+    rows ys (the fallback's exact value at every pixel, in float32); without making that
+    grid where the row is a constant (a vertex field's outside) or a plain coordinate (the
+    identity): the same sums, for less."""
+    a, b, c = (float(v) for v in row)
+    if a == 0.0 and b == 0.0:
+        return np.add(d, np.float32(c), out=d)
+    if b == 0.0 and c == 0.0 and a == 1.0:
+        return np.add(d, xs[None, :], out=d)
+    if a == 0.0 and c == 0.0 and b == 1.0:
+        return np.add(d, ys[:, None], out=d)
+    return cv2.add(np.ascontiguousarray((row[0] * xs + row[2]) + row[1] * ys[:, None], np.float32), d)
 
 
 def dense_maps(
@@ -112,8 +114,9 @@ def dense_maps(
         delta = np.zeros((6, len(tris) + 1), np.float32)  # per id, the map's six terms (rows of the 2x3)
         delta[:, 1:][:, ok] = (aff[ok] - fallback[None].astype(np.float32)).reshape(-1, 6).T
         coords = []
-        fixed = _affine_grid(fallback, w, h) if not on_grid else _affine_at(fallback.astype(np.float32), gx, gy)
-        for row, fixed_coord in zip((delta[:3], delta[3:]), fixed, strict=True):
+        xs, ys = (gx, gy) if on_grid else (np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        # (the fallback as given, in float64 where it is: as the full grid was evaluated before)
+        for row, fixed in zip((delta[:3], delta[3:]), fallback.astype(np.float32) if on_grid else fallback, strict=True):
             # the grid pixel's triangle's row of the map, applied to the pixel's (x, y, 1)
             d, dy, d0 = (np.take(terms, ids) for terms in row)
             d *= gx[None, :]
@@ -122,7 +125,7 @@ def dense_maps(
             d += d0
             if (gw, gh) != (w, h) and not on_grid:
                 d = cv2.resize(d, (w, h), interpolation=cv2.INTER_LINEAR)
-            coords.append(cv2.add(fixed_coord, d))
+            coords.append(_plus_affine_row(d, fixed, xs, ys))
         out.append((coords[0], coords[1]))
     return out
 
