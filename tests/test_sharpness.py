@@ -158,3 +158,45 @@ def test_a_face_fused_at_the_work_scale_keeps_the_frames_sharpness(fuser, data_d
     out, _ = fuser.fuse_frame(target, [(face, source, None)], work_face_px=110)
     inner = _inner(target.shape, face.landmarks, face.size)
     assert 0.9 <= _laplacian_var(out, inner) / _laplacian_var(target, inner) <= 1.4
+
+
+def test_lift_reads_and_changes_only_the_box_round_what_it_lifts(face_crop):
+    """`lift` computes on `lifted_box` alone: it gives what the whole image's computation
+    gives (sharpness._lift on every pixel), on a face set inside a wide frame of other
+    content, and changes no pixel beyond the box."""
+    crop, interior = face_crop
+    weight = cv2.GaussianBlur(interior.astype(np.float32), (0, 0), 3.0) * interior  # 0.5 at its edge
+    rng = np.random.default_rng(1)
+    pad = ((40, 25), (30, 50), (0, 0))
+    soft, target, alpha, weight = (np.pad(x, pad[:x.ndim]) for x in (blurred(crop, Blur(sigma=0.6)), crop, weight, weight))
+    soft[:40], target[:40] = rng.uniform(0, 255, soft[:40].shape), rng.uniform(0, 255, target[:40].shape)
+    region = alpha > sharpness.REGION
+    lifted = sharpness.lift(soft, target, target, alpha, weight)
+    whole = sharpness._lift(soft, target, target, alpha, weight, region, None)
+    box = sharpness.lifted_box(weight, region)
+    inside = np.zeros(soft.shape[:2], bool)
+    inside[box] = True
+    assert not inside.all() and np.abs(whole - soft).max() > 1.0  # a real lift, on a part of the image
+    assert np.array_equal(lifted[~inside], soft[~inside])
+    np.testing.assert_array_equal(lifted, whole)  # the same operations on the same values
+
+
+@pytest.mark.parametrize("shape", [(90, 77), (64, 64, 3), (101, 57, 3)])
+@pytest.mark.parametrize("blur", [Blur(0.0, 3.0, 2.0), Blur(1.3, 7.2, 0.6), Blur(2.0, 0.0, 0.0)])
+def test_blurred_is_the_real_filter_of_its_transfer_function(shape, blur):
+    """blurred() filters through OpenCV's full spectrum: it must equal the real image's
+    filtering by the half spectrum (numpy's rfft2, float64), also at the Nyquist row and
+    column, where an angled kernel's transfer is not symmetric by itself."""
+    img = np.random.default_rng(2).uniform(0, 255, shape).astype(np.float32)
+    pad = int(np.ceil(blur.length / 2 + 3 * blur.sigma)) + 2
+    h, w = shape[:2]
+    padded = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REFLECT).astype(np.float64)
+    size = (cv2.getOptimalDFTSize(h + 2 * pad), cv2.getOptimalDFTSize(w + 2 * pad))
+    k = sharpness.transfer(blur, np.fft.rfftfreq(size[1]).astype(np.float32)[None, :],
+                           np.fft.fftfreq(size[0]).astype(np.float32)[:, None]).astype(np.float64)
+    if img.ndim == 3:
+        k = k[:, :, None]
+    want = np.fft.irfft2(np.fft.rfft2(padded, s=size, axes=(0, 1)) * k, s=size, axes=(0, 1))[pad:pad + h, pad:pad + w]
+    got = blurred(img, blur)
+    assert got.shape == img.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=2e-3)

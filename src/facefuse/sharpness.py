@@ -96,8 +96,10 @@ def blurred(img: np.ndarray, blur: Blur) -> np.ndarray:
     size = (cv2.getOptimalDFTSize(h + 2 * pad), cv2.getOptimalDFTSize(w + 2 * pad))
     fy = np.fft.fftfreq(size[0]).astype(np.float32)[:, None]
     half = transfer(blur, np.fft.rfftfreq(size[1]).astype(np.float32)[None, :], fy)
-    # the whole spectrum's: each frequency's conjugate (-fy, -fx) takes its own value, so that
-    # the filtered spectrum stays that of a real image also at the Nyquist row and column
+    # the transfer on the half spectrum of non-negative x frequencies (the Nyquist column at
+    # +0.5, as numpy's real transform reads it: an angled kernel is not symmetric there), and
+    # on the other half the conjugate's (-fy, -fx) value, so that the filtered spectrum is a
+    # real image's, which is what OpenCV's real-output inverse takes
     k = np.empty(size, np.float32)
     k[:, :half.shape[1]] = half
     columns = np.arange(half.shape[1], size[1])
