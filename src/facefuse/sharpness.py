@@ -111,7 +111,7 @@ def blurred(img: np.ndarray, blur: Blur) -> np.ndarray:
         spectrum = cv2.dft(cv2.copyMakeBorder(channel, 0, size[0] - channel.shape[0], 0, size[1] - channel.shape[1],
                                               cv2.BORDER_CONSTANT, value=0.0), flags=cv2.DFT_COMPLEX_OUTPUT)
         out.append(cv2.idft(spectrum * k, flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)[pad:pad + h, pad:pad + w])
-    return out[0] if img.ndim == 2 else cv2.merge(out)
+    return (out[0] if len(out) == 1 else cv2.merge(out)).reshape(img.shape)
 
 
 # second differences as the judge's Laplacian takes them (no smoothing), rows are y

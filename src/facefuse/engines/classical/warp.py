@@ -50,10 +50,10 @@ def _triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray,
 
 
 def _plus_affine_row(d: np.ndarray, row: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """d (float32, overwritten) plus one row (a, b, c) of a 2x3 affine map evaluated at the grid of columns xs and
-    rows ys (the fallback's exact value at every pixel, in float32); without making that
-    grid where the row is a constant (a vertex field's outside) or a plain coordinate (the
-    identity): the same sums, for less."""
+    """d (float32, overwritten) plus one row (a, b, c) of a 2x3 affine map evaluated at the
+    grid of columns xs and rows ys (the fallback's exact value at every pixel, in float32);
+    without making that grid where the row is a constant (a vertex field's outside) or a
+    plain coordinate (the identity): the same sums, for less."""
     a, b, c = (float(v) for v in row)
     if a == 0.0 and b == 0.0:
         return np.add(d, np.float32(c), out=d)
