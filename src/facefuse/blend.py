@@ -125,7 +125,8 @@ def compose(
     alpha = feather(fused.mask, fused.face_size) if fused.alpha is None else fused.alpha
     face = fused.image
     if smoothing > 0:
-        skin = feather(face_region_mask(fused.landmarks, fused.mask.shape, skin_only=True), fused.face_size, 0.03)
+        skin = fused.skin if fused.skin is not None else face_region_mask(fused.landmarks, fused.mask.shape, skin_only=True)
+        skin = feather(skin, fused.face_size, 0.03)
         face = smooth_skin(face, skin, smoothing, fused.face_size)
     face = adjust(face, alpha, brightness, contrast, saturation)
     if frame is not None:  # last, so that it sees the face as it is blended (smoothed, adjusted)

@@ -102,6 +102,8 @@ class FusedFace:
     light: Any = None
     overlay: np.ndarray | None = None  # float32 0..1: where `base` is laid back over the blended face (a target's glasses frames)
     alpha: np.ndarray | None = None  # masks.feather(mask, face_size), where the engine made it already (None: blend makes it)
+    # masks.face_region_mask(landmarks, mask's shape, skin_only=True), where the engine made it already
+    skin: np.ndarray | None = field(default=None, repr=False)
     # per rule that kept the target's pixels, the share of the face it kept (--report's "kept")
     kept: dict[str, float] = field(default_factory=dict)
     # sharpness.lift_weight of this face, made on first use (the blend's lift and the

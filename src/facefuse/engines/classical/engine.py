@@ -20,7 +20,7 @@ import numpy as np
 
 from ... import mesh, pose
 from ...faces import Face, FusedFace, SourceFace
-from ...masks import face_region_mask, feather
+from ...masks import face_region_mask, feather, skin_of
 from .. import Engine
 from .eyes import eyes_mask, keep_target_eyes
 from .glasses import target_frames
@@ -253,7 +253,8 @@ class ClassicalEngine(Engine):
         not change: a strand the rules see at one pose and miss at another stays out)."""
         t = self.tuning
         shape = w.base.shape[:2]
-        skin = face_region_mask(g.geom, shape, cut_mouth=True, skin_only=True)
+        outline = face_region_mask(g.geom, shape, cut_mouth=True)
+        skin = skin_of(outline, g.geom)
         carried = w.source_finds
         if reuse:
             occluders = np.clip(cv2.resize(carried[:, :, 0], shape[::-1], interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
@@ -269,7 +270,7 @@ class ClassicalEngine(Engine):
             occluders = np.clip(work.up(small), 0.0, 1.0)
             found = SourceFinds(geom=work.on_grid(g.geom), masks=np.dstack([small, agreement]),
                                 source_lms=source.face.landmarks, rotation=g.t_pose.rotation)
-        return KeptMasks(outline=face_region_mask(g.geom, shape, cut_mouth=True), skin=skin, uncovered=uncovered,
+        return KeptMasks(outline=outline, skin=skin, uncovered=uncovered,
                          light_trust=light_trust, target_drawn=w.drawn, target_facing=w.target_seen,
                          source_usable=w.valid, source_clear=1.0 - occluders), found
 
@@ -297,4 +298,4 @@ class ClassicalEngine(Engine):
                                 at_least=t.eyes.profile_keep * g.source_profile)
         frames = target_frames(w.base, g.geom, g.eye, t.frames)
         return FusedFace(image=fused, base=w.base, mask=region, landmarks=g.geom, face_size=g.face_size, light=state,
-                         overlay=frames, alpha=alpha, kept=kept_report(kept, eyes, frames))
+                         overlay=frames, alpha=alpha, kept=kept_report(kept, eyes, frames), skin=kept.skin)

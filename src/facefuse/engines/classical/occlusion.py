@@ -91,9 +91,11 @@ def target_occluders(tgt_agree: np.ndarray, skin: np.ndarray, eye_dist: float, t
     k = max(3, int(round(tuning.occluder_min * eye_dist)) | 1)
     occ = cv2.morphologyEx((1.0 - tgt_agree).astype(np.float32), cv2.MORPH_OPEN,
                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    _, labels = cv2.connectedComponents((occ > 0.5).astype(np.uint8), connectivity=8)
-    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    occ = occ * np.isin(labels, edge[edge > 0])
+    count, labels = cv2.connectedComponents((occ > 0.5).astype(np.uint8), connectivity=8)
+    from_outside = np.zeros(count, np.float32)  # per component: 1 where it touches the ROI's border
+    from_outside[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = 1.0
+    from_outside[0] = 0.0
+    occ = occ * from_outside[labels]
     m = (skin > 0.5).astype(np.float32)
     sig = max(1.0, tuning.hole_sigma * eye_dist)
     around = masked_blur(occ, m, sig)
