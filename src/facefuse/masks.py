@@ -33,13 +33,17 @@ def face_region_mask(lms: np.ndarray, shape: tuple[int, int], cut_mouth: bool = 
     fill_poly(mask, lms[mesh.FACE_OVAL], 1.0)
     if cut_mouth:
         fill_poly(mask, lms[mesh.INNER_MOUTH], 0.0)
-    return skin_of(mask, lms) if skin_only else mask
+    return _cut_to_skin(mask, lms) if skin_only else mask
 
 
 def skin_of(face: np.ndarray, lms: np.ndarray) -> np.ndarray:
     """A face region mask (face_region_mask) without the eyes, brows and lips, drawn on a
     copy: face_region_mask(..., skin_only=True) from the mask without them, made once."""
-    mask = face.copy()
+    return _cut_to_skin(face.copy(), lms)
+
+
+def _cut_to_skin(mask: np.ndarray, lms: np.ndarray) -> np.ndarray:
+    """`mask` with the eyes, brows and lips cut out, in place."""
     for region in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.OUTER_LIPS):
         fill_poly(mask, _grown(lms[region], 1.25), 0.0)
     _fill_brows(mask, lms, 0.0)
