@@ -41,12 +41,14 @@ def _triangle_inverses(dst: np.ndarray, tris: np.ndarray) -> tuple[np.ndarray, n
     return np.where(ok[:, None, None], adj / np.where(ok, det, 1.0)[:, None, None], 0.0), ok
 
 
-def _triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray,
+def _triangle_affines(dst: np.ndarray, srcs: list[np.ndarray], tris: np.ndarray,
                       inverses: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(T, 2, 3) affine maps taking each destination triangle onto its source triangle."""
+    """(T, 2 x len(srcs), 3): per source mesh of `srcs`, the 2x3 affine maps taking each
+    destination triangle onto its source triangle, stacked (all in one matrix product); and
+    which triangles are not degenerate."""
     inv, ok = _triangle_inverses(dst, tris) if inverses is None else inverses
-    aff = np.transpose(inv @ src[tris].astype(np.float64), (0, 2, 1))
-    return aff.astype(np.float32), ok
+    corners = np.concatenate([src[tris] for src in srcs], 2).astype(np.float64)  # T x 3 corners x (x, y) per source
+    return np.transpose(inv @ corners, (0, 2, 1)).astype(np.float32), ok
 
 
 def _plus_affine_row(d: np.ndarray, row: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -102,23 +104,25 @@ def dense_maps(
     gy = (np.arange(gh, dtype=np.float32) + 0.5) / cy - 0.5
     inverses = _triangle_inverses(dst_pts, tris)
     _onto_their_triangles(ids, gx, gy, dst_pts, tris, inverses, order, grid.reach)
+    affines, ok = _triangle_affines(dst_pts, [src_pts for src_pts, _ in src_sets], tris, inverses)
+    # per set and triangle, how its map differs from the fallback (0 outside the mesh, id 0,
+    # and for degenerate triangles): only this displacement is upsampled; the fallback itself
+    # is evaluated exactly at full size, so pixels outside the face map exactly, also at the
+    # ROI's border, where bilinear upsampling of the whole map would clamp instead of
+    # extrapolating (a 1.4 px shift, seen in a test)
+    fallbacks = np.concatenate([fallback.astype(np.float32) for _, fallback in src_sets])  # (2 x sets, 3)
+    delta = np.zeros((len(src_sets) * 6, len(tris) + 1), np.float32)  # per id, each map's six terms (rows of the 2x3)
+    delta[:, 1:] = np.where(ok[:, None, None], affines - fallbacks, np.float32(0)).reshape(len(tris), -1).T
+    # each grid pixel's triangle's terms, every set's in one gather (a quarter of the cost of one per term)
+    terms = np.take(delta, ids.astype(np.intp), axis=1).reshape(len(src_sets), 2, 3, gh, gw)
     out = []
-    for k, (src_pts, fallback) in enumerate(src_sets):
+    for k, (_, fallback) in enumerate(src_sets):
         on_grid = k >= len(src_sets) - coarse
-        aff, ok = _triangle_affines(dst_pts, src_pts, tris, inverses)
-        # per triangle, how its map differs from the fallback (0 outside the mesh, id 0, and
-        # for degenerate triangles): only this displacement is upsampled; the fallback itself
-        # is evaluated exactly at full size, so pixels outside the face map exactly, also at
-        # the ROI's border, where bilinear upsampling of the whole map would clamp instead of
-        # extrapolating (a 1.4 px shift, seen in a test)
-        delta = np.zeros((6, len(tris) + 1), np.float32)  # per id, the map's six terms (rows of the 2x3)
-        delta[:, 1:][:, ok] = (aff[ok] - fallback[None].astype(np.float32)).reshape(-1, 6).T
         coords = []
         xs, ys = (gx, gy) if on_grid else (np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         # (the fallback as given, in float64 where it is: as the full grid was evaluated before)
-        for row, fixed in zip((delta[:3], delta[3:]), fallback.astype(np.float32) if on_grid else fallback, strict=True):
+        for (d, dy, d0), fixed in zip(terms[k], fallback.astype(np.float32) if on_grid else fallback, strict=True):
             # the grid pixel's triangle's row of the map, applied to the pixel's (x, y, 1)
-            d, dy, d0 = (np.take(terms, ids) for terms in row)
             d *= gx[None, :]
             dy *= gy[:, None]
             d += dy
@@ -128,6 +132,12 @@ def dense_maps(
             coords.append(_plus_affine_row(d, fixed, xs, ys))
         out.append((coords[0], coords[1]))
     return out
+
+
+def _largest_of_three(x: np.ndarray) -> np.ndarray:
+    """x.max(1) for x of shape (n, 3, ...), a triangle's three corners: as two elementwise
+    maxima, a tenth of the reduction's cost over so short an axis."""
+    return np.maximum(np.maximum(x[:, 0], x[:, 1]), x[:, 2])
 
 
 @lru_cache(maxsize=1)
@@ -165,7 +175,7 @@ def _onto_their_triangles(ids: np.ndarray, gx: np.ndarray, gy: np.ndarray, dst_p
     # 0.63), so only on a triangle less than 1 / reach grid px high (a sliver: about 2 % of
     # the drawn pixels) can it lie `reach` heights beyond: only those pixels are tested
     per_grid_px = np.float64([gx[1] - gx[0] if len(gx) > 1 else 1.0, gy[1] - gy[0] if len(gy) > 1 else 1.0])
-    steepest = np.hypot(inv[:, 0, :] * per_grid_px[0], inv[:, 1, :] * per_grid_px[1]).max(1)  # 1 / least height
+    steepest = _largest_of_three(np.hypot(inv[:, 0, :] * per_grid_px[0], inv[:, 1, :] * per_grid_px[1]))  # 1 / least height
     thin = np.zeros(len(ok) + 1, bool)
     thin[1:] = ok & (steepest > reach)
     tested = np.flatnonzero(thin[ids.ravel()])
@@ -210,7 +220,7 @@ def _last_drawn_holder(p: np.ndarray, dst_pts: np.ndarray, tris: np.ndarray, inv
                        rank: np.ndarray) -> np.ndarray:
     """For each point (n, 2), of the drawn triangles that hold it the one drawn last (-1: none)."""
     corners = dst_pts[tris]
-    lo, hi = corners.min(1), corners.max(1)
+    lo, hi = -_largest_of_three(-corners), _largest_of_three(corners)
     point, tri = np.nonzero((p[:, None, 0] >= lo[:, 0]) & (p[:, None, 0] <= hi[:, 0]) & (p[:, None, 1] >= lo[:, 1])
                             & (p[:, None, 1] <= hi[:, 1]) & (ok & (rank[:-1] >= 0))[None, :])
     m = inv[tri]

@@ -67,10 +67,9 @@ def face_axes(lms: np.ndarray, size: tuple[int, int], scale: float) -> tuple[np.
     the face's own axes from the middle of the eyes: each pixel's signed distance across the
     face and down it, and the depth of the top of the brows (< 0)."""
     mid, across, down = eye_frame(lms)
-    gx, gy = np.meshgrid((np.arange(size[0]) + 0.5) / scale, (np.arange(size[1]) + 0.5) / scale)
+    x, y = (np.arange(size[0]) + 0.5) / scale - mid[0], (np.arange(size[1]) + 0.5)[:, None] / scale - mid[1]
     brows = np.concatenate([lms[mesh.RIGHT_BROW], lms[mesh.LEFT_BROW]])
-    return ((gx - mid[0]) * across[0] + (gy - mid[1]) * across[1],
-            (gx - mid[0]) * down[0] + (gy - mid[1]) * down[1],
+    return (x * across[0] + y * across[1], x * down[0] + y * down[1],
             float(((brows - mid) @ down).min()))
 
 
