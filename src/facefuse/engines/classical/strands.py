@@ -53,13 +53,23 @@ def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray 
         return np.zeros(c.region.shape, np.float32)
     k = max(3, int(round(tuning.width * eye_dist)) | 1)
     edge = (outline > 0.5) & (cv2.erode((outline > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0)
+    # the eye openings and the pixel round them, where closing adds nothing: an eye's colours
+    # are no skin's either, and a strand ending a pixel short of an eye's corner took it in
+    near_eyes = (np.zeros(outline.shape, bool) if lms is None else
+                 cv2.dilate(eye_openings(lms, outline.shape[::-1]), np.ones((3, 3), np.uint8)) > 0)
 
     def reaching_in(unlike: np.ndarray, tall: float = 0.0, thin: bool = False, grow: np.ndarray | None = None) -> np.ndarray:
         cand = (unlike & (outline > 0.5)).astype(np.uint8)
-        # a colour test's finds are opened to the strand's width (frames, lashes are thinner);
-        # a learned label's are a strand's shape already, closed over one-pixel gaps
-        shape, size = (cv2.MORPH_CLOSE, 3) if thin else (cv2.MORPH_OPEN, k)
-        cand = cv2.morphologyEx(cand, shape, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+        # closed over one-pixel gaps where a find must hang `tall` from the outline, or is a
+        # learned label's: a per-pixel colour test leaves holes in a strand, which the opening
+        # below crumbled (deepface_img19's blonde lock fell into pieces none of which reached
+        # the outline); what needs no height to count stays unclosed (closed, eye shadow at an
+        # eye's outer corner joined the outline and took the eye)
+        if tall > 0 or thin:
+            cand = np.where(near_eyes, cand, cv2.morphologyEx(cand, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)))
+        # a colour test's finds are opened to the strand's width (frames, lashes are thinner)
+        if not thin:
+            cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
         count, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
         touching = np.zeros(count, bool)
         touching[np.unique(labels[edge])] = True
@@ -93,12 +103,18 @@ def followed_down(found: np.ndarray, anywhere: np.ndarray) -> np.ndarray:
     return np.isin(labels, on[on > 0]).astype(np.float32)
 
 
-def around_the_eyes(lms: np.ndarray, size: tuple[int, int], eye_dist: float, tuning: Strands) -> np.ndarray:
-    """bool on the grid of `size` (w, h): each eye and `eye_margin` eye distances around it,
-    where lashes and lids are the eye's own, however dark (`lms` in that grid's pixels)."""
+def eye_openings(lms: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 on the grid of `size` (w, h): 1 inside each eye's opening as the mesh draws it."""
     m = np.zeros((size[1], size[0]), np.uint8)
     for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
         cv2.fillConvexPoly(m, np.round(cv2.convexHull(lms[ring])).astype(np.int32), 1)
+    return m
+
+
+def around_the_eyes(lms: np.ndarray, size: tuple[int, int], eye_dist: float, tuning: Strands) -> np.ndarray:
+    """bool on the grid of `size` (w, h): each eye and `eye_margin` eye distances around it,
+    where lashes and lids are the eye's own, however dark (`lms` in that grid's pixels)."""
+    m = eye_openings(lms, size)
     k = max(3, int(2 * tuning.eye_margin * eye_dist) | 1)
     return cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
 
