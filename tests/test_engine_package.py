@@ -202,9 +202,9 @@ def _work_scale_face(fuser, path):
 def test_a_faint_strand_full_of_one_pixel_holes_is_found_whole_and_takes_no_eye(fuser, data_dir, beside_the_eye):
     """A per-pixel colour test leaves holes in a strand (deepface_img19's blonde lock): the
     strand's finds are closed over one-pixel gaps before they are opened to a strand's
-    width, which crumbled one with holes every third pixel into nothing. The closing adds
-    nothing in or next to an eye opening (an eye's colours are no skin's either): a strand
-    that ends one pixel short of a blue eye's outer corner does not take the eye in."""
+    width, which crumbled one with holes every third pixel into nothing. The eye openings are
+    left out of the closing (an eye's colours are no skin's either): a strand that ends one
+    pixel short of a blue eye's outer end does not take the eye in."""
     from facefuse.engines.classical import strands as st
     from facefuse.engines.classical.tuning import DEFAULT_TUNING
 

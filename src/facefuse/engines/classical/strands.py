@@ -53,20 +53,18 @@ def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray 
         return np.zeros(c.region.shape, np.float32)
     k = max(3, int(round(tuning.width * eye_dist)) | 1)
     edge = (outline > 0.5) & (cv2.erode((outline > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0)
-    # the eye openings and the pixel round them, where closing adds nothing: an eye's colours
-    # are no skin's either, and a strand ending a pixel short of an eye's corner took it in
-    near_eyes = (np.zeros(outline.shape, bool) if lms is None else
-                 cv2.dilate(eye_openings(lms, outline.shape[::-1]), np.ones((3, 3), np.uint8)) > 0)
+    eyes = np.zeros(outline.shape, bool) if lms is None else eye_openings(lms, outline.shape[::-1]) > 0
 
     def reaching_in(unlike: np.ndarray, tall: float = 0.0, thin: bool = False, grow: np.ndarray | None = None) -> np.ndarray:
         cand = (unlike & (outline > 0.5)).astype(np.uint8)
-        # closed over one-pixel gaps where a find must hang `tall` from the outline, or is a
-        # learned label's: a per-pixel colour test leaves holes in a strand, which the opening
-        # below crumbled (deepface_img19's blonde lock fell into pieces none of which reached
-        # the outline); what needs no height to count stays unclosed (closed, eye shadow at an
-        # eye's outer corner joined the outline and took the eye)
+        # where a find must hang `tall` from the outline (or is a learned label's): closed over
+        # one-pixel gaps, without the eye openings. A per-pixel colour test leaves holes in a
+        # strand, which the opening below crumbled (deepface_img19's blonde lock fell into
+        # pieces none of which reached the outline); an eye's colours are no skin's either
+        # (closed with them, a lock beside deepface_img1's eye took the eye in). What needs no
+        # height to count stays as found (closed, eye shadow at an eye's corner joined the outline)
         if tall > 0 or thin:
-            cand = np.where(near_eyes, cand, cv2.morphologyEx(cand, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)))
+            cand = cv2.morphologyEx(np.where(eyes, 0, cand).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
         # a colour test's finds are opened to the strand's width (frames, lashes are thinner)
         if not thin:
             cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
