@@ -64,7 +64,8 @@ def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray 
         # (closed with them, a lock beside deepface_img1's eye took the eye in). What needs no
         # height to count stays as found (closed, eye shadow at an eye's corner joined the outline)
         if tall > 0 or thin:
-            cand = cv2.morphologyEx(np.where(eyes, 0, cand).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+            cand = cv2.morphologyEx(np.where(eyes, 0, cand).astype(np.uint8), cv2.MORPH_CLOSE,
+                                    cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
         # a colour test's finds are opened to the strand's width (frames, lashes are thinner)
         if not thin:
             cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
