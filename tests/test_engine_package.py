@@ -235,10 +235,10 @@ def test_a_faint_strand_full_of_one_pixel_holes_is_found_whole_and_takes_no_eye(
     assert colours.faint[painted & inside].mean() > 0.95 and not colours.unlike[painted & inside].any()
     found = st.strands(colours, outline) > 0.5
     if beside_the_eye:
-        assert found[inside].mean() > 0.6, found[inside].mean()
+        assert found[inside].mean() > 0.6, found[inside].mean()  # measured 0.80 (0 with no closing)
         assert not found[eye].any()
     else:
-        assert found[inside].mean() > 0.8, found[inside].mean()
+        assert found[inside].mean() > 0.8, found[inside].mean()  # measured 0.91 (0 with no closing)
 
 
 def test_a_video_track_finds_a_source_strand_once_and_keeps_it_out_as_the_face_moves(fuser, data_dir, target_path,

@@ -8,6 +8,8 @@ exactly where the test says.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -35,17 +37,22 @@ def _miss_frames(monkeypatch, frames: set[int]) -> None:
     monkeypatch.setattr(video_fuse, "_find_faces", blind)
 
 
-def _record_fused_landmarks(monkeypatch) -> list[dict[int, np.ndarray]]:
-    """Per fused frame, in the order fusion starts: track id -> the landmarks it is fused on."""
-    seen: list[dict[int, np.ndarray]] = []
+def _record_fused_landmarks(monkeypatch) -> list[tuple[bytes, dict[int, np.ndarray]]]:
+    """Per fused frame, in the order fusion starts (two frames in flight start in either
+    order): a digest of the frame's pixels, and track id -> the landmarks it is fused on."""
+    seen: list[tuple[bytes, dict[int, np.ndarray]]] = []
     fuse_planned = video_fuse.fuse_planned
 
     def recording(fuser, frame, plan, *args, **kwargs):
-        seen.append({tid: face.landmarks.copy() for tid, face, _ in plan.fused})
+        seen.append((_digest(frame), {tid: face.landmarks.copy() for tid, face, _ in plan.fused}))
         return fuse_planned(fuser, frame, plan, *args, **kwargs)
 
     monkeypatch.setattr(video_fuse, "fuse_planned", recording)
     return seen
+
+
+def _digest(frame: np.ndarray) -> bytes:
+    return hashlib.sha1(np.ascontiguousarray(frame).tobytes()).digest()
 
 
 def test_two_missed_frames_inside_a_track_are_fused_on_landmarks_between_their_neighbours(
@@ -60,12 +67,13 @@ def test_two_missed_frames_inside_a_track_are_fused_on_landmarks_between_their_n
     out = list(video_fuse.fused_frames(fuser, VideoReader(pan_clip), SIZE, src, prepared, params))
     fused = [outcome.fused_tracks for _, outcome in out]
     assert fused[:22] == [[0]] * 22 and fused[22:] == [[]] * 3
-    lms = [frame[0] for frame in landmarks[:22]]
+    originals = [f.rgb for f in VideoReader(pan_clip)]
+    by_pixels = dict(landmarks)
+    lms = [by_pixels[_digest(frame)][0] for frame in originals[:22]]  # in the frames' order
     step = lms[12] - lms[9]
     assert np.abs(step).mean() > 1.0  # the face moved across the gap: "between" says something
     for k, i in ((1 / 3, 10), (2 / 3, 11)):
         assert np.abs(lms[i] - (lms[9] + k * step)).max() < 0.01
-    originals = [f.rgb for f in VideoReader(pan_clip)]
     changed = [int((np.abs(o.image.astype(int) - f.astype(int)).max(axis=2) > 20).sum())
                for (_, o), f in zip(out, originals, strict=True)]
     assert changed[9] > 500 and min(changed[10], changed[11]) > 0.7 * changed[9]  # fused faces, as their neighbours'
@@ -84,7 +92,7 @@ def test_live_frames_hold_a_missed_face_two_frames_where_its_motion_carries_it(f
     fused = [video_fuse.fuse_next_frame(fuser, frame, tracker, src, params, t=i / 25).fused_tracks
              for i, frame in enumerate(pan_frames(data_dir / "deepface_img2.jpg", 16, SIZE))]
     assert fused == [[0]] * 12 + [[]] + [[0]] * 3
-    lms = [frame.get(0) for frame in landmarks]
+    lms = [frame.get(0) for _, frame in landmarks]  # (one frame at a time: in order)
     motion = lms[9] - lms[8]
     # frame 11 is two frames past the last seen one: carried about twice as far as frame 10
     carried_10, carried_11 = (lms[10] - lms[9]).mean(axis=0), (lms[11] - lms[9]).mean(axis=0)
