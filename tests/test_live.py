@@ -388,3 +388,21 @@ def test_record_writes_the_fused_stream_as_a_video_with_a_sidecar(app, client, s
     meta = json.loads(video.with_suffix(".json").read_text())
     assert meta["frames"] == 4 and meta["live"] is True and meta["output_size"] == [640, camera_frame.shape[0]]
     assert not list(out.glob(".*.part"))
+
+
+def test_a_live_session_does_the_engines_one_time_set_up_before_its_first_frame(fuser, source_path, monkeypatch):
+    """The engine's first fusion in a process built its tables on the way (OpenCV's float Lab
+    tables alone: 110-160 ms), which a live stream's first frame waited for; the session does
+    it when it opens. The classical engine's warm-up makes the mesh's tables."""
+    from facefuse import pose
+    from facefuse.engines.classical import warp
+    from facefuse.video.live import LiveSession
+
+    pose.frontal_facing.cache_clear()
+    warp.nearby_triangles.cache_clear()
+    calls = []
+    real = type(fuser.engine).warm_up
+    monkeypatch.setattr(type(fuser.engine), "warm_up", lambda self: (calls.append(self), real(self)))
+    LiveSession(fuser, str(source_path), search_beside=False).close()
+    assert calls == [fuser.engine]
+    assert pose.frontal_facing.cache_info().currsize == 1 and warp.nearby_triangles.cache_info().currsize == 1

@@ -53,6 +53,10 @@ class Engine:
         order they finish. Default: the newest."""
         return finished
 
+    def warm_up(self) -> None:
+        """Do now, once per process, the set-up a first fusion would otherwise do on its way
+        (tables, caches): a live stream's first frame must not wait for it. Default: none."""
+
 
 # each engine's module, imported when its name is asked for (heavy dependencies stay unloaded)
 _REGISTRY: Registry[Engine] = Registry("engine", "inference.engine", __name__, {

@@ -95,6 +95,7 @@ def _init_fusing_process(settings: "Settings", threads: int) -> None:
     from ..pipeline import Fuser
 
     _worker_fuser = Fuser(settings)
+    _worker_fuser.engine.warm_up()
     if threads:
         cv2.setNumThreads(threads)
 
@@ -258,6 +259,7 @@ class LiveSession:
         self.params = params or fuser.params(**overrides)
         self.source = source if isinstance(source, SourceFace) else fuser.prepare_source(
             source, self.params.source_face_index, self.params.threshold)
+        fuser.engine.warm_up()  # the engine's one-time set-up now, not on the first frame
         self.tracker = FrameTracker()
         self._size: tuple[int, int] | None = None  # the last planned frame's size
         self.in_flight = max(1, in_flight)

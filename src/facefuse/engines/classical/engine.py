@@ -31,7 +31,7 @@ from .shape import result_geometry
 from .source import crop_source, source_at_scale, source_pose
 from .tuning import DEFAULT_TUNING, ClassicalTuning, ramp
 from .visibility import complete_by_symmetry, near_half_first, opaque_weights, source_weights, target_trust, turned, unstretched
-from .warp import IDENTITY, Warped, dense_maps, vertex_fields
+from .warp import IDENTITY, Warped, dense_maps, nearby_triangles, vertex_fields
 from .workscale import WorkScale
 
 
@@ -169,6 +169,14 @@ class ClassicalEngine(Engine):
         lit, field, alpha = self.light_and_detail(w, g, kept, shown, region, work, previous.light, light_keep)
         return self.finish(w, g, kept, region, shown, lit, TrackState(field, carried or found, g.t_pose.rotation), alpha,
                            ratio)
+
+    def warm_up(self) -> None:
+        """OpenCV builds its float Lab tables on the first such conversion (110-160 ms here;
+        WorkScale.lab), and the mesh's per-triangle tables are made on first use: a live
+        stream's first fused frame took 171 ms against 45 with them made beforehand."""
+        cv2.cvtColor(np.zeros((1, 1, 3), np.float32), cv2.COLOR_RGB2Lab)
+        pose.frontal_facing()
+        nearby_triangles()
 
     def next_state(self, kept: TrackState | None, finished: TrackState | None) -> TrackState | None:
         """The finished frame's light, with the source finds the track holds already wherever

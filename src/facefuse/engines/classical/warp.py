@@ -141,7 +141,7 @@ def _largest_of_three(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _nearby_triangles() -> np.ndarray:
+def nearby_triangles() -> np.ndarray:
     """(T, 13): each triangle, the triangles across its three edges and theirs across
     their other edges (-1 where an edge is the mesh's border): where to look for the
     triangle a pixel lies in when the one drawn on it does not hold it."""
@@ -193,7 +193,7 @@ def _onto_their_triangles(ids: np.ndarray, gx: np.ndarray, gy: np.ndarray, dst_p
     if where.size == 0:
         return
     p = np.stack([gx[where % ids.shape[1]], gy[where // ids.shape[1]]], 1).astype(np.float64)[:, None, :]  # (n, 1, 2)
-    candidates = _nearby_triangles()[ids.ravel()[where] - 1]  # (n, 13), the drawn triangle first
+    candidates = nearby_triangles()[ids.ravel()[where] - 1]  # (n, 13), the drawn triangle first
     rank = np.full(len(ok) + 1, -1)  # the drawing order (near last); one more: index -1 (no triangle) reads -1
     drawn_order = np.arange(len(ok)) if order is None else order
     rank[drawn_order] = np.arange(len(drawn_order))
