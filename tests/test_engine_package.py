@@ -241,6 +241,49 @@ def test_a_faint_strand_full_of_one_pixel_holes_is_found_whole_and_takes_no_eye(
         assert found[inside].mean() > 0.8, found[inside].mean()  # measured 0.91 (0 with no closing)
 
 
+@pytest.mark.parametrize("found_by", ["chroma", "dark"])
+def test_a_strand_is_followed_across_a_brows_end_and_the_brow_stays(fuser, data_dir, found_by):
+    """A strand found where it enters the face is followed along its thin rest, which crosses
+    a brow's outer end (fr_rose_leslie1's red lock on the README's target: its hairs over the
+    brow were pasted as a grey smear). Of a brow only what has the brow's own colour is the
+    brow's: the thin rest is followed across it, and a brow unlike the skin (here as unlike
+    as the strand) stays whole. A strand found by the dark test beside the eyes is followed too."""
+    from facefuse.engines.classical import strands as st
+    from facefuse.engines.classical.tuning import DEFAULT_TUNING
+
+    lab, lms, outline, region = _work_scale_face(fuser, data_dir / "fr_kit_harington2.jpeg")
+    e = 51.0
+    painted = lab.copy()
+    skin = np.median(lab[region > 0.5], 0)
+    brow = np.zeros(outline.shape, np.uint8)
+    cv2.fillConvexPoly(brow, np.round(cv2.convexHull(lms[mesh.LEFT_BROW])).astype(np.int32), 1)
+    brow = brow > 0
+    painted[brow, 1:] = skin[1:] + np.float32([0.0, 16.0])  # a brow unlike the skin (a chroma step of 16)
+    # the strand's thick part hangs from the outline at the temple, beside the brow's outer end
+    x = int(lms[356, 0]) - 2 - int(0.22 * e)
+    thick = np.zeros(outline.shape, bool)
+    thick[int(lms[284, 1]) + 5:int(lms[284, 1] + 0.9 * e), x:x + int(0.22 * e)] = True
+    # its thin rest (2 px, thinner than a strand's width): across the brow's outer end
+    row = int(lms[mesh.LEFT_BROW, 1].min()) + 1
+    thin = np.zeros(outline.shape, bool)
+    thin[row:row + 2, int(lms[mesh.LEFT_BROW, 0].max()) - 10:x] = True
+    red = skin[1:] + np.float32([16.0, 0.0])  # unlike the skin and the brow alike
+    painted[thin, 1:] = red
+    if found_by == "chroma":
+        painted[thick, 1:] = red
+        dark_where = None
+    else:  # near-black, the skin's own chroma
+        painted[thick] = np.float32([skin[0] - 45.0, *skin[1:]])
+        dark_where = np.zeros(outline.shape, np.float32)  # (looked for beside the eye, beyond the brow's end)
+        dark_where[:, int(lms[mesh.LEFT_BROW, 0].max()) + 2:] = 1.0
+    colours = st.StrandColours(painted, region, e, DEFAULT_TUNING.strands, DEFAULT_TUNING.occlusion, lms)
+    found = st.strands(colours, outline, dark_where) > 0.5
+    crossing = thin & brow & ~st.around_the_eyes(lms, outline.shape[::-1], e, DEFAULT_TUNING.strands)  # (the eye's own)
+    assert crossing.sum() >= 12 and found[thick & (outline > 0.5)].mean() > 0.9
+    assert found[crossing].mean() > 0.9, found[crossing].mean()  # 0 with the brows wholly the face's own
+    assert not found[brow & ~thin].any()  # the whole brow, with the brows left out of the face's own
+
+
 def test_a_video_track_finds_a_source_strand_once_and_keeps_it_out_as_the_face_moves(fuser, data_dir, target_path,
                                                                                       monkeypatch):
     """A video finds what covers the source on a track's first frame and carries it, through

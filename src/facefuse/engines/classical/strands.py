@@ -32,8 +32,8 @@ class StrandColours:
         chroma_z = np.sqrt((((lab[:, :, 1:] - mu) / spread) ** 2).sum(2))
         self.unlike = chroma_step > tuning.chroma
         self.faint = (chroma_z > tuning.chroma_z) & (tuning.chroma_z > 0)
-        self.grow = None if lms is None else (self.unlike | self.faint) & ~own_features(lms, region.shape[::-1], eye_dist,
-                                                                                         tuning)
+        self.grow = None if lms is None else (self.unlike | self.faint) & ~own_features(
+            lms, region.shape[::-1], eye_dist, tuning, lab, np.float32(occlusion.skin_spread_floor[1:]))
 
 
 def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray | None = None,
@@ -86,7 +86,7 @@ def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray 
     if dark_where is not None and tuning.dark > 0:
         lightness = c.lab[:, :, 0]
         dark = (lightness < np.median(lightness[c.region > 0.5]) - tuning.dark) & (dark_where > 0.5)
-        found |= reaching_in(dark, tuning.tall)
+        found |= reaching_in(dark, tuning.tall, grow=c.grow)
     if hair is not None:  # the learned label is a strand's shape already: no opening
         # a strand may run through the lashes and lids round an eye, but they stay the eye's
         found |= reaching_in(hair, thin=True) & ~around_the_eyes(lms, outline.shape[::-1], eye_dist, tuning)
@@ -118,11 +118,25 @@ def around_the_eyes(lms: np.ndarray, size: tuple[int, int], eye_dist: float, tun
     return cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
 
 
-def own_features(lms: np.ndarray, size: tuple[int, int], eye_dist: float, tuning: Strands) -> np.ndarray:
-    """bool: the eyes with their margin, the brows and the lips: their colours are the face's own."""
+def own_features(lms: np.ndarray, size: tuple[int, int], eye_dist: float, tuning: Strands,
+                 lab: np.ndarray | None = None, floor: np.ndarray | None = None) -> np.ndarray:
+    """bool: the eyes with their margin, the brows and the lips: their colours are the face's own.
+    With `lab` (this grid's Lab), of each brow only what has the brow's own chroma: learned on
+    the brow (median and robust spread, at least `floor`), `chroma_z` deviations from it are
+    not the brow. A strand crossing a brow's end (the README example's red lock, over a
+    grey-brown brow) is then followed across it; a brow unlike the skin is still the brow."""
     parts = np.zeros((size[1], size[0]), np.uint8)
-    for ring in (mesh.OUTER_LIPS, mesh.RIGHT_BROW, mesh.LEFT_BROW):
-        cv2.fillConvexPoly(parts, np.round(cv2.convexHull(lms[ring])).astype(np.int32), 1)
+    cv2.fillConvexPoly(parts, np.round(cv2.convexHull(lms[mesh.OUTER_LIPS])).astype(np.int32), 1)
+    for ring in (mesh.RIGHT_BROW, mesh.LEFT_BROW):
+        brow = np.zeros_like(parts)
+        cv2.fillConvexPoly(brow, np.round(cv2.convexHull(lms[ring])).astype(np.int32), 1)
+        inside = brow > 0
+        if lab is not None and inside.sum() >= 20:
+            chroma = lab[:, :, 1:]
+            mu = np.median(chroma[inside], axis=0)
+            spread = np.maximum(1.4826 * np.median(np.abs(chroma[inside] - mu), axis=0), floor)
+            inside &= np.sqrt((((chroma - mu) / spread) ** 2).sum(2)) <= tuning.chroma_z
+        parts[inside] = 1
     return around_the_eyes(lms, size, eye_dist, tuning) | (parts > 0)
 
 
