@@ -284,6 +284,47 @@ def test_a_strand_is_followed_across_a_brows_end_and_the_brow_stays(fuser, data_
     assert not found[brow & ~thin].any()  # the whole brow, with the brows left out of the face's own
 
 
+def test_a_lock_along_the_outline_is_as_thick_as_it_is_beyond_it(fuser, data_dir):
+    """A lock whose edge lies along the face's outline shows only a band a few pixels wide
+    inside it, thinner than a strand's width, and the opening to that width took it away
+    (deepface_img3's blonde lock at fr_obama's and deepface_img1's temples, pasted as a
+    stripe). Its thickness is judged with what the same test finds beyond the face's skin
+    (the dark test beside the eyes does the same): found with the lock beyond, not without."""
+    from facefuse.engines.classical import strands as st
+    from facefuse.engines.classical.tuning import DEFAULT_TUNING
+
+    lab, lms, outline, region = _work_scale_face(fuser, data_dir / "fr_kit_harington2.jpeg")
+    e = 51.0
+    beyond = cv2.distanceTransform((outline <= 0.5).astype(np.uint8), cv2.DIST_L2, 3)
+    # each row's last 4 px inside the outline (thinner than a strand's width, 6 px)
+    edge_x = np.where((outline > 0.5).any(1), outline.shape[1] - 1 - np.argmax((outline > 0.5)[:, ::-1], 1), -10)
+    xx = np.arange(outline.shape[1])[None, :]
+    inside = np.where((outline > 0.5) & (xx <= edge_x[:, None]), edge_x[:, None] - xx + 1, 0)
+    top = int(lms[263, 1] - 0.15 * e)  # beside the eye, below the photo's own hair
+    rows = np.zeros(outline.shape, bool)
+    rows[top:int(top + 1.3 * e), int(lms[263, 0]):] = True  # the photo's right; as large as a find must be
+    band = rows & (inside > 0) & (inside <= 4)
+    near = np.zeros(outline.shape, bool)  # what lies beyond: the lock, or skin (the photo's own dark hair is near)
+    near[max(int(top - 0.5 * e), 0):int(top + 1.8 * e), int(lms[263, 0]):] = True
+    lock = near & (beyond > 0) & (beyond <= 0.5 * e)
+    skin = np.median(lab[region > 0.5], 0)
+    spread = max(1.4826 * float(np.median(np.abs(lab[region > 0.5][:, 2] - skin[2]))), 2.5)
+    blonde = np.float32([skin[0], skin[1], skin[2] + min(13.0, 4.5 * spread)])  # on fair skin: Strands.chroma_z
+    assert band.sum() > 0.09 * e * e  # (Occlusion.foreign_area)
+
+    def found_on(beyond_it: np.ndarray, beyond_looked_at: bool = True) -> float:
+        painted = lab.copy()
+        painted[lock] = beyond_it
+        painted[band] = blonde
+        colours = st.StrandColours(painted, region, e, DEFAULT_TUNING.strands, DEFAULT_TUNING.occlusion, lms)
+        found = st.strands(colours, outline, beyond=(region < 0.5) if beyond_looked_at else None) > 0.5
+        return float(found[band].mean())
+
+    assert found_on(blonde) > 0.8, found_on(blonde)  # measured 1.0
+    assert found_on(blonde, beyond_looked_at=False) == 0.0  # the band's thickness judged alone
+    assert found_on(skin) == 0.0  # a band that thin with skin beyond it is no strand
+
+
 def test_a_video_track_finds_a_source_strand_once_and_keeps_it_out_as_the_face_moves(fuser, data_dir, target_path,
                                                                                       monkeypatch):
     """A video finds what covers the source on a track's first frame and carries it, through

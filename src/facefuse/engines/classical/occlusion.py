@@ -138,10 +138,11 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
     if turned < 1 and s_t.chroma > 0:
         outline = face_region_mask(lms * scale, (size[1], size[0]), cut_mouth=False)
         hair = None if not_skin is None else work.small(not_skin) > 0.5
-        beside = beside_the_eyes(lms, work) * region
+        beside = beside_the_eyes(lms, work) * above_mouth  # (judged on the skin; `beyond` it, for thickness)
         e = eye_dist * scale
         colours = st.StrandColours(lab, region, e, s_t, occ_t, lms * scale)
-        found = st.with_covered_eyes(st.strands(colours, outline * above_mouth, beside, hair), lms * scale, e, s_t)
+        found = st.with_covered_eyes(st.strands(colours, outline * above_mouth, beside, hair, beyond=region < 0.5),
+                                     lms * scale, e, s_t)
         if s_t.followed_down and found.any():
             anywhere = st.strands(colours, outline, hair=hair)
             found = np.maximum(found, st.followed_down(found, anywhere))

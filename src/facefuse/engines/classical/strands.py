@@ -37,7 +37,7 @@ class StrandColours:
 
 
 def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray | None = None,
-            hair: np.ndarray | None = None) -> np.ndarray:
+            hair: np.ndarray | None = None, beyond: np.ndarray | None = None) -> np.ndarray:
     """1 on strands (work scale): a colour unlike the skin's (a chroma step of `chroma`:
     shading and shadow change the lightness, and dark hair's lightness step is
     `occlusion.foreign_patches`' test), thicker than `width` eye distances, and connected to
@@ -47,7 +47,11 @@ def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray 
     Where `dark_where` (beside the eyes) also hair `dark` darker than the
     skin that hangs `tall` eye distances long from the outline. `hair` (bool, the source's
     region map, learned on this face, with `lms` the landmarks on this grid): strands of
-    any colour, found by the map, with the same reach-in test."""
+    any colour, found by the map, with the same reach-in test. `beyond` (bool: off the
+    face's skin, where the tests find nothing: beyond the outline, the brows; not the eyes):
+    a find that hangs `tall` is as thick as it is with its continuation there (a lock whose
+    edge lies along the outline shows only a band a few pixels wide inside it, thinner than
+    `width`: deepface_img3's blonde lock at fr_obama's and deepface_img1's temples)."""
     c, tuning, occlusion, eye_dist, lms = colours, colours.tuning, colours.occlusion, colours.eye_dist, colours.lms
     if not c.enough:
         return np.zeros(c.region.shape, np.float32)
@@ -55,26 +59,41 @@ def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray 
     edge = (outline > 0.5) & (cv2.erode((outline > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0)
     eyes = np.zeros(outline.shape, bool) if lms is None else eye_openings(lms, outline.shape[::-1]) > 0
 
-    def reaching_in(unlike: np.ndarray, tall: float = 0.0, thin: bool = False, grow: np.ndarray | None = None) -> np.ndarray:
-        cand = (unlike & (outline > 0.5)).astype(np.uint8)
+    def reaching_in(unlike: np.ndarray, tall: float = 0.0, thin: bool = False, grow: np.ndarray | None = None,
+                    there: np.ndarray | None = None) -> np.ndarray:
+        judged = (unlike & (outline > 0.5)).astype(np.uint8)
+        cand = judged if there is None else judged | (there & ~eyes).astype(np.uint8)
         # where a find must hang `tall` from the outline (or is a learned label's): closed over
         # one-pixel gaps, without the eye openings. A per-pixel colour test leaves holes in a
         # strand, which the opening below crumbled (deepface_img19's blonde lock fell into
         # pieces none of which reached the outline); an eye's colours are no skin's either
         # (closed with them, a lock beside deepface_img1's eye took the eye in). What needs no
         # height to count stays as found (closed, eye shadow at an eye's corner joined the outline)
-        if tall > 0 or thin:
-            cand = cv2.morphologyEx(np.where(eyes, 0, cand).astype(np.uint8), cv2.MORPH_CLOSE,
+        def closed(m: np.ndarray) -> np.ndarray:
+            if not (tall > 0 or thin):
+                return m
+            return cv2.morphologyEx(np.where(eyes, 0, m).astype(np.uint8), cv2.MORPH_CLOSE,
                                     cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
+
+        cand = closed(cand)
         # a colour test's finds are opened to the strand's width (frames, lashes are thinner)
         if not thin:
             cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+        # a piece's height is its whole's (with what lies `there`); its area, its reach to the
+        # outline and what is found are what the test judges (the area of the whole took eye
+        # make-up joined to dark hair beyond the outline: regular pair 2 lost its likeness)
+        whole = cand
+        if there is not None:
+            cand = whole & closed(judged)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(whole, connectivity=8)
         touching = np.zeros(count, bool)
-        touching[np.unique(labels[edge])] = True
-        keep = touching & (stats[:, cv2.CC_STAT_AREA] >= occlusion.foreign_area * eye_dist ** 2)
+        touching[np.unique(labels[edge & (cand > 0)])] = True
+        area = stats[:, cv2.CC_STAT_AREA] if there is None else np.bincount(labels[cand > 0], minlength=count)
+        keep = touching & (area >= occlusion.foreign_area * eye_dist ** 2)
         keep &= stats[:, cv2.CC_STAT_HEIGHT] >= tall * eye_dist
         keep[0] = False
+        if there is not None:
+            labels = np.where(cand > 0, labels, 0)
         if grow is None:
             return keep[labels]
         # a strand found thick where it enters is followed along its thin rest (`grow`)
@@ -82,11 +101,13 @@ def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray 
         on = np.unique(along[keep[labels]])
         return np.isin(along, on[on > 0])
 
-    found = reaching_in(c.unlike, grow=c.grow) | reaching_in(c.faint, tuning.tall, grow=c.grow)
+    found = reaching_in(c.unlike, grow=c.grow) | reaching_in(c.faint, tuning.tall, grow=c.grow,
+                                                             there=None if beyond is None else c.faint & beyond)
     if dark_where is not None and tuning.dark > 0:
         lightness = c.lab[:, :, 0]
         dark = (lightness < np.median(lightness[c.region > 0.5]) - tuning.dark) & (dark_where > 0.5)
-        found |= reaching_in(dark, tuning.tall, grow=c.grow)
+        found |= reaching_in(dark & (c.region > 0.5), tuning.tall, grow=c.grow,
+                             there=None if beyond is None else dark & beyond)
     if hair is not None:  # the learned label is a strand's shape already: no opening
         # a strand may run through the lashes and lids round an eye, but they stay the eye's
         found |= reaching_in(hair, thin=True) & ~around_the_eyes(lms, outline.shape[::-1], eye_dist, tuning)
