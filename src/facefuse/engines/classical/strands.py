@@ -153,10 +153,10 @@ def own_features(lms: np.ndarray, size: tuple[int, int], eye_dist: float, tuning
         cv2.fillConvexPoly(brow, np.round(cv2.convexHull(lms[ring])).astype(np.int32), 1)
         inside = brow > 0
         if lab is not None and inside.sum() >= 20:
-            chroma = lab[:, :, 1:]
-            mu = np.median(chroma[inside], axis=0)
-            spread = np.maximum(1.4826 * np.median(np.abs(chroma[inside] - mu), axis=0), floor)
-            inside &= np.sqrt((((chroma - mu) / spread) ** 2).sum(2)) <= tuning.chroma_z
+            chroma = lab[:, :, 1:][inside]
+            mu = np.median(chroma, axis=0)
+            spread = np.maximum(1.4826 * np.median(np.abs(chroma - mu), axis=0), floor)
+            inside[inside] = np.sqrt((((chroma - mu) / spread) ** 2).sum(1)) <= tuning.chroma_z
         parts[inside] = 1
     return around_the_eyes(lms, size, eye_dist, tuning) | (parts > 0)
 
