@@ -281,7 +281,7 @@ def test_a_strand_is_followed_across_a_brows_end_and_the_brow_stays(fuser, data_
     crossing = thin & brow & ~st.around_the_eyes(lms, outline.shape[::-1], e, DEFAULT_TUNING.strands)  # (the eye's own)
     assert crossing.sum() >= 12 and found[thick & (outline > 0.5)].mean() > 0.9
     assert found[crossing].mean() > 0.9, found[crossing].mean()  # 0 with the brows wholly the face's own
-    assert not found[brow & ~thin].any()  # the whole brow, with the brows left out of the face's own
+    assert not found[brow & ~thin].any()  # the brow stays whole (dropped from the face's own features, it went)
 
 
 def test_a_lock_along_the_outline_is_as_thick_as_it_is_beyond_it(fuser, data_dir):

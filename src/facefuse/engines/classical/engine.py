@@ -173,7 +173,7 @@ class ClassicalEngine(Engine):
     def warm_up(self) -> None:
         """OpenCV builds its float Lab tables on the first such conversion (110-160 ms here;
         WorkScale.lab), and the mesh's per-triangle tables are made on first use: a live
-        stream's first fused frame took 171 ms against 45 with them made beforehand."""
+        stream's first fused frame took 171 ms against 34-37 with them made beforehand."""
         cv2.cvtColor(np.zeros((1, 1, 3), np.float32), cv2.COLOR_RGB2Lab)
         pose.frontal_facing()
         nearby_triangles()

@@ -43,15 +43,17 @@ def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray 
     `occlusion.foreign_patches`' test), thicker than `width` eye distances, and connected to
     the face's outline; or, as light hair on light skin steps less, `chroma_z` robust
     deviations of this face's own skin chroma, hanging `tall` from the outline. Each find
-    is followed along its thinner rest (not into the eyes, brows or lips, with `lms`).
+    is followed along its thinner rest (with `lms`: not into the eyes or the lips, nor where
+    a brow has its own colour: own_features).
     Where `dark_where` (beside the eyes) also hair `dark` darker than the
     skin that hangs `tall` eye distances long from the outline. `hair` (bool, the source's
     region map, learned on this face, with `lms` the landmarks on this grid): strands of
     any colour, found by the map, with the same reach-in test. `beyond` (bool: off the
-    face's skin, where the tests find nothing: beyond the outline, the brows; not the eyes):
-    a find that hangs `tall` is as thick as it is with its continuation there (a lock whose
-    edge lies along the outline shows only a band a few pixels wide inside it, thinner than
-    `width`: deepface_img3's blonde lock at fr_obama's and deepface_img1's temples)."""
+    face's skin: beyond the outline, the brows, the lips; the eyes are left out): a find
+    that hangs `tall` is as thick and as tall as it is with what the same test finds there,
+    while what is found and its area stay the test's own finds (a lock whose edge lies
+    along the outline shows only a band a few pixels wide inside it, thinner than `width`:
+    deepface_img3's blonde lock at fr_obama's and deepface_img1's temples)."""
     c, tuning, occlusion, eye_dist, lms = colours, colours.tuning, colours.occlusion, colours.eye_dist, colours.lms
     if not c.enough:
         return np.zeros(c.region.shape, np.float32)
