@@ -209,6 +209,8 @@ def test_bench_video_reports_fps_floor_ratio_and_flicker(tmp_path, capsys):
     assert [(r["width"], r["height"]) for r in res["results"]] == [(240, 160), (360, 240)]
     for r in res["results"]:
         assert r["frames"] == 10 and r["fps"] > 0 and r["floor_fps"] > 0 and r["ratio_to_floor"] > 0
+        before, after = r["floor_fps_before_after"]  # the floor brackets the fusion; the mean of its two times
+        assert min(before, after) - 0.01 <= r["floor_fps"] <= max(before, after) + 0.01
         assert r["flicker_ratio"] is None or r["flicker_ratio"] >= 0
     assert "total / floor" in capsys.readouterr().out
     assert main(["bench", "video", "--clip", str(clip), "--plot", str(tmp_path / "v.jpg")]) == 3  # a PNG only
