@@ -34,8 +34,7 @@ def skin_agreements(lab: np.ndarray, reference: np.ndarray, lightness_weight: fl
     ref = lab[reference > 0.5]
     if len(ref) < 20:
         return [np.ones(lab.shape[:2], np.float32) for _ in lightness_spreads]
-    mu = np.median(ref, axis=0)
-    learned = np.maximum(1.4826 * np.median(np.abs(ref - mu), axis=0), np.float32(tuning.skin_spread_floor))
+    mu, learned = st.robust_centre(ref, np.float32(tuning.skin_spread_floor))
     out = []
     for cap in lightness_spreads:
         spread = learned.copy()

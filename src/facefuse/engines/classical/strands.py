@@ -11,6 +11,14 @@ from ... import mesh
 from .tuning import Occlusion, Strands
 
 
+def robust_centre(values: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(median, spread) of `values` (n, channels): the spread is 1.4826 median absolute
+    deviations (a Gaussian's sigma), at least `floor` per channel. What covers less than
+    half of the pixels moves neither."""
+    mu = np.median(values, axis=0)
+    return mu, np.maximum(1.4826 * np.median(np.abs(values - mu), axis=0), floor)
+
+
 class StrandColours:
     """What strands are looked for by on one face (work scale): its skin's chroma learned on
     `region`, and which pixels step from it (`strands` uses them, for each outline it is
@@ -24,16 +32,16 @@ class StrandColours:
         self.enough = len(ref) >= 20
         if not self.enough:
             return
-        # this face's skin chroma, learned on it: the median and the robust spread (hair over a
-        # cheek moves neither while it covers less than half of it), at least the floor
-        mu = np.median(ref, axis=0)
-        spread = np.maximum(1.4826 * np.median(np.abs(ref - mu), axis=0), np.float32(occlusion.skin_spread_floor[1:]))
+        # this face's skin chroma, learned on it: hair over a cheek moves it not while it covers
+        # less than half of the cheek
+        floor = np.float32(occlusion.skin_spread_floor[1:])
+        mu, spread = robust_centre(ref, floor)
         chroma_step = np.sqrt(((lab[:, :, 1:] - mu) ** 2).sum(2))
         chroma_z = np.sqrt((((lab[:, :, 1:] - mu) / spread) ** 2).sum(2))
         self.unlike = chroma_step > tuning.chroma
         self.faint = (chroma_z > tuning.chroma_z) & (tuning.chroma_z > 0)
         self.grow = None if lms is None else (self.unlike | self.faint) & ~own_features(
-            lms, region.shape[::-1], eye_dist, tuning, lab, np.float32(occlusion.skin_spread_floor[1:]))
+            lms, region.shape[::-1], eye_dist, tuning, lab, floor)
 
 
 def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray | None = None,
@@ -156,8 +164,7 @@ def own_features(lms: np.ndarray, size: tuple[int, int], eye_dist: float, tuning
         inside = brow > 0
         if lab is not None and inside.sum() >= 20:
             chroma = lab[:, :, 1:][inside]
-            mu = np.median(chroma, axis=0)
-            spread = np.maximum(1.4826 * np.median(np.abs(chroma - mu), axis=0), floor)
+            mu, spread = robust_centre(chroma, floor)
             inside[inside] = np.sqrt((((chroma - mu) / spread) ** 2).sum(1)) <= tuning.chroma_z
         parts[inside] = 1
     return around_the_eyes(lms, size, eye_dist, tuning) | (parts > 0)
