@@ -246,18 +246,27 @@ def estimate_blur(image: np.ndarray, target: np.ndarray, base: np.ndarray, alpha
         return Blur()
     motion = float(angles[np.argmax(ratio)])  # motion removed most of the frame's detail along it
     across = motion + np.pi / 2
-    margin = int(np.ceil(MAX_LENGTH * face_size / 2 + 3 * MAX_SIGMA * face_size))
-    spectra = {a: _Spectrum(along(h_base, a), along(h_change, a), region, margin) for a in (motion, across)}
-    spectra[LAPLACIAN] = _Spectrum(h_base[0] + h_base[1], h_change[0] + h_change[1], region, margin)
-    want_lap = float(want[0] + want[1] + 2 * want[3])  # mean (xx + yy)^2
     # the result will be rounded to whole levels, which adds rounding_energy to it: that is
     # taken off the goal (a frame blurred by a sigma of 2.5 px has little more detail than
     # its own rounding). And no blur takes the result below the base's own energy (the
     # target warped, its finest detail softened by the resampling): a goal under it would
     # lengthen the kernel to its bound
-    goal = {a: max(float(directional_energy(want, a)) - rounding_energy(along(HESSIAN_KERNELS, a)), REACHABLE * spectra[a].bb)
-            for a in (motion, across)}
-    goal[LAPLACIAN] = max(want_lap - rounding_energy(D_XX + D_YY), REACHABLE * spectra[LAPLACIAN].bb)
+    base = hessian_moments(h_base, region)
+    goal = {a: max(float(directional_energy(want, a)) - rounding_energy(along(HESSIAN_KERNELS, a)),
+                   REACHABLE * float(directional_energy(base, a))) for a in (motion, across)}
+    goal[LAPLACIAN] = max(float(_laplacian_energy(want)) - rounding_energy(D_XX + D_YY),
+                          REACHABLE * float(_laplacian_energy(base)))
+    # unblurred, the face's energy in each direction is its moments' (the spectra below give
+    # the same sums, by Parseval): when neither direction is too sharp as it is, no blur is
+    # (the bisections below would each stop at 0), and the spectra are not made. On the
+    # talking head at 720p that is most frames, each saving 7 of the estimate's 9 ms
+    unblurred = {a: float(directional_energy(have, a)) for a in (motion, across)}
+    unblurred[LAPLACIAN] = float(_laplacian_energy(have))
+    if not any(unblurred[a] > goal[a] for a in (motion, across)) or unblurred[LAPLACIAN] <= goal[LAPLACIAN]:
+        return Blur(0.0, 0.0, motion)
+    margin = int(np.ceil(MAX_LENGTH * face_size / 2 + 3 * MAX_SIGMA * face_size))
+    spectra = {a: _Spectrum(along(h_base, a), along(h_change, a), region, margin) for a in (motion, across)}
+    spectra[LAPLACIAN] = _Spectrum(h_base[0] + h_base[1], h_change[0] + h_change[1], region, margin)
 
     def too_sharp(direction: float, blur: Blur) -> bool:
         """Each blur stops where its direction matches the frame, or where the face's detail
@@ -276,6 +285,11 @@ def estimate_blur(image: np.ndarray, target: np.ndarray, base: np.ndarray, alpha
         sigma = _least(lambda v, length=length: too_sharp(across, Blur(v, length, motion)), MAX_SIGMA * face_size)
         length = _least(lambda v, sigma=sigma: too_sharp(motion, Blur(sigma, v, motion)), MAX_LENGTH * face_size)
     return Blur(sigma, length, motion)
+
+
+def _laplacian_energy(moments: np.ndarray) -> np.ndarray:
+    """Mean squared Laplacian (xx + yy)^2, from the moments."""
+    return moments[0] + moments[1] + 2 * moments[3]
 
 
 def _least(too_sharp, upper: float) -> float:
