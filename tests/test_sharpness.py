@@ -87,6 +87,37 @@ def test_a_frame_as_sharp_as_the_face_changes_nothing(face_crop):
     assert apply_blur(crop, crop, np.ones(interior.shape, np.float32), found) is crop
 
 
+def test_the_spectra_hold_the_moments_energy_unblurred(face_crop):
+    """What lets estimate_blur skip the spectra: by Parseval, a spectrum's energy without
+    blur is the region's mean squared derivative, which the moments give directly."""
+    crop, interior = face_crop
+    luma = cv2.transform(crop, sharpness.LUMA[None, :])
+    h_base = sharpness.hessian(cv2.GaussianBlur(luma, (0, 0), 1.0))
+    h_change = sharpness.hessian(luma - cv2.GaussianBlur(luma, (0, 0), 1.0))
+    whole = sharpness.hessian_moments(tuple(a + b for a, b in zip(h_base, h_change, strict=True)), interior)
+    for angle in (0.0, 0.7, np.pi / 2):
+        spectrum = sharpness._Spectrum(sharpness.along(h_base, angle), sharpness.along(h_change, angle), interior, 20)
+        assert spectrum.energy(Blur()) == pytest.approx(float(sharpness.directional_energy(whole, angle)), rel=1e-4)
+        assert spectrum.bb == pytest.approx(float(sharpness.directional_energy(
+            sharpness.hessian_moments(h_base, interior), angle)), rel=1e-4)
+
+
+def test_a_face_a_little_sharper_than_its_frame_is_left_without_the_spectra(face_crop, monkeypatch):
+    """A face with a few per cent more detail than its frame (under REACHABLE's tenth) is
+    left as it is, and the spectra are never made."""
+    crop, interior = face_crop
+    frame = cv2.GaussianBlur(crop, (0, 0), 0.6)
+    face = frame + 0.02 * (frame - cv2.GaussianBlur(frame, (0, 0), 1.0))  # a little crisper
+    made = []
+    real = sharpness._Spectrum
+    monkeypatch.setattr(sharpness, "_Spectrum", lambda *a: made.append(1) or real(*a))
+    found = estimate_blur(face, frame, frame, interior.astype(np.float32), face_size=300.0)
+    assert found.is_identity and not made
+    # and a face much sharper than the frame is still measured through them
+    found = estimate_blur(crop, frame, frame, interior.astype(np.float32), face_size=300.0)
+    assert made and not found.is_identity
+
+
 # -- the whole path: every engine's face goes through it in the finish stage (blend.compose)
 
 def _fuse(fuser, source, target, monkeypatch, step: bool):
