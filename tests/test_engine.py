@@ -206,6 +206,39 @@ def test_the_source_eye_colour_survives_the_light_transfer(fuser, target_path, s
     assert shift < limit, f"iris colour moved by {shift:.1f} (Lab a*b*)"
 
 
+@pytest.mark.parametrize("glasses", ["deepface_img25.jpg", "faceapi_leonard1.png"])
+def test_a_sources_glasses_are_not_pasted(fuser, data_dir, target_path, glasses, monkeypatch):
+    """A source wearing dark frames, fused onto a face without glasses: no frames ring the
+    result's eyes (the ridge detector that finds a target's frames finds none there), and the
+    report says what the frames took of the source. With the painting-out off (the
+    ablation), the frames come through and are found on the result."""
+    from facefuse.config import Settings
+    from facefuse.engines.classical import DEFAULT_TUNING, glasses as gl
+    from facefuse.pipeline import Fuser
+
+    source = read_image(data_dir / glasses)
+
+    def rims_on(result) -> bool:
+        lms = fuser.detect(result).faces[0].landmarks[: mesh.N_MESH]
+        return gl.target_frames(result, lms, mesh.eye_distance(lms), DEFAULT_TUNING.frames) is not None
+
+    fused = fuser.fuse_detailed(source, target_path, fuser.params(ratio=1.0))
+    assert not rims_on(fused.image)
+    assert fused.report()["faces_fused"][0]["kept"]["source_frames"] > 0.02
+    monkeypatch.setattr(gl, "source_frames", lambda *a: None)
+    pasted = Fuser(Settings()).fuse(source, target_path, ratio=1.0)  # (a new session: prepared sources are cached)
+    assert rims_on(pasted)
+
+
+def test_a_face_without_glasses_keeps_its_brows_and_lids(fuser, data_dir):
+    """Nothing is painted out of a source without glasses (its brows and lid creases ring
+    an eye's top or corner, not both eyes whole)."""
+    for name in ("deepface_img2.jpg", "fr_kit_harington2.jpeg", "ghost_murakami.jpg"):
+        image = read_image(data_dir / name)
+        source = fuser.engine.prepare_source(image, fuser.detect(image).faces[0])
+        assert "frames_share" not in source.prepared, name
+
+
 @pytest.mark.parametrize("mode", ["normal", "blend"])
 def test_target_glasses_frames_stay_dark(fuser, source_path, target_path, mode):
     """A thin dark ring drawn around each of the target's eyes (a glasses rim) stays dark on

@@ -23,7 +23,7 @@ from ...faces import Face, FusedFace, SourceFace
 from ...masks import face_region_mask, feather, skin_of
 from .. import Engine
 from .eyes import eyes_mask, keep_target_eyes
-from .glasses import target_frames
+from .glasses import paint_out_frames, target_frames
 from .labels import label_source, warped_not_skin
 from .light import LightField, borrow_fine_skin_texture, match_detail, transfer_light_over_time
 from .occlusion import source_occluders, unoccluded
@@ -115,9 +115,11 @@ def compose_kept(kept: KeptMasks) -> tuple[np.ndarray, np.ndarray]:
     return region, shown
 
 
-def kept_report(kept: KeptMasks, eyes: np.ndarray, frames: np.ndarray | None, step: int = 2) -> dict[str, float]:
+def kept_report(kept: KeptMasks, eyes: np.ndarray, frames: np.ndarray | None, source_frames_share: float = 0.0,
+                step: int = 2) -> dict[str, float]:
     """Per rule, the share of the face (its outline) where it kept the target's pixels,
-    counted on every `step`-th pixel each way (a report's precision at a quarter the cost)."""
+    counted on every `step`-th pixel each way (a report's precision at a quarter the cost);
+    and the share of the source's face its glasses frames took (painted out, glasses.py)."""
     grid = (slice(None, None, step), slice(None, None, step))
     face = kept.outline[grid]
     total = max(float(face.sum()), 1e-6)
@@ -129,6 +131,7 @@ def kept_report(kept: KeptMasks, eyes: np.ndarray, frames: np.ndarray | None, st
               ("uncovered", "target_drawn", "target_facing", "source_usable", "source_clear")}
     report["target_eyes"] = share(eyes)
     report["target_frames"] = 0.0 if frames is None else share(frames)
+    report["source_frames"] = source_frames_share
     return report
 
 
@@ -148,6 +151,7 @@ class ClassicalEngine(Engine):
 
     def prepare_source(self, image: np.ndarray, face: Face, alpha: np.ndarray | None = None) -> SourceFace:
         source = crop_source(image, face, alpha)
+        paint_out_frames(source, self.tuning.frames)
         if self.tuning.labels.source:
             label_source(source, self.tuning)
         return source
@@ -168,7 +172,7 @@ class ClassicalEngine(Engine):
         region, shown = compose_kept(kept)
         lit, field, alpha = self.light_and_detail(w, g, kept, shown, region, work, previous.light, light_keep)
         return self.finish(w, g, kept, region, shown, lit, TrackState(field, carried or found, g.t_pose.rotation), alpha,
-                           ratio)
+                           ratio, source.prepared.get("frames_share", 0.0))
 
     def warm_up(self) -> None:
         """OpenCV builds its float Lab tables on the first such conversion (110-160 ms here;
@@ -297,13 +301,16 @@ class ClassicalEngine(Engine):
         return match_detail(lit, w.base, alpha > 0.95, t.light), field, alpha
 
     def finish(self, w: Warped, g: FaceGeometry, kept: KeptMasks, region: np.ndarray, shown: np.ndarray,
-               lit: np.ndarray, state: TrackState, alpha: np.ndarray, ratio: float) -> FusedFace:
+               lit: np.ndarray, state: TrackState, alpha: np.ndarray, ratio: float,
+               source_frames_share: float = 0.0) -> FusedFace:
         """The textures mixed by `ratio` where the source shows; a target eye much more
-        closed than the source's stays the target's; the target's frames go on top."""
+        closed than the source's stays the target's; the target's frames go on top.
+        `source_frames_share`: what the report says the source's frames took (prepare_source)."""
         t = self.tuning
         fused = w.base + (ratio * shown)[:, :, None] * (lit - w.base)
         eyes = keep_target_eyes(fused, w.base, g.geom, g.t_lms, g.s_lms, g.eye, t.eyes,
                                 at_least=t.eyes.profile_keep * g.source_profile)
         frames = target_frames(w.base, g.geom, g.eye, t.frames)
         return FusedFace(image=fused, base=w.base, mask=region, landmarks=g.geom, face_size=g.face_size, light=state,
-                         overlay=frames, alpha=alpha, kept=kept_report(kept, eyes, frames), skin=kept.skin)
+                         overlay=frames, alpha=alpha, kept=kept_report(kept, eyes, frames, source_frames_share),
+                         skin=kept.skin)

@@ -1,5 +1,6 @@
-"""A target's glasses frames: found as dark ridges that ring the eyes, laid back over the
-blended face so they stay in front, as crisp as the photo."""
+"""Glasses frames, found as dark ridges that ring the eyes: a target's are laid back over the
+blended face so they stay in front, as crisp as the photo; a source's are painted out of it
+before the warp, so they are never pasted."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import cv2
 import numpy as np
 
 from ... import mesh
+from ...faces import SourceFace
 from ...imaging import LUMA, scale_for
 from ...masks import face_region_mask
 from .tuning import Frames
@@ -26,6 +28,90 @@ def target_frames(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Fra
     the source's eyes and brows. (Brows are not cut out: a top rim runs under them and was
     lost.) Found at an eye distance of `eye_px`; the pixels laid over are the target's own
     at full resolution, so the frame stays as crisp as the photo."""
+    found = _rims(img, lms, eye_dist, tuning)
+    if found is None:
+        return None
+    rims, box = found
+    # a brow joined to a top rim is the person's own, not the frame: not laid over
+    brows = np.zeros_like(rims.labels, np.uint8)
+    for part in (rims.local[2 * rims.n:2 * rims.n + 10], rims.local[2 * rims.n + 10:]):
+        cv2.fillConvexPoly(brows, np.round(cv2.convexHull(part)).astype(np.int32), 1)
+    # as strong as the line is dark: the rim's core in full, its soft edge partly
+    frames = (rims.ring[rims.labels] & (brows == 0)) * np.clip(rims.ridge / tuning.step - 0.5, 0.0, 1.0)
+    return _at_image_size(cv2.GaussianBlur(frames, (0, 0), 0.7), img.shape[:2], box)
+
+
+def paint_out_frames(source: SourceFace, tuning: Frames) -> None:
+    """Paint the prepared source's glasses frames out of its crop (OpenCV's inpainting from
+    the skin around them, `painted` eye distances wider than found: their soft edge and
+    shadow), once, before any warp: a source's frames are never pasted, and its own skin,
+    brows and eyes continue under them (the target's skin laid into a rim left rings of
+    another tone). The share of the face they took goes in `prepared["frames_share"]`."""
+    lms = source.face.landmarks[: mesh.N_MESH]
+    eye = mesh.eye_distance(lms)
+    frames = source_frames(source.image, lms, eye, tuning)
+    if frames is None:
+        return
+    k = max(3, int(round(tuning.painted * eye)) | 1)
+    mask = cv2.dilate(frames, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    # painted at the scale they are found at (the fill is smooth skin: a 1200-px crop took
+    # 0.9 s at full size), laid back in where the mask is
+    h, w = mask.shape
+    scale = min(1.0, scale_for(eye, tuning.eye_px))
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))
+    small = cv2.resize(source.image, size, interpolation=cv2.INTER_AREA)
+    small_mask = (cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
+    filled = cv2.resize(cv2.inpaint(small, small_mask, max(3, round(tuning.painted * eye * scale)), cv2.INPAINT_TELEA),
+                        (w, h), interpolation=cv2.INTER_LINEAR)
+    weight = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(0.5, 0.5 / scale))[:, :, None]
+    painted = source.image + weight * (filled.astype(np.float32) - source.image)
+    source.image = np.clip(painted + 0.5, 0, 255).astype(np.uint8)
+    face = face_region_mask(lms, source.image.shape[:2], cut_mouth=False) > 0.5
+    source.prepared["frames_share"] = round(float(mask[face].mean()), 4) if face.any() else 0.0
+
+
+def source_frames(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Frames) -> np.ndarray | None:
+    """uint8 0/1 over the image where the source wears glasses frames (None: none found):
+    what is painted out of the source before it is warped, so that its frames are never
+    pasted. The rims `target_frames` finds, with the parts of the frame joined to them that
+    ring no eye themselves (the bridge, the rims' inner sides, the pads), and under the
+    brows: what lies above the brows' lower edge is the brow, however the top rim joins it."""
+    found = _rims(img, lms, eye_dist, tuning)
+    if found is None or found[0].ringed < 2:  # glasses ring both eyes: wrinkles and a lid crease ring one
+        return None
+    rims, box = found
+    gap = max(3, int(round(tuning.joined * rims.e)) | 1)
+    near = cv2.dilate(rims.ring[rims.labels].astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (gap, gap)))
+    # any dark line near the rims, the pads on the nose's flanks too
+    count, labels = cv2.connectedComponents(rims.dark.astype(np.uint8), connectivity=8)
+    joined = np.zeros(count, bool)
+    joined[np.unique(labels[near > 0])] = True
+    joined[0] = False
+    # the brows' lower edges, outer end to outer end, run on to the box's sides: above is brow
+    lower = np.concatenate([rims.local[2 * rims.n + 5:2 * rims.n + 10], rims.local[2 * rims.n + 15:]])
+    lower = lower[np.argsort(lower[:, 0])]
+    width = rims.labels.shape[1]
+    line = np.vstack([[0, lower[0, 1]], lower, [width, lower[-1, 1]], [width, 0], [0, 0]])
+    brows = np.zeros_like(rims.labels, np.uint8)
+    cv2.fillPoly(brows, [np.round(line).astype(np.int32)], 1)
+    frames = (joined[labels] & (brows == 0)).astype(np.float32)
+    return (_at_image_size(frames, img.shape[:2], box) > 0.5).astype(np.uint8)
+
+
+class _Rims:
+    """What `_rims` found, on its grid: each candidate's component (`labels`), which ring an
+    eye (`ring`, per component), the black-hat (`ridge`), the eyes' and brows' landmarks
+    (`local`, `n` per eye), the eye distance `e`, every dark line (`dark`, the nose's
+    flanks included) and how many eyes a rim rings (`ringed`)."""
+
+    def __init__(self, labels, ring, ridge, local, n, e, dark, ringed):
+        self.labels, self.ring, self.ridge, self.local, self.n, self.e = labels, ring, ridge, local, n, e
+        self.dark, self.ringed = dark, ringed
+
+
+def _rims(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Frames) -> tuple[_Rims, tuple] | None:
+    """The dark lines ringing the eyes (see target_frames), on the grid they are found on,
+    and that grid's box in the image (x0, y0, x1, y1); None: none."""
     h, w = img.shape[:2]
     pts = np.concatenate([lms[mesh.RIGHT_EYE], lms[mesh.LEFT_EYE], lms[mesh.RIGHT_BROW], lms[mesh.LEFT_BROW]])
     x0, y0 = (pts.min(0) - np.float32(tuning.box_above) * eye_dist).astype(int)
@@ -41,44 +127,52 @@ def target_frames(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Fra
     ridge = cv2.morphologyEx(luma.astype(np.float32), cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     local = (pts - np.float32([x0, y0])) * scale
     n = len(mesh.RIGHT_EYE)
-    own = _not_frames(local, n, size, e, tuning)
+    openings = _eye_openings(local, n, size, e, tuning)
     face = face_region_mask((lms - np.float32([x0, y0])) * scale, (size[1], size[0]), cut_mouth=False)
-    cand = ((ridge > tuning.step) & (own == 0) & (face > 0.99)).astype(np.uint8)
+    dark = (ridge > tuning.step) & (openings == 0) & (face > 0.99)
+    cand = (dark & (_not_frames(openings, local, n, e, tuning) == 0)).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
     # a rim rings an eye: in the eye's middle column it passes both above the upper lid and
     # below the lower one (a brow joined to a lid crease only hooks round the corner)
     ring = (stats[:, cv2.CC_STAT_WIDTH] >= tuning.span * e) & (stats[:, cv2.CC_STAT_HEIGHT] >= tuning.span * e)
+    ring[0] = False
     around = np.zeros_like(ring)
+    ringed = 0  # eyes a rim rings
     for eye_pts in (local[:n], local[n:2 * n]):
         ex, ey0, ey1 = eye_pts[:, 0].mean(), eye_pts[:, 1].min(), eye_pts[:, 1].max()
         column = labels[:, max(0, int(ex - tuning.column * e)):max(1, int(ex + tuning.column * e) + 1)]
         above = np.unique(column[:max(0, int(ey0))])
         below = np.unique(column[min(size[1], int(ey1 + tuning.lid_gap * e) + 1):])
-        around[np.intersect1d(above, below)] = True
+        both = np.intersect1d(above, below)
+        around[both] = True
+        ringed += int(ring[both].any())
     ring &= around
-    ring[0] = False
     if not ring.any():
         return None
-    # a brow joined to a top rim is the person's own, not the frame: not laid over
-    brows = np.zeros_like(own)
-    for part in (local[2 * n:2 * n + 10], local[2 * n + 10:]):
-        cv2.fillConvexPoly(brows, np.round(cv2.convexHull(part)).astype(np.int32), 1)
-    # as strong as the line is dark: the rim's core in full, its soft edge partly
-    frames = (ring[labels] & (brows == 0)) * np.clip(ridge / tuning.step - 0.5, 0.0, 1.0)
-    frames = cv2.resize(cv2.GaussianBlur(frames, (0, 0), 0.7), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-    out = np.zeros((h, w), np.float32)
-    out[y0:y1, x0:x1] = np.clip(frames, 0.0, 1.0)
+    return _Rims(labels, ring, ridge, local, n, e, dark, ringed), (x0, y0, x1, y1)
+
+
+def _at_image_size(frames: np.ndarray, shape: tuple[int, int], box: tuple) -> np.ndarray:
+    """A mask of the rims' grid back on the whole image (float32 0..1, zero outside the box)."""
+    x0, y0, x1, y1 = box
+    out = np.zeros(shape, np.float32)
+    out[y0:y1, x0:x1] = np.clip(cv2.resize(frames, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
     return out
 
 
-def _not_frames(local: np.ndarray, n: int, size: tuple[int, int], e: float, tuning: Frames) -> np.ndarray:
-    """1 where no frame is looked for: the eye openings (and a margin), and the nose's
-    flanks below the eye line between the eyes (their shadow is a dark line too)."""
+def _eye_openings(local: np.ndarray, n: int, size: tuple[int, int], e: float, tuning: Frames) -> np.ndarray:
+    """1 on the eye openings and a margin round them: no frame is looked for there."""
     own = np.zeros((size[1], size[0]), np.uint8)
     for part in (local[:n], local[n:2 * n]):
         cv2.fillConvexPoly(own, np.round(cv2.convexHull(part)).astype(np.int32), 1)
-    own = cv2.dilate(own, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (max(3, int(tuning.opening_margin * e) | 1),) * 2))
+    return cv2.dilate(own, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (max(3, int(tuning.opening_margin * e) | 1),) * 2))
+
+
+def _not_frames(openings: np.ndarray, local: np.ndarray, n: int, e: float, tuning: Frames) -> np.ndarray:
+    """1 where no rim is looked for: the eye `openings`, and the nose's flanks below the eye
+    line between the eyes (their shadow is a dark line too)."""
+    own = openings.copy()
     inner = local[[8, n + 8]]  # inner eye corners (133, 362)
     cv2.rectangle(own, (int(inner[:, 0].min()), int(inner[:, 1].max() + tuning.nose_below * e)),
-                  (int(inner[:, 0].max()), size[1]), 1, -1)
+                  (int(inner[:, 0].max()), own.shape[0]), 1, -1)
     return own
