@@ -146,7 +146,8 @@ class Frames:
     opening_margin: float = 0.04  # eye distances around the eye openings that are not frame
     nose_below: float = 0.1  # eye distances below the inner eye corners where the nose's flanks start (not frame)
     lid_gap: float = 0.05  # eye distances below the lower lid a bottom rim is looked for from
-    # eye distances: a source's dark line this near a rim is the same frame (the bridge, pads)
+    # eye distances: a source's dark line this near a rim is the same frame (the bridge, pads;
+    # 0.03 left leonard1's bridge, cases.md F2)
     joined: float = 0.08
     # eye distances: a source's frames are painted out this much wider (their soft edge, shadow)
     painted: float = 0.04
