@@ -51,3 +51,32 @@ def test_a_hand_smaller_than_a_palm_beside_a_face_is_no_hand_in_front():
     assert hands_in_front([palm], (200, 200), 100.0, TUNING.finger_width) is None
     palm[17] = (10.0 + 2.0 * MIN_PALM * 100.0, 10.0)
     assert hands_in_front([palm], (200, 200), 100.0, TUNING.finger_width) is not None
+
+
+def test_a_hand_over_the_source_face_is_not_pasted(fuser, data_dir, source_path, target_path):
+    """The bundled hand laid over the source's cheek: where it would be pasted (the ablation,
+    the engine's `labels.hands` off, puts it there), the result holds the target's own skin
+    (measured 14 levels from the target there, against 41 with the hand pasted and 31 for
+    the source's own cheek without a hand); the report says what the hand took."""
+    from dataclasses import replace
+
+    from facefuse.config import Settings
+    from facefuse.engines.classical import DEFAULT_TUNING, ClassicalEngine
+    from facefuse.pipeline import Fuser
+
+    covered, _ = _hand_over_the_cheek(fuser, data_dir, read_image(source_path))
+    target = read_image(target_path).astype(np.float32)
+    off = Fuser(Settings())
+    off.engine = ClassicalEngine(off.settings, replace(DEFAULT_TUNING, labels=replace(DEFAULT_TUNING.labels, hands=False)))
+    pasted_result = off.fuse(covered, target_path, ratio=1.0).astype(np.float32)
+    clean = fuser.fuse(source_path, target_path, ratio=1.0).astype(np.float32)
+    result = fuser.fuse_detailed(covered, target_path, fuser.params(ratio=1.0))
+    pasted = np.abs(pasted_result - clean).max(axis=2) > 25  # where the hand came through
+    assert pasted.sum() > 5000
+
+    def from_target(img):
+        return float(np.abs(img - target).mean(axis=2)[pasted].mean())
+
+    kept = from_target(result.image.astype(np.float32))
+    assert kept < 0.5 * from_target(pasted_result) and kept < from_target(clean), (kept, from_target(pasted_result))
+    assert result.report()["faces_fused"][0]["kept"]["source_hands"] > 0.1

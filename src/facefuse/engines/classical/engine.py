@@ -24,7 +24,7 @@ from ...masks import face_region_mask, feather, skin_of
 from .. import Engine
 from .eyes import eyes_mask, keep_target_eyes
 from .glasses import paint_out_frames, target_frames
-from .labels import label_source, warped_not_skin
+from .labels import label_hands, label_source, warped_not_skin, warped_prepared
 from .light import LightField, borrow_fine_skin_texture, match_detail, transfer_light_over_time
 from .occlusion import source_occluders, unoccluded
 from .shape import result_geometry
@@ -116,10 +116,11 @@ def compose_kept(kept: KeptMasks) -> tuple[np.ndarray, np.ndarray]:
 
 
 def kept_report(kept: KeptMasks, eyes: np.ndarray, frames: np.ndarray | None, source_frames_share: float = 0.0,
-                step: int = 2) -> dict[str, float]:
+                source_hands_share: float = 0.0, step: int = 2) -> dict[str, float]:
     """Per rule, the share of the face (its outline) where it kept the target's pixels,
     counted on every `step`-th pixel each way (a report's precision at a quarter the cost);
-    and the share of the source's face its glasses frames took (painted out, glasses.py)."""
+    and the shares of the source's face its glasses frames (painted out, glasses.py) and its
+    hands (labels.label_hands) took."""
     grid = (slice(None, None, step), slice(None, None, step))
     face = kept.outline[grid]
     total = max(float(face.sum()), 1e-6)
@@ -132,6 +133,7 @@ def kept_report(kept: KeptMasks, eyes: np.ndarray, frames: np.ndarray | None, so
     report["target_eyes"] = share(eyes)
     report["target_frames"] = 0.0 if frames is None else share(frames)
     report["source_frames"] = source_frames_share
+    report["source_hands"] = source_hands_share
     return report
 
 
@@ -152,6 +154,8 @@ class ClassicalEngine(Engine):
     def prepare_source(self, image: np.ndarray, face: Face, alpha: np.ndarray | None = None) -> SourceFace:
         source = crop_source(image, face, alpha)
         paint_out_frames(source, self.tuning.frames)
+        if self.tuning.labels.hands:
+            label_hands(source, self.tuning.labels)
         if self.tuning.labels.source:
             label_source(source, self.tuning)
         return source
@@ -172,7 +176,7 @@ class ClassicalEngine(Engine):
         region, shown = compose_kept(kept)
         lit, field, alpha = self.light_and_detail(w, g, kept, shown, region, work, previous.light, light_keep)
         return self.finish(w, g, kept, region, shown, lit, TrackState(field, carried or found, g.t_pose.rotation), alpha,
-                           ratio, source.prepared.get("frames_share", 0.0))
+                           ratio, source.prepared.get("frames_share", 0.0), source.prepared.get("hands_share", 0.0))
 
     def warm_up(self) -> None:
         """OpenCV builds its float Lab tables on the first such conversion (110-160 ms here;
@@ -239,6 +243,7 @@ class ClassicalEngine(Engine):
         (sx, sy), (tx, ty), (drawn, target_seen) = maps[:3]
         warped = cv2.remap(src_img, sx, sy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
         not_skin = warped_not_skin(source, src_img.shape[:2], sx, sy)
+        hands = warped_prepared(source, "hands", src_img.shape[:2], sx, sy)
         valid = np.ones((h, w), np.float32)
         if completing:
             (mx, my), (d, m) = maps[3:]
@@ -249,11 +254,14 @@ class ClassicalEngine(Engine):
             if not_skin is not None:  # the labels are completed with the texture, from the same side
                 mirrored = warped_not_skin(source, src_img.shape[:2], mx, my)
                 not_skin = complete_by_symmetry(not_skin[:, :, None], mirrored[:, :, None], d, m, vis)[0][:, :, 0]
+            if hands is not None:
+                mirrored = warped_prepared(source, "hands", src_img.shape[:2], mx, my)
+                hands = complete_by_symmetry(hands[:, :, None], mirrored[:, :, None], d, m, vis)[0][:, :, 0]
             warped, valid = complete_by_symmetry(warped, warped_mirror, d, m, vis)
         tgt = target_roi.astype(np.float32)
         base = tgt if ratio == 0 else cv2.remap(tgt, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         return Warped(source=warped, base=base, drawn=drawn, target_seen=target_seen, valid=valid, maps=(sx, sy),
-                      source_not_skin=not_skin, source_finds=finds)
+                      source_not_skin=not_skin, source_finds=finds, source_hands=hands)
 
     def what_to_keep(self, w: Warped, g: FaceGeometry, work: WorkScale, source: SourceFace,
                      reuse: bool = False) -> tuple[KeptMasks, SourceFinds | None]:
@@ -282,6 +290,8 @@ class ClassicalEngine(Engine):
             occluders = np.clip(work.up(small), 0.0, 1.0)
             found = SourceFinds(geom=work.on_grid(g.geom), masks=np.dstack([small, agreement]),
                                 source_lms=source.face.landmarks, rotation=g.t_pose.rotation)
+        if w.source_hands is not None:  # a source's hand: never pasted (labels.label_hands)
+            occluders = np.maximum(occluders, np.clip(w.source_hands, 0.0, 1.0))
         return KeptMasks(outline=outline, skin=skin, uncovered=uncovered,
                          light_trust=light_trust, target_drawn=w.drawn, target_facing=w.target_seen,
                          source_usable=w.valid, source_clear=1.0 - occluders), found
@@ -302,15 +312,17 @@ class ClassicalEngine(Engine):
 
     def finish(self, w: Warped, g: FaceGeometry, kept: KeptMasks, region: np.ndarray, shown: np.ndarray,
                lit: np.ndarray, state: TrackState, alpha: np.ndarray, ratio: float,
-               source_frames_share: float = 0.0) -> FusedFace:
+               source_frames_share: float = 0.0, source_hands_share: float = 0.0) -> FusedFace:
         """The textures mixed by `ratio` where the source shows; a target eye much more
         closed than the source's stays the target's; the target's frames go on top.
-        `source_frames_share`: what the report says the source's frames took (prepare_source)."""
+        `source_frames_share`, `source_hands_share`: what the report says the source's frames
+        and hands took (prepare_source)."""
         t = self.tuning
         fused = w.base + (ratio * shown)[:, :, None] * (lit - w.base)
         eyes = keep_target_eyes(fused, w.base, g.geom, g.t_lms, g.s_lms, g.eye, t.eyes,
                                 at_least=t.eyes.profile_keep * g.source_profile)
         frames = target_frames(w.base, g.geom, g.eye, t.frames)
         return FusedFace(image=fused, base=w.base, mask=region, landmarks=g.geom, face_size=g.face_size, light=state,
-                         overlay=frames, alpha=alpha, kept=kept_report(kept, eyes, frames, source_frames_share),
+                         overlay=frames, alpha=alpha, kept=kept_report(kept, eyes, frames, source_frames_share,
+                                                                     source_hands_share),
                          skin=kept.skin)

@@ -161,7 +161,13 @@ class Labels:
     # takes folds, wrinkles and lashes), while it clears the light strands the colour tests
     # miss only in part (QUALITY.md, stop 24)
     source: bool = False
-    hands: bool = True  # with `source`: look for hands on the source photo (mediapipe's hand models)
+    # look for hands in front of the source's face (mediapipe's hand models): never pasted,
+    # with or without the region map (labels.label_hands)
+    hands: bool = True
+    hand_margin: float = 0.12  # eye distances a source's hand is taken beyond its landmarks' strokes
+    # px: the long side of the source crop's copy hands are looked for on (the model sees
+    # 224 px: a smaller copy loses nothing; a 2458-px crop took 0.95 s at full size)
+    hand_side: int = 640
 
 
 @dataclass(frozen=True)

@@ -255,3 +255,4 @@ class Warped:
     # on dense_maps' coarse grid: what was found on the source's pixels on a video's earlier
     # frame (engine.SourceFinds.masks; None: not carried)
     source_finds: np.ndarray | None = None
+    source_hands: np.ndarray | None = None  # 0..1: the source's hands in front of its face (labels.py), warped
