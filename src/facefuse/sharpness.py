@@ -255,11 +255,11 @@ def estimate_blur(image: np.ndarray, target: np.ndarray, base: np.ndarray, alpha
     # its own rounding). And no blur takes the result below the base's own energy (the
     # target warped, its finest detail softened by the resampling): a goal under it would
     # lengthen the kernel to its bound
-    base = hessian_moments(h_base, region)
+    base_moments = hessian_moments(h_base, region)
     goal = {a: max(float(directional_energy(want, a)) - rounding_energy(along(HESSIAN_KERNELS, a)),
-                   REACHABLE * float(directional_energy(base, a))) for a in (motion, across)}
+                   REACHABLE * float(directional_energy(base_moments, a))) for a in (motion, across)}
     goal[LAPLACIAN] = max(float(_laplacian_energy(want)) - rounding_energy(D_XX + D_YY),
-                          REACHABLE * float(_laplacian_energy(base)))
+                          REACHABLE * float(_laplacian_energy(base_moments)))
     # unblurred, the face's energy in each direction is its moments' (the spectra below give
     # the same sums, by Parseval): when neither direction is too sharp as it is, no blur is
     # (the bisections below would each stop at 0), and the spectra are not made. On the
