@@ -225,6 +225,7 @@ def test_a_sources_glasses_are_not_pasted(fuser, data_dir, target_path, glasses,
     fused = fuser.fuse_detailed(source, target_path, fuser.params(ratio=1.0))
     assert not rims_on(fused.image)
     assert fused.report()["faces_fused"][0]["kept"]["source_frames"] > 0.02
+    assert any("glasses frames were painted out" in note for note in fused.notes)  # and the user is told
     monkeypatch.setattr(gl, "source_frames", lambda *a: None)
     pasted = Fuser(Settings()).fuse(source, target_path, ratio=1.0)  # (a new session: prepared sources are cached)
     assert rims_on(pasted)
@@ -232,11 +233,14 @@ def test_a_sources_glasses_are_not_pasted(fuser, data_dir, target_path, glasses,
 
 def test_a_face_without_glasses_keeps_its_brows_and_lids(fuser, data_dir):
     """Nothing is painted out of a source without glasses (its brows and lid creases ring
-    an eye's top or corner, not both eyes whole)."""
+    an eye's top or corner, not both eyes whole), and no note says so."""
+    from facefuse.pipeline import covered_source_notes
+
     for name in ("deepface_img2.jpg", "fr_kit_harington2.jpeg", "ghost_murakami.jpg"):
         image = read_image(data_dir / name)
         source = fuser.engine.prepare_source(image, fuser.detect(image).faces[0])
         assert "frames_share" not in source.prepared, name
+        assert covered_source_notes(source) == [], name
 
 
 @pytest.mark.parametrize("mode", ["normal", "blend"])

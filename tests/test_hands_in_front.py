@@ -80,3 +80,4 @@ def test_a_hand_over_the_source_face_is_not_pasted(fuser, data_dir, source_path,
     kept = from_target(result.image.astype(np.float32))
     assert kept < 0.5 * from_target(pasted_result) and kept < from_target(clean), (kept, from_target(pasted_result))
     assert result.report()["faces_fused"][0]["kept"]["source_hands"] > 0.1
+    assert any(note.startswith("a hand covers") for note in result.notes)
