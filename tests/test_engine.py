@@ -231,16 +231,16 @@ def test_a_sources_glasses_are_not_pasted(fuser, data_dir, target_path, glasses,
     assert rims_on(pasted)
 
 
-def test_a_face_without_glasses_keeps_its_brows_and_lids(fuser, data_dir):
+def test_a_face_without_glasses_keeps_its_brows_and_lids(fuser, data_dir, target_path):
     """Nothing is painted out of a source without glasses (its brows and lid creases ring
     an eye's top or corner, not both eyes whole), and no note says so."""
-    from facefuse.pipeline import covered_source_notes
-
     for name in ("deepface_img2.jpg", "fr_kit_harington2.jpeg", "ghost_murakami.jpg"):
         image = read_image(data_dir / name)
         source = fuser.engine.prepare_source(image, fuser.detect(image).faces[0])
         assert "frames_share" not in source.prepared, name
-        assert covered_source_notes(source) == [], name
+        result = fuser.fuse_detailed(image, target_path, fuser.params(ratio=1.0))
+        assert result.faces[0].kept["source_frames"] == 0.0, name
+        assert not any("glasses" in note for note in result.notes), name
 
 
 @pytest.mark.parametrize("mode", ["normal", "blend"])

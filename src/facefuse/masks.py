@@ -36,6 +36,13 @@ def face_region_mask(lms: np.ndarray, shape: tuple[int, int], cut_mouth: bool = 
     return _cut_to_skin(mask, lms) if skin_only else mask
 
 
+def face_share(mask: np.ndarray, landmarks: np.ndarray) -> float:
+    """The share (0..1, to 4 decimals) of the face's outline (`landmarks` in the mask's
+    pixels) that `mask` (0..1) covers; 0 for a face of no area."""
+    face = face_region_mask(landmarks, mask.shape[:2], cut_mouth=False) > 0.5
+    return round(float(mask[face].mean()), 4) if face.any() else 0.0
+
+
 def skin_of(face: np.ndarray, lms: np.ndarray) -> np.ndarray:
     """A face region mask (face_region_mask) without the eyes, brows and lips, drawn on a
     copy: face_region_mask(..., skin_only=True) from the mask without them, made once."""

@@ -299,7 +299,7 @@ class Fuser:
             used.append(FaceUsed(index=index, face=face, roi=roi, kept=kept))
             # a face turned beyond what the engine renders well: say so, with the angle
             turn = pose_notes(fit_pose(face_source.face.landmarks).yaw, fit_pose(face.landmarks).yaw)
-            notes += [n for n in turn + covered_source_notes(face_source) if n not in notes]
+            notes += [n for n in turn + covered_source_notes(kept) if n not in notes]
             # and whatever the cause, a face that fusion left nearly as it was
             notes += little_change_note(changed_share(before, output, face.landmarks), params.ratio,
                                         index if len(chosen) > 1 else None)
@@ -388,14 +388,14 @@ class Fuser:
         return fuse_video(self, source, video, out, progress=progress, sources=sources, **params)
 
 
-def covered_source_notes(source: SourceFace) -> list[str]:
+def covered_source_notes(kept: Mapping[str, float]) -> list[str]:
     """What the engine left out of the source face (its glasses frames, a hand in front of
-    it: the shares it prepared), said, so a result without them is not a surprise."""
+    it: the shares its report gives, `kept`), said, so a result without them is not a surprise."""
     notes = []
-    if source.prepared.get("frames_share"):
+    if kept.get("source_frames"):
         notes.append("the source's glasses frames were painted out (a source's glasses are not pasted)")
-    if source.prepared.get("hands_share"):
-        notes.append(f"a hand covers {source.prepared['hands_share']:.0%} of the source face: the target's own skin "
+    if kept.get("source_hands"):
+        notes.append(f"a hand covers {kept['source_hands']:.0%} of the source face: the target's own skin "
                      "shows there (a source photo without the hand gives a closer likeness)")
     return notes
 

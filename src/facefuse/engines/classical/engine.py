@@ -24,7 +24,7 @@ from ...masks import face_region_mask, feather, skin_of
 from .. import Engine
 from .eyes import eyes_mask, keep_target_eyes
 from .glasses import paint_out_frames, target_frames
-from .labels import label_hands, label_source, warped_not_skin, warped_prepared
+from .labels import label_hands, label_source, warped_prepared
 from .light import LightField, borrow_fine_skin_texture, match_detail, transfer_light_over_time
 from .occlusion import source_occluders, unoccluded
 from .shape import result_geometry
@@ -115,12 +115,9 @@ def compose_kept(kept: KeptMasks) -> tuple[np.ndarray, np.ndarray]:
     return region, shown
 
 
-def kept_report(kept: KeptMasks, eyes: np.ndarray, frames: np.ndarray | None, source_frames_share: float = 0.0,
-                source_hands_share: float = 0.0, step: int = 2) -> dict[str, float]:
+def kept_report(kept: KeptMasks, eyes: np.ndarray, frames: np.ndarray | None, step: int = 2) -> dict[str, float]:
     """Per rule, the share of the face (its outline) where it kept the target's pixels,
-    counted on every `step`-th pixel each way (a report's precision at a quarter the cost);
-    and the shares of the source's face its glasses frames (painted out, glasses.py) and its
-    hands (labels.label_hands) took."""
+    counted on every `step`-th pixel each way (a report's precision at a quarter the cost)."""
     grid = (slice(None, None, step), slice(None, None, step))
     face = kept.outline[grid]
     total = max(float(face.sum()), 1e-6)
@@ -132,8 +129,6 @@ def kept_report(kept: KeptMasks, eyes: np.ndarray, frames: np.ndarray | None, so
               ("uncovered", "target_drawn", "target_facing", "source_usable", "source_clear")}
     report["target_eyes"] = share(eyes)
     report["target_frames"] = 0.0 if frames is None else share(frames)
-    report["source_frames"] = source_frames_share
-    report["source_hands"] = source_hands_share
     return report
 
 
@@ -175,8 +170,13 @@ class ClassicalEngine(Engine):
         kept, found = self.what_to_keep(w, g, work, source, reuse=carried is not None)
         region, shown = compose_kept(kept)
         lit, field, alpha = self.light_and_detail(w, g, kept, shown, region, work, previous.light, light_keep)
-        return self.finish(w, g, kept, region, shown, lit, TrackState(field, carried or found, g.t_pose.rotation), alpha,
-                           ratio, source.prepared.get("frames_share", 0.0), source.prepared.get("hands_share", 0.0))
+        fused = self.finish(w, g, kept, region, shown, lit, TrackState(field, carried or found, g.t_pose.rotation), alpha,
+                            ratio)
+        # and what was left out of the source when it was prepared: its glasses frames (painted
+        # out, glasses.py) and its hands (labels.label_hands), as shares of its face
+        fused.kept.update(source_frames=source.prepared.get("frames_share", 0.0),
+                          source_hands=source.prepared.get("hands_share", 0.0))
+        return fused
 
     def warm_up(self) -> None:
         """OpenCV builds its float Lab tables on the first such conversion (110-160 ms here;
@@ -242,7 +242,7 @@ class ClassicalEngine(Engine):
                                                        borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         (sx, sy), (tx, ty), (drawn, target_seen) = maps[:3]
         warped = cv2.remap(src_img, sx, sy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
-        not_skin = warped_not_skin(source, src_img.shape[:2], sx, sy)
+        not_skin = warped_prepared(source, "not_skin", src_img.shape[:2], sx, sy)
         hands = warped_prepared(source, "hands", src_img.shape[:2], sx, sy)
         valid = np.ones((h, w), np.float32)
         if completing:
@@ -252,7 +252,7 @@ class ClassicalEngine(Engine):
             if src_alpha is not None:
                 d, m = d * opaque_weights(src_alpha, sx, sy, g.eye, t), m * opaque_weights(src_alpha, mx, my, g.eye, t)
             if not_skin is not None:  # the labels are completed with the texture, from the same side
-                mirrored = warped_not_skin(source, src_img.shape[:2], mx, my)
+                mirrored = warped_prepared(source, "not_skin", src_img.shape[:2], mx, my)
                 not_skin = complete_by_symmetry(not_skin[:, :, None], mirrored[:, :, None], d, m, vis)[0][:, :, 0]
             if hands is not None:
                 mirrored = warped_prepared(source, "hands", src_img.shape[:2], mx, my)
@@ -311,18 +311,13 @@ class ClassicalEngine(Engine):
         return match_detail(lit, w.base, alpha > 0.95, t.light), field, alpha
 
     def finish(self, w: Warped, g: FaceGeometry, kept: KeptMasks, region: np.ndarray, shown: np.ndarray,
-               lit: np.ndarray, state: TrackState, alpha: np.ndarray, ratio: float,
-               source_frames_share: float = 0.0, source_hands_share: float = 0.0) -> FusedFace:
+               lit: np.ndarray, state: TrackState, alpha: np.ndarray, ratio: float) -> FusedFace:
         """The textures mixed by `ratio` where the source shows; a target eye much more
-        closed than the source's stays the target's; the target's frames go on top.
-        `source_frames_share`, `source_hands_share`: what the report says the source's frames
-        and hands took (prepare_source)."""
+        closed than the source's stays the target's; the target's frames go on top."""
         t = self.tuning
         fused = w.base + (ratio * shown)[:, :, None] * (lit - w.base)
         eyes = keep_target_eyes(fused, w.base, g.geom, g.t_lms, g.s_lms, g.eye, t.eyes,
                                 at_least=t.eyes.profile_keep * g.source_profile)
         frames = target_frames(w.base, g.geom, g.eye, t.frames)
         return FusedFace(image=fused, base=w.base, mask=region, landmarks=g.geom, face_size=g.face_size, light=state,
-                         overlay=frames, alpha=alpha, kept=kept_report(kept, eyes, frames, source_frames_share,
-                                                                     source_hands_share),
-                         skin=kept.skin)
+                         overlay=frames, alpha=alpha, kept=kept_report(kept, eyes, frames), skin=kept.skin)

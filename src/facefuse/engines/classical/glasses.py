@@ -10,7 +10,7 @@ import numpy as np
 from ... import mesh
 from ...faces import SourceFace
 from ...imaging import LUMA, scale_for
-from ...masks import face_region_mask
+from ...masks import face_region_mask, face_share
 from .tuning import Frames
 
 
@@ -66,8 +66,7 @@ def paint_out_frames(source: SourceFace, tuning: Frames) -> None:
     weight = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(0.5, 0.5 / scale))[:, :, None]
     painted = source.image + weight * (filled.astype(np.float32) - source.image)
     source.image = np.clip(painted + 0.5, 0, 255).astype(np.uint8)
-    face = face_region_mask(lms, source.image.shape[:2], cut_mouth=False) > 0.5
-    source.prepared["frames_share"] = round(float(mask[face].mean()), 4) if face.any() else 0.0
+    source.prepared["frames_share"] = face_share(mask, lms)
 
 
 def source_frames(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Frames) -> np.ndarray | None:

@@ -16,7 +16,7 @@ from ... import mesh
 from ...faces import SourceFace
 from ...hands import find_hands, hands_in_front
 from ...imaging import scale_for
-from ...masks import face_region_mask
+from ...masks import face_share
 from ...regions import TUNING as REGION_TUNING, region_map
 from .tuning import ClassicalTuning, Labels
 
@@ -57,17 +57,9 @@ def label_hands(source: SourceFace, tuning: Labels) -> None:
     d = max(3, int(round(tuning.hand_margin * eye)) | 1)
     mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (d, d)))
     mask = np.minimum(cv2.GaussianBlur(mask, (0, 0), d / 4) * 2.0, 1.0)
-    face = face_region_mask(lms, small.shape[:2], cut_mouth=False) > 0.5
-    share = round(float(mask[face].mean()), 4) if face.any() else 0.0
+    share = face_share(mask, lms)
     if share > 0:
         source.prepared["hands"], source.prepared["hands_share"] = mask, share
-
-
-def warped_not_skin(source: SourceFace, sampled_shape: tuple[int, int], map_x: np.ndarray,
-                    map_y: np.ndarray) -> np.ndarray | None:
-    """The source's never-pasted labels at each ROI pixel (0..1), read where the map samples
-    the source image of `sampled_shape` (the crop, possibly shrunk). None: not labelled."""
-    return warped_prepared(source, "not_skin", sampled_shape, map_x, map_y)
 
 
 def warped_prepared(source: SourceFace, key: str, sampled_shape: tuple[int, int], map_x: np.ndarray,
