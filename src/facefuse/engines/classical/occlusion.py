@@ -127,6 +127,16 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
     # above the nose's base (upright faces)
     above_mouth = (gy < lms[mesh.NOSE_BASE, 1]).astype(np.float32) if turned < 0.5 else np.ones_like(gy)
     region = sk * above_mouth
+    covered = covered_from_outside(lab, sk, lms, eye_dist, work, occ_t) * above_mouth
+    cover = (covered > 0.5) & (region > 0.5)
+    if 2 * int(cover.sum()) > int((region > 0.5).sum()):
+        # more than half of the skin the tests below learn from is covered (a hat brim over the
+        # eyes and forehead): their medians would be the cover's colour, and the skin below it
+        # the strand (cases.md O2: the brim pasted, the nose and cheeks replaced). The
+        # cover goes, and they learn on the rest
+        region = region * ~cover
+    else:
+        covered = np.zeros_like(covered)
     # the eye band counts on a turned source: its dark patches there are sunglasses or make-up
     # that, mirrored, reads as bruises (cases.md V3: lenses pasted into the target's frames)
     band = (1.0 - turned) * eye_band(lms, work, eye_dist, occ_t)
@@ -146,8 +156,20 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
             anywhere = st.strands(colours, outline, hair=hair)
             found = np.maximum(found, st.followed_down(found, anywhere))
         occ = np.maximum(occ, (1.0 - turned) * found)
+    occ = np.maximum(occ, covered)
     # one work pixel wider: a profile's nose ridge brings a line of background thinner than that
     return cv2.dilate(occ, np.ones((3, 3), np.uint8))
+
+
+def covered_from_outside(lab: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dist: float, work: WorkScale,
+                         tuning: Occlusion) -> np.ndarray:
+    """0..1 on the work grid: where something reaches over a face from outside it (a hat
+    brim, a hood, a hand), the target's own test (`target_occluders`) on this face's skin
+    colour as learned on its cheeks and nose (`reference_depth`), with the target's weight
+    on lightness (its own shading is no cover). `skin`: the face's skin on that grid."""
+    _, depth, _ = work.axes(lms)
+    agree = skin_agreement(lab, skin * (depth > tuning.reference_depth * eye_dist), tuning.target_lightness, tuning)
+    return 1.0 - target_occluders(agree, skin, eye_dist * work.scale, tuning)
 
 
 def foreign_patches(lightness: np.ndarray, region: np.ndarray, eye_dist: float, tuning: Occlusion,
