@@ -66,7 +66,8 @@ def test_the_report_says_which_rule_kept_the_target_where_a_strand_crosses_the_s
     clean = fuser.fuse_detailed(src, target_path, fuser.params(ratio=1.0)).report()["faces_fused"][0]["kept"]
     dirty = fuser.fuse_detailed(strand, target_path, fuser.params(ratio=1.0)).report()["faces_fused"][0]["kept"]
     assert set(clean) == {"uncovered", "target_drawn", "target_facing", "source_usable", "source_clear",
-                          "target_eyes", "target_frames", "source_frames", "source_hands", "target_hands"}
+                          "source_uncovered", "target_eyes", "target_frames", "source_frames", "source_hands",
+                          "target_hands"}
     assert all(0.0 <= v <= 1.0 for v in list(clean.values()) + list(dirty.values()))
     assert dirty["source_clear"] > clean["source_clear"] + 0.02, (clean, dirty)
 

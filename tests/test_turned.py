@@ -495,10 +495,15 @@ def test_a_hat_brim_over_the_source_eyes_is_not_pasted(fuser, source_path, targe
     eyes = (slice(int(line - 0.15 * te), int(line + 0.1 * te)), slice(int(t[33, 0]), int(t[263, 0])))
     below = (slice(int(t[2, 1]), int(t[13, 1])), slice(int(t[61, 0]), int(t[291, 0])))  # nose base to the lips' middle
     clean = fuser.fuse(src, target_path, ratio=1.0).astype(np.float32)
-    result = fuser.fuse(hat, target_path, ratio=1.0).astype(np.float32)
+    fused = fuser.fuse_detailed(hat, target_path, fuser.params(ratio=1.0))
+    result = fused.image.astype(np.float32)
     over_the_eyes = float(np.abs(result[eyes] - target[eyes]).mean())
     below_the_nose = float(np.abs(result[below] - clean[below]).mean())
+    share = fused.report()["faces_fused"][0]["kept"]["source_uncovered"]
+    told = any(note.startswith("something reaching over the source face") for note in fused.notes)
     if looked_for:
         assert over_the_eyes < 20 and below_the_nose < 18, (over_the_eyes, below_the_nose)
+        assert share > 0.2 and told, (share, fused.notes)  # measured 0.46 of the face
     else:  # the ablation: the brim over the eyes, the target's skin below them
         assert over_the_eyes > 30 and below_the_nose > 18, (over_the_eyes, below_the_nose)
+        assert share == 0 and not told

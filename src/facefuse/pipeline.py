@@ -390,13 +390,18 @@ class Fuser:
 
 def covered_source_notes(kept: Mapping[str, float]) -> list[str]:
     """What the engine left out of the source face (its glasses frames, a hand in front of
-    it: the shares its report gives, `kept`), said, so a result without them is not a surprise."""
+    it, a hat's brim over most of it: the shares its report gives, `kept`), said, so a result
+    without them is not a surprise."""
     notes = []
     if kept.get("source_frames"):
         notes.append("the source's glasses frames were painted out (a source's glasses are not pasted)")
     if kept.get("source_hands"):
         notes.append(f"a hand covers {kept['source_hands']:.0%} of the source face: the target's own skin "
                      "shows there (a source photo without the hand gives a closer likeness)")
+    if kept.get("source_uncovered"):
+        notes.append(f"something reaching over the source face from outside it (a hat's brim) covers "
+                     f"{kept['source_uncovered']:.0%} of it: the target's own skin shows there (a source photo with "
+                     "the face uncovered gives a closer likeness)")
     return notes
 
 

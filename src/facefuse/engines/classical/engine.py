@@ -104,6 +104,8 @@ class KeptMasks:
     target_facing: np.ndarray  # the target's edge-on surfaces keep its own skin
     source_usable: np.ndarray  # the source (or its mirror side) shows the surface well
     source_clear: np.ndarray  # no strand, patch or background on the source's skin (occlusion.source_occluders)
+    # no hat brim or hood over most of the source's face (occlusion.source_cover)
+    source_uncovered: np.ndarray | float = 1.0
 
 
 def compose_kept(kept: KeptMasks) -> tuple[np.ndarray, np.ndarray]:
@@ -112,6 +114,8 @@ def compose_kept(kept: KeptMasks) -> tuple[np.ndarray, np.ndarray]:
     target's own, under the same light: holes there are not eroded by the feather)."""
     region = kept.outline * kept.uncovered
     shown = np.clip(kept.source_usable * kept.target_drawn * kept.target_facing, 0.0, 1.0) * kept.source_clear
+    if isinstance(kept.source_uncovered, np.ndarray):  # (1: no cover found, or the track's finds reused)
+        shown = shown * kept.source_uncovered
     return region, shown
 
 
@@ -122,11 +126,13 @@ def kept_report(kept: KeptMasks, eyes: np.ndarray, frames: np.ndarray | None, st
     face = kept.outline[grid]
     total = max(float(face.sum()), 1e-6)
 
-    def share(keeps_target: np.ndarray) -> float:
+    def share(keeps_target: np.ndarray | float) -> float:
+        if not isinstance(keeps_target, np.ndarray):
+            return round(float(keeps_target), 4)
         return round(float((keeps_target[grid] * face).sum()) / total, 4)
 
     report = {name: share(1.0 - getattr(kept, name)) for name in
-              ("uncovered", "target_drawn", "target_facing", "source_usable", "source_clear")}
+              ("uncovered", "target_drawn", "target_facing", "source_usable", "source_clear", "source_uncovered")}
     report["target_eyes"] = share(eyes)
     report["target_frames"] = 0.0 if frames is None else share(frames)
     return report
@@ -273,6 +279,7 @@ class ClassicalEngine(Engine):
         not change: a strand the rules see at one pose and miss at another stays out)."""
         t = self.tuning
         shape = w.base.shape[:2]
+        source_uncovered: np.ndarray | float = 1.0
         outline = face_region_mask(g.geom, shape, cut_mouth=True)
         skin = skin_of(outline, g.geom)
         carried = w.source_finds
@@ -283,18 +290,23 @@ class ClassicalEngine(Engine):
             found = None
         else:
             uncovered, light_trust, agreement = unoccluded(w.source, w.base, skin, g.geom, g.eye, work, t.occlusion)
-            small = cv2.GaussianBlur(source_occluders(w.source, skin, g.geom, g.eye, g.source_turned, work, t,
-                                                      t.light.sigma, w.source_not_skin), (0, 0), 1.0)
+            small, cover = source_occluders(w.source, skin, g.geom, g.eye, g.source_turned, work, t, t.light.sigma,
+                                            w.source_not_skin)
+            small = cv2.GaussianBlur(small, (0, 0), 1.0)
             if carried is not None:
                 small = np.maximum(small, cv2.resize(carried[:, :, 0], work.size, interpolation=cv2.INTER_LINEAR))
             occluders = np.clip(work.up(small), 0.0, 1.0)
+            if cover.any():  # its own rule (and in what the track carries, with the rest)
+                cover = cv2.GaussianBlur(cv2.dilate(cover, np.ones((3, 3), np.uint8)), (0, 0), 1.0)
+                source_uncovered = 1.0 - np.clip(work.up(cover), 0.0, 1.0)
+                small = np.maximum(small, cover)
             found = SourceFinds(geom=work.on_grid(g.geom), masks=np.dstack([small, agreement]),
                                 source_lms=source.face.landmarks, rotation=g.t_pose.rotation)
         if w.source_hands is not None:  # a source's hand: never pasted (labels.label_hands)
             occluders = np.maximum(occluders, np.clip(w.source_hands, 0.0, 1.0))
         return KeptMasks(outline=outline, skin=skin, uncovered=uncovered,
                          light_trust=light_trust, target_drawn=w.drawn, target_facing=w.target_seen,
-                         source_usable=w.valid, source_clear=1.0 - occluders), found
+                         source_usable=w.valid, source_clear=1.0 - occluders, source_uncovered=source_uncovered), found
 
     def light_and_detail(self, w: Warped, g: FaceGeometry, kept: KeptMasks, shown: np.ndarray, region: np.ndarray,
                          work: WorkScale, light: LightField | None,

@@ -105,7 +105,7 @@ def target_occluders(tgt_agree: np.ndarray, skin: np.ndarray, eye_dist: float, t
 
 def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dist: float, turned: float,
                      work: WorkScale, tuning: ClassicalTuning, light_sigma: float,
-                     not_skin: np.ndarray | None = None) -> np.ndarray:
+                     not_skin: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """0..1, on the work scale's grid, where the warped source shows something other than its
     skin on the face's skin (a strand of hair, a hand, the background a profile's silhouette
     brings in): there the target's skin is kept, under the same light, instead of cutting
@@ -118,7 +118,10 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
     beard and stubble are its own and stay; a turned one's mouth and chin border the
     background. `not_skin`: the source's region map's hair, glasses and hands at ROI size
     (labels.py), what strands are made of (None: the colour tests of strands.strands). A
-    video finds this once per track (engine.SourceFinds)."""
+    video finds this once per track (engine.SourceFinds).
+
+    With it, on the same grid, what covers most of the face from outside (`source_cover`:
+    a hat brim over the eyes; zero where nothing does), which the tests here learn around."""
     occ_t = tuning.occlusion
     size, scale = work.size, work.scale
     sk = work.small(skin)
@@ -127,16 +130,8 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
     # above the nose's base (upright faces)
     above_mouth = (gy < lms[mesh.NOSE_BASE, 1]).astype(np.float32) if turned < 0.5 else np.ones_like(gy)
     region = sk * above_mouth
-    covered = covered_from_outside(lab, sk, lms, eye_dist, work, occ_t) * above_mouth
-    cover = (covered > 0.5) & (region > 0.5)
-    if 2 * int(cover.sum()) > int((region > 0.5).sum()):
-        # more than half of the skin the tests below learn from is covered (a hat brim over the
-        # eyes and forehead): their medians would be the cover's colour, and the skin below it
-        # the strand (cases.md O2: the brim pasted, the nose and cheeks replaced). The
-        # cover goes, and they learn on the rest
-        region = region * ~cover
-    else:
-        covered = np.zeros_like(covered)
+    covered = source_cover(lab, sk, region, lms, eye_dist, work, occ_t) * above_mouth
+    region = region * (covered < 0.5)
     # the eye band counts on a turned source: its dark patches there are sunglasses or make-up
     # that, mirrored, reads as bruises (cases.md V3: lenses pasted into the target's frames)
     band = (1.0 - turned) * eye_band(lms, work, eye_dist, occ_t)
@@ -156,9 +151,21 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
             anywhere = st.strands(colours, outline, hair=hair)
             found = np.maximum(found, st.followed_down(found, anywhere))
         occ = np.maximum(occ, (1.0 - turned) * found)
-    occ = np.maximum(occ, covered)
     # one work pixel wider: a profile's nose ridge brings a line of background thinner than that
-    return cv2.dilate(occ, np.ones((3, 3), np.uint8))
+    return cv2.dilate(occ, np.ones((3, 3), np.uint8)), covered
+
+
+def source_cover(lab: np.ndarray, skin: np.ndarray, region: np.ndarray, lms: np.ndarray, eye_dist: float,
+                 work: WorkScale, tuning: Occlusion) -> np.ndarray:
+    """What covers a source face from outside (`covered_from_outside`) where it covers more
+    than half of `region`, the skin the source's tests learn its colour on; else zero. More
+    than half (a hat brim over the eyes and forehead), their medians would be the cover's
+    colour, and the skin below it the strand (cases.md O2: the brim pasted, the nose and
+    cheeks replaced): the cover goes, and they learn on the rest."""
+    covered = covered_from_outside(lab, skin, lms, eye_dist, work, tuning)
+    if 2 * int(((covered > 0.5) & (region > 0.5)).sum()) > int((region > 0.5).sum()):
+        return covered
+    return np.zeros_like(covered)
 
 
 def covered_from_outside(lab: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dist: float, work: WorkScale,
