@@ -206,12 +206,14 @@ def test_the_source_eye_colour_survives_the_light_transfer(fuser, target_path, s
     assert shift < limit, f"iris colour moved by {shift:.1f} (Lab a*b*)"
 
 
-@pytest.mark.parametrize("glasses", ["deepface_img25.jpg", "faceapi_leonard1.png"])
+@pytest.mark.parametrize("glasses", ["deepface_img25.jpg", "faceapi_leonard1.png", "faceapi_bernadette1.png"])
 def test_a_sources_glasses_are_not_pasted(fuser, data_dir, target_path, glasses, monkeypatch):
     """A source wearing dark frames, fused onto a face without glasses: no frames ring the
     result's eyes (the ridge detector that finds a target's frames finds none there), and the
     report says what the frames took of the source. With the painting-out off (the
-    ablation), the frames come through and are found on the result."""
+    ablation), the frames come through and are found on the result. (Bernadette's 150-px
+    rims break at the lenses' outer corners: a top line over both eyes and a bottom rim
+    under each ring them.)"""
     from facefuse.config import Settings
     from facefuse.engines.classical import DEFAULT_TUNING, glasses as gl
     from facefuse.pipeline import Fuser

@@ -137,6 +137,7 @@ def _rims(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Frames) -> 
     ring[0] = False
     around = np.zeros_like(ring)
     ringed = 0  # eyes a rim rings
+    aboves, belows = [], []
     for eye_pts in (local[:n], local[n:2 * n]):
         ex, ey0, ey1 = eye_pts[:, 0].mean(), eye_pts[:, 1].min(), eye_pts[:, 1].max()
         column = labels[:, max(0, int(ex - tuning.column * e)):max(1, int(ex + tuning.column * e) + 1)]
@@ -145,7 +146,19 @@ def _rims(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Frames) -> 
         both = np.intersect1d(above, below)
         around[both] = True
         ringed += int(ring[both].any())
+        aboves.append(above[above > 0])
+        belows.append(below[below > 0])
     ring &= around
+    if ringed < 2:
+        # a frame whose rims break (a small photo's, at the outer corners; the nose's flanks,
+        # not looked at, take the lenses' inner sides) rings no eye with one line: one line
+        # above both eyes (the top rims joined by the bridge) and, below each eye, a line
+        # spanning it (a bottom rim) ring both (on the dev photos only faceapi_bernadette1.png)
+        wide = stats[:, cv2.CC_STAT_WIDTH] >= tuning.span * e
+        top, bottoms = np.intersect1d(*aboves), [b[wide[b]] for b in belows]
+        if top.size and all(b.size for b in bottoms):
+            ring[np.concatenate([top, *bottoms])] = True
+            ringed = 2
     if not ring.any():
         return None
     return _Rims(labels, ring, ridge, local, n, e, dark, ringed), (x0, y0, x1, y1)
