@@ -28,7 +28,7 @@ from .labels import label_hands, label_source, warped_prepared
 from .light import LightField, borrow_fine_skin_texture, match_detail, transfer_light_over_time
 from .occlusion import source_occluders, unoccluded
 from .shape import result_geometry
-from .source import crop_source, source_at_scale, source_pose
+from .source import crop_source, shrunk_source, source_at_scale, source_pose
 from .tuning import DEFAULT_TUNING, ClassicalTuning, ramp
 from .visibility import complete_by_symmetry, near_half_first, opaque_weights, source_weights, target_trust, turned, unstretched
 from .warp import IDENTITY, Warped, dense_maps, nearby_triangles, vertex_fields
@@ -171,7 +171,8 @@ class ClassicalEngine(Engine):
         # this source's finds on the track, at the pose they were made at; reused near that pose
         earlier = previous.source if previous.source is not None and previous.source.of(source.face.landmarks) else None
         carried = earlier if earlier is not None and earlier.near(g.t_pose.rotation, self.tuning) else None
-        w = self.warp(source, target_roi, g, ratio, earlier)
+        # with no finds on the track yet, the source's own (found once, at its own pose)
+        w = self.warp(source, target_roi, g, ratio, earlier or self.own_finds(source))
         work = WorkScale(target_roi.shape[:2], g.eye, self.tuning.work)
         kept, found = self.what_to_keep(w, g, work, source, reuse=carried is not None)
         region, shown = compose_kept(kept)
@@ -183,6 +184,19 @@ class ClassicalEngine(Engine):
         fused.kept.update(source_frames=source.prepared.get("frames_share", 0.0),
                           source_hands=source.prepared.get("hands_share", 0.0))
         return fused
+
+    def own_finds(self, source: SourceFace) -> SourceFinds | None:
+        """What the rules find on the source fused onto itself (its crop shrunk to the work
+        scale: 25-40 ms), once per prepared source; kept by every fusion as a track's earlier
+        finds are: a lock seen at the source's own pose and missed at the target's stays out."""
+        if "own_finds" not in source.prepared:
+            eye = mesh.eye_distance(source.face.landmarks[: mesh.N_MESH])
+            small = shrunk_source(source, WorkScale(source.image.shape[:2], eye, self.tuning.work).scale)
+            g = self.geometry(small, small.face.landmarks, 1.0)
+            w = self.warp(small, small.image, g, 1.0)
+            _, source.prepared["own_finds"] = self.what_to_keep(
+                w, g, WorkScale(small.image.shape[:2], g.eye, self.tuning.work), small, own_pose=True)
+        return source.prepared["own_finds"]
 
     def warm_up(self) -> None:
         """OpenCV builds its float Lab tables on the first such conversion (110-160 ms here;
@@ -269,14 +283,15 @@ class ClassicalEngine(Engine):
         return Warped(source=warped, base=base, drawn=drawn, target_seen=target_seen, valid=valid, maps=(sx, sy),
                       source_not_skin=not_skin, source_finds=finds, source_hands=hands)
 
-    def what_to_keep(self, w: Warped, g: FaceGeometry, work: WorkScale, source: SourceFace,
-                     reuse: bool = False) -> tuple[KeptMasks, SourceFinds | None]:
+    def what_to_keep(self, w: Warped, g: FaceGeometry, work: WorkScale, source: SourceFace, reuse: bool = False,
+                     own_pose: bool = False) -> tuple[KeptMasks, SourceFinds | None]:
         """Each rule's mask (see KeptMasks): hair, hands and brims stay where they are, and
         a source's strands, patches and unusable sides give way to the target's skin. With
         them, what was found on the source's pixels here, for a video's next frames (None:
         the track's earlier finds were reused, `w.source_finds`). Finds made again at a new
         pose keep what the earlier ones found covering the source as well (the source does
-        not change: a strand the rules see at one pose and miss at another stays out)."""
+        not change: a strand the rules see at one pose and miss at another stays out).
+        `own_pose`: the source fused onto itself (own_finds)."""
         t = self.tuning
         shape = w.base.shape[:2]
         source_uncovered: np.ndarray | float = 1.0
@@ -291,7 +306,7 @@ class ClassicalEngine(Engine):
         else:
             uncovered, light_trust, agreement = unoccluded(w.source, w.base, skin, g.geom, g.eye, work, t.occlusion)
             small, cover = source_occluders(w.source, skin, g.geom, g.eye, g.source_turned, work, t, t.light.sigma,
-                                            w.source_not_skin)
+                                            w.source_not_skin, own_pose)
             small = cv2.GaussianBlur(small, (0, 0), 1.0)
             if carried is not None:
                 small = np.maximum(small, cv2.resize(carried[:, :, 0], work.size, interpolation=cv2.INTER_LINEAR))

@@ -105,7 +105,7 @@ def target_occluders(tgt_agree: np.ndarray, skin: np.ndarray, eye_dist: float, t
 
 def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dist: float, turned: float,
                      work: WorkScale, tuning: ClassicalTuning, light_sigma: float,
-                     not_skin: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     not_skin: np.ndarray | None = None, own_pose: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """0..1, on the work scale's grid, where the warped source shows something other than its
     skin on the face's skin (a strand of hair, a hand, the background a profile's silhouette
     brings in): there the target's skin is kept, under the same light, instead of cutting
@@ -145,10 +145,13 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
         beside = beside_the_eyes(lms, work) * above_mouth  # (judged on the skin; `beyond` it, for thickness)
         e = eye_dist * scale
         colours = st.StrandColours(lab, region, e, s_t, occ_t, lms * scale)
-        found = st.with_covered_eyes(st.strands(colours, outline * above_mouth, beside, hair, beyond=region < 0.5),
-                                     lms * scale, e, s_t)
+        # at the source's own pose (unwarped, its mirror the mesh's own), eye make-up is told
+        # from a lock by the other eye wearing it too (strands.without_mirrored_make_up)
+        mirrored = st.without_mirrored_make_up if own_pose else (lambda found, colours: found)
+        found = mirrored(st.strands(colours, outline * above_mouth, beside, hair, beyond=region < 0.5), colours)
+        found = st.with_covered_eyes(found, lms * scale, e, s_t)
         if s_t.followed_down and found.any():
-            anywhere = st.strands(colours, outline, hair=hair)
+            anywhere = mirrored(st.strands(colours, outline, hair=hair), colours)
             found = np.maximum(found, st.followed_down(found, anywhere))
         occ = np.maximum(occ, (1.0 - turned) * found)
     # one work pixel wider: a profile's nose ridge brings a line of background thinner than that

@@ -66,3 +66,18 @@ def source_pose(source: SourceFace) -> pose.Pose:
     if fitted is None:
         fitted = source.prepared["pose"] = pose.fit_pose(source.face.landmarks[: mesh.N_MESH].astype(np.float32))
     return fitted
+
+
+def shrunk_source(source: SourceFace, scale: float) -> SourceFace:
+    """A prepared source at `scale` (its crop, landmarks, opacity and the masks prepared on
+    it: the region map's, the hands'), as a new SourceFace."""
+    image = source.image
+    size = (max(8, round(image.shape[1] * scale)), max(8, round(image.shape[0] * scale)))
+    sx, sy = size[0] / image.shape[1], size[1] / image.shape[0]
+    face = source.face
+    return SourceFace(
+        image=cv2.resize(image, size, interpolation=cv2.INTER_AREA),
+        face=Face(box=tuple(v * f for v, f in zip(face.box, (sx, sy, sx, sy), strict=True)), score=face.score,
+                  landmarks=(face.landmarks * np.float32([sx, sy])).astype(np.float32)),
+        prepared={k: source.prepared[k] for k in ("not_skin", "hands") if k in source.prepared},
+        alpha=None if source.alpha is None else cv2.resize(source.alpha, size, interpolation=cv2.INTER_AREA))

@@ -40,6 +40,9 @@ class StrandColours:
         chroma_z = np.sqrt((((lab[:, :, 1:] - mu) / spread) ** 2).sum(2))
         self.unlike = chroma_step > tuning.chroma
         self.faint = (chroma_z > tuning.chroma_z) & (tuning.chroma_z > 0)
+        lightness = lab[:, :, 0]
+        self.skin = np.float32([np.median(lightness[region > 0.5]), *mu])  # its Lab centre
+        self.darker = (lightness < self.skin[0] - tuning.dark) & (tuning.dark > 0)
         self.grow = None if lms is None else (self.unlike | self.faint) & ~own_features(
             lms, region.shape[::-1], eye_dist, tuning, lab, floor)
 
@@ -114,14 +117,54 @@ def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray 
     found = reaching_in(c.unlike, grow=c.grow) | reaching_in(c.faint, tuning.tall, grow=c.grow,
                                                              there=None if beyond is None else c.faint & beyond)
     if dark_where is not None and tuning.dark > 0:
-        lightness = c.lab[:, :, 0]
-        dark = (lightness < np.median(lightness[c.region > 0.5]) - tuning.dark) & (dark_where > 0.5)
+        dark = c.darker & (dark_where > 0.5)
         found |= reaching_in(dark & (c.region > 0.5), tuning.tall, grow=c.grow,
                              there=None if beyond is None else dark & beyond)
     if hair is not None:  # the learned label is a strand's shape already: no opening
         # a strand may run through the lashes and lids round an eye, but they stay the eye's
         found |= reaching_in(hair, thin=True) & ~around_the_eyes(lms, outline.shape[::-1], eye_dist, tuning)
     return found.astype(np.float32)
+
+
+def without_mirrored_make_up(found: np.ndarray, colours: StrandColours) -> np.ndarray:
+    """`found` (0..1, work scale) less what it has round an eye (`around_the_eye`) when most
+    of that is eye make-up: coloured unlike the skin (`unlike`, `faint`), with the mirrored
+    place round the other eye of its colour (nearer to it than half its step from the skin,
+    within a pixel: the mirror is the mesh's). Both eyes wear make-up; a lock falls on one
+    side, and its mirror is the other eye's skin. Asked at the source's own pose only
+    (ClassicalEngine.own_finds): there regular pair 2's smoky wing, joined to her hair at one
+    temple, was found as a lock and took her eye; at a target's pose a lock beside made-up
+    eyes stays a lock (simswap_specific1.png's hair by her eye)."""
+    c = colours
+    if not c.enough or c.lms is None or not found.any():
+        return found
+    size = found.shape[::-1]
+    twin = None
+    out = found
+    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+        near = around_the_eye(c.lms[ring], size, c.eye_dist, c.tuning) & (found > 0)
+        if not near.any():
+            continue
+        if twin is None:
+            twin = cv2.warpAffine(c.lab, mirror_map(c.lms), size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                  borderMode=cv2.BORDER_REPLICATE)
+        ys, xs = np.nonzero(near)
+        own = c.lab[ys, xs]
+        h, w = near.shape
+        to_twin = np.min([np.linalg.norm(own - twin[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)], axis=1)
+                          for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
+        coloured = (c.unlike | c.faint)[ys, xs]
+        if 2 * int((coloured & (to_twin < 0.5 * np.linalg.norm(own - c.skin, axis=1))).sum()) > len(ys):
+            out = np.where(near, 0.0, out).astype(np.float32)
+    return out
+
+
+def mirror_map(lms: np.ndarray) -> np.ndarray:
+    """(2, 3) float32: the affine map that best takes each landmark of `lms` (the mesh's, on
+    any grid) to its mirror across the face (mesh.mirror)."""
+    pts = lms[: mesh.N_MESH].astype(np.float64)
+    sol, *_ = np.linalg.lstsq(np.hstack([pts, np.ones((len(pts), 1))]), pts[mesh.mirror()], rcond=None)
+    return sol.T.astype(np.float32)
 
 
 def followed_down(found: np.ndarray, anywhere: np.ndarray) -> np.ndarray:
@@ -144,7 +187,14 @@ def eye_openings(lms: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def around_the_eyes(lms: np.ndarray, size: tuple[int, int], eye_dist: float, tuning: Strands) -> np.ndarray:
     """bool on the grid of `size` (w, h): each eye and `eye_margin` eye distances around it,
     where lashes and lids are the eye's own, however dark (`lms` in that grid's pixels)."""
-    m = eye_openings(lms, size)
+    return around_the_eye(lms[mesh.RIGHT_EYE], size, eye_dist, tuning) | around_the_eye(lms[mesh.LEFT_EYE], size,
+                                                                                          eye_dist, tuning)
+
+
+def around_the_eye(ring: np.ndarray, size: tuple[int, int], eye_dist: float, tuning: Strands) -> np.ndarray:
+    """bool: one eye (`ring`, its opening's landmarks) and `eye_margin` eye distances round it."""
+    m = np.zeros((size[1], size[0]), np.uint8)
+    cv2.fillConvexPoly(m, np.round(cv2.convexHull(ring)).astype(np.int32), 1)
     k = max(3, int(2 * tuning.eye_margin * eye_dist) | 1)
     return cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
 
@@ -175,11 +225,8 @@ def with_covered_eyes(found: np.ndarray, lms: np.ndarray, eye_dist: float, tunin
     `eye_share` of it and `eye_margin` around it) added whole: the target's eye then stays
     there. `lms` in work-scale pixels."""
     out = found.copy()
-    k = max(3, int(2 * tuning.eye_margin * eye_dist) | 1)
     for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
-        m = np.zeros(found.shape, np.uint8)
-        cv2.fillConvexPoly(m, np.round(cv2.convexHull(lms[ring])).astype(np.int32), 1)
-        around = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
+        around = around_the_eye(lms[ring], found.shape[::-1], eye_dist, tuning)
         if found[around].mean() > tuning.eye_share:
             out[around] = 1.0
     return out
