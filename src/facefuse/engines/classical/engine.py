@@ -187,15 +187,15 @@ class ClassicalEngine(Engine):
 
     def own_finds(self, source: SourceFace) -> SourceFinds | None:
         """What the rules find on the source fused onto itself (its crop shrunk to the work
-        scale: 25-40 ms), once per prepared source; kept by every fusion as a track's earlier
-        finds are: a lock seen at the source's own pose and missed at the target's stays out."""
+        scale: 25-40 ms), once per prepared source (None: nothing); kept by every fusion as a
+        track's earlier finds are: a lock seen at its own pose and missed at the target's stays out."""
         if "own_finds" not in source.prepared:
             eye = mesh.eye_distance(source.face.landmarks[: mesh.N_MESH])
             small = shrunk_source(source, WorkScale(source.image.shape[:2], eye, self.tuning.work).scale)
             g = self.geometry(small, small.face.landmarks, 1.0)
             w = self.warp(small, small.image, g, 1.0)
-            _, source.prepared["own_finds"] = self.what_to_keep(
-                w, g, WorkScale(small.image.shape[:2], g.eye, self.tuning.work), small, own_pose=True)
+            _, found = self.what_to_keep(w, g, WorkScale(small.image.shape[:2], g.eye, self.tuning.work), small, own_pose=True)
+            source.prepared["own_finds"] = found if found.masks[:, :, 0].any() else None
         return source.prepared["own_finds"]
 
     def warm_up(self) -> None:
