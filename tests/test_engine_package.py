@@ -396,9 +396,10 @@ def test_the_source_finds_are_found_again_for_another_source_or_a_target_turned_
     lms = fuser.detect(target).faces[0].landmarks
     fuser._sources.clear()  # sources prepared before have their own finds made already
     src, other = fuser.prepare_source(source_path), fuser.prepare_source(target_path)
+    assert len(finds) == 2  # once each, at its own pose, when prepared (ClassicalEngine.own_finds)
     state = engine.fuse(src, target, lms, 1.0).light
-    assert len(finds) == 2 and state.source is not None  # at the source's own pose (once) and here
-    assert engine.fuse(src, target, lms, 1.0, light=state).light.source is state.source and len(finds) == 2
+    assert len(finds) == 3 and state.source is not None
+    assert engine.fuse(src, target, lms, 1.0, light=state).light.source is state.source and len(finds) == 3
     engine.fuse(other, target, lms, 1.0, light=state)
     assert len(finds) == 4
     bound = engine.tuning.visibility.turned[0]

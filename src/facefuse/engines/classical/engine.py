@@ -159,6 +159,7 @@ class ClassicalEngine(Engine):
             label_hands(source, self.tuning.labels)
         if self.tuning.labels.source:
             label_source(source, self.tuning)
+        self.own_finds(source)  # now, not on a live stream's first frame
         return source
 
     def fuse(self, source: SourceFace, target_roi: np.ndarray, target_landmarks: np.ndarray, ratio: float,
@@ -171,8 +172,7 @@ class ClassicalEngine(Engine):
         # this source's finds on the track, at the pose they were made at; reused near that pose
         earlier = previous.source if previous.source is not None and previous.source.of(source.face.landmarks) else None
         carried = earlier if earlier is not None and earlier.near(g.t_pose.rotation, self.tuning) else None
-        # with no finds on the track yet, the source's own (found once, at its own pose)
-        w = self.warp(source, target_roi, g, ratio, earlier or self.own_finds(source))
+        w = self.warp(source, target_roi, g, ratio, earlier or self.own_finds(source))  # none yet: the source's own
         work = WorkScale(target_roi.shape[:2], g.eye, self.tuning.work)
         kept, found = self.what_to_keep(w, g, work, source, reuse=carried is not None)
         region, shown = compose_kept(kept)
@@ -187,8 +187,8 @@ class ClassicalEngine(Engine):
 
     def own_finds(self, source: SourceFace) -> SourceFinds | None:
         """What the rules find on the source fused onto itself (its crop shrunk to the work
-        scale: 25-40 ms), once per prepared source (None: nothing); kept by every fusion as a
-        track's earlier finds are: a lock seen at its own pose and missed at the target's stays out."""
+        scale: 25-40 ms), once, when the source is prepared (None: nothing); kept by every fusion
+        as a track's earlier finds are: a lock seen at its own pose and missed at the target's stays out."""
         if "own_finds" not in source.prepared:
             eye = mesh.eye_distance(source.face.landmarks[: mesh.N_MESH])
             small = shrunk_source(source, WorkScale(source.image.shape[:2], eye, self.tuning.work).scale)
