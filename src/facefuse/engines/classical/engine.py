@@ -187,7 +187,7 @@ class ClassicalEngine(Engine):
 
     def own_finds(self, source: SourceFace) -> SourceFinds | None:
         """What the rules find on the source fused onto itself (its crop shrunk to the work
-        scale: 25-40 ms), once, when the source is prepared (None: nothing); kept by every fusion
+        scale: 25-50 ms), once, when the source is prepared (None: nothing); kept by every fusion
         as a track's earlier finds are: a lock seen at its own pose and missed at the target's stays out."""
         if "own_finds" not in source.prepared:
             eye = mesh.eye_distance(source.face.landmarks[: mesh.N_MESH])
