@@ -54,9 +54,9 @@ class FaceGeometry:
 
 @dataclass
 class SourceFinds:
-    """What the rules found on the source's own pixels, on one frame of a video track, at
-    that frame's work scale: `masks` (h, w, 3), its occluders (occlusion.source_occluders,
-    softened by one work pixel) and its two skin agreements (occlusion.unoccluded); with
+    """What the rules found on the source's own pixels, on one frame of a video track (or at
+    its own pose: ClassicalEngine.own_finds), at that frame's work scale: `masks`, its occluders
+    (occlusion.source_occluders, softened by one work pixel) and, on a track, its two skin agreements; with
     the result's geometry there (`geom`, work pixels) and the landmarks of the source they
     were found on, and the target's pose then. They are properties of the source's pixels,
     so the track's next frames read them through their own triangles instead of finding
@@ -186,9 +186,8 @@ class ClassicalEngine(Engine):
         return fused
 
     def own_finds(self, source: SourceFace) -> SourceFinds | None:
-        """What the rules find on the source fused onto itself (its crop shrunk to the work
-        scale: 25-50 ms), once, when the source is prepared (None: nothing); kept by every fusion
-        as a track's earlier finds are: a lock seen at its own pose and missed at the target's stays out."""
+        """What the rules find on the source fused onto itself (its crop shrunk to the work scale), once, when it is
+        prepared (None: nothing); kept by every fusion as a track's earlier finds: one missed at the target's pose stays out."""
         if "own_finds" not in source.prepared:
             eye = mesh.eye_distance(source.face.landmarks[: mesh.N_MESH])
             small = shrunk_source(source, WorkScale(source.image.shape[:2], eye, self.tuning.work).scale)
@@ -258,8 +257,8 @@ class ClassicalEngine(Engine):
             sets.append((earlier.geom, mesh.similarity(g.geom[mesh.RIGID], earlier.geom[mesh.RIGID])))
         maps = dense_maps((h, w), g.geom, sets, order=pose.drawing_order(t_facing, g.t_pose), grid=t.warp,
                           coarse=int(earlier is not None))
-        finds = None if earlier is None else cv2.remap(earlier.masks, *maps.pop(), cv2.INTER_LINEAR,
-                                                       borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        finds = None if earlier is None else np.atleast_3d(cv2.remap(earlier.masks, *maps.pop(), cv2.INTER_LINEAR,
+                                                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0.0))
         (sx, sy), (tx, ty), (drawn, target_seen) = maps[:3]
         warped = cv2.remap(src_img, sx, sy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
         not_skin = warped_prepared(source, "not_skin", src_img.shape[:2], sx, sy)
@@ -303,8 +302,9 @@ class ClassicalEngine(Engine):
             agreement = cv2.resize(carried[:, :, 1:], work.size, interpolation=cv2.INTER_LINEAR)
             uncovered, light_trust, _ = unoccluded(w.source, w.base, skin, g.geom, g.eye, work, t.occlusion, agreement)
             found = None
-        else:
-            uncovered, light_trust, agreement = unoccluded(w.source, w.base, skin, g.geom, g.eye, work, t.occlusion)
+        else:  # the source fused onto itself (own_pose) needs only its finds: no target to test
+            tested = None if own_pose else unoccluded(w.source, w.base, skin, g.geom, g.eye, work, t.occlusion)
+            uncovered, light_trust, agreement = tested or (1.0, 1.0, None)
             small, cover = source_occluders(w.source, skin, g.geom, g.eye, g.source_turned, work, t, t.light.sigma,
                                             w.source_not_skin, own_pose)
             small = cv2.GaussianBlur(small, (0, 0), 1.0)
@@ -315,7 +315,7 @@ class ClassicalEngine(Engine):
                 cover = cv2.GaussianBlur(cv2.dilate(cover, np.ones((3, 3), np.uint8)), (0, 0), 1.0)
                 source_uncovered = 1.0 - np.clip(work.up(cover), 0.0, 1.0)
                 small = np.maximum(small, cover)
-            found = SourceFinds(geom=work.on_grid(g.geom), masks=np.dstack([small, agreement]),
+            found = SourceFinds(geom=work.on_grid(g.geom), masks=np.dstack([small] if own_pose else [small, agreement]),
                                 source_lms=source.face.landmarks, rotation=g.t_pose.rotation)
         if w.source_hands is not None:  # a source's hand: never pasted (labels.label_hands)
             occluders = np.maximum(occluders, np.clip(w.source_hands, 0.0, 1.0))
