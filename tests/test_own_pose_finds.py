@@ -84,3 +84,19 @@ def test_the_own_finds_are_made_once_per_source_at_the_work_scale(source_path, t
     fuser.fuse(source_path, data_dir / "ghost_murakami.jpg", ratio=1.0)
     (again,) = fuser._sources.values()
     assert again.prepared["own_finds"] is finds
+
+
+def test_the_own_finds_skip_the_target_side_occluder_test(source_path, target_path, monkeypatch):
+    """The source fused onto itself has no target whose occluders matter: preparing a source
+    runs `unoccluded` not once, and its finds hold the occluders alone (no track reuses their
+    skin agreements); a fusion onto a target runs it once, for that target."""
+    calls = []
+    real = classical_engine.unoccluded
+    monkeypatch.setattr(classical_engine, "unoccluded", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fuser = Fuser()
+    source = fuser.prepare_source(source_path)
+    finds = source.prepared["own_finds"]
+    assert finds is not None and finds.masks.shape[2] == 1
+    assert calls == []
+    fuser.fuse(source_path, target_path, ratio=1.0)
+    assert calls == [1]
