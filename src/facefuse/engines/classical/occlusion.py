@@ -61,20 +61,33 @@ def unoccluded(src: np.ndarray, tgt: np.ndarray, skin: np.ndarray, lms: np.ndarr
     only where the target is covered from outside (`target_occluders`): cutting the
     source's non-skin along the outline too lost identity (judge: 96 % -> 84 % of pairs
     moved), as its own shaded cheeks read as occluders there."""
-    scale = work.scale
     sk = work.small(skin)
     _, depth, brow_depth = work.axes(lms)
-    reference = sk * (depth > tuning.reference_depth * eye_dist)  # cheeks and nose: rarely covered
     forehead = (sk > 0.5) & (depth < brow_depth - tuning.forehead_margin * eye_dist)
     # lightness counts fully on the source (hair is darker or lighter than skin), less on
     # the target, whose own light and shadow must not read as an occluder
-    tgt_agree = skin_agreement(work.lab(tgt), reference, tuning.target_lightness, tuning)
+    tgt_agree, below = skin_and_cover(work.lab(tgt), sk, lms, eye_dist, work, tuning)
     if source_agreement is None:
-        source_agreement = np.dstack(skin_agreements(work.lab(src), reference, 1.0, tuning, (None, tuning.forehead_spread)))
+        source_agreement = np.dstack(skin_agreements(work.lab(src), reference_skin(sk, lms, eye_dist, work, tuning), 1.0,
+                                                     tuning, (None, tuning.forehead_spread)))
     agree, strict = source_agreement[:, :, 0] * tgt_agree, source_agreement[:, :, 1] * tgt_agree
     agree = np.where(forehead, strict, agree)  # the source's bangs (see Occlusion.forehead_spread)
-    below = target_occluders(tgt_agree, sk, eye_dist * scale, tuning)
     return work.up_soft(np.where(forehead, agree, below).astype(np.float32)), work.up_soft(agree), source_agreement
+
+
+def reference_skin(skin: np.ndarray, lms: np.ndarray, eye_dist: float, work: WorkScale, tuning: Occlusion) -> np.ndarray:
+    """The part of `skin` (work grid) a face's skin colour is learned on: the cheeks and the
+    nose, `reference_depth` eye distances below the eye line, which are rarely covered."""
+    return skin * (work.axes(lms)[1] > tuning.reference_depth * eye_dist)
+
+
+def skin_and_cover(lab: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dist: float, work: WorkScale,
+                   tuning: Occlusion) -> tuple[np.ndarray, np.ndarray]:
+    """(how like its skin each pixel of a face is, where nothing covers it from outside),
+    both 0..1 on the work grid: `skin_agreement` learned on the `reference_skin`, with the
+    target's weight on lightness (its own shading is no cover), and `target_occluders` on it."""
+    agree = skin_agreement(lab, reference_skin(skin, lms, eye_dist, work, tuning), tuning.target_lightness, tuning)
+    return agree, target_occluders(agree, skin, eye_dist * work.scale, tuning)
 
 
 def target_occluders(tgt_agree: np.ndarray, skin: np.ndarray, eye_dist: float, tuning: Occlusion) -> np.ndarray:
@@ -177,9 +190,7 @@ def covered_from_outside(lab: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye
     brim, a hood, a hand), the target's own test (`target_occluders`) on this face's skin
     colour as learned on its cheeks and nose (`reference_depth`), with the target's weight
     on lightness (its own shading is no cover). `skin`: the face's skin on that grid."""
-    _, depth, _ = work.axes(lms)
-    agree = skin_agreement(lab, skin * (depth > tuning.reference_depth * eye_dist), tuning.target_lightness, tuning)
-    return 1.0 - target_occluders(agree, skin, eye_dist * work.scale, tuning)
+    return 1.0 - skin_and_cover(lab, skin, lms, eye_dist, work, tuning)[1]
 
 
 def foreign_patches(lightness: np.ndarray, region: np.ndarray, eye_dist: float, tuning: Occlusion,
