@@ -66,10 +66,10 @@ def unoccluded(src: np.ndarray, tgt: np.ndarray, skin: np.ndarray, lms: np.ndarr
     forehead = (sk > 0.5) & (depth < brow_depth - tuning.forehead_margin * eye_dist)
     # lightness counts fully on the source (hair is darker or lighter than skin), less on
     # the target, whose own light and shadow must not read as an occluder
-    tgt_agree, below = skin_and_cover(work.lab(tgt), sk, lms, eye_dist, work, tuning)
+    reference = reference_skin(sk, lms, eye_dist, work, tuning)
+    tgt_agree, below = skin_and_cover(work.lab(tgt), sk, reference, eye_dist * work.scale, tuning)
     if source_agreement is None:
-        source_agreement = np.dstack(skin_agreements(work.lab(src), reference_skin(sk, lms, eye_dist, work, tuning), 1.0,
-                                                     tuning, (None, tuning.forehead_spread)))
+        source_agreement = np.dstack(skin_agreements(work.lab(src), reference, 1.0, tuning, (None, tuning.forehead_spread)))
     agree, strict = source_agreement[:, :, 0] * tgt_agree, source_agreement[:, :, 1] * tgt_agree
     agree = np.where(forehead, strict, agree)  # the source's bangs (see Occlusion.forehead_spread)
     return work.up_soft(np.where(forehead, agree, below).astype(np.float32)), work.up_soft(agree), source_agreement
@@ -81,13 +81,14 @@ def reference_skin(skin: np.ndarray, lms: np.ndarray, eye_dist: float, work: Wor
     return skin * (work.axes(lms)[1] > tuning.reference_depth * eye_dist)
 
 
-def skin_and_cover(lab: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dist: float, work: WorkScale,
+def skin_and_cover(lab: np.ndarray, skin: np.ndarray, reference: np.ndarray, eye_px: float,
                    tuning: Occlusion) -> tuple[np.ndarray, np.ndarray]:
     """(how like its skin each pixel of a face is, where nothing covers it from outside),
-    both 0..1 on the work grid: `skin_agreement` learned on the `reference_skin`, with the
-    target's weight on lightness (its own shading is no cover), and `target_occluders` on it."""
-    agree = skin_agreement(lab, reference_skin(skin, lms, eye_dist, work, tuning), tuning.target_lightness, tuning)
-    return agree, target_occluders(agree, skin, eye_dist * work.scale, tuning)
+    both 0..1 on the work grid (`eye_px`: the eye distance there): `skin_agreement` learned
+    on `reference` (`reference_skin`), with the target's weight on lightness (its own
+    shading is no cover), and `target_occluders` on it."""
+    agree = skin_agreement(lab, reference, tuning.target_lightness, tuning)
+    return agree, target_occluders(agree, skin, eye_px, tuning)
 
 
 def target_occluders(tgt_agree: np.ndarray, skin: np.ndarray, eye_dist: float, tuning: Occlusion) -> np.ndarray:
@@ -190,7 +191,8 @@ def covered_from_outside(lab: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye
     brim, a hood, a hand), the target's own test (`target_occluders`) on this face's skin
     colour as learned on its cheeks and nose (`reference_depth`), with the target's weight
     on lightness (its own shading is no cover). `skin`: the face's skin on that grid."""
-    return 1.0 - skin_and_cover(lab, skin, lms, eye_dist, work, tuning)[1]
+    return 1.0 - skin_and_cover(lab, skin, reference_skin(skin, lms, eye_dist, work, tuning), eye_dist * work.scale,
+                                tuning)[1]
 
 
 def foreign_patches(lightness: np.ndarray, region: np.ndarray, eye_dist: float, tuning: Occlusion,
