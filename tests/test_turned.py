@@ -463,6 +463,51 @@ def test_a_strand_is_followed_below_the_mouth(fuser, source_path, target_path, t
         assert change > 12  # the rule off, the fault shows: the strand's orange on the chin (24.0)
 
 
+@pytest.mark.parametrize("across", [True, False])  # False: the lips stop a strand, as before
+def test_a_strand_is_followed_across_pale_lips_to_its_tip(fuser, source_path, target_path, monkeypatch, across):
+    """A strand from the source's cheek down over her lips, whose tip curls on below them
+    (prnet_image01322.jpg's lock, docs/cases.md S3). Over lips as pale as the skin, a thin
+    strand takes their colour: no colour test sees it there, and its tip below the mouth
+    is cut off from the rest. The strand is followed across the lips (which stay the
+    face's own), so the tip goes too. Here the strand is painted in that lock's colour, and
+    the lips are given the cheek's chroma (their lightness kept); over them the strand is
+    not painted at all. Measured on the target's chin where the tip lands, Lab b* against
+    the fusion without the strand: -2.3 followed across, +14.4 stopped (the tip pasted)."""
+    if not across:
+        from facefuse.engines.classical import strands
+        from facefuse.pipeline import Fuser
+
+        monkeypatch.setattr(strands, "lips", lambda lms, size: np.zeros((size[1], size[0]), bool))
+        fuser = Fuser()  # a new session: a prepared source keeps what was found at its own pose
+    src = read_image(source_path)
+    lms = fuser.detect(src).faces[0].landmarks
+    eye = float(np.linalg.norm(lms[33] - lms[263]))
+    lips = np.zeros(src.shape[:2], np.uint8)
+    cv2.fillConvexPoly(lips, np.round(cv2.convexHull(lms[mesh.OUTER_LIPS, :2])).astype(np.int32), 1)
+    cheek = lms[205, :2].astype(int)  # (mediapipe's cheek below the eye)
+    skin = np.median(src[cheek[1] - 5:cheek[1] + 5, cheek[0] - 5:cheek[0] + 5].reshape(-1, 3), axis=0)
+    lab = cv2.cvtColor(src, cv2.COLOR_RGB2Lab)
+    lab[lips > 0, 1:] = cv2.cvtColor(skin.reshape(1, 1, 3).astype(np.uint8), cv2.COLOR_RGB2Lab)[0, 0, 1:]
+    pale = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+    lock = (207, 124, 65)  # Lab (60, 27, 45): prnet_image01322's lock at work scale
+    strand = pale.copy()
+    cv2.line(strand, (int(lms[234, 0]) - 5, int(lms[33, 1])), tuple(lms[0, :2].astype(int)), lock, int(0.16 * eye))
+    tip = (int(lms[17, 0] - 0.25 * eye), int(lms[152, 1] - 0.15 * eye))  # from below the lips toward the chin
+    cv2.line(strand, tuple(lms[17, :2].astype(int)), tip, lock, int(0.08 * eye))
+    strand[lips > 0] = pale[lips > 0]
+    t = fuser.detect(read_image(target_path)).faces[0].landmarks
+    te = float(np.linalg.norm(t[33] - t[263]))
+    p = ((t[17, :2] + np.float32([t[17, 0] - 0.25 * te, t[152, 1] - 0.15 * te])) / 2).astype(int)
+    r = max(3, int(0.05 * te))
+    def b_star(im):
+        return float(cv2.cvtColor(im, cv2.COLOR_RGB2Lab)[p[1] - r:p[1] + r, p[0] - r:p[0] + r, 2].astype(np.float32).mean())
+    change = b_star(fuser.fuse(strand, target_path, ratio=1.0)) - b_star(fuser.fuse(pale, target_path, ratio=1.0))
+    if across:
+        assert change < 5, change
+    else:
+        assert change > 9, change  # the ablation: the tip's orange on the target's chin
+
+
 @pytest.mark.parametrize("looked_for", [True, False])  # False: no cover is looked for, as before
 def test_a_hat_brim_over_the_source_eyes_is_not_pasted(fuser, source_path, target_path, monkeypatch, looked_for):
     """A navy hat whose brim covers the source's forehead, brows and eyes, down to the nose

@@ -55,7 +55,7 @@ def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray 
     the face's outline; or, as light hair on light skin steps less, `chroma_z` robust
     deviations of this face's own skin chroma, hanging `tall` from the outline. Each find
     is followed along its thinner rest (with `lms`: not into the eyes or the lips, nor where
-    a brow has its own colour: own_features).
+    a brow has its own colour: own_features; but across the lips to what lies beyond them).
     Where `dark_where` (beside the eyes) also hair `dark` darker than the
     skin that hangs `tall` eye distances long from the outline. `hair` (bool, the source's
     region map, learned on this face, with `lms` the landmarks on this grid): strands of
@@ -109,10 +109,16 @@ def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray 
             labels = np.where(cand > 0, labels, 0)
         if grow is None:
             return keep[labels]
-        # a strand found thick where it enters is followed along its thin rest (`grow`)
-        _, along = cv2.connectedComponents((keep[labels] | (grow & (outline > 0.5))).astype(np.uint8), connectivity=8)
-        on = np.unique(along[keep[labels]])
-        return np.isin(along, on[on > 0])
+        # a strand found thick where it enters is followed along its thin rest (`grow`), and
+        # across the lips (`lips`): a thin strand over them takes their colour, so what it
+        # has beyond them is cut off from it (prnet_image01322's lock, whose tip curls below
+        # the mouth's corner, 8 work pixels of lip-coloured lip from the rest). The lips
+        # themselves stay the face's own
+        kept = keep[labels]
+        mouth = np.zeros(kept.shape, bool) if lms is None else lips(lms, outline.shape[::-1])
+        _, along = cv2.connectedComponents((kept | mouth | (grow & (outline > 0.5))).astype(np.uint8), connectivity=8)
+        on = np.unique(along[kept])
+        return np.isin(along, on[on > 0]) & (kept | ~mouth)
 
     found = reaching_in(c.unlike, grow=c.grow) | reaching_in(c.faint, tuning.tall, grow=c.grow,
                                                              there=None if beyond is None else c.faint & beyond)
@@ -167,21 +173,31 @@ def mirror_map(lms: np.ndarray) -> np.ndarray:
     return sol.T.astype(np.float32)
 
 
-def followed_down(found: np.ndarray, anywhere: np.ndarray) -> np.ndarray:
+def followed_down(found: np.ndarray, anywhere: np.ndarray, through: np.ndarray) -> np.ndarray:
     """The parts of `anywhere` (strands looked for on the whole face, the chin included)
-    connected to `found` (those found above the mouth, where a beard is not looked at)."""
+    connected to `found` (those found above the mouth, where a beard is not looked at),
+    also across `through` (bool: the lips, which a strand crossing them may not show on)."""
     whole = anywhere > 0.5
-    _, labels = cv2.connectedComponents(whole.astype(np.uint8), connectivity=8)
+    _, labels = cv2.connectedComponents((whole | through).astype(np.uint8), connectivity=8)
     on = np.unique(labels[whole & (found > 0.5)])
-    return np.isin(labels, on[on > 0]).astype(np.float32)
+    return (np.isin(labels, on[on > 0]) & whole).astype(np.float32)
+
+
+def hull(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 on the grid of `size` (w, h): 1 inside the convex hull of `points` (that grid's pixels)."""
+    m = np.zeros((size[1], size[0]), np.uint8)
+    cv2.fillConvexPoly(m, np.round(cv2.convexHull(points)).astype(np.int32), 1)
+    return m
 
 
 def eye_openings(lms: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """uint8 on the grid of `size` (w, h): 1 inside each eye's opening as the mesh draws it."""
-    m = np.zeros((size[1], size[0]), np.uint8)
-    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
-        cv2.fillConvexPoly(m, np.round(cv2.convexHull(lms[ring])).astype(np.int32), 1)
-    return m
+    return hull(lms[mesh.RIGHT_EYE], size) | hull(lms[mesh.LEFT_EYE], size)
+
+
+def lips(lms: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """bool on the grid of `size` (w, h): the lips as the mesh draws them (their outer ring's hull)."""
+    return hull(lms[mesh.OUTER_LIPS], size) > 0
 
 
 def around_the_eyes(lms: np.ndarray, size: tuple[int, int], eye_dist: float, tuning: Strands) -> np.ndarray:
@@ -193,10 +209,8 @@ def around_the_eyes(lms: np.ndarray, size: tuple[int, int], eye_dist: float, tun
 
 def around_the_eye(ring: np.ndarray, size: tuple[int, int], eye_dist: float, tuning: Strands) -> np.ndarray:
     """bool: one eye (`ring`, its opening's landmarks) and `eye_margin` eye distances round it."""
-    m = np.zeros((size[1], size[0]), np.uint8)
-    cv2.fillConvexPoly(m, np.round(cv2.convexHull(ring)).astype(np.int32), 1)
     k = max(3, int(2 * tuning.eye_margin * eye_dist) | 1)
-    return cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
+    return cv2.dilate(hull(ring, size), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
 
 
 def own_features(lms: np.ndarray, size: tuple[int, int], eye_dist: float, tuning: Strands,
@@ -206,18 +220,15 @@ def own_features(lms: np.ndarray, size: tuple[int, int], eye_dist: float, tuning
     the brow (median and robust spread, at least `floor`), `chroma_z` deviations from it are
     not the brow. A strand crossing a brow's end (the README example's red lock, over a
     grey-brown brow) is then followed across it; a brow unlike the skin is still the brow."""
-    parts = np.zeros((size[1], size[0]), np.uint8)
-    cv2.fillConvexPoly(parts, np.round(cv2.convexHull(lms[mesh.OUTER_LIPS])).astype(np.int32), 1)
+    parts = lips(lms, size)
     for ring in (mesh.RIGHT_BROW, mesh.LEFT_BROW):
-        brow = np.zeros_like(parts)
-        cv2.fillConvexPoly(brow, np.round(cv2.convexHull(lms[ring])).astype(np.int32), 1)
-        inside = brow > 0
+        inside = hull(lms[ring], size) > 0
         if lab is not None and inside.sum() >= 20:
             chroma = lab[:, :, 1:][inside]
             mu, spread = robust_centre(chroma, floor)
             inside[inside] = np.sqrt((((chroma - mu) / spread) ** 2).sum(1)) <= tuning.chroma_z
-        parts[inside] = 1
-    return around_the_eyes(lms, size, eye_dist, tuning) | (parts > 0)
+        parts |= inside
+    return around_the_eyes(lms, size, eye_dist, tuning) | parts
 
 
 def with_covered_eyes(found: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Strands) -> np.ndarray:
