@@ -508,6 +508,35 @@ def test_a_strand_is_followed_across_pale_lips_to_its_tip(fuser, source_path, ta
         assert change > 9, change  # the ablation: the tip's orange on the target's chin
 
 
+def test_a_source_face_mostly_hidden_is_said(fuser, source_path, target_path):
+    """Where more than half of the source face is found to be no skin of its own (here a
+    brown mass of hair over the image-left half of the face, past the nose; in the dev
+    photos prnet_image03614.jpg, hard side light taken for patches, 60 %), the result shows
+    the target's own skin there, and a note says so. The clean source: no note."""
+    src = read_image(source_path)
+    lms = fuser.detect(src).faces[0].landmarks
+    eye = float(np.linalg.norm(lms[33] - lms[263]))
+    h, w = src.shape[:2]
+    oval = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(oval, [np.round(lms[mesh.FACE_OVAL, :2]).astype(np.int32)], 1)
+    oval = cv2.dilate(oval, np.ones((15, 15), np.uint8))
+    side = (np.arange(w, dtype=np.float32)[None, :] < lms[1, 0] + 0.15 * eye) & (oval > 0)
+    hair = cv2.GaussianBlur(np.random.default_rng(0).normal(0, 12, (h, w)).astype(np.float32), (0, 0), 1.0)
+    alpha = cv2.GaussianBlur(side.astype(np.float32), (0, 0), 2)[:, :, None]
+    hidden = np.clip(src * (1 - alpha) + (hair[:, :, None] + np.float32([120, 70, 35])) * alpha, 0, 255).astype(np.uint8)
+
+    def share_and_note(img):
+        fused = fuser.fuse_detailed(img, target_path, fuser.params(ratio=1.0))
+        told = [n for n in fused.notes if "no skin of its own" in n]
+        return fused.report()["faces_fused"][0]["kept"]["source_clear"], told
+
+    clean, clean_told = share_and_note(src)
+    covered, covered_told = share_and_note(hidden)
+    assert clean < 0.5 and not clean_told, (clean, clean_told)  # measured 0.09
+    assert covered > 0.5 and len(covered_told) == 1, (covered, covered_told)  # measured 0.98
+    assert f"{covered:.0%}" in covered_told[0]
+
+
 @pytest.mark.parametrize("looked_for", [True, False])  # False: no cover is looked for, as before
 def test_a_hat_brim_over_the_source_eyes_is_not_pasted(fuser, source_path, target_path, monkeypatch, looked_for):
     """A navy hat whose brim covers the source's forehead, brows and eyes, down to the nose

@@ -40,6 +40,10 @@ STAGES = ("decode", "detect", "roi", "engine", "enhance", "blend", "paste", "enc
 Progress = Callable[[float, str], None]  # (share done 0-1, what is happening)
 SOURCE_CACHE = 8  # prepared source faces kept per Fuser
 ENLARGE_NOTE_FACTOR = 1.05  # outputs enlarged more than this get a note
+# a source face where more than half of the skin was found to be no skin of its own (a strand,
+# a hand, hard shadow taken for a patch) gets a note: the result then shows more of the target
+# than of the source there (prnet_image03614.jpg, side-lit, on faceapi_bbt1.jpg: 0.60)
+HIDDEN_NOTE_SHARE = 0.5
 # a still's face larger than this (px) is fused at this size and only the change enlarged
 # back: the engine and blend cost grows with the face's pixels, a 4096 output's face is
 # ~1100 px, and the detail finer than this is the target's own skin grain either way
@@ -390,14 +394,18 @@ class Fuser:
 
 def covered_source_notes(kept: Mapping[str, float]) -> list[str]:
     """What the engine left out of the source face (its glasses frames, a hand in front of
-    it, a hat's brim over most of it: the shares its report gives, `kept`), said, so a result
-    without them is not a surprise."""
+    it, a hat's brim over most of it, more than half of it found to be no skin of its own:
+    the shares its report gives, `kept`), said, so a result without them is not a surprise."""
     notes = []
     if kept.get("source_frames"):
         notes.append("the source's glasses frames were painted out (a source's glasses are not pasted)")
     if kept.get("source_hands"):
         notes.append(f"a hand covers {kept['source_hands']:.0%} of the source face: the target's own skin "
                      "shows there (a source photo without the hand gives a closer likeness)")
+    if kept.get("source_clear", 0.0) > HIDDEN_NOTE_SHARE:
+        notes.append(f"on {kept['source_clear']:.0%} of the source face no skin of its own was found (hair, a hand, "
+                     "hard shadow or background across it): the target's own skin shows there (a source photo with "
+                     "the face clear and evenly lit gives a closer likeness)")
     if kept.get("source_uncovered"):
         notes.append(f"something reaching over the source face from outside it (a hat's brim) covers "
                      f"{kept['source_uncovered']:.0%} of it: the target's own skin shows there (a source photo with "
