@@ -108,10 +108,9 @@ def transfer_light_over_time(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray,
         e, (rows, cols) = eyes[0][:, :, None], eyes[1]
         gain = up(np.sqrt(np.clip((low_tgt @ LUMA + floor) / (low_src @ LUMA + floor), lo, hi)))[rows, cols, None]
         lit[rows, cols] = lit[rows, cols] * (1.0 - e) + np.clip(src[rows, cols] * gain, 0.0, 255.0) * e
-    # always, even near a ratio of 1 (a tolerance that skipped it there changed no pixel by
-    # more than 4 levels on the 71 pairs: a constant that tuned nothing)
-    luma = (lit @ LUMA)[:, :, None]
-    lit = luma + (lit - luma) * chroma_keep
+    if abs(chroma_keep - 1.0) > tuning.chroma_tolerance:
+        luma = (lit @ LUMA)[:, :, None]
+        lit = luma + (lit - luma) * chroma_keep
     return lit, field
 
 

@@ -77,6 +77,7 @@ class Light:
     sigma: float = 0.22  # eye distances: Gaussian width of the light transfer's low frequencies
     ratio_range: Ramp = (0.3, 3.0)  # bounds of the target / source light ratio
     floor: float = 4.0  # levels added to both lights before their ratio: no blow-up in the dark
+    chroma_tolerance: float = 0.02  # colourfulness ratios this close to 1 are left alone
     chroma_max: float = 1.2  # at most this much more colourful than the source
     detail_gain: Ramp = (0.6, 2.5)  # bounds of the fine-detail gain that matches the target's crispness
     borrow_upscale: float = 1.25  # source enlarged by more than this: its finest band comes from the target's skin
