@@ -333,8 +333,11 @@ class FaceDetector:
         scale = MESH_CROP / side
         m = cv2.getRotationMatrix2D((cx, cy), angle, scale)
         m[:, 2] += (MESH_CROP / 2 - cx, MESH_CROP / 2 - cy)
-        interp = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
-        crop = cv2.warpAffine(image, m, (MESH_CROP, MESH_CROP), flags=interp,
+        # bilinear at every scale: warpAffine has no area filter (asked for INTER_AREA, it
+        # samples bilinearly), so a face box over ~350 px aliases a little. Filtering first
+        # (pyrDown) made landmarks 21 % steadier but moved which glasses pixels a source's
+        # paint-out takes (QUALITY.md stop 35): not done
+        crop = cv2.warpAffine(image, m, (MESH_CROP, MESH_CROP), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REFLECT_101 if mirrored else cv2.BORDER_REPLICATE)
         if self._mesh_started:
             res = self._mesh.process(crop)
