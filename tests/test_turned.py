@@ -466,7 +466,7 @@ def test_a_strand_is_followed_below_the_mouth(fuser, source_path, target_path, t
 @pytest.mark.parametrize("across", [True, False])  # False: the lips stop a strand, as before
 def test_a_strand_is_followed_across_pale_lips_to_its_tip(fuser, source_path, target_path, monkeypatch, across):
     """A strand from the source's cheek down over her lips, whose tip curls on below them
-    (prnet_image01322.jpg's lock, docs/cases.md S3). Over lips as pale as the skin, a thin
+    (prnet_image01322.jpg's lock, docs/cases.md S8). Over lips as pale as the skin, a thin
     strand takes their colour: no colour test sees it there, and its tip below the mouth
     is cut off from the rest. The strand is followed across the lips (which stay the
     face's own), so the tip goes too. Here the strand is painted in that lock's colour, and
