@@ -206,6 +206,28 @@ def test_the_source_eye_colour_survives_the_light_transfer(fuser, target_path, s
     assert shift < limit, f"iris colour moved by {shift:.1f} (Lab a*b*)"
 
 
+def _stripe_after_light(skin_src, stripe, skin_tgt) -> np.ndarray:
+    """Lab of a dark stripe (a brow) on flat source skin after the light transfer onto flat target skin."""
+    src = np.zeros((96, 96, 3), np.float32) + np.float32(skin_src)
+    src[44:52, 20:76] = np.float32(stripe)
+    tgt = np.zeros((96, 96, 3), np.float32) + np.float32(skin_tgt)
+    out = transfer_light(src, tgt, np.ones((96, 96), np.float32), 40.0)
+    return cv2.cvtColor(np.clip(out / 255, 0, 1).astype(np.float32), cv2.COLOR_RGB2Lab)[46:50, 30:66].reshape(-1, 3).mean(0)
+
+
+def test_a_dark_brow_from_brown_skin_stays_warm_on_pale_skin():
+    """A near-grey brow on strongly coloured brown skin is far less red and yellow than that
+    skin; carried in full as detail over pale skin, that difference crossed grey into blue
+    (fr_obama3.jpg on fnp_kate_siegel.jpg: blue-grey brows). Where the source's skin is the
+    more colourful, the detail's colour shrinks by the two skins' colourfulness ratio: the
+    brow stays warm (measured a* 4.1, b* 4.6; before 0.1, -1.0). A grey source's detail is
+    not grown: on warm skin its brow takes the target's warm tone as before (b* 20.1)."""
+    _, a, b = _stripe_after_light([165, 102, 78], [70, 55, 50], [225, 190, 175])
+    assert a > 2 and b > 2, (a, b)
+    _, a, b = _stripe_after_light([150, 148, 146], [60, 59, 58], [200, 150, 120])
+    assert b > 10, (a, b)
+
+
 @pytest.mark.parametrize("glasses", ["deepface_img25.jpg", "faceapi_leonard1.png", "faceapi_bernadette1.png"])
 def test_a_sources_glasses_are_not_pasted(fuser, data_dir, target_path, glasses, monkeypatch):
     """A source wearing dark frames, fused onto a face without glasses: no frames ring the

@@ -81,6 +81,10 @@ def transfer_light_over_time(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray,
     Over time (a video): `anchor` (the face's mesh.RIGID points, ROI pixels) and the
     `previous` frame's LightField mix `keep` of the previous low frequencies into this
     frame's; the LightField of this frame is returned for the next (None without anchor).
+    The detail's colour (beyond its lightness) shrinks where the source's skin is more
+    colourful than the target's: carried in full, a dark brow from brown skin turned
+    blue-grey on pale skin (fr_obama3.jpg on fnp_kate_siegel.jpg, Lab b* -4 and -7).
+
     `work`: the ROI's WorkScale, if the caller shrank src or tgt already.
     """
     h, w = mask.shape
@@ -99,8 +103,19 @@ def transfer_light_over_time(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray,
     floor = tuning.floor
     contrast = np.sqrt(np.clip((low_tgt + floor) / (low_src + floor), lo, hi))
     lit_small = low_tgt + (ss - low_src) * contrast
-    chroma_keep = float(np.clip(chroma_spread(ts, ms) / max(chroma_spread(lit_small, ms), 1e-3), 0.0, tuning.chroma_max))
-    lit = up(low_tgt) + (src - up(low_src)) * up(contrast)
+    tgt_colour = chroma_spread(ts, ms)
+    chroma_keep = float(np.clip(tgt_colour / max(chroma_spread(lit_small, ms), 1e-3), 0.0, tuning.chroma_max))
+    detail = (src - up(low_src)) * up(contrast)
+    # a source more colourful than the target (strongly coloured skin onto pale skin): the
+    # detail's colour beyond its lightness (a pixel's colour minus its skin's) shrinks by the
+    # ratio of the two skins' colourfulness (at most to the light ratio's lower bound), so a
+    # near-grey brow or nostril, far less red and yellow than brown skin, does not cross grey
+    # into blue on pale skin. It never grows: a grey-graded source's detail grown threefold
+    # painted blue lids and orange cheeks on a warm face
+    shrink = max(lo, min(1.0, tgt_colour / max(chroma_spread(ss, ms), 1e-3)))
+    if shrink < 1.0:
+        detail -= (1.0 - shrink) * (detail - (detail @ LUMA)[:, :, None])
+    lit = up(low_tgt) + detail
     if eyes is not None and eyes[0].size:
         # the eyes are not skin: their colour stays the source's, scaled by the square root
         # of the change in light (as the detail's contrast is: the skin's ratio mixes the
