@@ -47,7 +47,9 @@ def test_eye_make_up_on_both_eyes_stays_on_both(data_dir, target_path, monkeypat
 
     source = data_dir / "deepface_img46.jpg"
     made_up = from_bare(fuser.fuse(source, target, ratio=1.0))
-    assert min(made_up) > 6.0, made_up  # measured 7.1 and 9.2
+    # measured 5.4 and 6.7 (7.1 and 9.2 before stop 36: the colour detail of a source more
+    # colourful than the target shrinks by the skins' colourfulness ratio, make-up's too)
+    assert min(made_up) > 4.0, made_up
     monkeypatch.setattr(occlusion.st, "without_mirrored_make_up", lambda found, colours: found)
     one_bare = from_bare(Fuser().fuse(source, target, ratio=1.0))
     assert min(one_bare) < 2.0, one_bare  # the target's own lids: measured 0.3
