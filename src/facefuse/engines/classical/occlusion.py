@@ -166,7 +166,7 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
         found = st.with_covered_eyes(found, lms * scale, e, s_t)
         if s_t.followed_down and found.any():
             anywhere = mirrored(st.strands(colours, outline, hair=hair), colours)
-            found = np.maximum(found, st.followed_down(found, anywhere, st.lips(lms * scale, size)))
+            found = np.maximum(found, st.followed_down(found, anywhere, colours.lips))
         occ = np.maximum(occ, (1.0 - turned) * found)
     # one work pixel wider: a profile's nose ridge brings a line of background thinner than that
     return cv2.dilate(occ, np.ones((3, 3), np.uint8)), covered

@@ -27,6 +27,8 @@ class StrandColours:
     def __init__(self, lab: np.ndarray, region: np.ndarray, eye_dist: float, tuning: Strands, occlusion: Occlusion,
                  lms: np.ndarray | None = None):
         self.lab, self.region, self.eye_dist, self.lms = lab, region, eye_dist, lms
+        # the lips as the mesh draws them: a strand is followed across them (`strands`, `followed_down`)
+        self.lips = np.zeros(region.shape, bool) if lms is None else lips(lms, region.shape[::-1])
         self.tuning, self.occlusion = tuning, occlusion
         ref = lab[region > 0.5][:, 1:]
         self.enough = len(ref) >= 20
@@ -115,10 +117,9 @@ def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray 
         # the mouth's corner, 8 work pixels of lip-coloured lip from the rest). The lips
         # themselves stay the face's own
         kept = keep[labels]
-        mouth = np.zeros(kept.shape, bool) if lms is None else lips(lms, outline.shape[::-1])
-        _, along = cv2.connectedComponents((kept | mouth | (grow & (outline > 0.5))).astype(np.uint8), connectivity=8)
+        _, along = cv2.connectedComponents((kept | c.lips | (grow & (outline > 0.5))).astype(np.uint8), connectivity=8)
         on = np.unique(along[kept])
-        return np.isin(along, on[on > 0]) & (kept | ~mouth)
+        return np.isin(along, on[on > 0]) & (kept | ~c.lips)
 
     found = reaching_in(c.unlike, grow=c.grow) | reaching_in(c.faint, tuning.tall, grow=c.grow,
                                                              there=None if beyond is None else c.faint & beyond)
