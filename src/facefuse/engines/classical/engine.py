@@ -5,8 +5,10 @@
 2. warp: one dense map per texture (warp.py), the target's triangles drawn far to near, a
    turned source's hidden side completed from its mirrored visible side (visibility.py);
 3. what to keep: each rule that keeps the target's pixels returns a named mask, and
-   `compose_kept` combines them in one place (occlusion.py, strands.py, visibility.py);
-4. light and detail: the target's light and crispness on the source's face (light.py);
+   `compose_kept` combines them in one place (kept.py; the rules in occlusion.py, strands.py,
+   visibility.py);
+4. light and detail: the target's light and crispness on the source's face, and the fused
+   face's tone where the target's skin fills for the source's (light.py);
 5. finish: the textures mixed by `ratio`, a closed target eye kept (eyes.py), the target's
    glasses frames laid back on top (glasses.py).
 """
@@ -24,8 +26,9 @@ from ...masks import face_region_mask, feather, skin_of
 from .. import Engine
 from .eyes import eyes_mask, keep_target_eyes
 from .glasses import paint_out_frames, target_frames
+from .kept import KeptMasks, compose_kept, kept_report
 from .labels import label_hands, label_source, warped_prepared
-from .light import LightField, borrow_fine_skin_texture, match_detail, transfer_light_over_time
+from .light import LightField, borrow_fine_skin_texture, filled_tone, match_detail, transfer_light_over_time
 from .occlusion import source_occluders, unoccluded
 from .shape import result_geometry
 from .source import crop_source, shrunk_source, source_at_scale, source_pose
@@ -56,7 +59,7 @@ class FaceGeometry:
 class SourceFinds:
     """What the rules found on the source's own pixels, on one frame of a video track (or at
     its own pose: ClassicalEngine.own_finds), at that frame's work scale: `masks`, its occluders
-    (occlusion.source_occluders, softened by one work pixel) and, on a track, its two skin agreements; with
+    (occlusion.source_occluders, softened outward by one work pixel) and, on a track, its two skin agreements; with
     the result's geometry there (`geom`, work pixels) and the landmarks of the source they
     were found on, and the target's pose then. They are properties of the source's pixels,
     so the track's next frames read them through their own triangles instead of finding
@@ -91,51 +94,12 @@ class TrackState:
     rotation: np.ndarray | None = None
 
 
-@dataclass
-class KeptMasks:
-    """Stage 3: the named rules. Each is 0..1 over the ROI, 1 where the source may show.
-    `compose_kept` is the one place they are combined."""
-
-    outline: np.ndarray  # the face region (the inner mouth cut: the target's teeth stay)
-    skin: np.ndarray  # the face's skin (no eyes, brows, lips): where light is learned
-    uncovered: np.ndarray  # not hair over the forehead, not a hand / brim / lock over the target (occlusion.unoccluded)
-    light_trust: np.ndarray  # skin of both faces that is skin to learn light from
-    target_drawn: np.ndarray  # the target's triangles facing away are not drawn
-    target_facing: np.ndarray  # the target's edge-on surfaces keep its own skin
-    source_usable: np.ndarray  # the source (or its mirror side) shows the surface well
-    source_clear: np.ndarray  # no strand, patch or background on the source's skin (occlusion.source_occluders)
-    # no hat brim or hood over most of the source's face (occlusion.source_cover)
-    source_uncovered: np.ndarray | float = 1.0
-
-
-def compose_kept(kept: KeptMasks) -> tuple[np.ndarray, np.ndarray]:
-    """(region, shown): where the fused face is blended in at all (a hard cut, feathered by
-    the blend), and how much of the source's texture shows inside it (the rest is the
-    target's own, under the same light: holes there are not eroded by the feather)."""
-    region = kept.outline * kept.uncovered
-    shown = np.clip(kept.source_usable * kept.target_drawn * kept.target_facing, 0.0, 1.0) * kept.source_clear
-    if isinstance(kept.source_uncovered, np.ndarray):  # (1: no cover found, or the track's finds reused)
-        shown = shown * kept.source_uncovered
-    return region, shown
-
-
-def kept_report(kept: KeptMasks, eyes: np.ndarray, frames: np.ndarray | None, step: int = 2) -> dict[str, float]:
-    """Per rule, the share of the face (its outline) where it kept the target's pixels,
-    counted on every `step`-th pixel each way (a report's precision at a quarter the cost)."""
-    grid = (slice(None, None, step), slice(None, None, step))
-    face = kept.outline[grid]
-    total = max(float(face.sum()), 1e-6)
-
-    def share(keeps_target: np.ndarray | float) -> float:
-        if not isinstance(keeps_target, np.ndarray):
-            return round(float(keeps_target), 4)
-        return round(float((keeps_target[grid] * face).sum()) / total, 4)
-
-    report = {name: share(1.0 - getattr(kept, name)) for name in
-              ("uncovered", "target_drawn", "target_facing", "source_usable", "source_clear", "source_uncovered")}
-    report["target_eyes"] = share(eyes)
-    report["target_frames"] = 0.0 if frames is None else share(frames)
-    return report
+def softened_outward(found: np.ndarray) -> np.ndarray:
+    """What the rules found on the source (work scale, 0..1) softened by one work pixel
+    outward only: a find's own edge stays out in full. Softened both ways, its edge pixels
+    were half pasted, and a lock's outermost hairs, finer than a work pixel, came through
+    as a line down the cheek (deepface_img3.jpg, docs/cases.md S9)."""
+    return np.maximum(found, cv2.GaussianBlur(found, (0, 0), 1.0))
 
 
 class ClassicalEngine(Engine):
@@ -175,10 +139,11 @@ class ClassicalEngine(Engine):
         w = self.warp(source, target_roi, g, ratio, earlier or self.own_finds(source))  # none yet: the source's own
         work = WorkScale(target_roi.shape[:2], g.eye, self.tuning.work)
         kept, found = self.what_to_keep(w, g, work, source, reuse=carried is not None)
-        region, shown = compose_kept(kept)
-        lit, field, alpha = self.light_and_detail(w, g, kept, shown, region, work, previous.light, light_keep)
+        region, shown, filled = compose_kept(kept)
+        lit, field, alpha, fill = self.light_and_detail(w, g, kept, shown, filled, region, work, previous.light,
+                                                        light_keep)
         fused = self.finish(w, g, kept, region, shown, lit, TrackState(field, carried or found, g.t_pose.rotation), alpha,
-                            ratio)
+                            ratio, fill)
         # and what was left out of the source when it was prepared: its glasses frames (painted
         # out, glasses.py) and its hands (labels.label_hands), as shares of its face
         fused.kept.update(source_frames=source.prepared.get("frames_share", 0.0),
@@ -307,7 +272,7 @@ class ClassicalEngine(Engine):
             uncovered, light_trust, agreement = tested or (1.0, 1.0, None)
             small, cover = source_occluders(w.source, skin, g.geom, g.eye, g.source_turned, work, t, t.light.sigma,
                                             w.source_not_skin, own_pose)
-            small = cv2.GaussianBlur(small, (0, 0), 1.0)
+            small = softened_outward(small)
             if carried is not None:
                 small = np.maximum(small, cv2.resize(carried[:, :, 0], work.size, interpolation=cv2.INTER_LINEAR))
             occluders = np.clip(work.up(small), 0.0, 1.0)
@@ -323,11 +288,13 @@ class ClassicalEngine(Engine):
                          light_trust=light_trust, target_drawn=w.drawn, target_facing=w.target_seen,
                          source_usable=w.valid, source_clear=1.0 - occluders, source_uncovered=source_uncovered), found
 
-    def light_and_detail(self, w: Warped, g: FaceGeometry, kept: KeptMasks, shown: np.ndarray, region: np.ndarray,
-                         work: WorkScale, light: LightField | None,
-                         light_keep: float) -> tuple[np.ndarray, LightField | None, np.ndarray]:
-        """(lit source, this frame's light, the blend's alpha): the target's light on the
-        source's texture, learned on skin both faces show, and the target's crispness."""
+    def light_and_detail(self, w: Warped, g: FaceGeometry, kept: KeptMasks, shown: np.ndarray, filled: np.ndarray,
+                         region: np.ndarray, work: WorkScale, light: LightField | None,
+                         light_keep: float) -> tuple[np.ndarray, LightField | None, np.ndarray, np.ndarray | None]:
+        """(lit source, this frame's light, the blend's alpha, the fill's tone): the target's
+        light on the source's texture, learned on skin both faces show, and the target's
+        crispness; where the target's skin fills for the source's (`filled`), the tone the
+        fused face has around it (light.filled_tone, None: nothing filled)."""
         t = self.tuning
         lit, field = transfer_light_over_time(w.source, w.base, kept.skin * kept.light_trust * (shown > 0.5), g.eye,
                                               eyes_mask(g.geom, w.base.shape[:2], g.eye, t.eyes),
@@ -335,14 +302,19 @@ class ClassicalEngine(Engine):
                                               tuning=t.light)
         lit = borrow_fine_skin_texture(lit, w.base, kept.skin, g.source_scale, t.light)
         alpha = feather(region, g.face_size)  # the blend's alpha too (FusedFace.alpha)
-        return match_detail(lit, w.base, alpha > 0.95, t.light), field, alpha
+        lit = match_detail(lit, w.base, alpha > 0.95, t.light)
+        return lit, field, alpha, filled_tone(lit, w.base, shown * kept.skin, filled * kept.skin, g.eye, work, t.light)
 
     def finish(self, w: Warped, g: FaceGeometry, kept: KeptMasks, region: np.ndarray, shown: np.ndarray,
-               lit: np.ndarray, state: TrackState, alpha: np.ndarray, ratio: float) -> FusedFace:
-        """The textures mixed by `ratio` where the source shows; a target eye much more
+               lit: np.ndarray, state: TrackState, alpha: np.ndarray, ratio: float,
+               fill: np.ndarray | None = None) -> FusedFace:
+        """The textures mixed by `ratio` where the source shows, and the fill's tone
+        (light_and_detail) where the target's skin fills for it; a target eye much more
         closed than the source's stays the target's; the target's frames go on top."""
         t = self.tuning
         fused = w.base + (ratio * shown)[:, :, None] * (lit - w.base)
+        if fill is not None:
+            fused += ratio * fill
         eyes = keep_target_eyes(fused, w.base, g.geom, g.t_lms, g.s_lms, g.eye, t.eyes,
                                 at_least=t.eyes.profile_keep * g.source_profile)
         frames = target_frames(w.base, g.geom, g.eye, t.frames)

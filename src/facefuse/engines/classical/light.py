@@ -129,6 +129,23 @@ def transfer_light_over_time(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray,
     return lit, field
 
 
+def filled_tone(lit: np.ndarray, base: np.ndarray, shown_skin: np.ndarray, filled: np.ndarray, eye_dist: float,
+                work: WorkScale, tuning: tn.Light = tn.DEFAULT_TUNING.light) -> np.ndarray | None:
+    """Where the target's skin fills for the source's own (`filled`, 0..1: a strand, a hand,
+    a patch or a brim on the source), the tone the fused face has around it: the low
+    frequencies of lit - base (float32 RGB, ROI size), learned where the source's skin shows
+    (`shown_skin`) at the light transfer's own width, times `filled` (None: nothing filled).
+    Added to the target's skin there, the fill keeps the target's texture in the fused
+    face's tone. Without it the fill kept the target's own tone, and where the source's skin
+    beside a lock was darker (the lock's shadow, deepface_img3.jpg on fnp_paul_rudd.jpg: 193
+    against the target cheek's 220) the lock's edge showed as a line down the cheek."""
+    if float(filled.max(initial=0.0)) < 1e-3:
+        return None
+    sigma = max(1.0, tuning.sigma * eye_dist * work.scale)
+    tone = masked_blur(work.small(lit - base), work.small(shown_skin), sigma)
+    return filled[:, :, None] * work.up(tone)
+
+
 def borrow_fine_skin_texture(img: np.ndarray, ref: np.ndarray, skin: np.ndarray, upscale: float,
                              tuning: tn.Light = tn.DEFAULT_TUNING.light) -> np.ndarray:
     """Where the source face is enlarged (a small source on a large target face) it has no
