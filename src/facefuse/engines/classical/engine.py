@@ -290,31 +290,34 @@ class ClassicalEngine(Engine):
 
     def light_and_detail(self, w: Warped, g: FaceGeometry, kept: KeptMasks, shown: np.ndarray, filled: np.ndarray,
                          region: np.ndarray, work: WorkScale, light: LightField | None,
-                         light_keep: float) -> tuple[np.ndarray, LightField | None, np.ndarray, np.ndarray | None]:
+                         light_keep: float) -> tuple[np.ndarray, LightField | None, np.ndarray, tuple | None]:
         """(lit source, this frame's light, the blend's alpha, the fill's tone): the target's
         light on the source's texture, learned on skin both faces show, and the target's
-        crispness; where the target's skin fills for the source's (`filled`), the tone the
-        fused face has around it (light.filled_tone, None: nothing filled)."""
+        crispness; where the target's skin fills for the source's (`filled`, on skin: a kept
+        target eye keeps its colour), the tone the fused face has around it, learned where
+        the light is (light.filled_tone: a box and the tone in it; None: nothing filled)."""
         t = self.tuning
-        lit, field = transfer_light_over_time(w.source, w.base, kept.skin * kept.light_trust * (shown > 0.5), g.eye,
+        learned = kept.skin * kept.light_trust * (shown > 0.5)
+        lit, field = transfer_light_over_time(w.source, w.base, learned, g.eye,
                                               eyes_mask(g.geom, w.base.shape[:2], g.eye, t.eyes),
                                               anchor=g.geom[mesh.RIGID], previous=light, keep=light_keep, work=work,
                                               tuning=t.light)
         lit = borrow_fine_skin_texture(lit, w.base, kept.skin, g.source_scale, t.light)
         alpha = feather(region, g.face_size)  # the blend's alpha too (FusedFace.alpha)
         lit = match_detail(lit, w.base, alpha > 0.95, t.light)
-        return lit, field, alpha, filled_tone(lit, w.base, shown * kept.skin, filled * kept.skin, g.eye, work, t.light)
+        return lit, field, alpha, filled_tone(lit, w.base, learned, filled * kept.skin, g.eye, work, t.light)
 
     def finish(self, w: Warped, g: FaceGeometry, kept: KeptMasks, region: np.ndarray, shown: np.ndarray,
                lit: np.ndarray, state: TrackState, alpha: np.ndarray, ratio: float,
-               fill: np.ndarray | None = None) -> FusedFace:
+               fill: tuple | None = None) -> FusedFace:
         """The textures mixed by `ratio` where the source shows, and the fill's tone
         (light_and_detail) where the target's skin fills for it; a target eye much more
         closed than the source's stays the target's; the target's frames go on top."""
         t = self.tuning
         fused = w.base + (ratio * shown)[:, :, None] * (lit - w.base)
         if fill is not None:
-            fused += ratio * fill
+            box, tone = fill
+            fused[box] += ratio * tone
         eyes = keep_target_eyes(fused, w.base, g.geom, g.t_lms, g.s_lms, g.eye, t.eyes,
                                 at_least=t.eyes.profile_keep * g.source_profile)
         frames = target_frames(w.base, g.geom, g.eye, t.frames)
