@@ -40,7 +40,7 @@ from .commands import (
     parse_face_map,
 )
 from .config import MAX_DEFAULT_WORKERS, default_workers
-from .errors import ConfigError, EngineError, FaceFuseError, InputError, NoFaceError, OutputExistsError
+from .errors import ConfigError, EngineError, FaceFuseError, InputError, NoFaceError, OutputExistsError, Terminated
 from .io import FORMAT_NAMES, WRITABLE_SUFFIXES, no_space_error, remove_stale_temps
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -523,7 +523,7 @@ def _terminate_like_interrupt():
         return None
 
     def stop(signum, frame):
-        raise KeyboardInterrupt
+        raise Terminated
 
     return signal.signal(signal.SIGTERM, stop)
 

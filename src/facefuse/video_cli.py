@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .commands import EXIT_OK, add_fusion_options, fusion_overrides, load_settings, parse_face_map  # noqa: F401 (re-exported)
-from .errors import ConfigError, InputError, OutputExistsError
+from .errors import ConfigError, InputError, OutputExistsError, Terminated
 
 
 def _seconds(text: str) -> float:
@@ -152,4 +152,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+    raise Terminated
