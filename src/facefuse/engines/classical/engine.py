@@ -305,7 +305,7 @@ class ClassicalEngine(Engine):
         lit = borrow_fine_skin_texture(lit, w.base, kept.skin, g.source_scale, t.light)
         alpha = feather(region, g.face_size)  # the blend's alpha too (FusedFace.alpha)
         lit = match_detail(lit, w.base, alpha > 0.95, t.light)
-        return lit, field, alpha, filled_tone(lit, w.base, learned, filled * kept.skin, g.eye, work, t.light)
+        return lit, field, alpha, filled_tone(lit, w.base, learned, filled, kept.skin, g.eye, work, t.light)
 
     def finish(self, w: Warped, g: FaceGeometry, kept: KeptMasks, region: np.ndarray, shown: np.ndarray,
                lit: np.ndarray, state: TrackState, alpha: np.ndarray, ratio: float,

@@ -129,15 +129,16 @@ def transfer_light_over_time(src: np.ndarray, tgt: np.ndarray, mask: np.ndarray,
     return lit, field
 
 
-def filled_tone(lit: np.ndarray, base: np.ndarray, learned: np.ndarray, filled: np.ndarray, eye_dist: float,
-                work: WorkScale, tuning: tn.Light = tn.DEFAULT_TUNING.light
+def filled_tone(lit: np.ndarray, base: np.ndarray, learned: np.ndarray, filled: np.ndarray, skin: np.ndarray,
+                eye_dist: float, work: WorkScale, tuning: tn.Light = tn.DEFAULT_TUNING.light
                 ) -> tuple[tuple[slice, slice], np.ndarray] | None:
     """Where the target's skin fills for the source's own (`filled`, 0..1: a strand, a hand,
     a patch or a brim on the source), the tone the fused face has around it: the low
     frequencies of lit - base (float32 RGB, ROI size) learned where the light is (`learned`,
     the mask transfer_light_over_time got: its shrunk copy is made once), at the light
-    transfer's own width, times `filled`; as (the box round `filled`, the tone there), or
-    None where nothing is filled. Added to the target's skin there, the fill keeps the
+    transfer's own width, times `filled` on `skin` (a kept target eye keeps its colour); as
+    (the box round `filled`, the tone there: nothing else is multiplied), or None where
+    nothing is filled. Added to the target's skin there, the fill keeps the
     target's texture in the fused face's tone. Without it the fill kept the target's own
     tone, and where the source's skin beside a lock was darker (the lock's shadow,
     deepface_img3.jpg on fnp_paul_rudd.jpg: 193 against the target cheek's 220) the lock's
@@ -148,7 +149,7 @@ def filled_tone(lit: np.ndarray, base: np.ndarray, learned: np.ndarray, filled: 
     sigma = max(1.0, tuning.sigma * eye_dist * work.scale)
     tone = work.up(masked_blur(work.small(lit) - work.small(base), work.small(learned), sigma))
     box = (slice(y, y + h), slice(x, x + w))
-    return box, filled[box][:, :, None] * tone[box]
+    return box, (filled[box] * skin[box])[:, :, None] * tone[box]
 
 
 def borrow_fine_skin_texture(img: np.ndarray, ref: np.ndarray, skin: np.ndarray, upscale: float,
