@@ -45,8 +45,27 @@ class StrandColours:
         lightness = lab[:, :, 0]
         self.skin = np.float32([np.median(lightness[region > 0.5]), *mu])  # its Lab centre
         self.darker = (lightness < self.skin[0] - tuning.dark) & (tuning.dark > 0)
-        self.grow = None if lms is None else (self.unlike | self.faint) & ~own_features(
-            lms, region.shape[::-1], eye_dist, tuning, lab, floor)
+        if lms is None:
+            self.grow = None
+            return
+        size = region.shape[::-1]
+        # a brow is darker than the skin by nature: its darkness is no gap between hairs
+        gaps = self.darker & ~((hull(lms[mesh.RIGHT_BROW], size) | hull(lms[mesh.LEFT_BROW], size)) > 0)
+        self.grow = hair_and_its_gaps(self.unlike | self.faint, gaps, eye_dist, tuning) & ~own_features(
+            lms, size, eye_dist, tuning, lab, floor)
+
+
+def hair_and_its_gaps(coloured: np.ndarray, darker: np.ndarray, eye_dist: float, tuning: Strands) -> np.ndarray:
+    """bool: what a strand found thick is followed along (`strands`' `grow`): pixels of a
+    colour unlike the skin's, and the darker gaps between them, within a strand's `width` of
+    such a colour. A lock's hairs lie over their own shadows, darker than the skin and of no
+    colour of their own; without the gaps deepface_img3.jpg's lock was followed only to its
+    shadowed under-layer, and its outer half (beyond it) was pasted onto deepface_img19.jpg's
+    cheek as a sheaf of light hairs. Shading far from any such colour (a side-lit face's
+    shadowed half) is not followed."""
+    k = max(3, int(round(tuning.width * eye_dist)) | 1)
+    near = cv2.dilate(coloured.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
+    return coloured | (darker & near)
 
 
 def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray | None = None,
@@ -56,8 +75,9 @@ def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray 
     `occlusion.foreign_patches`' test), thicker than `width` eye distances, and connected to
     the face's outline; or, as light hair on light skin steps less, `chroma_z` robust
     deviations of this face's own skin chroma, hanging `tall` from the outline. Each find
-    is followed along its thinner rest (with `lms`: not into the eyes or the lips, nor where
-    a brow has its own colour: own_features; but across the lips to what lies beyond them).
+    is followed along its thinner rest and the darker gaps between its hairs
+    (hair_and_its_gaps; with `lms`: not into the eyes or the lips, nor where a brow has its
+    own colour: own_features; but across the lips to what lies beyond them).
     Where `dark_where` (beside the eyes) also hair `dark` darker than the
     skin that hangs `tall` eye distances long from the outline. `hair` (bool, the source's
     region map, learned on this face, with `lms` the landmarks on this grid): strands of
