@@ -157,6 +157,28 @@ def test_fuse_is_in_view_on_a_full_hd_screen(browser, server, source_path, targe
         page.close()
 
 
+def test_on_a_phone_the_result_is_scrolled_into_view(browser, server, source_path, target_path):
+    """A narrow window stacks the result below the controls: after Fuse it is scrolled into
+    view (webui.SHOW_RESULT), as it is not where it already is (test_fuse_in_the_browser)."""
+    page, _ = _open(browser, server, 412, 915)
+    try:
+        _upload(page, "source", source_path)
+        _upload(page, "target", target_path)
+        _wait_text(page, "#target_info", "1 face(s)")
+        # scrolled down until Fuse shows at the window's foot, as a thumb would
+        page.eval_on_selector("#fuse", "e => window.scrollBy(0, e.getBoundingClientRect().bottom - innerHeight + 8)")
+        below = page.eval_on_selector("#result", "e => e.getBoundingClientRect().top") > page.viewport_size["height"]
+        assert below and _in_view(page, "#fuse")  # the result stacked under Fuse, out of view
+        page.click("#fuse")
+        _wait_text(page, "#info", "Done in")
+        page.wait_for_function("() => { const i = document.querySelector('#result img'); "
+                               "return i && i.complete && i.naturalWidth > 0; }")
+        page.wait_for_function("() => { const r = document.querySelector('#result').getBoundingClientRect(); "
+                               "return r.top >= 0 && r.bottom <= window.innerHeight + 1; }")  # (sub-pixel)
+    finally:
+        page.close()
+
+
 def test_clicking_a_face_of_a_group_photo_picks_it(page, group_path):
     _upload(page, "target", group_path)
     _wait_text(page, "#target_info", "click the faces")

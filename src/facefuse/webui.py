@@ -55,6 +55,12 @@ FORMAT_CHOICES = [("JPEG", "jpg"), ("PNG", "png"), ("WebP", "webp")]
 BUTTONS = ["download", "fullscreen"]  # no "share": it only works on Hugging Face Spaces
 NO_RESULT = "No result yet: upload a source face and a target image, then press **Fuse**."
 RESULT_COLUMN = "facefuse-result"  # server.UI_CSS keeps it in view (sticky) while the controls scroll
+# after a fusion, the result is scrolled into view only where it is out of view (a narrow
+# window stacks it below the controls). Gradio's scroll_to_output scrolls to it whether or not
+# it is in view: at 1366x768, where the result column is sticky and in view, a busy machine saw
+# the controls jump by 148 px
+SHOW_RESULT = ("() => { const r = document.getElementById('result'); if (!r) return; const b = r.getBoundingClientRect(); "
+               "if (b.top < 0 || b.bottom > window.innerHeight) r.scrollIntoView({block: 'nearest'}); }")
 
 
 def _image_input(height: int = 240, **kwargs) -> gr.Image:
@@ -526,7 +532,8 @@ def build_ui(settings: Settings, pool: FusionPool, store: ResultStore | None = N
                     image.upload(clears_warning(NO_RESULT), [info], [info], api_visibility="private")
                 on_fuse.__signature__ = fuse_signature(controls)
                 fuse_btn.click(on_fuse, [source, target, *controls.values(), face, fmt, source_face],
-                               [result, compare, download, info, gallery], api_name="fuse", scroll_to_output=True)
+                               [result, compare, download, info, gallery], api_name="fuse").then(
+                    None, None, None, js=SHOW_RESULT, api_visibility="private")
                 demo.load(store.gallery, None, [gallery], api_name="gallery")
             with gr.Tab("Video", id="video"):
                 build_video_tab(settings, pool, store, defaults)
