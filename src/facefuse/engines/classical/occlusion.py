@@ -158,7 +158,7 @@ def source_occluders(src: np.ndarray, skin: np.ndarray, lms: np.ndarray, eye_dis
         hair = None if not_skin is None else work.small(not_skin) > 0.5
         beside = beside_the_eyes(lms, work) * above_mouth  # (judged on the skin; `beyond` it, for thickness)
         e = eye_dist * scale
-        colours = st.StrandColours(lab, region, e, s_t, occ_t, lms * scale)
+        colours = st.StrandColours(lab, region, e, s_t, occ_t, lms * scale, own_pose=own_pose)
         # at the source's own pose (unwarped, its mirror the mesh's own), eye make-up is told
         # from a lock by the other eye wearing it too (strands.without_mirrored_make_up)
         mirrored = st.without_mirrored_make_up if own_pose else (lambda found, colours: found)

@@ -22,11 +22,13 @@ def robust_centre(values: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, np
 class StrandColours:
     """What strands are looked for by on one face (work scale): its skin's chroma learned on
     `region`, and which pixels step from it (`strands` uses them, for each outline it is
-    asked about: the colour tests run once)."""
+    asked about: the colour tests run once). `own_pose`: the source fused onto itself
+    (ClassicalEngine.own_finds), where a lock is also followed across its gaps
+    (hair_and_its_gaps) and takes its mixed edge (with_its_mixed_edge)."""
 
     def __init__(self, lab: np.ndarray, region: np.ndarray, eye_dist: float, tuning: Strands, occlusion: Occlusion,
-                 lms: np.ndarray | None = None):
-        self.lab, self.region, self.eye_dist, self.lms = lab, region, eye_dist, lms
+                 lms: np.ndarray | None = None, own_pose: bool = False):
+        self.lab, self.region, self.eye_dist, self.lms, self.own_pose = lab, region, eye_dist, lms, own_pose
         # the lips as the mesh draws them: a strand is followed across them (`strands`, `followed_down`)
         self.lips = np.zeros(region.shape, bool) if lms is None else lips(lms, region.shape[::-1])
         self.tuning, self.occlusion = tuning, occlusion
@@ -49,23 +51,32 @@ class StrandColours:
             self.grow = None
             return
         size = region.shape[::-1]
-        # a brow is darker than the skin by nature: its darkness is no gap between hairs
-        gaps = self.darker & ~((hull(lms[mesh.RIGHT_BROW], size) | hull(lms[mesh.LEFT_BROW], size)) > 0)
-        self.grow = hair_and_its_gaps(self.unlike | self.faint, gaps, eye_dist, tuning) & ~own_features(
-            lms, size, eye_dist, tuning, lab, floor)
+        self.own = own_features(lms, size, eye_dist, tuning, lab, floor)
+        coloured = self.unlike | self.faint
+        if own_pose:  # (a brow is darker than the skin by nature: its darkness is no gap between hairs)
+            dark = self.darker & ~((hull(lms[mesh.RIGHT_BROW], size) | hull(lms[mesh.LEFT_BROW], size)) > 0)
+            coloured = hair_and_its_gaps(coloured, dark, lightness, eye_dist, tuning)
+        self.grow = coloured & ~self.own
 
 
-def hair_and_its_gaps(coloured: np.ndarray, darker: np.ndarray, eye_dist: float, tuning: Strands) -> np.ndarray:
+def hair_and_its_gaps(coloured: np.ndarray, darker: np.ndarray, lightness: np.ndarray, eye_dist: float,
+                      tuning: Strands) -> np.ndarray:
     """bool: what a strand found thick is followed along (`strands`' `grow`): pixels of a
-    colour unlike the skin's, and the darker gaps between them, within a strand's `width` of
-    such a colour. A lock's hairs lie over their own shadows, darker than the skin and of no
-    colour of their own; without the gaps deepface_img3.jpg's lock was followed only to its
-    shadowed under-layer, and its outer half (beyond it) was pasted onto deepface_img19.jpg's
-    cheek as a sheaf of light hairs. Shading far from any such colour (a side-lit face's
-    shadowed half) is not followed."""
+    colour unlike the skin's (`coloured`), and the gaps between them: pixels darker than the
+    skin (`darker`) and than the hairs within a strand's `width` of them (their mean
+    `lightness`). A lock's hairs lie over their own shadows, darker than the skin, than the
+    hairs, and of no colour of their own; without the gaps deepface_img3.jpg's lock was
+    followed only to its shadowed under-layer, and its outer half (beyond it) was pasted
+    onto deepface_img19.jpg's cheek as a sheaf of light hairs. Skin shaded beside dark hair
+    is lighter than the hair, so it is no gap (fr_obama2.jpg's shaded cheek edge beside his
+    sideburn was filled as a pale streak), and shading far from any such colour (a side-lit
+    face's shadowed half) is not followed. Asked at the source's own pose only
+    (StrandColours' `own_pose`, ClassicalEngine.own_finds), as `with_its_mixed_edge` is."""
     k = max(3, int(round(tuning.width * eye_dist)) | 1)
-    near = cv2.dilate(coloured.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
-    return coloured | (darker & near)
+    hair = coloured.astype(np.float32)
+    around = cv2.boxFilter(hair, -1, (k, k))
+    hair_lightness = cv2.boxFilter(hair * lightness, -1, (k, k)) / np.maximum(around, 1e-6)
+    return coloured | (darker & (around > 0) & (lightness < hair_lightness))
 
 
 def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray | None = None,
@@ -74,7 +85,8 @@ def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray 
     shading and shadow change the lightness, and dark hair's lightness step is
     `occlusion.foreign_patches`' test), thicker than `width` eye distances, and connected to
     the face's outline; or, as light hair on light skin steps less, `chroma_z` robust
-    deviations of this face's own skin chroma, hanging `tall` from the outline. Each find
+    deviations of this face's own skin chroma, hanging `tall` from the outline, with the
+    mixed pixel along its edge (with_its_mixed_edge). Each find
     is followed along its thinner rest and the darker gaps between its hairs
     (hair_and_its_gaps; with `lms`: not into the eyes or the lips, nor where a brow has its
     own colour: own_features; but across the lips to what lies beyond them).
@@ -141,8 +153,10 @@ def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray 
         on = np.unique(along[kept])
         return np.isin(along, on[on > 0]) & (kept | ~c.lips)
 
-    found = reaching_in(c.unlike, grow=c.grow) | reaching_in(c.faint, tuning.tall, grow=c.grow,
-                                                             there=None if beyond is None else c.faint & beyond)
+    faint = reaching_in(c.faint, tuning.tall, grow=c.grow, there=None if beyond is None else c.faint & beyond)
+    if c.own_pose:
+        faint = with_its_mixed_edge(faint, outline, None if lms is None else c.own)
+    found = reaching_in(c.unlike, grow=c.grow) | faint
     if dark_where is not None and tuning.dark > 0:
         dark = c.darker & (dark_where > 0.5)
         found |= reaching_in(dark & (c.region > 0.5), tuning.tall, grow=c.grow,
@@ -151,6 +165,25 @@ def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray 
         # a strand may run through the lashes and lids round an eye, but they stay the eye's
         found |= reaching_in(hair, thin=True) & ~around_the_eyes(lms, outline.shape[::-1], eye_dist, tuning)
     return found.astype(np.float32)
+
+
+def with_its_mixed_edge(found: np.ndarray, outline: np.ndarray, own: np.ndarray | None) -> np.ndarray:
+    """bool: what the learned colour test found (`strands`: beyond this face's own skin
+    chroma, hanging `tall` from the outline), one work pixel wider inside the outline, but
+    not into the face's own features (`own`: the brows, the eyes, the lips). The work pixel
+    along a lock's edge is half lock, half skin, and for a light lock it fails the test.
+    Left out, the find's soft edge lay on the lock's innermost hairs and the shadow they
+    cast on the skin, and drew them as a thin dark line down the cheek (deepface_img3.jpg,
+    cases.md S10). The fixed chroma step's finds (`unlike`, which also takes a strongly lit
+    face's coloured shade: deepface_img27.jpg's forehead and magenta side) stay as found:
+    one pixel wider, those cost regular pair 1 its likeness. At the source's own pose only
+    (StrandColours' `own_pose`; ClassicalEngine.own_finds carries them to every fusion): at a
+    target's pose the warped source brings in what a turned source's silhouette shows beyond
+    it, and one pixel more of that drew a pale streak down fr_obama_32bit.png's cheek on
+    deepface_img19.jpg."""
+    inside = outline > 0.5
+    grown = (cv2.dilate(found.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & inside
+    return grown if own is None else (found & inside) | (grown & ~own)
 
 
 def without_mirrored_make_up(found: np.ndarray, colours: StrandColours) -> np.ndarray:
