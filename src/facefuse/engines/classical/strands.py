@@ -68,9 +68,10 @@ def hair_and_its_gaps(coloured: np.ndarray, darker: np.ndarray, lightness: np.nd
     hairs, and of no colour of their own; without the gaps deepface_img3.jpg's lock was
     followed only to its shadowed under-layer, and its outer half (beyond it) was pasted
     onto deepface_img19.jpg's cheek as a sheaf of light hairs. Skin shaded beside dark hair
-    is lighter than the hair, so it is no gap (fr_obama2.jpg's shaded cheek edge beside his
-    sideburn was filled as a pale streak), and shading far from any such colour (a side-lit
-    face's shadowed half) is not followed. Asked at the source's own pose only
+    is lighter than the hair, so it is no gap (no dev photo needed this: the pale streak down
+    fr_obama_32bit.png's cheek on deepface_img19.jpg first blamed on it came from
+    `with_its_mixed_edge` at a target's pose), and shading far from any such colour (a
+    side-lit face's shadowed half) is not followed. Asked at the source's own pose only
     (StrandColours' `own_pose`, ClassicalEngine.own_finds), as `with_its_mixed_edge` is."""
     k = max(3, int(round(tuning.width * eye_dist)) | 1)
     hair = coloured.astype(np.float32)
