@@ -59,6 +59,12 @@ class StrandColours:
         self.grow = coloured & ~self.own
 
 
+def strand_width_px(eye_dist: float, tuning: Strands) -> int:
+    """A strand's `width` in pixels of a grid whose eye distance is `eye_dist`: odd, at least 3
+    (a kernel for OpenCV's morphology and box filters)."""
+    return max(3, int(round(tuning.width * eye_dist)) | 1)
+
+
 def hair_and_its_gaps(coloured: np.ndarray, darker: np.ndarray, lightness: np.ndarray, eye_dist: float,
                       tuning: Strands) -> np.ndarray:
     """bool: what a strand found thick is followed along (`strands`' `grow`): pixels of a
@@ -73,7 +79,7 @@ def hair_and_its_gaps(coloured: np.ndarray, darker: np.ndarray, lightness: np.nd
     `with_its_mixed_edge` at a target's pose), and shading far from any such colour (a
     side-lit face's shadowed half) is not followed. Asked at the source's own pose only
     (StrandColours' `own_pose`, ClassicalEngine.own_finds), as `with_its_mixed_edge` is."""
-    k = max(3, int(round(tuning.width * eye_dist)) | 1)
+    k = strand_width_px(eye_dist, tuning)
     hair = coloured.astype(np.float32)
     around = cv2.boxFilter(hair, -1, (k, k))
     hair_lightness = cv2.boxFilter(hair * lightness, -1, (k, k)) / np.maximum(around, 1e-6)
@@ -103,7 +109,7 @@ def strands(colours: StrandColours, outline: np.ndarray, dark_where: np.ndarray 
     c, tuning, occlusion, eye_dist, lms = colours, colours.tuning, colours.occlusion, colours.eye_dist, colours.lms
     if not c.enough:
         return np.zeros(c.region.shape, np.float32)
-    k = max(3, int(round(tuning.width * eye_dist)) | 1)
+    k = strand_width_px(eye_dist, tuning)
     edge = (outline > 0.5) & (cv2.erode((outline > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0)
     eyes = np.zeros(outline.shape, bool) if lms is None else eye_openings(lms, outline.shape[::-1]) > 0
 
