@@ -138,7 +138,14 @@ class Eyes:
 @dataclass(frozen=True)
 class Frames:
     step: float = 35.0  # luma levels a frame is darker than what a closing of `width` fills it with
-    width: float = 0.12  # eye distances: dark lines thinner than this (rims, the bridge) are candidates
+    # eye distances: dark lines thinner than this (rims, the bridge) are candidates (0.12 missed
+    # simswap_specific2.png's blurred frames and faceapi_bernadette2.png's broken ones; at 0.18
+    # brows and lash lines join into rings on eight faces without glasses, and the bridge tells
+    # them apart: glasses._bridged; cases.md F3)
+    width: float = 0.18
+    # eye distances: within `width` of an eye a source's frame is taken only as dark lines
+    # thinner than this (the wide black-hat there takes the lids too: glasses.source_frames)
+    thin: float = 0.12
     span: float = 0.35  # eye distances: a frame's part spans at least this, across and down (it rings an eye)
     eye_px: float = 160.0  # px: eye distance frames are found at (a rim is still a few pixels wide)
     box_above: tuple[float, float] = (0.35, 0.1)  # eye distances beyond the eyes and brows, across and up, searched
