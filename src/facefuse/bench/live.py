@@ -205,9 +205,10 @@ def _cpu() -> float:
     return total
 
 
-def _play(url: str, source: bytes, frames: list[bytes], clients: int, ready, stop, results) -> None:
+def _play(url: str, source: bytes, frames: list[bytes], clients: int, ready, answered, stop, results) -> None:
     """In the cameras' own process (a browser is not in the server's): `clients` cameras
-    until `stop`; each one's records go back on `results`."""
+    until `stop`; `answered` is set once every camera has had a fused frame back; each one's
+    records go back on `results`."""
     cams = [_Camera(url, source, frames, CAMERA_FPS) for _ in range(clients)]
     barrier = threading.Barrier(clients + 1)
     threads = [threading.Thread(target=c.run, args=(barrier, stop), daemon=True) for c in cams]
@@ -218,6 +219,9 @@ def _play(url: str, source: bytes, frames: list[bytes], clients: int, ready, sto
     except threading.BrokenBarrierError:
         pass
     ready.set()
+    while not stop.is_set() and not all(c.received or c.error for c in cams):
+        stop.wait(0.05)
+    answered.set()
     stop.wait()
     for t in threads:
         t.join(30)
@@ -226,15 +230,18 @@ def _play(url: str, source: bytes, frames: list[bytes], clients: int, ready, sto
 
 def stream_run(port: int, source: bytes, frames: list[bytes], clients: int, seconds: float) -> dict:
     """`clients` cameras at once, in a process of their own, for WARMUP_S + `seconds`;
-    numbers from after the warm-up."""
+    numbers from after the warm-up, which starts when every camera has had its first fused
+    frame back (on a loaded machine the first frames once came after a fixed warm-up and the
+    window measured none)."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
-    ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    ready, answered, stop, results = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Queue()
     player = ctx.Process(target=_play, args=(f"ws://127.0.0.1:{port}/api/v1/live", source, frames, clients,
-                                             ready, stop, results), daemon=True)
+                                             ready, answered, stop, results), daemon=True)
     player.start()
     ready.wait(240)
+    answered.wait(240)
     time.sleep(WARMUP_S)
     t0, cpu0 = time.monotonic(), _cpu()
     time.sleep(seconds)
