@@ -233,8 +233,9 @@ def estimate_blur(image: np.ndarray, target: np.ndarray, base: np.ndarray, alpha
     with), `base` what the fused face is blended onto; all three float32 RGB of one shape,
     `alpha` float32 0..1 of that shape. `hidden` (0..1, optional): what the frame keeps in
     front of the face (a target's glasses frames, FusedFace.overlay), left out of the measure
-    with its soft edge: the frame's own lines there are not the face's focus (on
-    deepface_img25.jpg made soft they held the face at 1.5x the frame's sharpness)."""
+    with its soft edge: the frame's own lines there are not the face's focus (measured with
+    the face, faceapi_leonard1.png's frames had the step lift the fused skin to 1.95x the
+    frame's sharpness; left out, 1.05x)."""
     region = alpha > REGION
     if hidden is not None:
         region &= hidden <= 0.0  # its soft edge reaches the 3x3 derivatives' pixel beyond the line
