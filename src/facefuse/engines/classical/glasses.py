@@ -39,9 +39,12 @@ def target_frames(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Fra
     brows = np.zeros_like(rims.labels, np.uint8)
     for part in (rims.local[2 * rims.n:2 * rims.n + 10], rims.local[2 * rims.n + 10:]):
         cv2.fillConvexPoly(brows, np.round(cv2.convexHull(part)).astype(np.int32), 1)
-    # as strong as the line is dark: the rim's core in full, its soft edge partly
+    # the rims and every dark line joined to them, the nose's flanks included (there a lens's
+    # inner corner was cut off, and its bottom rim floated on the fused face as a loose
+    # stroke: simswap_multi_people.jpg's second face, faceapi_bernadette2.png), as strong as
+    # the line is dark: the rim's core in full, its soft edge partly
     strength = np.clip(rims.ridge.astype(np.float32) / np.float32(tuning.step) - 0.5, 0.0, 1.0)
-    frames = (rims.ring[rims.labels] & (brows == 0)) * strength
+    frames = (rims.rimmed[rims.lines] & (brows == 0)) * strength
     return _at_image_size(cv2.GaussianBlur(frames, (0, 0), 0.7), img.shape[:2], box)
 
 
@@ -109,12 +112,14 @@ class _Rims:
     """What `_rims` found, on its grid: each candidate's component (`labels`), which ring an
     eye (`ring`, per component), the black-hat (`ridge`), the eyes' and brows' landmarks
     (`local`, `n` per eye), the eye distance `e`, every dark line (`dark`, the nose's
-    flanks included), its components (`lines`), what lies above the brows' lower edges
-    (`brows`, 1: brow, never frame), the eye `openings` and the grid's `luma`."""
+    flanks included), its components (`lines`) and which of them hold a rim (`rimmed`), what
+    lies above the brows' lower edges (`brows`, 1: brow, never frame), the eye `openings` and
+    the grid's `luma`."""
 
-    def __init__(self, labels, ring, ridge, local, n, e, dark, lines, brows, openings, luma):
+    def __init__(self, labels, ring, ridge, local, n, e, dark, lines, rimmed, brows, openings, luma):
         self.labels, self.ring, self.ridge, self.local, self.n, self.e = labels, ring, ridge, local, n, e
-        self.dark, self.lines, self.brows, self.openings, self.luma = dark, lines, brows, openings, luma
+        self.dark, self.lines, self.rimmed, self.brows = dark, lines, rimmed, brows
+        self.openings, self.luma = openings, luma
 
 
 def _rims(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Frames) -> tuple[_Rims, tuple] | None:
@@ -165,7 +170,7 @@ def _rims(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Frames) -> 
     brows = _above_brows(local, n, size)
     if ringed < 2 or not _bridged(rimmed[lines] & (brows == 0), local, n, e, tuning):
         return None
-    return _Rims(labels, ring, ridge, local, n, e, dark, lines, brows, openings, luma), (x0, y0, x1, y1)
+    return _Rims(labels, ring, ridge, local, n, e, dark, lines, rimmed, brows, openings, luma), (x0, y0, x1, y1)
 
 
 def _bridged(rimmed: np.ndarray, local: np.ndarray, n: int, e: float, tuning: Frames) -> bool:
