@@ -94,17 +94,11 @@ def source_frames(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Fra
     lids = cv2.dilate(rims.openings, _disc(tuning.width, rims.e))
     near = cv2.dilate((rims.ring[rims.labels] & (lids == 0)).astype(np.uint8), _disc(tuning.joined, rims.e))
     # any dark line near the rims (away from the lids), the pads on the nose's flanks too
-    joined = np.zeros(int(rims.lines.max()) + 1, bool)
-    joined[np.unique(rims.lines[near > 0])] = True
-    joined[0] = False
-    wide = joined[rims.lines] & (lids == 0)
+    wide = _touching(rims.lines, near > 0)[rims.lines] & (lids == 0)
     # and the thin lines joined to them, lids or not
     ridge = cv2.morphologyEx(rims.luma, cv2.MORPH_BLACKHAT, _disc(tuning.thin, rims.e))
-    count, lines = cv2.connectedComponents((rims.dark & (ridge > tuning.step)).astype(np.uint8), connectivity=8)
-    joined = np.zeros(count, bool)
-    joined[np.unique(lines[near > 0])] = True
-    joined[0] = False
-    frames = ((joined[lines] | wide) & (rims.brows == 0)).astype(np.float32)
+    _, lines = cv2.connectedComponents((rims.dark & (ridge > tuning.step)).astype(np.uint8), connectivity=8)
+    frames = ((_touching(lines, near > 0)[lines] | wide) & (rims.brows == 0)).astype(np.float32)
     return (_at_image_size(frames, img.shape[:2], box) > 0.5).astype(np.uint8)
 
 
@@ -163,10 +157,8 @@ def _rims(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Frames) -> 
         ringed += int(ring[both].any())
     ring &= around
     # glasses: both eyes ringed, and the rims joined across the nose (the bridge)
-    count, lines = cv2.connectedComponents(dark.astype(np.uint8), connectivity=8)
-    rimmed = np.zeros(count, bool)
-    rimmed[np.unique(lines[ring[labels]])] = True
-    rimmed[0] = False
+    _, lines = cv2.connectedComponents(dark.astype(np.uint8), connectivity=8)
+    rimmed = _touching(lines, ring[labels])
     brows = _above_brows(local, n, size)
     if ringed < 2 or not _bridged(rimmed[lines] & (brows == 0), local, n, e, tuning):
         return None
@@ -193,6 +185,15 @@ def _above_brows(local: np.ndarray, n: int, size: tuple[int, int]) -> np.ndarray
     brows = np.zeros((size[1], size[0]), np.uint8)
     cv2.fillPoly(brows, [np.round(line).astype(np.int32)], 1)
     return brows
+
+
+def _touching(components: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Per component of a label image (cv2.connectedComponents'), whether it has a pixel
+    in `where`; the background (0) never."""
+    touching = np.zeros(int(components.max()) + 1, bool)
+    touching[np.unique(components[where])] = True
+    touching[0] = False
+    return touching
 
 
 def _disc(eye_distances: float, e: float) -> np.ndarray:
