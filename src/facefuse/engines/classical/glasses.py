@@ -118,7 +118,8 @@ class _Rims:
 
 def _rims(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Frames) -> tuple[_Rims, tuple] | None:
     """The dark lines ringing the eyes (see target_frames), on the grid they are found on,
-    and that grid's box in the image (x0, y0, x1, y1); None: none."""
+    and that grid's box in the image (x0, y0, x1, y1); None: no glasses (not both eyes
+    ringed, or no bridge between them)."""
     h, w = img.shape[:2]
     pts = np.concatenate([lms[mesh.RIGHT_EYE], lms[mesh.LEFT_EYE], lms[mesh.RIGHT_BROW], lms[mesh.LEFT_BROW]])
     x0, y0 = (pts.min(0) - np.float32(tuning.box_above) * eye_dist).astype(int)
