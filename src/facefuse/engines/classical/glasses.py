@@ -157,11 +157,14 @@ def _rims(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Frames) -> 
         around[both] = True
         ringed += int(ring[both].any())
     ring &= around
-    # glasses: both eyes ringed, and the rims joined across the nose (the bridge)
+    # glasses: both eyes ringed (most faces stop here, on every video frame), and the rims
+    # joined across the nose (the bridge)
+    if ringed < 2:
+        return None
     _, lines = cv2.connectedComponents(dark.astype(np.uint8), connectivity=8)
     rimmed = _touching(lines, ring[labels])
     brows = _above_brows(local, n, size)
-    if ringed < 2 or not _bridged(rimmed[lines] & (brows == 0), local, n, e, tuning):
+    if not _bridged(rimmed[lines] & (brows == 0), local, n, e, tuning):
         return None
     return _Rims(labels, ring, ridge, local, n, e, dark, lines, rimmed, brows, openings, luma), (x0, y0, x1, y1)
 
