@@ -335,3 +335,27 @@ def test_a_targets_thin_frames_on_a_turned_face_stay_in_front(fuser, data_dir, t
     tuning = fuser.engine.tuning
     monkeypatch.setattr(fuser.engine, "tuning", replace(tuning, frames=replace(tuning.frames, width=0.12)))
     assert moved(fuser.fuse(target_path, target, ratio=1.0)) > 25.0
+
+
+def test_a_targets_frames_are_found_before_the_warp(fuser, data_dir):
+    """Bernadette's thin frames (bernadette1, 150 px) as a target at ratio 1.0: her eyes move
+    to the source's shape, and on the re-shaped target (FusedFace.base, remapped with
+    bilinear weights) a rim breaks and no frame is found there (the failure mode, asserted
+    below). Found on the target's own pixels and carried by its map, they stay in front:
+    their pixels move by 16 levels on average, against 46 when they were looked for on the
+    re-shaped target (measured with ghost_murakami.jpg as the source)."""
+    from facefuse.engines.classical import DEFAULT_TUNING, glasses as gl
+
+    target = read_image(data_dir / "faceapi_bernadette1.png")
+    lms = fuser.detect(target).faces[0].landmarks
+    frames = gl.target_frames(target, lms[: mesh.N_MESH], mesh.eye_distance(lms[: mesh.N_MESH]), DEFAULT_TUNING.frames)
+    assert frames is not None
+    core = frames > 0.5
+    luma = np.float32([0.299, 0.587, 0.114])
+    source = read_image(data_dir / "ghost_murakami.jpg")
+    result = fuser.fuse(source, target, ratio=1.0)
+    assert float(np.abs(result.astype(np.float32) @ luma - target.astype(np.float32) @ luma)[core].mean()) < 25.0
+    fused = fuser.engine.fuse(fuser.engine.prepare_source(source, fuser.detect(source).faces[0]), target, lms, 1.0)
+    assert fused.overlay is not None and float(fused.overlay[core].mean()) > 0.5
+    on_base = gl.target_frames(fused.base, fused.landmarks, mesh.eye_distance(fused.landmarks), DEFAULT_TUNING.frames)
+    assert on_base is None  # where they were looked for before

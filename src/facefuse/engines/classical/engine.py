@@ -244,8 +244,14 @@ class ClassicalEngine(Engine):
             warped, valid = complete_by_symmetry(warped, warped_mirror, d, m, vis)
         tgt = target_roi.astype(np.float32)
         base = tgt if ratio == 0 else cv2.remap(tgt, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        # the target's glasses frames, found on its own pixels and carried by its map: found on
+        # the re-shaped target, a thin rim blurred by the remap broke at ratio 1.0, and the
+        # frames were pasted over (simswap_specific2.png as pair 12's target)
+        frames = target_frames(target_roi, g.t_lms, g.eye, t.frames)
+        if frames is not None and ratio != 0:
+            frames = cv2.remap(frames, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         return Warped(source=warped, base=base, drawn=drawn, target_seen=target_seen, valid=valid, maps=(sx, sy),
-                      source_not_skin=not_skin, source_finds=finds, source_hands=hands)
+                      source_not_skin=not_skin, source_finds=finds, source_hands=hands, target_frames=frames)
 
     def what_to_keep(self, w: Warped, g: FaceGeometry, work: WorkScale, source: SourceFace, reuse: bool = False,
                      own_pose: bool = False) -> tuple[KeptMasks, SourceFinds | None]:
@@ -320,6 +326,6 @@ class ClassicalEngine(Engine):
             fused[box] += ratio * tone
         eyes = keep_target_eyes(fused, w.base, g.geom, g.t_lms, g.s_lms, g.eye, t.eyes,
                                 at_least=t.eyes.profile_keep * g.source_profile)
-        frames = target_frames(w.base, g.geom, g.eye, t.frames)
+        frames = w.target_frames
         return FusedFace(image=fused, base=w.base, mask=region, landmarks=g.geom, face_size=g.face_size, light=state,
                          overlay=frames, alpha=alpha, kept=kept_report(kept, eyes, frames), skin=kept.skin)

@@ -299,6 +299,6 @@ def with_covered_eyes(found: np.ndarray, lms: np.ndarray, eye_dist: float, tunin
     out = found.copy()
     for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
         around = around_the_eye(lms[ring], found.shape[::-1], eye_dist, tuning)
-        if found[around].mean() > tuning.eye_share:
+        if around.any() and found[around].mean() > tuning.eye_share:  # (an eye off the grid: none)
             out[around] = 1.0
     return out

@@ -256,3 +256,4 @@ class Warped:
     # frame (engine.SourceFinds.masks; None: not carried)
     source_finds: np.ndarray | None = None
     source_hands: np.ndarray | None = None  # 0..1: the source's hands in front of its face (labels.py), warped
+    target_frames: np.ndarray | None = None  # 0..1: the target's glasses frames (glasses.target_frames), warped
