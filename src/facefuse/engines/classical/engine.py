@@ -87,11 +87,13 @@ class SourceFinds:
 class TrackState:
     """What a video track hands from one frame's fusion to the next (FusedFace.light): this
     frame's light (light.LightField), what was found on the source's pixels on its first,
-    and the target's head rotation in this frame."""
+    the target's head rotation in this frame, and whether the track's face has shown
+    glasses frames (then one ringed eye finds them: glasses.target_frames' `eyes_ringed`)."""
 
     light: LightField | None
     source: SourceFinds | None
     rotation: np.ndarray | None = None
+    glasses: bool = False
 
 
 def softened_outward(found: np.ndarray) -> np.ndarray:
@@ -136,14 +138,15 @@ class ClassicalEngine(Engine):
         # this source's finds on the track, at the pose they were made at; reused near that pose
         earlier = previous.source if previous.source is not None and previous.source.of(source.face.landmarks) else None
         carried = earlier if earlier is not None and earlier.near(g.t_pose.rotation, self.tuning) else None
-        w = self.warp(source, target_roi, g, ratio, earlier or self.own_finds(source))  # none yet: the source's own
+        w = self.warp(source, target_roi, g, ratio, earlier or self.own_finds(source),  # none yet: the source's own
+                      glasses=previous.glasses)
         work = WorkScale(target_roi.shape[:2], g.eye, self.tuning.work)
         kept, found = self.what_to_keep(w, g, work, source, reuse=carried is not None)
         region, shown, filled = compose_kept(kept)
         lit, field, alpha, fill = self.light_and_detail(w, g, kept, shown, filled, region, work, previous.light,
                                                         light_keep)
-        fused = self.finish(w, g, kept, region, shown, lit, TrackState(field, carried or found, g.t_pose.rotation), alpha,
-                            ratio, fill)
+        state = TrackState(field, carried or found, g.t_pose.rotation, previous.glasses or w.target_frames is not None)
+        fused = self.finish(w, g, kept, region, shown, lit, state, alpha, ratio, fill)
         # and what was left out of the source when it was prepared: its glasses frames (painted
         # out, glasses.py) and its hands (labels.label_hands), as shares of its face
         fused.kept.update(source_frames=source.prepared.get("frames_share", 0.0),
@@ -175,12 +178,15 @@ class ClassicalEngine(Engine):
         they hold for the finished frame's source and pose: frames fused side by side each
         start from the state of the frame `in_flight` before them, so at a track's start (or
         after a turn) each finds its own, and without this the frames would take the finds in
-        turn (an even frame the first's, an odd one the second's) for the whole track."""
-        if kept is None or finished is None or kept.source is None or finished.source is None:
+        turn (an even frame the first's, an odd one the second's) for the whole track. Glasses
+        either frame showed stay shown."""
+        if kept is None or finished is None:
             return finished
-        if kept.source.of(finished.source.source_lms) and kept.source.near(finished.rotation, self.tuning):
-            return TrackState(finished.light, kept.source, finished.rotation)
-        return finished
+        source = finished.source
+        if (kept.source is not None and source is not None and kept.source.of(source.source_lms)
+                and kept.source.near(finished.rotation, self.tuning)):
+            source = kept.source
+        return TrackState(finished.light, source, finished.rotation, kept.glasses or finished.glasses)
 
     def geometry(self, source: SourceFace, target_landmarks: np.ndarray, ratio: float) -> FaceGeometry:
         t_lms = target_landmarks[: mesh.N_MESH].astype(np.float32)
@@ -196,11 +202,12 @@ class ClassicalEngine(Engine):
             source_turned=turned(s_pose, vis.turned), source_profile=turned(s_pose, vis.profile_yaw))
 
     def warp(self, source: SourceFace, target_roi: np.ndarray, g: FaceGeometry, ratio: float,
-             earlier: SourceFinds | None = None) -> Warped:
+             earlier: SourceFinds | None = None, glasses: bool = False) -> Warped:
         """One dense map per texture and one remap each, drawn far to near; a source
         triangle the source photo hides takes its mirror triangle's texture; per-vertex
         weights ride along as vertex fields; the track's `earlier` finds on the source through
-        one more map, on the coarse grid (Warped.source_finds)."""
+        one more map, on the coarse grid (Warped.source_finds); the target's glasses frames
+        through the target's (`glasses`: the track has shown them, TrackState)."""
         t, vis = self.tuning, self.tuning.visibility
         h, w = target_roi.shape[:2]
         src_img, src_alpha, s_pts, to_src = source_at_scale(source, g.source_scale, g.align, t.warp, self._scaled)
@@ -247,7 +254,7 @@ class ClassicalEngine(Engine):
         # the target's glasses frames, found on its own pixels and carried by its map: found on
         # the re-shaped target, a thin rim blurred by the remap broke at ratio 1.0, and the
         # frames were pasted over (simswap_specific2.png as pair 12's target)
-        frames = target_frames(target_roi, g.t_lms, g.eye, t.frames)
+        frames = target_frames(target_roi, g.t_lms, g.eye, t.frames, eyes_ringed=1 if glasses else 2)
         if frames is not None and ratio != 0:
             frames = cv2.remap(frames, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         return Warped(source=warped, base=base, drawn=drawn, target_seen=target_seen, valid=valid, maps=(sx, sy),

@@ -14,7 +14,8 @@ from ...masks import face_region_mask, face_share
 from .tuning import Frames
 
 
-def target_frames(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Frames) -> np.ndarray | None:
+def target_frames(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Frames,
+                  eyes_ringed: int = 2) -> np.ndarray | None:
     """0..1 over the ROI where the target wears glasses frames (None: no frames found), to
     be laid over the blended face (FusedFace.overlay): a frame is thinner than the occluder
     rule's opening and faded where the face was pasted.
@@ -30,8 +31,15 @@ def target_frames(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Fra
     face without glasses keeps the source's eyes and brows. (Brows are not cut out: a top
     rim runs under them and was lost.) Found at an eye distance of `eye_px`; the pixels
     laid over are the target's own at full resolution, so the frame stays as crisp as the
-    photo."""
-    found = _rims(img, lms, eye_dist, tuning)
+    photo.
+
+    `eyes_ringed`: how many eyes a rim must ring. On a video track whose face has shown its
+    glasses already, one (with the bridge): a quick move's motion blur or a turn breaks one
+    lens's rims on some frames, and the frames blinked off there (a moving-head clip made
+    from faceapi_bernadette1.png: found on 107 of 200 frames with two, 198 with one). On a
+    still, two: one ringed eye and a bridge also take four dev faces without glasses (a
+    squint, a lid crease joined to the brow)."""
+    found = _rims(img, lms, eye_dist, tuning, eyes_ringed)
     if found is None:
         return None
     rims, box = found
@@ -116,10 +124,11 @@ class _Rims:
         self.openings, self.luma = openings, luma
 
 
-def _rims(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Frames) -> tuple[_Rims, tuple] | None:
+def _rims(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Frames,
+          eyes_ringed: int = 2) -> tuple[_Rims, tuple] | None:
     """The dark lines ringing the eyes (see target_frames), on the grid they are found on,
-    and that grid's box in the image (x0, y0, x1, y1); None: no glasses (not both eyes
-    ringed, or no bridge between them)."""
+    and that grid's box in the image (x0, y0, x1, y1); None: no glasses (fewer than
+    `eyes_ringed` eyes ringed, or no bridge between them)."""
     h, w = img.shape[:2]
     pts = np.concatenate([lms[mesh.RIGHT_EYE], lms[mesh.LEFT_EYE], lms[mesh.RIGHT_BROW], lms[mesh.LEFT_BROW]])
     x0, y0 = (pts.min(0) - np.float32(tuning.box_above) * eye_dist).astype(int)
@@ -157,9 +166,9 @@ def _rims(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Frames) -> 
         around[both] = True
         ringed += int(ring[both].any())
     ring &= around
-    # glasses: both eyes ringed (most faces stop here, on every video frame), and the rims
-    # joined across the nose (the bridge)
-    if ringed < 2:
+    # glasses: both eyes ringed (most faces stop here, on every video frame; on a track that
+    # has shown glasses, one), and the rims joined across the nose (the bridge)
+    if ringed < eyes_ringed:
         return None
     _, lines = cv2.connectedComponents(dark.astype(np.uint8), connectivity=8)
     rimmed = _touching(lines, ring[labels])
