@@ -394,3 +394,39 @@ def test_a_tracks_glasses_stay_found_through_motion_blur(fuser, data_dir):
         return float(np.abs(out @ luma - blurred.astype(np.float32) @ luma)[core].mean())
 
     assert moved(carried) < 20.0 < moved(fresh)  # measured 10.5 and 37.8
+
+
+def test_a_line_reaching_into_a_lens_is_not_laid_back(fuser, target_path, monkeypatch):
+    """Dark rims drawn round the target's eyes and joined by a bridge are laid back over the
+    fused face (glasses.target_frames), but a stroke joined to a top rim that reaches into
+    the lens toward the eye (a lash line at the outer corner, as on faceapi_bernadette1.png)
+    is the face's: laid back, it floated by the fused eye as a dark fleck. Measured: the
+    rims' core 0.93 laid back, the stroke's inner part 0.0; with the lenses not cut out (the
+    ablation) the stroke 0.94."""
+    from facefuse.engines.classical import DEFAULT_TUNING, glasses as gl
+
+    target = read_image(target_path)
+    lms = fuser.detect(target).faces[0].landmarks[: mesh.N_MESH]
+    eye = mesh.eye_distance(lms)
+    rims, stroke = np.zeros(target.shape[:2], np.uint8), np.zeros(target.shape[:2], np.uint8)
+    width = max(2, int(0.05 * eye))
+    centres = sorted(tuple(lms[idx].mean(0)) for idx in (mesh.RIGHT_EYE, mesh.LEFT_EYE))
+    for (cx, cy), side in zip(centres, (-1, 1), strict=True):
+        cv2.ellipse(rims, (int(cx), int(cy)), (int(0.36 * eye), int(0.26 * eye)), 0, 0, 360, 1, width)
+        cv2.line(stroke, (int(cx + side * 0.3 * eye), int(cy - 0.2 * eye)),
+                 (int(cx + side * 0.18 * eye), int(cy - 0.05 * eye)), 1, max(2, width // 2))
+    (ax, ay), (bx, by) = centres
+    cv2.line(rims, (int(ax + 0.36 * eye), int(ay)), (int(bx - 0.36 * eye), int(by)), 1, width)  # the bridge
+    framed = target.copy()
+    framed[(rims | stroke) > 0] = 25
+    core = cv2.erode(rims, np.ones((3, 3), np.uint8)) > 0
+    inner = (stroke > 0) & (cv2.dilate(rims, np.ones((2 * width + 1,) * 2, np.uint8)) == 0)
+
+    def laid_back() -> tuple[float, float]:
+        frames = gl.target_frames(framed, lms, eye, DEFAULT_TUNING.frames)
+        return float(frames[core].mean()), float(frames[inner].mean())
+
+    rim, reached = laid_back()
+    assert rim > 0.8 and reached < 0.1
+    monkeypatch.setattr(gl, "_lenses", lambda frames, *a: np.zeros(frames.shape, np.uint8))
+    assert laid_back()[1] > 0.8

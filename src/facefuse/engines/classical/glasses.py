@@ -52,7 +52,8 @@ def target_frames(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Fra
     # stroke: simswap_multi_people.jpg's second face, faceapi_bernadette2.png), as strong as
     # the line is dark: the rim's core in full, its soft edge partly
     strength = np.clip(rims.ridge.astype(np.float32) / np.float32(tuning.step) - 0.5, 0.0, 1.0)
-    frames = (rims.rimmed[rims.lines] & (brows == 0)) * strength
+    lines = rims.rimmed[rims.lines]
+    frames = (lines & (brows == 0) & (_lenses(lines, rims.local, rims.n) == 0)) * strength
     return _at_image_size(cv2.GaussianBlur(frames, (0, 0), 0.7), img.shape[:2], box)
 
 
@@ -186,6 +187,24 @@ def _bridged(rimmed: np.ndarray, local: np.ndarray, n: int, e: float, tuning: Fr
     inner = local[[8, n + 8]]  # inner eye corners (133, 362)
     mid = int(round(inner[:, 0].mean()))
     return bool(rimmed[:int(inner[:, 1].max() + tuning.nose_below * e), max(0, mid - 1):mid + 2].any())
+
+
+def _lenses(frames: np.ndarray, local: np.ndarray, n: int) -> np.ndarray:
+    """1 inside each lens the frames enclose: the convex hull of the hole they close round
+    an eye. A line joined to a rim that reaches into it is the face's own (a lash line at
+    the eye's outer corner, joined to the top rim), not the frame: laid back, it floated
+    as a dark fleck by the fused eye (faceapi_bernadette1.png in a moving-head clip,
+    deepface_img24.jpg under deepface_img1.jpg). Where the rims do not close, nothing."""
+    h, w = frames.shape
+    outside = np.pad(frames.astype(np.uint8), 1)
+    cv2.floodFill(outside, None, (0, 0), 1)
+    _, holes = cv2.connectedComponents((outside[1:-1, 1:-1] == 0).astype(np.uint8), connectivity=4)
+    lenses = np.zeros((h, w), np.uint8)
+    for eye_pts in (local[:n], local[n:2 * n]):
+        cx, cy = np.round(eye_pts.mean(0)).astype(int)
+        if 0 <= cy < h and 0 <= cx < w and holes[cy, cx]:
+            cv2.fillConvexPoly(lenses, cv2.convexHull(cv2.findNonZero((holes == holes[cy, cx]).astype(np.uint8))), 1)
+    return lenses
 
 
 def _above_brows(local: np.ndarray, n: int, size: tuple[int, int]) -> np.ndarray:
