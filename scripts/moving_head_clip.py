@@ -11,17 +11,26 @@ The talking head holds its head nearly still; this makes it move across the fram
 rotation -6 to +10 degrees at up to 23 degrees a second), the case where fused faces
 flicker and detection misses frames. The clip stays outside the repository (it is
 made from a shared clip); `video_eval.py --clips DIR` judges it with the others.
+
+    .venv/bin/python scripts/moving_head_clip.py --photo ../shared/faces/faceapi_bernadette1.png
+        --scale 3 --out /tmp/glasses_clip.mp4
+
+moves a still photo along the same path (25 fps, enlarged `--scale` times first): none of
+the dev clips shows a face wearing glasses, and QUALITY.md stop 40 measures how a target's
+frames hold through such a clip.
 """
 
 from __future__ import annotations
 
 import argparse
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from facefuse.video.io import VideoReader, VideoWriter
+from facefuse.io import read_image
+from facefuse.video.io import VideoInfo, VideoReader, VideoWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 SHUTTER = 0.5  # share of the frame time the virtual shutter is open
@@ -61,12 +70,33 @@ def blurred(rgb: np.ndarray, t: float, dt: float) -> np.ndarray:
     return np.clip(acc / SUBFRAMES + 0.5, 0, 255).astype(np.uint8)
 
 
+def still_clip(photo: str, out: str, seconds: float, scale: float, fps: int = 25) -> None:
+    """A clip of `photo` moved along the camera path, `fps` frames a second."""
+    rgb = read_image(photo)
+    if scale != 1.0:
+        rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    rgb = np.ascontiguousarray(rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2])  # even sides for yuv420p
+    h, w = rgb.shape[:2]
+    info = VideoInfo(path=photo, width=w, height=h, fps=Fraction(fps), frames=int(seconds * fps), duration=seconds,
+                     time_base=Fraction(1, fps), codec="h264", pix_fmt="yuv420p", rotation=0)
+    with VideoWriter(out, info, quality=90, overwrite=True, audio=False) as writer:
+        for i in range(info.frames):
+            writer.write(blurred(rgb, i / fps, 1.0 / fps), i)
+        writer.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clip", default=str(ROOT.parent / "shared" / "videos" / "sadtalker_aoc.mp4"))
     ap.add_argument("--out", default="/tmp/moving_head.mp4")
     ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--photo", help="a still photo to move instead of the clip's frames")
+    ap.add_argument("--scale", type=float, default=1.0, help="enlarge the photo this many times first")
     args = ap.parse_args()
+    if args.photo:
+        still_clip(args.photo, args.out, args.seconds, args.scale)
+        print(args.out)
+        return
     reader = VideoReader(args.clip, end=args.seconds)
     info = reader.info
     dt = 1.0 / float(info.fps)
