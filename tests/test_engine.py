@@ -396,6 +396,26 @@ def test_a_tracks_glasses_stay_found_through_motion_blur(fuser, data_dir):
     assert moved(carried) < 20.0 < moved(fresh)  # measured 10.5 and 37.8
 
 
+def _drawn_glasses(image: np.ndarray, lms: np.ndarray, eye: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`image` with dark rims drawn round its eyes, joined by a bridge, and a thin stroke
+    from each top rim's outer part into the lens toward the eye (a lash line joined to the
+    rim); with the rims' core and the stroke's part inside the lens as masks."""
+    rims, stroke = np.zeros(image.shape[:2], np.uint8), np.zeros(image.shape[:2], np.uint8)
+    width = max(2, int(0.05 * eye))
+    centres = sorted(tuple(lms[idx].mean(0)) for idx in (mesh.RIGHT_EYE, mesh.LEFT_EYE))
+    for (cx, cy), side in zip(centres, (-1, 1), strict=True):
+        cv2.ellipse(rims, (int(cx), int(cy)), (int(0.36 * eye), int(0.26 * eye)), 0, 0, 360, 1, width)
+        cv2.line(stroke, (int(cx + side * 0.3 * eye), int(cy - 0.2 * eye)),
+                 (int(cx + side * 0.18 * eye), int(cy - 0.05 * eye)), 1, max(2, width // 2))
+    (ax, ay), (bx, by) = centres
+    cv2.line(rims, (int(ax + 0.36 * eye), int(ay)), (int(bx - 0.36 * eye), int(by)), 1, width)  # the bridge
+    framed = image.copy()
+    framed[(rims | stroke) > 0] = 25
+    core = cv2.erode(rims, np.ones((3, 3), np.uint8)) > 0
+    inner = (stroke > 0) & (cv2.dilate(rims, np.ones((2 * width + 1,) * 2, np.uint8)) == 0)
+    return framed, core, inner
+
+
 def test_a_line_reaching_into_a_lens_is_not_laid_back(fuser, target_path, monkeypatch):
     """Dark rims drawn round the target's eyes and joined by a bridge are laid back over the
     fused face (glasses.target_frames), but a stroke joined to a top rim that reaches into
@@ -408,19 +428,7 @@ def test_a_line_reaching_into_a_lens_is_not_laid_back(fuser, target_path, monkey
     target = read_image(target_path)
     lms = fuser.detect(target).faces[0].landmarks[: mesh.N_MESH]
     eye = mesh.eye_distance(lms)
-    rims, stroke = np.zeros(target.shape[:2], np.uint8), np.zeros(target.shape[:2], np.uint8)
-    width = max(2, int(0.05 * eye))
-    centres = sorted(tuple(lms[idx].mean(0)) for idx in (mesh.RIGHT_EYE, mesh.LEFT_EYE))
-    for (cx, cy), side in zip(centres, (-1, 1), strict=True):
-        cv2.ellipse(rims, (int(cx), int(cy)), (int(0.36 * eye), int(0.26 * eye)), 0, 0, 360, 1, width)
-        cv2.line(stroke, (int(cx + side * 0.3 * eye), int(cy - 0.2 * eye)),
-                 (int(cx + side * 0.18 * eye), int(cy - 0.05 * eye)), 1, max(2, width // 2))
-    (ax, ay), (bx, by) = centres
-    cv2.line(rims, (int(ax + 0.36 * eye), int(ay)), (int(bx - 0.36 * eye), int(by)), 1, width)  # the bridge
-    framed = target.copy()
-    framed[(rims | stroke) > 0] = 25
-    core = cv2.erode(rims, np.ones((3, 3), np.uint8)) > 0
-    inner = (stroke > 0) & (cv2.dilate(rims, np.ones((2 * width + 1,) * 2, np.uint8)) == 0)
+    framed, core, inner = _drawn_glasses(target, lms, eye)
 
     def laid_back() -> tuple[float, float]:
         frames = gl.target_frames(framed, lms, eye, DEFAULT_TUNING.frames)
@@ -430,3 +438,27 @@ def test_a_line_reaching_into_a_lens_is_not_laid_back(fuser, target_path, monkey
     assert rim > 0.8 and reached < 0.1
     monkeypatch.setattr(gl, "_lenses", lambda frames, *a: np.zeros(frames.shape, np.uint8))
     assert laid_back()[1] > 0.8
+
+
+def test_a_line_reaching_into_a_lens_is_not_painted_out(fuser, target_path, monkeypatch):
+    """The same drawn glasses on the photo as a source: the rims are painted out (glasses.source_frames),
+    the stroke reaching into each lens is the face's and is kept, as on a target
+    (deepface_img25.jpg's lash lines joined to a rim were painted, and its eyes came out in
+    dark smudges). With the lenses not cut (the ablation), the stroke is painted too.
+    (The README target's photo, drawn on, serves as the source: source_frames reads only
+    the image and its landmarks.)"""
+    from facefuse.engines.classical import DEFAULT_TUNING, glasses as gl
+
+    source = read_image(target_path)
+    lms = fuser.detect(source).faces[0].landmarks[: mesh.N_MESH]
+    eye = mesh.eye_distance(lms)
+    framed, core, inner = _drawn_glasses(source, lms, eye)
+
+    def painted() -> tuple[float, float]:
+        frames = gl.source_frames(framed, lms, eye, DEFAULT_TUNING.frames)
+        return float(frames[core].mean()), float(frames[inner].mean())
+
+    rim, reached = painted()
+    assert rim > 0.5 and reached < 0.1  # measured 0.61 (the top rims above the brows' lower edge stay: brow) and 0.0
+    monkeypatch.setattr(gl, "_lenses", lambda frames, *a: np.zeros(frames.shape, np.uint8))
+    assert painted()[1] > 0.8  # measured 1.0

@@ -95,7 +95,9 @@ def source_frames(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Fra
     Within a black-hat's `width` of an eye's opening, only lines thinner than `thin` are
     taken: there the wide black-hat also takes the lash line and the lid's crease as one
     band joined to the rim, and painting them out smeared the eyes (`deepface_img24.jpg`:
-    its lids were lost on every target)."""
+    its lids were lost on every target). And what reaches into a lens the rims close is
+    kept, as on a target (`_lenses`): `deepface_img25.jpg`'s lash lines joined to a rim were
+    painted out, and its eyes came out in dark smudges."""
     found = _rims(img, lms, eye_dist, tuning)
     if found is None:
         return None
@@ -107,7 +109,9 @@ def source_frames(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Fra
     # and the thin lines joined to them, lids or not
     ridge = cv2.morphologyEx(rims.luma, cv2.MORPH_BLACKHAT, _disc(tuning.thin, rims.e))
     _, lines = cv2.connectedComponents((rims.dark & (ridge > tuning.step)).astype(np.uint8), connectivity=8)
-    frames = ((_touching(lines, near > 0)[lines] | wide) & (rims.brows == 0)).astype(np.float32)
+    joined = _touching(lines, near > 0)[lines] | wide
+    # what reaches into a lens is the face's (its lash lines, joined to a rim), as on a target
+    frames = (joined & (rims.brows == 0) & (_lenses(joined, rims.local, rims.n) == 0)).astype(np.float32)
     return (_at_image_size(frames, img.shape[:2], box) > 0.5).astype(np.uint8)
 
 
