@@ -416,49 +416,30 @@ def _drawn_glasses(image: np.ndarray, lms: np.ndarray, eye: float) -> tuple[np.n
     return framed, core, inner
 
 
-def test_a_line_reaching_into_a_lens_is_not_laid_back(fuser, target_path, monkeypatch):
-    """Dark rims drawn round the target's eyes and joined by a bridge are laid back over the
-    fused face (glasses.target_frames), but a stroke joined to a top rim that reaches into
-    the lens toward the eye (a lash line at the outer corner, as on faceapi_bernadette1.png)
-    is the face's: laid back, it floated by the fused eye as a dark fleck. Measured: the
-    rims' core 0.93 laid back, the stroke's inner part 0.0; with the lenses not cut out (the
-    ablation) the stroke 0.94."""
+@pytest.mark.parametrize(("finder", "rims_found"), [("target_frames", 0.8), ("source_frames", 0.5)])
+def test_a_line_reaching_into_a_lens_is_the_faces(fuser, target_path, monkeypatch, finder, rims_found):
+    """Dark rims drawn round the eyes and joined by a bridge are a target's frames laid back
+    over the fused face (glasses.target_frames) and a source's frames painted out
+    (glasses.source_frames); a stroke joined to a top rim that reaches into the lens toward
+    the eye (a lash line at the outer corner) is the face's, on both sides. Laid back, it
+    floated by the fused eye as a dark fleck (faceapi_bernadette1.png); painted out,
+    deepface_img25.jpg's eyes came out in dark smudges. Measured: the rims' core 0.93 laid
+    back and 0.61 painted (a source's top rims above the brows' lower edge stay: brow), the
+    stroke's inner part 0.0 on both; with the lenses not cut (the ablation) 0.94 and 1.0.
+    (The README target's photo, drawn on, serves both: the finders read only the image and
+    its landmarks.)"""
     from facefuse.engines.classical import DEFAULT_TUNING, glasses as gl
 
-    target = read_image(target_path)
-    lms = fuser.detect(target).faces[0].landmarks[: mesh.N_MESH]
+    image = read_image(target_path)
+    lms = fuser.detect(image).faces[0].landmarks[: mesh.N_MESH]
     eye = mesh.eye_distance(lms)
-    framed, core, inner = _drawn_glasses(target, lms, eye)
+    framed, core, inner = _drawn_glasses(image, lms, eye)
 
-    def laid_back() -> tuple[float, float]:
-        frames = gl.target_frames(framed, lms, eye, DEFAULT_TUNING.frames)
+    def found() -> tuple[float, float]:
+        frames = getattr(gl, finder)(framed, lms, eye, DEFAULT_TUNING.frames)
         return float(frames[core].mean()), float(frames[inner].mean())
 
-    rim, reached = laid_back()
-    assert rim > 0.8 and reached < 0.1
+    rim, reached = found()
+    assert rim > rims_found and reached < 0.1
     monkeypatch.setattr(gl, "_lenses", lambda frames, *a: np.zeros(frames.shape, np.uint8))
-    assert laid_back()[1] > 0.8
-
-
-def test_a_line_reaching_into_a_lens_is_not_painted_out(fuser, target_path, monkeypatch):
-    """The same drawn glasses on the photo as a source: the rims are painted out (glasses.source_frames),
-    the stroke reaching into each lens is the face's and is kept, as on a target
-    (deepface_img25.jpg's lash lines joined to a rim were painted, and its eyes came out in
-    dark smudges). With the lenses not cut (the ablation), the stroke is painted too.
-    (The README target's photo, drawn on, serves as the source: source_frames reads only
-    the image and its landmarks.)"""
-    from facefuse.engines.classical import DEFAULT_TUNING, glasses as gl
-
-    source = read_image(target_path)
-    lms = fuser.detect(source).faces[0].landmarks[: mesh.N_MESH]
-    eye = mesh.eye_distance(lms)
-    framed, core, inner = _drawn_glasses(source, lms, eye)
-
-    def painted() -> tuple[float, float]:
-        frames = gl.source_frames(framed, lms, eye, DEFAULT_TUNING.frames)
-        return float(frames[core].mean()), float(frames[inner].mean())
-
-    rim, reached = painted()
-    assert rim > 0.5 and reached < 0.1  # measured 0.61 (the top rims above the brows' lower edge stay: brow) and 0.0
-    monkeypatch.setattr(gl, "_lenses", lambda frames, *a: np.zeros(frames.shape, np.uint8))
-    assert painted()[1] > 0.8  # measured 1.0
+    assert found()[1] > 0.8
