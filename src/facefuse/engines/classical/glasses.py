@@ -11,6 +11,7 @@ from ... import mesh
 from ...faces import SourceFace
 from ...imaging import LUMA, scale_for
 from ...masks import face_region_mask, face_share
+from .strands import hull
 from .tuning import Frames
 
 
@@ -44,9 +45,8 @@ def target_frames(img: np.ndarray, lms: np.ndarray, eye_dist: float, tuning: Fra
         return None
     rims, box = found
     # a brow joined to a top rim is the person's own, not the frame: not laid over
-    brows = np.zeros_like(rims.labels, np.uint8)
-    for part in (rims.local[2 * rims.n:2 * rims.n + 10], rims.local[2 * rims.n + 10:]):
-        cv2.fillConvexPoly(brows, np.round(cv2.convexHull(part)).astype(np.int32), 1)
+    size = rims.labels.shape[::-1]
+    brows = hull(rims.local[2 * rims.n:2 * rims.n + 10], size) | hull(rims.local[2 * rims.n + 10:], size)
     # the rims and every dark line joined to them, the nose's flanks included (there a lens's
     # inner corner was cut off, and its bottom rim floated on the fused face as a loose
     # stroke: simswap_multi_people.jpg's second face, faceapi_bernadette2.png), as strong as
@@ -249,9 +249,7 @@ def _at_image_size(frames: np.ndarray, shape: tuple[int, int], box: tuple) -> np
 
 def _eye_openings(local: np.ndarray, n: int, size: tuple[int, int], e: float, tuning: Frames) -> np.ndarray:
     """1 on the eye openings and a margin round them: no frame is looked for there."""
-    own = np.zeros((size[1], size[0]), np.uint8)
-    for part in (local[:n], local[n:2 * n]):
-        cv2.fillConvexPoly(own, np.round(cv2.convexHull(part)).astype(np.int32), 1)
+    own = hull(local[:n], size) | hull(local[n:2 * n], size)
     return cv2.dilate(own, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (max(3, int(tuning.opening_margin * e) | 1),) * 2))
 
 
